@@ -1,0 +1,715 @@
+//! Full-depth (L3) order books for every instrument a shard owns.
+//!
+//! [`Books`] owns all state of one shard: a slab of live orders, a slab of price levels, the index
+//! from order reference to order, one [`Book`] per instrument and a short memory of recent trades
+//! for `B` (broken trade). It applies messages one at a time and reports what changed through an
+//! [`EventSink`]. It never blocks, never does I/O and never allocates per message once its slabs
+//! have reached the day's high-water mark; feed anomalies are counted, never fatal.
+//!
+//! Structure choices, and why (the figures are in the top-level README):
+//! - orders by reference: [`ref_index::RefIndex`], identity-hashed open addressing, because
+//!   references grow with time and die young; a direct array would need gigabytes for a day;
+//! - orders and levels in slabs ([`store`]) with stable handles, so E/C/X/D (half of all
+//!   messages) reach their order, level and queue neighbours by index, with no search;
+//! - price levels per side in a sorted vector with the best last ([`side`]), because activity
+//!   clusters at the top, where insertion and removal move almost nothing;
+//! - books indexed directly by stock locate (a `u16`), no hashing at all.
+
+pub mod instrument;
+pub mod ref_index;
+pub mod side;
+pub mod store;
+
+pub use instrument::{Anomalies, Book, CrossState, TradeStats};
+pub use side::{LevelId, Side, SideKind};
+pub use store::{Level, Order, NIL};
+
+use crate::events::{Bbo, Break, EventSink, Quote, Trade, TradeKind};
+use crate::itch::{decode, DecodeError, Header, Message, Stock, ALL_TYPES, TYPE_INDEX};
+use ref_index::RefIndex;
+use store::Slab;
+
+/// Trades remembered for `B`, by match number modulo this (a power of two).
+const TRADE_MEMORY: usize = 1 << 16;
+
+#[derive(Debug, Clone, Copy)]
+struct TradeRecord {
+    match_number: u64,
+    shares: u64,
+    price: u32,
+    book: u32,
+}
+
+const NO_TRADE: TradeRecord = TradeRecord {
+    match_number: 0,
+    shares: 0,
+    price: 0,
+    book: NIL,
+};
+
+/// One aggregated price level, for depth output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelInfo {
+    /// Price, Price(4).
+    pub price: u32,
+    /// Shares at the price.
+    pub shares: u64,
+    /// Orders at the price.
+    pub orders: u32,
+}
+
+/// How much to reserve up front, so the hot path does not grow vectors mid-session.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Live orders at the busiest moment.
+    pub orders: usize,
+    /// Live price levels, all books and sides together.
+    pub levels: usize,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            orders: 1 << 16,
+            levels: 1 << 12,
+        }
+    }
+}
+
+/// All books of one shard.
+pub struct Books {
+    orders: Slab<Order>,
+    levels: Slab<Level>,
+    index: RefIndex,
+    books: Vec<Book>,
+    by_locate: Box<[u32]>,
+    recent: Box<[TradeRecord]>,
+    orphan: Anomalies,
+    by_type: [u64; ALL_TYPES.len() + 1],
+}
+
+impl Default for Books {
+    fn default() -> Self {
+        Books::with_capacity(Capacity::default())
+    }
+}
+
+impl Books {
+    /// Empty books with room reserved as `cap` says.
+    pub fn with_capacity(cap: Capacity) -> Self {
+        Books {
+            orders: Slab::with_capacity(cap.orders),
+            levels: Slab::with_capacity(cap.levels),
+            index: RefIndex::with_capacity(cap.orders),
+            books: Vec::new(),
+            by_locate: vec![NIL; 1 << 16].into_boxed_slice(),
+            recent: vec![NO_TRADE; TRADE_MEMORY].into_boxed_slice(),
+            orphan: Anomalies::default(),
+            by_type: [0; ALL_TYPES.len() + 1],
+        }
+    }
+
+    /// Decodes `msg` (one frame's message bytes) and applies it.
+    ///
+    /// Fails only when `msg` is not a well-formed ITCH 5.0 message; everything a well-formed
+    /// message can do wrong to a book is counted as an anomaly instead.
+    #[inline]
+    pub fn apply<S: EventSink>(&mut self, msg: &[u8], sink: &mut S) -> Result<(), DecodeError> {
+        let m = decode(msg)?;
+        self.apply_decoded(&m, sink);
+        Ok(())
+    }
+
+    /// Applies an already decoded message.
+    #[inline]
+    pub fn apply_decoded<S: EventSink>(&mut self, m: &Message<'_>, sink: &mut S) {
+        self.by_type[TYPE_INDEX[m.tag() as usize] as usize] += 1;
+        match *m {
+            Message::AddOrder(v) => {
+                let h = v.header();
+                self.add(
+                    &h,
+                    v.stock(),
+                    v.order_ref(),
+                    v.side(),
+                    v.shares(),
+                    v.price(),
+                    sink,
+                )
+            }
+            Message::AddOrderMpid(v) => {
+                let h = v.header();
+                self.add(
+                    &h,
+                    v.stock(),
+                    v.order_ref(),
+                    v.side(),
+                    v.shares(),
+                    v.price(),
+                    sink,
+                )
+            }
+            Message::OrderExecuted(v) => {
+                let exec = Exec {
+                    shares: v.executed_shares(),
+                    match_number: v.match_number(),
+                };
+                self.execute(&v.header(), v.order_ref(), exec, None, true, sink)
+            }
+            Message::OrderExecutedWithPrice(v) => {
+                let exec = Exec {
+                    shares: v.executed_shares(),
+                    match_number: v.match_number(),
+                };
+                let printable = v.printable() != b'N';
+                let px = Some(v.execution_price());
+                self.execute(&v.header(), v.order_ref(), exec, px, printable, sink)
+            }
+            Message::OrderCancel(v) => {
+                self.cancel(&v.header(), v.order_ref(), v.cancelled_shares(), sink)
+            }
+            Message::OrderDelete(v) => self.delete(&v.header(), v.order_ref(), sink),
+            Message::OrderReplace(v) => {
+                let h = v.header();
+                self.replace(
+                    &h,
+                    v.original_ref(),
+                    v.new_ref(),
+                    v.shares(),
+                    v.price(),
+                    sink,
+                )
+            }
+            Message::Trade(v) => {
+                let h = v.header();
+                let b = self.book_for(h.locate, v.stock());
+                let t = Trade {
+                    locate: h.locate,
+                    timestamp: h.timestamp,
+                    match_number: v.match_number(),
+                    price: v.price(),
+                    shares: v.shares() as u64,
+                    side: v.side(),
+                    printable: true,
+                    kind: TradeKind::NonDisplayed,
+                };
+                self.print(b, &t, sink);
+            }
+            Message::CrossTrade(v) => {
+                let h = v.header();
+                let b = self.book_for(h.locate, v.stock());
+                let t = Trade {
+                    locate: h.locate,
+                    timestamp: h.timestamp,
+                    match_number: v.match_number(),
+                    price: v.cross_price(),
+                    shares: v.shares(),
+                    side: b' ',
+                    printable: true,
+                    kind: TradeKind::Cross,
+                };
+                // A cross that matched nothing still prints a `Q` with zero shares.
+                if t.shares > 0 {
+                    self.print(b, &t, sink);
+                }
+            }
+            Message::BrokenTrade(v) => self.broken(&v.header(), v.match_number(), sink),
+            Message::StockDirectory(v) => {
+                let b = self.book_for(v.locate(), v.stock());
+                self.books[b].symbol = v.stock();
+            }
+            Message::StockTradingAction(v) => {
+                let b = self.book_for(v.locate(), v.stock());
+                self.books[b].trading_state = v.trading_state();
+            }
+            _ => {}
+        }
+    }
+
+    /// The dense index of the book for `locate`, creating it on first sight.
+    #[inline(always)]
+    fn book_for(&mut self, locate: u16, stock: Stock) -> usize {
+        let b = self.by_locate[locate as usize];
+        if b != NIL {
+            return b as usize;
+        }
+        let b = self.books.len();
+        self.books.push(Book::new(locate, stock));
+        self.by_locate[locate as usize] = b as u32;
+        b
+    }
+
+    #[inline(always)]
+    fn anomalies_at(&mut self, locate: u16) -> &mut Anomalies {
+        match self.by_locate[locate as usize] {
+            NIL => &mut self.orphan,
+            b => &mut self.books[b as usize].anomalies,
+        }
+    }
+
+    /// Looks up a live order named by a message, counting an unknown reference or a locate that
+    /// disagrees with the order's own.
+    #[inline(always)]
+    fn lookup(&mut self, h: &Header, order_ref: u64) -> Option<u32> {
+        let Some(oid) = self.index.get(order_ref) else {
+            self.anomalies_at(h.locate).unknown_ref += 1;
+            return None;
+        };
+        let b = self.orders[oid].book as usize;
+        if self.books[b].locate != h.locate {
+            self.books[b].anomalies.locate_mismatch += 1;
+        }
+        Some(oid)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn add<S: EventSink>(
+        &mut self,
+        h: &Header,
+        stock: Stock,
+        order_ref: u64,
+        side: u8,
+        shares: u32,
+        price: u32,
+        sink: &mut S,
+    ) {
+        let b = self.book_for(h.locate, stock);
+        let book = &mut self.books[b];
+        if book.symbol != stock {
+            book.anomalies.symbol_mismatch += 1;
+        }
+        let Some(kind) = SideKind::from_itch(side) else {
+            book.anomalies.bad_side += 1;
+            return;
+        };
+        if shares == 0 {
+            book.anomalies.zero_shares += 1;
+            return;
+        }
+        if self.index.get(order_ref).is_some() {
+            book.anomalies.duplicate_ref += 1;
+            return;
+        }
+        if self.place(b, kind, order_ref, shares, price) {
+            self.publish(b, h.timestamp, sink);
+        }
+    }
+
+    /// Rests a new order at the back of its level; returns whether it is at the top.
+    #[inline(always)]
+    fn place(&mut self, b: usize, kind: SideKind, order_ref: u64, shares: u32, price: u32) -> bool {
+        let side = self.books[b].side_mut(kind);
+        let level = match side.find(price) {
+            Ok(l) => l,
+            Err(pos) => {
+                let l = self.levels.alloc(Level {
+                    shares: 0,
+                    price,
+                    orders: 0,
+                    head: NIL,
+                    tail: NIL,
+                });
+                side.insert_at(pos, price, l);
+                l
+            }
+        };
+        let at_top = side.best() == Some(level);
+        let lv = self.levels[level];
+        let oid = self.orders.alloc(Order {
+            order_ref,
+            shares,
+            price,
+            prev: lv.tail,
+            next: NIL,
+            level,
+            book: b as u16,
+            side: kind,
+        });
+        if lv.tail != NIL {
+            self.orders[lv.tail].next = oid;
+        }
+        let lv = &mut self.levels[level];
+        if lv.head == NIL {
+            lv.head = oid;
+        }
+        lv.tail = oid;
+        lv.orders += 1;
+        lv.shares += shares as u64;
+        let fresh = self.index.insert(order_ref, oid);
+        debug_assert!(fresh, "caller checked the reference is not live");
+        at_top
+    }
+
+    /// Takes `shares` off a live order, removing it when none remain; returns whether the level
+    /// was the top of its side.
+    #[inline(always)]
+    fn reduce(&mut self, oid: u32, shares: u32) -> bool {
+        let o = self.orders[oid];
+        if shares >= o.shares {
+            return self.remove(oid);
+        }
+        self.orders[oid].shares = o.shares - shares;
+        self.levels[o.level].shares -= shares as u64;
+        self.books[o.book as usize].side(o.side).best() == Some(o.level)
+    }
+
+    /// Removes a live order from its queue, level and index; returns whether the level was the
+    /// top of its side.
+    #[inline(always)]
+    fn remove(&mut self, oid: u32) -> bool {
+        let o = self.orders[oid];
+        if o.prev != NIL {
+            self.orders[o.prev].next = o.next;
+        }
+        if o.next != NIL {
+            self.orders[o.next].prev = o.prev;
+        }
+        let lv = &mut self.levels[o.level];
+        if lv.head == oid {
+            lv.head = o.next;
+        }
+        if lv.tail == oid {
+            lv.tail = o.prev;
+        }
+        lv.orders -= 1;
+        debug_assert!(
+            lv.shares >= o.shares as u64,
+            "level shares never go negative"
+        );
+        lv.shares -= o.shares as u64;
+        let emptied = lv.orders == 0;
+        let side = self.books[o.book as usize].side_mut(o.side);
+        let at_top = side.best() == Some(o.level);
+        if emptied {
+            debug_assert_eq!(self.levels[o.level].shares, 0);
+            let l = side.remove(o.price);
+            debug_assert_eq!(l, o.level);
+            self.levels.free(l);
+        }
+        self.index.remove(o.order_ref);
+        self.orders.free(oid);
+        at_top
+    }
+
+    #[inline(always)]
+    fn execute<S: EventSink>(
+        &mut self,
+        h: &Header,
+        order_ref: u64,
+        exec: Exec,
+        price: Option<u32>,
+        printable: bool,
+        sink: &mut S,
+    ) {
+        let Some(oid) = self.lookup(h, order_ref) else {
+            return;
+        };
+        let o = self.orders[oid];
+        let b = o.book as usize;
+        if exec.shares > o.shares {
+            self.books[b].anomalies.exec_exceeds_order += 1;
+        }
+        let t = Trade {
+            locate: self.books[b].locate,
+            timestamp: h.timestamp,
+            match_number: exec.match_number,
+            price: price.unwrap_or(o.price),
+            shares: exec.shares as u64,
+            side: match o.side {
+                SideKind::Bid => b'B',
+                SideKind::Ask => b'S',
+            },
+            printable,
+            kind: if price.is_some() {
+                TradeKind::ExecutedWithPrice
+            } else {
+                TradeKind::Executed
+            },
+        };
+        self.print(b, &t, sink);
+        if self.reduce(oid, exec.shares) {
+            self.publish(b, h.timestamp, sink);
+        }
+    }
+
+    #[inline(always)]
+    fn cancel<S: EventSink>(&mut self, h: &Header, order_ref: u64, shares: u32, sink: &mut S) {
+        let Some(oid) = self.lookup(h, order_ref) else {
+            return;
+        };
+        let o = self.orders[oid];
+        if shares > o.shares {
+            self.books[o.book as usize].anomalies.cancel_exceeds_order += 1;
+        }
+        if self.reduce(oid, shares) {
+            self.publish(o.book as usize, h.timestamp, sink);
+        }
+    }
+
+    #[inline(always)]
+    fn delete<S: EventSink>(&mut self, h: &Header, order_ref: u64, sink: &mut S) {
+        let Some(oid) = self.lookup(h, order_ref) else {
+            return;
+        };
+        let b = self.orders[oid].book as usize;
+        if self.remove(oid) {
+            self.publish(b, h.timestamp, sink);
+        }
+    }
+
+    #[inline(always)]
+    fn replace<S: EventSink>(
+        &mut self,
+        h: &Header,
+        original: u64,
+        new_ref: u64,
+        shares: u32,
+        price: u32,
+        sink: &mut S,
+    ) {
+        let Some(oid) = self.lookup(h, original) else {
+            return;
+        };
+        let o = self.orders[oid];
+        let b = o.book as usize;
+        let mut touched = self.remove(oid);
+        if shares == 0 {
+            self.books[b].anomalies.zero_shares += 1;
+        } else if self.index.get(new_ref).is_some() {
+            self.books[b].anomalies.duplicate_ref += 1;
+        } else {
+            touched |= self.place(b, o.side, new_ref, shares, price);
+        }
+        if touched {
+            self.publish(b, h.timestamp, sink);
+        }
+    }
+
+    /// Counts a trade (printable ones in the statistics), remembers it for `B`, and emits it.
+    #[inline(always)]
+    fn print<S: EventSink>(&mut self, b: usize, t: &Trade, sink: &mut S) {
+        let book = &mut self.books[b];
+        if t.printable {
+            book.stats.record(t.price, t.shares, t.timestamp);
+            self.recent[t.match_number as usize & (TRADE_MEMORY - 1)] = TradeRecord {
+                match_number: t.match_number,
+                shares: t.shares,
+                price: t.price,
+                book: b as u32,
+            };
+        } else {
+            book.stats.non_printable += 1;
+        }
+        sink.on_trade(t);
+    }
+
+    fn broken<S: EventSink>(&mut self, h: &Header, match_number: u64, sink: &mut S) {
+        let slot = &mut self.recent[match_number as usize & (TRADE_MEMORY - 1)];
+        let reversed = slot.book != NIL && slot.match_number == match_number;
+        if reversed {
+            let r = core::mem::replace(slot, NO_TRADE);
+            self.books[r.book as usize].stats.reverse(r.price, r.shares);
+        } else {
+            self.anomalies_at(h.locate).unknown_break += 1;
+        }
+        let brk = Break {
+            locate: h.locate,
+            timestamp: h.timestamp,
+            match_number,
+            reversed,
+        };
+        sink.on_break(&brk);
+    }
+
+    #[inline(always)]
+    fn quote(&self, side: &Side) -> Quote {
+        match side.best() {
+            Some(l) => {
+                let lv = &self.levels[l];
+                Quote {
+                    price: lv.price,
+                    shares: lv.shares,
+                    orders: lv.orders,
+                }
+            }
+            None => Quote::default(),
+        }
+    }
+
+    /// Re-reads the top of book `b`; emits a BBO event and updates the crossed/locked state
+    /// when it changed.
+    #[inline(always)]
+    fn publish<S: EventSink>(&mut self, b: usize, timestamp: u64, sink: &mut S) {
+        let book = &self.books[b];
+        let top = (self.quote(&book.bids), self.quote(&book.asks));
+        if top == book.top {
+            return;
+        }
+        let state = if top.0.orders == 0 || top.1.orders == 0 || top.0.price < top.1.price {
+            CrossState::Normal
+        } else if top.0.price == top.1.price {
+            CrossState::Locked
+        } else {
+            CrossState::Crossed
+        };
+        let book = &mut self.books[b];
+        if state != book.cross {
+            match state {
+                CrossState::Crossed => book.anomalies.crossed += 1,
+                CrossState::Locked => book.anomalies.locked += 1,
+                CrossState::Normal => {}
+            }
+            book.cross = state;
+        }
+        book.top = top;
+        sink.on_bbo(&Bbo {
+            locate: book.locate,
+            timestamp,
+            bid: top.0,
+            ask: top.1,
+        });
+    }
+
+    /// Every book, in the order they were first seen.
+    pub fn books(&self) -> &[Book] {
+        &self.books
+    }
+
+    /// The book of `locate`, if one exists.
+    pub fn book(&self, locate: u16) -> Option<&Book> {
+        match self.by_locate[locate as usize] {
+            NIL => None,
+            b => Some(&self.books[b as usize]),
+        }
+    }
+
+    /// Aggregated levels of one side, best first.
+    pub fn depth<'a>(
+        &'a self,
+        book: &'a Book,
+        kind: SideKind,
+    ) -> impl Iterator<Item = LevelInfo> + 'a {
+        book.side(kind).levels().map(move |l| {
+            let lv = &self.levels[l];
+            LevelInfo {
+                price: lv.price,
+                shares: lv.shares,
+                orders: lv.orders,
+            }
+        })
+    }
+
+    /// The orders queued at one level, oldest first (the L3 view).
+    pub fn queue(&self, level: LevelId) -> impl Iterator<Item = &Order> + '_ {
+        let mut at = self.levels[level].head;
+        core::iter::from_fn(move || {
+            (at != NIL).then(|| {
+                let o = &self.orders[at];
+                at = o.next;
+                o
+            })
+        })
+    }
+
+    /// The live order with reference `order_ref`, if any.
+    pub fn order(&self, order_ref: u64) -> Option<&Order> {
+        self.index.get(order_ref).map(|o| &self.orders[o])
+    }
+
+    /// Live orders across all books.
+    pub fn live_orders(&self) -> usize {
+        self.orders.live()
+    }
+
+    /// Messages applied, by type, in [`ALL_TYPES`] order; the last entry is always zero.
+    pub fn by_type(&self) -> &[u64; ALL_TYPES.len() + 1] {
+        &self.by_type
+    }
+
+    /// Anomalies of messages whose locate has no book.
+    pub fn orphan_anomalies(&self) -> &Anomalies {
+        &self.orphan
+    }
+
+    /// All anomalies: every book's plus the orphans.
+    pub fn total_anomalies(&self) -> Anomalies {
+        let mut a = self.orphan;
+        self.books.iter().for_each(|b| a.add(&b.anomalies));
+        a
+    }
+
+    /// Heap bytes held by orders, levels, the index and the trade memory.
+    pub fn heap_bytes(&self) -> usize {
+        let sides: usize = self
+            .books
+            .iter()
+            .map(|b| core::mem::size_of::<Book>() + b.bids.heap_bytes() + b.asks.heap_bytes())
+            .sum();
+        self.orders.heap_bytes()
+            + self.levels.heap_bytes()
+            + self.index.heap_bytes()
+            + self.by_locate.len() * 4
+            + self.recent.len() * core::mem::size_of::<TradeRecord>()
+            + sides
+    }
+
+    /// Checks every structural invariant; returns the first one broken. For tests: O(orders).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen_orders = 0usize;
+        for (bi, book) in self.books.iter().enumerate() {
+            for kind in [SideKind::Bid, SideKind::Ask] {
+                let side = book.side(kind);
+                if !side.is_sorted() {
+                    return Err(format!(
+                        "{}: {kind:?} levels out of order",
+                        book.symbol_str()
+                    ));
+                }
+                for l in side.levels() {
+                    let lv = &self.levels[l];
+                    let (mut n, mut sh) = (0u32, 0u64);
+                    for o in self.queue(l) {
+                        let ok = o.level == l && o.price == lv.price && o.side == kind;
+                        if !ok || o.book as usize != bi || o.shares == 0 {
+                            return Err(format!("order {} misfiled", o.order_ref));
+                        }
+                        if self.order(o.order_ref).map(|x| x.order_ref) != Some(o.order_ref) {
+                            return Err(format!("order {} not indexed", o.order_ref));
+                        }
+                        n += 1;
+                        sh += o.shares as u64;
+                    }
+                    if n == 0 || n != lv.orders || sh != lv.shares {
+                        return Err(format!(
+                            "{} {kind:?} level {}: {n} orders / {sh} shares queued, level says {} / {}",
+                            book.symbol_str(),
+                            lv.price,
+                            lv.orders,
+                            lv.shares
+                        ));
+                    }
+                    seen_orders += n as usize;
+                }
+            }
+            let top = (self.quote(&book.bids), self.quote(&book.asks));
+            if top != book.top {
+                return Err(format!("{}: published top is stale", book.symbol_str()));
+            }
+        }
+        if seen_orders != self.orders.live() || seen_orders != self.index.len() {
+            return Err(format!(
+                "{seen_orders} orders queued, {} in the slab, {} indexed",
+                self.orders.live(),
+                self.index.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Exec {
+    shares: u32,
+    match_number: u64,
+}

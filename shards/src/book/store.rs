@@ -1,0 +1,143 @@
+//! Slab storage for live orders and price levels, addressed by stable `u32` handles.
+//!
+//! Why slabs: handles never move, so an order can point at its level and its queue neighbours,
+//! and every execute, cancel or delete is a few indexed loads with no search. Freed slots go on a
+//! LIFO free list, so the next add reuses the slot that was touched last and is still in cache.
+//! Never allocates once the slabs reach the day's high-water mark.
+
+use super::side::{LevelId, SideKind};
+
+/// Handle meaning "none" in every link.
+pub const NIL: u32 = u32::MAX;
+
+/// A live order: 32 bytes, two per cache line.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct Order {
+    /// Day-unique reference.
+    pub order_ref: u64,
+    /// Shares still displayed; never zero while live.
+    pub shares: u32,
+    /// Limit price, Price(4).
+    pub price: u32,
+    /// Previous (older) order in the level's FIFO queue.
+    pub prev: u32,
+    /// Next (younger) order in the level's FIFO queue; doubles as the free-list link.
+    pub next: u32,
+    /// The level the order rests on.
+    pub level: LevelId,
+    /// Dense index of the order's book.
+    pub book: u16,
+    /// Side of the order.
+    pub side: SideKind,
+}
+
+/// A price level: aggregates plus the ends of its FIFO queue.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct Level {
+    /// Sum of the shares of its orders; never zero while the level exists.
+    pub shares: u64,
+    /// Limit price, Price(4).
+    pub price: u32,
+    /// Number of orders queued; never zero while the level exists.
+    pub orders: u32,
+    /// Oldest order (front of the queue).
+    pub head: u32,
+    /// Youngest order (back of the queue); doubles as the free-list link.
+    pub tail: u32,
+}
+
+/// Something a slab can hold: it must lend one field to the free list.
+pub trait Slotted: Copy {
+    /// The field that links free slots.
+    fn link(&mut self) -> &mut u32;
+}
+
+impl Slotted for Order {
+    fn link(&mut self) -> &mut u32 {
+        &mut self.next
+    }
+}
+
+impl Slotted for Level {
+    fn link(&mut self) -> &mut u32 {
+        &mut self.tail
+    }
+}
+
+/// A vector of slots with a LIFO free list.
+#[derive(Debug, Clone)]
+pub struct Slab<T: Slotted> {
+    items: Vec<T>,
+    free: u32,
+    live: usize,
+}
+
+impl<T: Slotted> Slab<T> {
+    /// A slab with room for `n` items before it grows.
+    pub fn with_capacity(n: usize) -> Self {
+        Slab {
+            items: Vec::with_capacity(n),
+            free: NIL,
+            live: 0,
+        }
+    }
+
+    /// Stores `item` and returns its handle.
+    #[inline(always)]
+    pub fn alloc(&mut self, item: T) -> u32 {
+        self.live += 1;
+        if self.free != NIL {
+            let h = self.free;
+            let slot = &mut self.items[h as usize];
+            self.free = *slot.link();
+            *slot = item;
+            h
+        } else {
+            let h = self.items.len();
+            assert!(
+                h < NIL as usize,
+                "slab is full: more than 4 billion live items"
+            );
+            self.items.push(item);
+            h as u32
+        }
+    }
+
+    /// Returns the slot of `h` to the free list.
+    #[inline(always)]
+    pub fn free(&mut self, h: u32) {
+        self.live -= 1;
+        *self.items[h as usize].link() = self.free;
+        self.free = h;
+    }
+
+    /// Items in use.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.items.capacity() * core::mem::size_of::<T>()
+    }
+}
+
+impl<T: Slotted> core::ops::Index<u32> for Slab<T> {
+    type Output = T;
+    #[inline(always)]
+    fn index(&self, h: u32) -> &T {
+        &self.items[h as usize]
+    }
+}
+
+impl<T: Slotted> core::ops::IndexMut<u32> for Slab<T> {
+    #[inline(always)]
+    fn index_mut(&mut self, h: u32) -> &mut T {
+        &mut self.items[h as usize]
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Order>() == 32);
+const _: () = assert!(core::mem::size_of::<Level>() == 24);

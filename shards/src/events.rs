@@ -1,0 +1,116 @@
+//! Events the books emit while they apply messages: trades, best bid/offer changes, breaks.
+//!
+//! Owns the event types and the [`EventSink`] trait through which a shard hands them on. Events
+//! are small `Copy` values with no heap data, so emitting one never allocates; a sink whose methods
+//! do nothing compiles away entirely.
+
+/// Which message printed a trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TradeKind {
+    /// `E`: a displayed order executed at its own price.
+    Executed = b'E',
+    /// `C`: a displayed order executed at another price.
+    ExecutedWithPrice = b'C',
+    /// `P`: a non-displayed order matched.
+    NonDisplayed = b'P',
+    /// `Q`: an opening, closing, halt or IPO cross.
+    Cross = b'Q',
+}
+
+/// One execution, printable or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trade {
+    /// Instrument.
+    pub locate: u16,
+    /// Feed time, nanoseconds since midnight.
+    pub timestamp: u64,
+    /// Day-unique match number.
+    pub match_number: u64,
+    /// Price, Price(4).
+    pub price: u32,
+    /// Shares matched.
+    pub shares: u64,
+    /// Side of the resting order (`B`/`S`), or `b' '` for a cross.
+    pub side: u8,
+    /// Whether it counts towards volume and VWAP.
+    pub printable: bool,
+    /// Which message printed it.
+    pub kind: TradeKind,
+}
+
+/// Top of one side: price, shares and orders at the best level; all zero when the side is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quote {
+    /// Best price, Price(4); 0 when empty.
+    pub price: u32,
+    /// Shares at the best price.
+    pub shares: u64,
+    /// Orders at the best price.
+    pub orders: u32,
+}
+
+/// The best bid and offer of one instrument after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Bbo {
+    /// Instrument.
+    pub locate: u16,
+    /// Feed time of the message that changed it.
+    pub timestamp: u64,
+    /// Best bid.
+    pub bid: Quote,
+    /// Best ask.
+    pub ask: Quote,
+}
+
+/// A trade that the exchange broke (`B`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Break {
+    /// Instrument named by the message.
+    pub locate: u16,
+    /// Feed time.
+    pub timestamp: u64,
+    /// Match number of the broken trade.
+    pub match_number: u64,
+    /// Whether the trade was still remembered and its volume taken back.
+    pub reversed: bool,
+}
+
+/// Receives events as the books produce them. Every method defaults to doing nothing.
+pub trait EventSink {
+    /// A trade printed.
+    #[inline(always)]
+    fn on_trade(&mut self, _trade: &Trade) {}
+    /// The best bid or offer of an instrument changed.
+    #[inline(always)]
+    fn on_bbo(&mut self, _bbo: &Bbo) {}
+    /// A trade was broken.
+    #[inline(always)]
+    fn on_break(&mut self, _brk: &Break) {}
+}
+
+/// Discards every event.
+impl EventSink for () {}
+
+/// Collects every event, in order; for tests and small tools, not the hot path.
+#[derive(Debug, Default, Clone)]
+pub struct EventLog {
+    /// Trades in arrival order.
+    pub trades: Vec<Trade>,
+    /// BBO changes in arrival order.
+    pub bbos: Vec<Bbo>,
+    /// Breaks in arrival order.
+    pub breaks: Vec<Break>,
+}
+
+impl EventSink for EventLog {
+    fn on_trade(&mut self, t: &Trade) {
+        self.trades.push(*t);
+    }
+    fn on_bbo(&mut self, b: &Bbo) {
+        self.bbos.push(*b);
+    }
+    fn on_break(&mut self, b: &Break) {
+        self.breaks.push(*b);
+    }
+}

@@ -1,0 +1,715 @@
+//! The order-flow model behind [`Generator`]: a small book per instrument, kept just well enough
+//! to never cross, to execute against the real top of book, and to pick orders to cancel.
+//!
+//! Price model: each instrument has a boundary tick `b`; bids rest at or below `b`, asks at or
+//! above `b + 1`, so the displayed book can never cross or lock. `b` random-walks inside the
+//! current spread (it can only move where no resting order is in the way), and executions that
+//! empty the top level open the room it moves into. `b` stays within 300 ticks of the reference
+//! price and adds land at most 199 ticks from `b`, so every price fits a fixed 1,024-tick window.
+
+use super::rng::Rng;
+use super::universe::{universe, Instrument};
+use super::{GenConfig, GenError, Profile};
+use crate::itch::*;
+
+const NIL: u32 = u32::MAX;
+const WINDOW: i32 = 1024;
+const HALF: i32 = WINDOW / 2;
+const DRIFT: i32 = 300;
+const MAX_DEPTH: i32 = 200;
+const NO_BID: i32 = i32::MIN;
+const NO_ASK: i32 = i32::MAX;
+
+/// Nanoseconds since midnight for the fixed points of the day.
+const fn hms(h: u64, m: u64, s: u64) -> u64 {
+    ((h * 60 + m) * 60 + s) * 1_000_000_000
+}
+const T_START: u64 = hms(3, 5, 0);
+const T_SYSTEM: u64 = hms(4, 0, 0);
+const T_OPEN: u64 = hms(9, 30, 0);
+const T_CLOSE: u64 = hms(16, 0, 0);
+const T_SYSTEM_END: u64 = hms(20, 0, 0);
+const T_END: u64 = hms(20, 5, 0);
+
+/// Order-flow mix, in messages per million (2019-10-30 NASDAQ day, rounded; rare types lifted a
+/// little so that short sessions still see them).
+const MIX: [(Kind, u32); 13] = [
+    (Kind::Add, 430_000),
+    (Kind::Delete, 420_000),
+    (Kind::Replace, 87_000),
+    (Kind::Execute, 24_800),
+    (Kind::Noii, 12_700),
+    (Kind::Cancel, 12_100),
+    (Kind::Trade, 5_200),
+    (Kind::AddMpid, 4_800),
+    (Kind::Participant, 730),
+    (Kind::ExecutePrice, 440),
+    (Kind::Cross, 60),
+    (Kind::RegSho, 30),
+    (Kind::Break, 5),
+];
+
+const MPIDS: [[u8; 4]; 6] = [*b"GSCO", *b"MSCO", *b"JPMS", *b"CDRG", *b"VIRT", *b"NITE"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Add,
+    AddMpid,
+    Delete,
+    Replace,
+    Execute,
+    ExecutePrice,
+    Cancel,
+    Noii,
+    Trade,
+    Participant,
+    Cross,
+    RegSho,
+    Break,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GenOrder {
+    order_ref: u64,
+    shares: u32,
+    tick: i32,
+    prev: u32,
+    next: u32,
+    pos: u32,
+    side: u8,
+}
+
+struct FlowInst {
+    locate: u16,
+    stock: Stock,
+    anchor: i32,
+    b: i32,
+    lo: i32,
+    /// Circular FIFO queue head per tick: bids in `0..WINDOW`, asks in `WINDOW..2*WINDOW`.
+    heads: Box<[u32]>,
+    best: [i32; 2],
+    live: Vec<u32>,
+    target: usize,
+}
+
+impl FlowInst {
+    fn new(ins: &Instrument, target: usize) -> Self {
+        let anchor = ins.anchor_ticks as i32;
+        FlowInst {
+            locate: ins.locate,
+            stock: ins.stock,
+            anchor,
+            b: anchor,
+            lo: anchor - HALF,
+            heads: vec![NIL; 2 * WINDOW as usize].into_boxed_slice(),
+            best: [NO_BID, NO_ASK],
+            live: Vec::new(),
+            target,
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, side: usize, tick: i32) -> usize {
+        debug_assert!(tick >= self.lo && tick < self.lo + WINDOW);
+        side * WINDOW as usize + (tick - self.lo) as usize
+    }
+}
+
+/// Writes a synthetic session, a chunk at a time.
+pub struct Generator {
+    rng: Rng,
+    profile: Profile,
+    insts: Vec<FlowInst>,
+    pick: Box<[u16]>,
+    orders: Vec<GenOrder>,
+    free: u32,
+    next_ref: u64,
+    next_match: u64,
+    emitted: u64,
+    total: u64,
+    preamble: u64,
+    flow_end: u64,
+    ts: u64,
+    ts_step: u64,
+    ts_rem: u64,
+    ts_err: u64,
+    mix_total: u64,
+}
+
+impl Generator {
+    /// A generator for `cfg`; fails when `cfg.messages` cannot hold the fixed parts of a day.
+    pub fn new(cfg: &GenConfig) -> Result<Self, GenError> {
+        let mut rng = Rng::new(cfg.seed);
+        let universe = universe(cfg.scope, &mut rng);
+        let n = universe.len() as u64;
+        let preamble = 3 + 2 * n;
+        let minimum = preamble + 3;
+        if cfg.messages < minimum {
+            return Err(GenError::TooFewMessages {
+                asked: cfg.messages,
+                minimum,
+            });
+        }
+        let flow = cfg.messages - minimum;
+        let max_w = universe.iter().map(|i| i.weight).fold(0.0, f64::max);
+        let depth_target = match cfg.profile {
+            Profile::Realistic => 600.0,
+            Profile::Deep => 1_600.0,
+        };
+        let insts = universe
+            .iter()
+            .map(|i| {
+                FlowInst::new(
+                    i,
+                    (depth_target * (i.weight / max_w).sqrt()).max(8.0) as usize,
+                )
+            })
+            .collect();
+        let span = T_CLOSE - T_OPEN;
+        let steps = flow.max(1);
+        Ok(Generator {
+            rng,
+            profile: cfg.profile,
+            insts,
+            pick: pick_table(&universe),
+            orders: Vec::new(),
+            free: NIL,
+            next_ref: 1,
+            next_match: 1,
+            emitted: 0,
+            total: cfg.messages,
+            preamble,
+            flow_end: preamble + flow,
+            ts: T_OPEN,
+            ts_step: span / steps,
+            ts_rem: span % steps,
+            ts_err: 0,
+            mix_total: MIX.iter().map(|m| m.1 as u64).sum(),
+        })
+    }
+
+    /// Messages the whole session holds.
+    pub fn total_messages(&self) -> u64 {
+        self.total
+    }
+
+    /// Messages written so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    /// Appends up to `max` framed messages to `out`; returns how many (0 once the day is over).
+    pub fn fill(&mut self, out: &mut Vec<u8>, max: u64) -> u64 {
+        let stop = self.total.min(self.emitted.saturating_add(max));
+        let start = self.emitted;
+        while self.emitted < stop {
+            let i = self.emitted;
+            if i < self.preamble {
+                self.preamble_message(i, out);
+            } else if i < self.flow_end {
+                self.flow_message(out);
+            } else {
+                let (code, ts) = [(b'M', T_CLOSE), (b'E', T_SYSTEM_END), (b'C', T_END)]
+                    [(i - self.flow_end) as usize];
+                system(code, ts, out);
+            }
+            self.emitted += 1;
+        }
+        self.emitted - start
+    }
+
+    fn preamble_message(&self, i: u64, out: &mut Vec<u8>) {
+        let n = self.insts.len() as u64;
+        match i {
+            0 => system(b'O', T_START, out),
+            1 => system(b'S', T_SYSTEM, out),
+            _ if i < 2 + n => {
+                let ins = &self.insts[(i - 2) as usize];
+                StockDirectory {
+                    header: hdr(ins.locate, T_SYSTEM + i * 1_000),
+                    stock: ins.stock,
+                    market_category: b'Q',
+                    financial_status: b'N',
+                    round_lot_size: 100,
+                    round_lots_only: b'N',
+                    issue_classification: b'C',
+                    issue_subtype: *b"Z ",
+                    authenticity: b'P',
+                    short_sale_threshold: b'N',
+                    ipo_flag: b' ',
+                    luld_tier: b'1',
+                    etp_flag: b'N',
+                    etp_leverage_factor: 0,
+                    inverse_indicator: b'N',
+                }
+                .encode_framed(out)
+            }
+            _ if i < 2 + 2 * n => {
+                let ins = &self.insts[(i - 2 - n) as usize];
+                StockTradingAction {
+                    header: hdr(ins.locate, T_SYSTEM + i * 1_000),
+                    stock: ins.stock,
+                    trading_state: b'T',
+                    reserved: b' ',
+                    reason: *b"    ",
+                }
+                .encode_framed(out)
+            }
+            _ => system(b'Q', T_OPEN, out),
+        }
+    }
+
+    fn next_ts(&mut self) -> u64 {
+        let t = self.ts;
+        self.ts += self.ts_step;
+        self.ts_err += self.ts_rem;
+        let steps = self.flow_end - self.preamble;
+        if self.ts_err >= steps {
+            self.ts_err -= steps;
+            self.ts += 1;
+        }
+        t
+    }
+
+    fn flow_message(&mut self, out: &mut Vec<u8>) {
+        let ts = self.next_ts();
+        let i = self.pick[(self.rng.next_u64() & 0xFFFF) as usize] as usize;
+        let drawn = self.draw_kind();
+        let kind = self.adjust(drawn, i);
+        let h = hdr(self.insts[i].locate, ts);
+        match kind {
+            Kind::Add | Kind::AddMpid => self.add(i, h, kind == Kind::AddMpid, out),
+            Kind::Delete => {
+                let oid = self.random_order(i);
+                let order_ref = self.orders[oid as usize].order_ref;
+                self.remove(i, oid);
+                OrderDelete {
+                    header: h,
+                    order_ref,
+                }
+                .encode_framed(out);
+            }
+            Kind::Cancel => self.cancel(i, h, out),
+            Kind::Replace => self.replace(i, h, out),
+            Kind::Execute | Kind::ExecutePrice => self.execute(i, h, kind, out),
+            Kind::Trade => {
+                let ins = &self.insts[i];
+                let (stock, price) = (ins.stock, ins.b as u32 * 100 + 50);
+                let m = self.next_match();
+                let shares = self.shares();
+                Trade {
+                    header: h,
+                    order_ref: 0,
+                    side: b'B',
+                    shares,
+                    stock,
+                    price,
+                    match_number: m,
+                }
+                .encode_framed(out);
+            }
+            Kind::Cross => {
+                let ins = &self.insts[i];
+                let (stock, price) = (ins.stock, ins.b as u32 * 100);
+                let m = self.next_match();
+                let shares = self.shares() as u64 * 10;
+                let cross_type = if self.rng.chance(512) { b'O' } else { b'C' };
+                CrossTrade {
+                    header: h,
+                    shares,
+                    stock,
+                    cross_price: price,
+                    match_number: m,
+                    cross_type,
+                }
+                .encode_framed(out);
+            }
+            Kind::Noii => self.noii(i, h, out),
+            Kind::Participant => {
+                let mpid = MPIDS[self.rng.below(MPIDS.len() as u64) as usize];
+                MarketParticipantPosition {
+                    header: h,
+                    mpid,
+                    stock: self.insts[i].stock,
+                    primary_market_maker: b'N',
+                    market_maker_mode: b'N',
+                    participant_state: b'A',
+                }
+                .encode_framed(out)
+            }
+            Kind::RegSho => RegSho {
+                header: h,
+                stock: self.insts[i].stock,
+                reg_sho_action: b'0',
+            }
+            .encode_framed(out),
+            Kind::Break => {
+                let back = self.rng.below((self.next_match - 1).min(64)) + 1;
+                BrokenTrade {
+                    header: h,
+                    match_number: self.next_match - back,
+                }
+                .encode_framed(out)
+            }
+        }
+        self.drift(i);
+    }
+
+    fn draw_kind(&mut self) -> Kind {
+        let mut r = self.rng.below(self.mix_total) as u32;
+        for &(k, w) in &MIX {
+            if r < w {
+                return k;
+            }
+            r -= w;
+        }
+        Kind::Add
+    }
+
+    /// Keeps each book's population near its target, and turns impossible draws into possible ones.
+    fn adjust(&mut self, kind: Kind, i: usize) -> Kind {
+        let ins = &self.insts[i];
+        let (live, target) = (ins.live.len(), ins.target);
+        let no_top = ins.best[0] == NO_BID && ins.best[1] == NO_ASK;
+        match kind {
+            Kind::Delete | Kind::Cancel | Kind::Replace if live == 0 => Kind::Add,
+            Kind::Execute | Kind::ExecutePrice if no_top => Kind::Add,
+            Kind::Break if self.next_match == 1 => Kind::Add,
+            Kind::Delete | Kind::Cancel if live < target => {
+                let p = ((target - live) * 512 / target) as u64;
+                if self.rng.chance(p) {
+                    Kind::Add
+                } else {
+                    kind
+                }
+            }
+            Kind::Add | Kind::AddMpid if live > 2 * target => Kind::Delete,
+            _ => kind,
+        }
+    }
+
+    fn next_match(&mut self) -> u64 {
+        self.next_match += 1;
+        self.next_match - 1
+    }
+
+    fn shares(&mut self) -> u32 {
+        let r = self.rng.next_u64();
+        match r & 63 {
+            0..=8 => 1 + (r >> 8) as u32 % 99,       // odd lot
+            9 => 1_000 * (1 + (r >> 8) as u32 % 20), // block
+            _ => 100 * (1 + ((r >> 8) as u32 & 7).min((r >> 16) as u32 & 7)), // round lots
+        }
+    }
+
+    /// Ticks away from the inside for a new order.
+    fn depth(&mut self) -> i32 {
+        let r = self.rng.next_u64();
+        match self.profile {
+            Profile::Deep => ((r >> 32) % MAX_DEPTH as u64) as i32,
+            Profile::Realistic => match r & 1023 {
+                0..=716 => ((r >> 10) % 8) as i32,
+                717..=972 => ((r >> 10) % 64) as i32,
+                _ => ((r >> 10) % MAX_DEPTH as u64) as i32,
+            },
+        }
+    }
+
+    fn add(&mut self, i: usize, h: Header, mpid: bool, out: &mut Vec<u8>) {
+        let side = (self.rng.next_u64() & 1) as usize;
+        let d = self.depth();
+        let b = self.insts[i].b;
+        let tick = if side == 0 { b - d } else { b + 1 + d };
+        let shares = self.shares();
+        let order_ref = self.next_ref;
+        self.next_ref += 1;
+        self.insert(
+            i,
+            GenOrder {
+                order_ref,
+                shares,
+                tick,
+                prev: NIL,
+                next: NIL,
+                pos: 0,
+                side: side as u8,
+            },
+        );
+        let a = AddOrder {
+            header: h,
+            order_ref,
+            side: if side == 0 { b'B' } else { b'S' },
+            shares,
+            stock: self.insts[i].stock,
+            price: tick as u32 * 100,
+        };
+        if mpid {
+            let attribution = MPIDS[(order_ref % MPIDS.len() as u64) as usize];
+            AddOrderMpid {
+                header: a.header,
+                order_ref,
+                side: a.side,
+                shares,
+                stock: a.stock,
+                price: a.price,
+                attribution,
+            }
+            .encode_framed(out)
+        } else {
+            a.encode_framed(out)
+        }
+    }
+
+    fn cancel(&mut self, i: usize, h: Header, out: &mut Vec<u8>) {
+        let oid = self.random_order(i);
+        let o = self.orders[oid as usize];
+        if o.shares < 2 {
+            self.remove(i, oid);
+            return OrderDelete {
+                header: h,
+                order_ref: o.order_ref,
+            }
+            .encode_framed(out);
+        }
+        let c = 1 + self.rng.below(o.shares as u64 - 1) as u32;
+        self.orders[oid as usize].shares -= c;
+        OrderCancel {
+            header: h,
+            order_ref: o.order_ref,
+            cancelled_shares: c,
+        }
+        .encode_framed(out);
+    }
+
+    fn replace(&mut self, i: usize, h: Header, out: &mut Vec<u8>) {
+        let oid = self.random_order(i);
+        let o = self.orders[oid as usize];
+        self.remove(i, oid);
+        let ins = &self.insts[i];
+        let moved = o.tick + self.rng.below(5) as i32 - 2;
+        let (lo, b) = (ins.lo, ins.b);
+        let tick = if o.side == 0 {
+            moved.min(b).max(lo)
+        } else {
+            moved.max(b + 1).min(lo + WINDOW - 1)
+        };
+        let shares = self.shares();
+        let new_ref = self.next_ref;
+        self.next_ref += 1;
+        self.insert(
+            i,
+            GenOrder {
+                order_ref: new_ref,
+                shares,
+                tick,
+                prev: NIL,
+                next: NIL,
+                pos: 0,
+                side: o.side,
+            },
+        );
+        OrderReplace {
+            header: h,
+            original_ref: o.order_ref,
+            new_ref,
+            shares,
+            price: tick as u32 * 100,
+        }
+        .encode_framed(out);
+    }
+
+    fn execute(&mut self, i: usize, h: Header, kind: Kind, out: &mut Vec<u8>) {
+        let ins = &self.insts[i];
+        let mut side = (self.rng.next_u64() & 1) as usize;
+        if (side == 0 && ins.best[0] == NO_BID) || (side == 1 && ins.best[1] == NO_ASK) {
+            side ^= 1;
+        }
+        let oid = ins.heads[ins.slot(side, ins.best[side])];
+        let o = self.orders[oid as usize];
+        let full = o.shares == 1 || self.rng.chance(614);
+        let executed = if full {
+            o.shares
+        } else {
+            1 + self.rng.below(o.shares as u64 - 1) as u32
+        };
+        if full {
+            self.remove(i, oid);
+        } else {
+            self.orders[oid as usize].shares -= executed;
+        }
+        let match_number = self.next_match();
+        if kind == Kind::ExecutePrice {
+            let printable = if self.rng.chance(972) { b'Y' } else { b'N' };
+            OrderExecutedWithPrice {
+                header: h,
+                order_ref: o.order_ref,
+                executed_shares: executed,
+                match_number,
+                printable,
+                execution_price: o.tick as u32 * 100,
+            }
+            .encode_framed(out)
+        } else {
+            OrderExecuted {
+                header: h,
+                order_ref: o.order_ref,
+                executed_shares: executed,
+                match_number,
+            }
+            .encode_framed(out)
+        }
+    }
+
+    fn noii(&mut self, i: usize, h: Header, out: &mut Vec<u8>) {
+        let r = self.rng.next_u64();
+        let ins = &self.insts[i];
+        let px = ins.b as u32 * 100;
+        Noii {
+            header: h,
+            paired_shares: (r & 0xFFFF) * 100,
+            imbalance_shares: ((r >> 16) & 0xFFF) * 100,
+            imbalance_direction: [b'B', b'S', b'N', b'O'][(r >> 28) as usize & 3],
+            stock: ins.stock,
+            far_price: px,
+            near_price: px + 100,
+            current_reference_price: px,
+            cross_type: [b'O', b'C', b'H', b'C'][(r >> 30) as usize & 3],
+            price_variation_indicator: b'L',
+        }
+        .encode_framed(out)
+    }
+
+    /// Moves the boundary one tick when the spread leaves room for it.
+    fn drift(&mut self, i: usize) {
+        let r = self.rng.next_u64();
+        if r & 7 != 0 {
+            return;
+        }
+        let ins = &mut self.insts[i];
+        let b = if r & 8 == 0 { ins.b + 1 } else { ins.b - 1 };
+        let ok = b >= ins.best[0] && b < ins.best[1] && (b - ins.anchor).abs() <= DRIFT;
+        if ok {
+            ins.b = b;
+        }
+    }
+
+    fn random_order(&mut self, i: usize) -> u32 {
+        let live = &self.insts[i].live;
+        live[self.rng.below(live.len() as u64) as usize]
+    }
+
+    fn insert(&mut self, i: usize, mut o: GenOrder) {
+        let ins = &mut self.insts[i];
+        o.pos = ins.live.len() as u32;
+        let oid = if self.free != NIL {
+            let f = self.free;
+            self.free = self.orders[f as usize].next;
+            self.orders[f as usize] = o;
+            f
+        } else {
+            self.orders.push(o);
+            (self.orders.len() - 1) as u32
+        };
+        ins.live.push(oid);
+        let side = o.side as usize;
+        let slot = ins.slot(side, o.tick);
+        let head = ins.heads[slot];
+        if head == NIL {
+            ins.heads[slot] = oid;
+            let n = &mut self.orders[oid as usize];
+            n.prev = oid;
+            n.next = oid;
+        } else {
+            let tail = self.orders[head as usize].prev;
+            self.orders[oid as usize].prev = tail;
+            self.orders[oid as usize].next = head;
+            self.orders[tail as usize].next = oid;
+            self.orders[head as usize].prev = oid;
+        }
+        ins.best[side] = if side == 0 {
+            ins.best[0].max(o.tick)
+        } else {
+            ins.best[1].min(o.tick)
+        };
+    }
+
+    fn remove(&mut self, i: usize, oid: u32) {
+        let o = self.orders[oid as usize];
+        let ins = &mut self.insts[i];
+        let side = o.side as usize;
+        let slot = ins.slot(side, o.tick);
+        if o.next == oid {
+            ins.heads[slot] = NIL;
+            if ins.best[side] == o.tick {
+                ins.best[side] = next_best(ins, side, o.tick);
+            }
+        } else {
+            self.orders[o.prev as usize].next = o.next;
+            self.orders[o.next as usize].prev = o.prev;
+            if ins.heads[slot] == oid {
+                ins.heads[slot] = o.next;
+            }
+        }
+        let last = ins.live.pop().expect("removed order is live");
+        if last != oid {
+            ins.live[o.pos as usize] = last;
+            self.orders[last as usize].pos = o.pos;
+        }
+        self.orders[oid as usize].next = self.free;
+        self.free = oid;
+    }
+}
+
+/// The next non-empty tick beyond `from` on `side`, or the empty marker.
+fn next_best(ins: &FlowInst, side: usize, from: i32) -> i32 {
+    let base = side * WINDOW as usize;
+    if side == 0 {
+        (ins.lo..from)
+            .rev()
+            .find(|&t| ins.heads[base + (t - ins.lo) as usize] != NIL)
+            .unwrap_or(NO_BID)
+    } else {
+        (from + 1..ins.lo + WINDOW)
+            .find(|&t| ins.heads[base + (t - ins.lo) as usize] != NIL)
+            .unwrap_or(NO_ASK)
+    }
+}
+
+fn hdr(locate: u16, timestamp: u64) -> Header {
+    Header {
+        locate,
+        tracking: 0,
+        timestamp,
+    }
+}
+
+fn system(code: u8, ts: u64, out: &mut Vec<u8>) {
+    SystemEvent {
+        header: hdr(0, ts),
+        event_code: code,
+    }
+    .encode_framed(out)
+}
+
+/// 65,536 slots, each naming an instrument, in proportion to weight (every instrument gets one).
+fn pick_table(u: &[Instrument]) -> Box<[u16]> {
+    const SLOTS: usize = 1 << 16;
+    let total: f64 = u.iter().map(|i| i.weight).sum();
+    let spare = (SLOTS - u.len()) as f64;
+    let mut t = Vec::with_capacity(SLOTS);
+    for (k, ins) in u.iter().enumerate() {
+        let n = 1 + (spare * ins.weight / total) as usize;
+        t.extend(std::iter::repeat_n(k as u16, n));
+    }
+    let mut k = 0;
+    while t.len() < SLOTS {
+        t.push(k as u16 % u.len() as u16);
+        k += 1;
+    }
+    // Interleave so that consecutive draws are not correlated with table position.
+    let mut r = Rng::new(0x7AB1E);
+    for j in (1..SLOTS).rev() {
+        t.swap(j, r.below(j as u64 + 1) as usize);
+    }
+    t.into_boxed_slice()
+}
