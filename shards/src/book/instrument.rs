@@ -145,22 +145,27 @@ pub enum CrossState {
 }
 
 /// One instrument's book and day state.
+///
+/// Laid out hot first, one cache line per group: the two sides (touched by every order message),
+/// then identity and top of book (touched by adds and top changes), then trade statistics, then
+/// the anomaly counters that a clean feed never touches.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct Book {
-    /// Stock locate of the instrument.
-    pub locate: u16,
+    pub(crate) bids: Side,
+    pub(crate) asks: Side,
     /// Symbol, space padded, from the directory or the first message that named it.
     pub symbol: Stock,
+    /// Stock locate of the instrument.
+    pub locate: u16,
     /// Trading state from the last `H` (`T` trading, `H` halted, ...); 0 before any.
     pub trading_state: u8,
+    pub(crate) cross: CrossState,
+    pub(crate) top: (Quote, Quote),
     /// Trades, volume and prices.
     pub stats: TradeStats,
     /// Anomalies seen on this instrument.
     pub anomalies: Anomalies,
-    pub(crate) bids: Side,
-    pub(crate) asks: Side,
-    pub(crate) top: (Quote, Quote),
-    pub(crate) cross: CrossState,
 }
 
 impl Book {

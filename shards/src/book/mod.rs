@@ -16,11 +16,13 @@
 //! - books indexed directly by stock locate (a `u16`), no hashing at all.
 
 pub mod instrument;
+pub mod prefetch;
 pub mod ref_index;
 pub mod side;
 pub mod store;
 
 pub use instrument::{Anomalies, Book, CrossState, TradeStats};
+pub use prefetch::Pipeline;
 pub use side::{LevelId, Side, SideKind};
 pub use store::{Level, Order, NIL};
 

@@ -88,6 +88,16 @@ impl Side {
         self.entries.last().map(|e| e.level)
     }
 
+    /// Asks the cache for the top few entries, where most searches end.
+    #[inline(always)]
+    pub(crate) fn prefetch_top(&self) {
+        let n = self.entries.len();
+        if n > 0 {
+            crate::book::prefetch::touch(self.entries.as_ptr().wrapping_add(n - 1));
+            crate::book::prefetch::touch(self.entries.as_ptr().wrapping_add(n.saturating_sub(8)));
+        }
+    }
+
     /// Levels from best to worst.
     pub fn levels(&self) -> impl Iterator<Item = LevelId> + '_ {
         self.entries.iter().rev().map(|e| e.level)

@@ -88,7 +88,9 @@ struct FlowInst {
     /// Circular FIFO queue head per tick: bids in `0..WINDOW`, asks in `WINDOW..2*WINDOW`.
     heads: Box<[u32]>,
     best: [i32; 2],
+    /// Live orders oldest first, `NIL` where one has left; compacted when half are gone.
     live: Vec<u32>,
+    live_count: usize,
     target: usize,
 }
 
@@ -104,6 +106,7 @@ impl FlowInst {
             heads: vec![NIL; 2 * WINDOW as usize].into_boxed_slice(),
             best: [NO_BID, NO_ASK],
             live: Vec::new(),
+            live_count: 0,
             target,
         }
     }
@@ -369,7 +372,7 @@ impl Generator {
     /// Keeps each book's population near its target, and turns impossible draws into possible ones.
     fn adjust(&mut self, kind: Kind, i: usize) -> Kind {
         let ins = &self.insts[i];
-        let (live, target) = (ins.live.len(), ins.target);
+        let (live, target) = (ins.live_count, ins.target);
         let no_top = ins.best[0] == NO_BID && ins.best[1] == NO_ASK;
         match kind {
             Kind::Delete | Kind::Cancel | Kind::Replace if live == 0 => Kind::Add,
@@ -594,8 +597,24 @@ impl Generator {
     }
 
     fn random_order(&mut self, i: usize) -> u32 {
+        // Most cancels hit young orders (real order lifetimes are short and heavy-tailed): 70%
+        // pick among the newest few dozen, the rest uniformly over the whole book.
         let live = &self.insts[i].live;
-        live[self.rng.below(live.len() as u64) as usize]
+        let n = live.len();
+        let r = self.rng.next_u64();
+        let start = if r & 1023 < 717 {
+            let back = ((r >> 10) & 63).min((r >> 16) & 63) as usize;
+            n - 1 - back.min(n - 1)
+        } else {
+            ((r >> 10) % n as u64) as usize
+        };
+        live[..=start]
+            .iter()
+            .rev()
+            .chain(&live[start + 1..])
+            .copied()
+            .find(|&o| o != NIL)
+            .expect("instrument has a live order")
     }
 
     fn insert(&mut self, i: usize, mut o: GenOrder) {
@@ -611,6 +630,7 @@ impl Generator {
             (self.orders.len() - 1) as u32
         };
         ins.live.push(oid);
+        ins.live_count += 1;
         let side = o.side as usize;
         let slot = ins.slot(side, o.tick);
         let head = ins.heads[slot];
@@ -650,10 +670,13 @@ impl Generator {
                 ins.heads[slot] = o.next;
             }
         }
-        let last = ins.live.pop().expect("removed order is live");
-        if last != oid {
-            ins.live[o.pos as usize] = last;
-            self.orders[last as usize].pos = o.pos;
+        ins.live[o.pos as usize] = NIL;
+        ins.live_count -= 1;
+        if ins.live.len() > 64 && ins.live.len() > 2 * ins.live_count {
+            ins.live.retain(|&x| x != NIL);
+            for (p, &x) in ins.live.iter().enumerate() {
+                self.orders[x as usize].pos = p as u32;
+            }
         }
         self.orders[oid as usize].next = self.free;
         self.free = oid;

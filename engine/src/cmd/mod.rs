@@ -1,0 +1,5 @@
+//! One module per subcommand; each exposes `run(&Args) -> Result<()>`.
+
+pub mod book;
+pub mod gen;
+pub mod inspect;
