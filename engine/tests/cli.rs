@@ -5,10 +5,16 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shards/tests/data/ritch-ex20101224.itch50");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shards/tests/data/ritch-ex20101224.itch50"
+);
 
 fn tickcore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tickcore")).args(args).output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_tickcore"))
+        .args(args)
+        .output()
+        .expect("binary runs")
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -19,7 +25,17 @@ fn tmp(name: &str) -> PathBuf {
 
 fn gen(path: &Path, scope: &str, messages: &str, seed: &str) {
     let p = path.to_str().unwrap();
-    let o = tickcore(&["gen", "--scope", scope, "--messages", messages, "--seed", seed, "--out", p]);
+    let o = tickcore(&[
+        "gen",
+        "--scope",
+        scope,
+        "--messages",
+        messages,
+        "--seed",
+        seed,
+        "--out",
+        p,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -41,7 +57,11 @@ fn gen_is_deterministic() {
     gen(&a, "n100", "200k", "5");
     gen(&b, "n100", "200k", "5");
     gen(&c, "n100", "200k", "6");
-    let (a, b, c) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), std::fs::read(c).unwrap());
+    let (a, b, c) = (
+        std::fs::read(a).unwrap(),
+        std::fs::read(b).unwrap(),
+        std::fs::read(c).unwrap(),
+    );
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
@@ -54,7 +74,18 @@ fn inspect_json_on_the_fixture() {
     assert_eq!(v["messages"], 12_012);
     assert_eq!(v["bytes"], 465_048);
     assert_eq!(v["instruments"], 3);
-    let want = [("S", 6), ("R", 3), ("H", 3), ("A", 4997), ("F", 3), ("E", 198), ("X", 45), ("D", 1745), ("U", 12), ("P", 5000)];
+    let want = [
+        ("S", 6),
+        ("R", 3),
+        ("H", 3),
+        ("A", 4997),
+        ("F", 3),
+        ("E", 198),
+        ("X", 45),
+        ("D", 1745),
+        ("U", 12),
+        ("P", 5000),
+    ];
     for (t, n) in want {
         assert_eq!(v["by_type"][t], n, "{t}");
     }
@@ -74,22 +105,44 @@ fn px(v: &Value) -> f64 {
 fn book_json_lines_have_the_documented_shape() {
     let f = tmp("m7.itch");
     gen(&f, "m7", "300k", "1");
-    let o = tickcore(&["book", "--input", f.to_str().unwrap(), "--json", "--depth", "3"]);
+    let o = tickcore(&[
+        "book",
+        "--input",
+        f.to_str().unwrap(),
+        "--json",
+        "--depth",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<Value> =
-        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 7);
     let mut last_locate = 0;
     for l in &lines {
         let keys: Vec<&str> = l.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        for k in ["symbol", "locate", "bids", "asks", "trades", "volume", "vwap"] {
+        for k in [
+            "symbol", "locate", "bids", "asks", "trades", "volume", "vwap",
+        ] {
             assert!(keys.contains(&k), "{k} in {l}");
         }
         let locate = l["locate"].as_u64().unwrap();
         assert!(locate > last_locate, "sorted by locate");
         last_locate = locate;
-        let bids: Vec<f64> = l["bids"].as_array().unwrap().iter().map(|x| px(&x["px"])).collect();
-        let asks: Vec<f64> = l["asks"].as_array().unwrap().iter().map(|x| px(&x["px"])).collect();
+        let bids: Vec<f64> = l["bids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| px(&x["px"]))
+            .collect();
+        let asks: Vec<f64> = l["asks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| px(&x["px"]))
+            .collect();
         assert!(bids.len() == 3 && asks.len() == 3, "{l}");
         assert!(bids.windows(2).all(|w| w[0] > w[1]), "bids best first");
         assert!(asks.windows(2).all(|w| w[0] < w[1]), "asks best first");
@@ -97,12 +150,21 @@ fn book_json_lines_have_the_documented_shape() {
         assert!(l["trades"].as_u64().unwrap() > 0);
         px(&l["vwap"]);
     }
-    let one = tickcore(&["book", "--input", f.to_str().unwrap(), "--json", "--symbol", "NVDA"]);
+    let one = tickcore(&[
+        "book",
+        "--input",
+        f.to_str().unwrap(),
+        "--json",
+        "--symbol",
+        "NVDA",
+    ]);
     let text = String::from_utf8(one.stdout).unwrap();
     assert_eq!(text.lines().count(), 1);
     assert!(text.starts_with("{\"symbol\":\"NVDA\""), "{text}");
     let human = tickcore(&["book", "--input", f.to_str().unwrap(), "--symbol", "AAPL"]);
-    assert!(String::from_utf8(human.stdout).unwrap().contains("AAPL (locate 1)"));
+    assert!(String::from_utf8(human.stdout)
+        .unwrap()
+        .contains("AAPL (locate 1)"));
 }
 
 #[test]
@@ -112,10 +174,18 @@ fn bad_files_get_one_line_with_the_offset() {
 
     let empty = tmp("empty.itch");
     std::fs::write(&empty, b"").unwrap();
-    assert_fails(&tickcore(&["inspect", "--input", empty.to_str().unwrap()]), 1, "file is empty");
+    assert_fails(
+        &tickcore(&["inspect", "--input", empty.to_str().unwrap()]),
+        1,
+        "file is empty",
+    );
 
     let dir = std::env::temp_dir();
-    assert_fails(&tickcore(&["inspect", "--input", dir.to_str().unwrap()]), 1, "is a directory");
+    assert_fails(
+        &tickcore(&["inspect", "--input", dir.to_str().unwrap()]),
+        1,
+        "is a directory",
+    );
 
     let junk = tmp("junk.itch");
     std::fs::write(&junk, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -127,7 +197,13 @@ fn bad_files_get_one_line_with_the_offset() {
     std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
     let o = tickcore(&["inspect", "--input", cut.to_str().unwrap(), "--json"]);
     assert_fails(&o, 1, "truncated message at byte offset");
-    let o = tickcore(&["inspect", "--input", cut.to_str().unwrap(), "--json", "--skip-corrupt"]);
+    let o = tickcore(&[
+        "inspect",
+        "--input",
+        cut.to_str().unwrap(),
+        "--json",
+        "--skip-corrupt",
+    ]);
     assert!(o.status.success());
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["messages"], 12_011);
@@ -137,8 +213,18 @@ fn bad_files_get_one_line_with_the_offset() {
     flipped[5_000..5_040].fill(0xEE);
     let bad = tmp("flipped.itch");
     std::fs::write(&bad, &flipped).unwrap();
-    assert_fails(&tickcore(&["book", "--input", bad.to_str().unwrap()]), 1, "--skip-corrupt");
-    let o = tickcore(&["book", "--input", bad.to_str().unwrap(), "--skip-corrupt", "--json"]);
+    assert_fails(
+        &tickcore(&["book", "--input", bad.to_str().unwrap()]),
+        1,
+        "--skip-corrupt",
+    );
+    let o = tickcore(&[
+        "book",
+        "--input",
+        bad.to_str().unwrap(),
+        "--skip-corrupt",
+        "--json",
+    ]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 corrupt region"));
 
@@ -148,11 +234,31 @@ fn bad_files_get_one_line_with_the_offset() {
 
 #[test]
 fn bad_flags_are_usage_errors() {
-    assert_fails(&tickcore(&["gen", "--scope", "x5"]), 2, "invalid value 'x5'");
-    assert_fails(&tickcore(&["gen", "--messages", "12x"]), 2, "is not a count");
-    assert_fails(&tickcore(&["book", "--depth", "many"]), 2, "invalid value 'many' for '--depth
+    assert_fails(
+        &tickcore(&["gen", "--scope", "x5"]),
+        2,
+        "invalid value 'x5'",
+    );
+    assert_fails(
+        &tickcore(&["gen", "--messages", "12x"]),
+        2,
+        "is not a count",
+    );
+    assert_fails(
+        &tickcore(&["book", "--depth", "many"]),
+        2,
+        "invalid value 'many' for '--depth",
+    );
     assert_fails(&tickcore(&["frobnicate"]), 2, "unrecognized subcommand");
-    let o = tickcore(&["gen", "--scope", "v3k", "--messages", "1000", "--out", tmp("x").to_str().unwrap()]);
+    let o = tickcore(&[
+        "gen",
+        "--scope",
+        "v3k",
+        "--messages",
+        "1000",
+        "--out",
+        tmp("x").to_str().unwrap(),
+    ]);
     assert_fails(&o, 1, "too few");
 }
 
@@ -166,6 +272,9 @@ fn help_explains_every_command() {
     for c in ["gen", "inspect", "book"] {
         let o = tickcore(&[c, "--help"]);
         assert!(o.status.success());
-        assert!(String::from_utf8(o.stdout).unwrap().contains("--"), "{c} --help lists flags");
+        assert!(
+            String::from_utf8(o.stdout).unwrap().contains("--"),
+            "{c} --help lists flags"
+        );
     }
 }

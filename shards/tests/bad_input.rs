@@ -6,8 +6,13 @@ use shards::itch::{walk, FrameErrorKind};
 use shards::synth::{generate, GenConfig, Profile, Scope};
 
 fn session() -> Vec<u8> {
-    generate(&GenConfig { scope: Scope::F2, messages: 5_000, seed: 3, profile: Profile::Realistic })
-        .unwrap()
+    generate(&GenConfig {
+        scope: Scope::F2,
+        messages: 5_000,
+        seed: 3,
+        profile: Profile::Realistic,
+    })
+    .unwrap()
 }
 
 /// Offsets of every frame.
@@ -31,7 +36,10 @@ fn truncated_last_message_names_its_offset() {
     let e = walk(cut, false, |_, _| {}).unwrap_err();
     assert_eq!(e.offset, last as u64);
     assert!(matches!(e.kind, FrameErrorKind::Truncated { .. }));
-    assert!(e.to_string().contains(&format!("byte offset {last}")), "{e}");
+    assert!(
+        e.to_string().contains(&format!("byte offset {last}")),
+        "{e}"
+    );
     let s = walk(cut, true, |_, _| {}).unwrap();
     assert!(s.truncated_tail);
     assert_eq!(s.frames, 4_999);
@@ -52,7 +60,10 @@ fn length_prefix_that_does_not_match_the_type() {
     let mut seen = 0;
     let s = walk(&b, true, |_, _| seen += 1).unwrap();
     assert_eq!(s.corrupt_regions, 1);
-    assert!(seen >= 4_990 && seen < 5_000, "resynchronised after the bad frame: {seen}");
+    assert!(
+        seen >= 4_990 && seen < 5_000,
+        "resynchronised after the bad frame: {seen}"
+    );
     assert_eq!(s.first_error.unwrap().offset, off as u64);
 }
 
@@ -84,6 +95,8 @@ fn random_bytes_never_panic() {
         let _ = walk(&bytes, false, |_, m| books.apply(m, &mut ()).unwrap());
         let s = walk(&bytes, true, |_, m| books.apply(m, &mut ()).unwrap()).unwrap();
         assert_eq!(s.bytes as usize, bytes.len(), "round {round}");
-        books.check_invariants().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        books
+            .check_invariants()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
 }

@@ -28,7 +28,11 @@ struct Model {
 const STOCKS: [&[u8; 8]; 3] = [b"AAA     ", b"BBB     ", b"CCC     "];
 
 fn h(locate: u16, ts: u64) -> Header {
-    Header { locate, tracking: 0, timestamp: ts }
+    Header {
+        locate,
+        tracking: 0,
+        timestamp: ts,
+    }
 }
 
 impl Model {
@@ -46,15 +50,32 @@ impl Model {
                 let price = 10_000 + (c % 40) * 100;
                 let shares = 1 + b % 500;
                 self.seq += 1;
-                let o = ModelOrder { locate, side, price, shares, seq: self.seq };
+                let o = ModelOrder {
+                    locate,
+                    side,
+                    price,
+                    shares,
+                    seq: self.seq,
+                };
                 self.live.insert(self.next_ref, o);
                 let stock = *STOCKS[locate as usize - 1];
-                AddOrder { header: h(locate, ts), order_ref: self.next_ref, side, shares, stock, price }
-                    .into()
+                AddOrder {
+                    header: h(locate, ts),
+                    order_ref: self.next_ref,
+                    side,
+                    shares,
+                    stock,
+                    price,
+                }
+                .into()
             }
             (3, Some(r)) => {
                 let o = self.live.remove(&r).unwrap();
-                OrderDelete { header: h(o.locate, ts), order_ref: r }.into()
+                OrderDelete {
+                    header: h(o.locate, ts),
+                    order_ref: r,
+                }
+                .into()
             }
             (4, Some(r)) => {
                 // Sometimes more than the order holds: the order leaves, the anomaly is counted.
@@ -75,7 +96,12 @@ impl Model {
                 let o = self.live[&r];
                 let n = 1 + b % (o.shares + 2);
                 self.reduce(r, n);
-                OrderCancel { header: h(o.locate, ts), order_ref: r, cancelled_shares: n }.into()
+                OrderCancel {
+                    header: h(o.locate, ts),
+                    order_ref: r,
+                    cancelled_shares: n,
+                }
+                .into()
             }
             (6, Some(r)) => {
                 let o = self.live.remove(&r).unwrap();
@@ -83,7 +109,15 @@ impl Model {
                 self.seq += 1;
                 let price = 10_000 + (c % 40) * 100;
                 let shares = 1 + b % 500;
-                self.live.insert(self.next_ref, ModelOrder { price, shares, seq: self.seq, ..o });
+                self.live.insert(
+                    self.next_ref,
+                    ModelOrder {
+                        price,
+                        shares,
+                        seq: self.seq,
+                        ..o
+                    },
+                );
                 OrderReplace {
                     header: h(o.locate, ts),
                     original_ref: r,
@@ -96,7 +130,11 @@ impl Model {
             _ => {
                 // A reference the book has never seen: counted, changes nothing.
                 let order_ref = self.next_ref + 1_000_000 + a % 1000;
-                OrderDelete { header: h(locate, ts), order_ref }.into()
+                OrderDelete {
+                    header: h(locate, ts),
+                    order_ref,
+                }
+                .into()
             }
         }
     }
@@ -114,13 +152,17 @@ impl Model {
     fn levels(&self) -> BTreeMap<(u16, u8), Vec<(u32, u64, Vec<u64>)>> {
         let mut agg: BTreeMap<(u16, u8, u32), Vec<(u64, u64, u32)>> = BTreeMap::new();
         for (r, o) in &self.live {
-            agg.entry((o.locate, o.side, o.price)).or_default().push((o.seq, *r, o.shares));
+            agg.entry((o.locate, o.side, o.price))
+                .or_default()
+                .push((o.seq, *r, o.shares));
         }
         let mut out: BTreeMap<(u16, u8), Vec<(u32, u64, Vec<u64>)>> = BTreeMap::new();
         for ((l, s, p), mut v) in agg {
             v.sort();
             let shares = v.iter().map(|x| x.2 as u64).sum();
-            out.entry((l, s)).or_default().push((p, shares, v.iter().map(|x| x.1).collect()));
+            out.entry((l, s))
+                .or_default()
+                .push((p, shares, v.iter().map(|x| x.1).collect()));
         }
         for ((_, s), v) in out.iter_mut() {
             if *s == b'B' {
@@ -140,7 +182,9 @@ fn book_levels(books: &Books) -> BTreeMap<(u16, u8), Vec<(u32, u64, Vec<u64>)>> 
                 .levels()
                 .map(|l| {
                     let refs: Vec<u64> = books.queue(l).map(|o| o.order_ref).collect();
-                    let info = books.depth(b, kind).find(|x| x.price == books.queue(l).next().unwrap().price);
+                    let info = books
+                        .depth(b, kind)
+                        .find(|x| x.price == books.queue(l).next().unwrap().price);
                     let info = info.unwrap();
                     assert_eq!(info.orders as usize, refs.len());
                     (info.price, info.shares, refs)
@@ -196,20 +240,81 @@ fn unknown_references_are_counted_and_change_nothing() {
         m.encode(&mut buf);
         books.apply(&buf, &mut ()).unwrap();
     };
-    let add = AddOrder { header: h(1, 1), order_ref: 7, side: b'B', shares: 100, stock, price: 10_000 };
+    let add = AddOrder {
+        header: h(1, 1),
+        order_ref: 7,
+        side: b'B',
+        shares: 100,
+        stock,
+        price: 10_000,
+    };
     apply(add.into(), &mut books);
-    apply(OrderDelete { header: h(1, 2), order_ref: 8 }.into(), &mut books);
-    apply(OrderCancel { header: h(1, 2), order_ref: 9, cancelled_shares: 5 }.into(), &mut books);
-    apply(OrderExecuted { header: h(1, 2), order_ref: 10, executed_shares: 5, match_number: 1 }.into(), &mut books);
-    apply(OrderReplace { header: h(1, 2), original_ref: 11, new_ref: 12, shares: 5, price: 1 }.into(), &mut books);
-    apply(OrderDelete { header: h(9, 2), order_ref: 13 }.into(), &mut books);
+    apply(
+        OrderDelete {
+            header: h(1, 2),
+            order_ref: 8,
+        }
+        .into(),
+        &mut books,
+    );
+    apply(
+        OrderCancel {
+            header: h(1, 2),
+            order_ref: 9,
+            cancelled_shares: 5,
+        }
+        .into(),
+        &mut books,
+    );
+    apply(
+        OrderExecuted {
+            header: h(1, 2),
+            order_ref: 10,
+            executed_shares: 5,
+            match_number: 1,
+        }
+        .into(),
+        &mut books,
+    );
+    apply(
+        OrderReplace {
+            header: h(1, 2),
+            original_ref: 11,
+            new_ref: 12,
+            shares: 5,
+            price: 1,
+        }
+        .into(),
+        &mut books,
+    );
+    apply(
+        OrderDelete {
+            header: h(9, 2),
+            order_ref: 13,
+        }
+        .into(),
+        &mut books,
+    );
     let b = books.book(1).unwrap();
     assert_eq!(b.anomalies.unknown_ref, 4);
-    assert_eq!(books.orphan_anomalies().unknown_ref, 1, "locate 9 has no book");
+    assert_eq!(
+        books.orphan_anomalies().unknown_ref,
+        1,
+        "locate 9 has no book"
+    );
     assert_eq!(books.live_orders(), 1);
     assert_eq!(b.stats.trades, 0);
     // An execution larger than the order prints what the exchange reported and removes the order.
-    apply(OrderExecuted { header: h(1, 3), order_ref: 7, executed_shares: 150, match_number: 2 }.into(), &mut books);
+    apply(
+        OrderExecuted {
+            header: h(1, 3),
+            order_ref: 7,
+            executed_shares: 150,
+            match_number: 2,
+        }
+        .into(),
+        &mut books,
+    );
     let b = books.book(1).unwrap();
     assert_eq!(b.anomalies.exec_exceeds_order, 1);
     assert_eq!((b.stats.trades, b.stats.volume), (1, 150));
@@ -217,8 +322,22 @@ fn unknown_references_are_counted_and_change_nothing() {
     // A duplicate add is refused; a break of a remembered trade takes its volume back.
     apply(add.into(), &mut books);
     apply(add.into(), &mut books);
-    apply(BrokenTrade { header: h(1, 4), match_number: 2 }.into(), &mut books);
-    apply(BrokenTrade { header: h(1, 4), match_number: 99 }.into(), &mut books);
+    apply(
+        BrokenTrade {
+            header: h(1, 4),
+            match_number: 2,
+        }
+        .into(),
+        &mut books,
+    );
+    apply(
+        BrokenTrade {
+            header: h(1, 4),
+            match_number: 99,
+        }
+        .into(),
+        &mut books,
+    );
     let b = books.book(1).unwrap();
     assert_eq!(b.anomalies.duplicate_ref, 1);
     assert_eq!((b.stats.trades, b.stats.volume, b.stats.broken), (0, 0, 1));
@@ -236,10 +355,43 @@ fn non_printable_executions_do_not_count_and_crosses_are_detected() {
         m.encode(&mut buf);
         books.apply(&buf, &mut ()).unwrap();
     };
-    apply(AddOrder { header: h(1, 1), order_ref: 1, side: b'B', shares: 100, stock, price: 10_100 }.into(), &mut books);
-    apply(AddOrder { header: h(1, 1), order_ref: 2, side: b'S', shares: 100, stock, price: 10_100 }.into(), &mut books);
+    apply(
+        AddOrder {
+            header: h(1, 1),
+            order_ref: 1,
+            side: b'B',
+            shares: 100,
+            stock,
+            price: 10_100,
+        }
+        .into(),
+        &mut books,
+    );
+    apply(
+        AddOrder {
+            header: h(1, 1),
+            order_ref: 2,
+            side: b'S',
+            shares: 100,
+            stock,
+            price: 10_100,
+        }
+        .into(),
+        &mut books,
+    );
     assert_eq!(books.book(1).unwrap().anomalies.locked, 1);
-    apply(AddOrder { header: h(1, 1), order_ref: 3, side: b'S', shares: 100, stock, price: 10_000 }.into(), &mut books);
+    apply(
+        AddOrder {
+            header: h(1, 1),
+            order_ref: 3,
+            side: b'S',
+            shares: 100,
+            stock,
+            price: 10_000,
+        }
+        .into(),
+        &mut books,
+    );
     assert_eq!(books.book(1).unwrap().anomalies.crossed, 1);
     let c = |printable, m| OrderExecutedWithPrice {
         header: h(1, 2),
@@ -252,7 +404,10 @@ fn non_printable_executions_do_not_count_and_crosses_are_detected() {
     apply(c(b'N', 5).into(), &mut books);
     apply(c(b'Y', 6).into(), &mut books);
     let b = books.book(1).unwrap();
-    assert_eq!((b.stats.trades, b.stats.volume, b.stats.non_printable), (1, 10, 1));
+    assert_eq!(
+        (b.stats.trades, b.stats.volume, b.stats.non_printable),
+        (1, 10, 1)
+    );
     assert_eq!(b.stats.vwap(), Some(10_050));
     assert_eq!(books.depth(b, SideKind::Bid).next().unwrap().shares, 80);
     books.check_invariants().unwrap();

@@ -2,9 +2,12 @@
 //! inverse for every byte pattern of every type.
 
 use proptest::prelude::*;
-use shards::itch::{decode, message_len, DecodeError, Header, OwnedMessage, ALL_TYPES, LEN_BY_TYPE};
+use shards::itch::{
+    decode, message_len, DecodeError, Header, OwnedMessage, ALL_TYPES, LEN_BY_TYPE,
+};
 
-const SPEC_LENGTHS: &str = "S 12, R 39, H 25, Y 20, L 26, V 35, W 12, K 28, J 35, h 21, A 36, F 40, \
+const SPEC_LENGTHS: &str =
+    "S 12, R 39, H 25, Y 20, L 26, V 35, W 12, K 28, J 35, h 21, A 36, F 40, \
     E 31, C 36, X 23, D 19, U 35, P 44, Q 40, B 19, I 50, N 20, O 48";
 
 #[test]
@@ -20,7 +23,10 @@ fn lengths_match_the_spec_table() {
     }
     assert_eq!(n, 23);
     assert_eq!(ALL_TYPES.len(), 23);
-    assert_eq!((0..=255u8).filter(|t| message_len(*t).is_some()).count(), 23);
+    assert_eq!(
+        (0..=255u8).filter(|t| message_len(*t).is_some()).count(),
+        23
+    );
 }
 
 #[test]
@@ -28,10 +34,19 @@ fn fields_tile_every_message_exactly() {
     for &tag in ALL_TYPES {
         let mut at = Header::LEN;
         for f in OwnedMessage::fields(tag).unwrap() {
-            assert_eq!(f.offset, at, "{} field {} starts where the last ended", tag as char, f.name);
+            assert_eq!(
+                f.offset, at,
+                "{} field {} starts where the last ended",
+                tag as char, f.name
+            );
             at += f.size;
         }
-        assert_eq!(at, message_len(tag).unwrap(), "{} fields end at the length", tag as char);
+        assert_eq!(
+            at,
+            message_len(tag).unwrap(),
+            "{} fields end at the length",
+            tag as char
+        );
     }
 }
 

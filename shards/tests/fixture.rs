@@ -9,7 +9,10 @@ const FIXTURE: &[u8] = include_bytes!("data/ritch-ex20101224.itch50");
 #[test]
 fn message_counts_per_type() {
     let mut by_type = BTreeMap::new();
-    let stats = walk(FIXTURE, false, |_, m| *by_type.entry(m[0]).or_insert(0u64) += 1).unwrap();
+    let stats = walk(FIXTURE, false, |_, m| {
+        *by_type.entry(m[0]).or_insert(0u64) += 1
+    })
+    .unwrap();
     assert_eq!(stats.frames, 12_012);
     assert_eq!(stats.bytes, 465_048);
     let want: BTreeMap<u8, u64> = [
@@ -47,11 +50,19 @@ fn fields_decode_to_the_expected_values() {
         }
         Message::StockTradingAction(v) => states.push(v.trading_state()),
         Message::AddOrder(v) => {
-            if v.side() == b'B' { buy += 1 } else { sell += 1 }
+            if v.side() == b'B' {
+                buy += 1
+            } else {
+                sell += 1
+            }
             *adds_by_locate.entry(v.locate()).or_insert(0) += 1;
         }
         Message::AddOrderMpid(v) => {
-            if v.side() == b'B' { buy += 1 } else { sell += 1 }
+            if v.side() == b'B' {
+                buy += 1
+            } else {
+                sell += 1
+            }
             *adds_by_locate.entry(v.locate()).or_insert(0) += 1;
         }
         Message::Trade(v) => {
@@ -68,7 +79,10 @@ fn fields_decode_to_the_expected_values() {
     assert_eq!(names, [(1, "ALC"), (2, "BOB"), (3, "CHAR")]);
     assert_eq!(states, b"TTT");
     assert_eq!((buy, sell), (2_432, 2_568));
-    assert_eq!(adds_by_locate.into_iter().collect::<Vec<_>>(), [(1, 950), (2, 2_482), (3, 1_568)]);
+    assert_eq!(
+        adds_by_locate.into_iter().collect::<Vec<_>>(),
+        [(1, 950), (2, 2_482), (3, 1_568)]
+    );
     assert_eq!(
         trades_by_locate.into_iter().collect::<Vec<_>>(),
         [(1, 1_885), (2, 1_658), (3, 1_457)]
