@@ -25,6 +25,13 @@ struct Model {
     next_match: u64,
 }
 
+/// One price level: (price, shares, references oldest first).
+type LevelView = (u32, u64, Vec<u64>);
+/// (locate, side) -> levels, best first.
+type Ladders = BTreeMap<(u16, u8), Vec<LevelView>>;
+/// (arrival sequence, reference, shares) of a queued order.
+type Queued = (u64, u64, u32);
+
 const STOCKS: [&[u8; 8]; 3] = [b"AAA     ", b"BBB     ", b"CCC     "];
 
 fn h(locate: u16, ts: u64) -> Header {
@@ -149,14 +156,14 @@ impl Model {
     }
 
     /// (locate, side) -> levels best first: (price, shares, refs oldest first).
-    fn levels(&self) -> BTreeMap<(u16, u8), Vec<(u32, u64, Vec<u64>)>> {
-        let mut agg: BTreeMap<(u16, u8, u32), Vec<(u64, u64, u32)>> = BTreeMap::new();
+    fn levels(&self) -> Ladders {
+        let mut agg: BTreeMap<(u16, u8, u32), Vec<Queued>> = BTreeMap::new();
         for (r, o) in &self.live {
             agg.entry((o.locate, o.side, o.price))
                 .or_default()
                 .push((o.seq, *r, o.shares));
         }
-        let mut out: BTreeMap<(u16, u8), Vec<(u32, u64, Vec<u64>)>> = BTreeMap::new();
+        let mut out: Ladders = BTreeMap::new();
         for ((l, s, p), mut v) in agg {
             v.sort();
             let shares = v.iter().map(|x| x.2 as u64).sum();
@@ -173,7 +180,7 @@ impl Model {
     }
 }
 
-fn book_levels(books: &Books) -> BTreeMap<(u16, u8), Vec<(u32, u64, Vec<u64>)>> {
+fn book_levels(books: &Books) -> Ladders {
     let mut out = BTreeMap::new();
     for b in books.books() {
         for (kind, s) in [(SideKind::Bid, b'B'), (SideKind::Ask, b'S')] {
