@@ -262,8 +262,19 @@ macro_rules! itch_messages {
             }
 
             /// Locate, tracking number and timestamp.
+            ///
+            /// Every arm takes the same first 11 bytes, so the compiler folds the match into one
+            /// load: no second type dispatch after [`decode`].
+            #[inline(always)]
             pub fn header(&self) -> Header {
-                match self { $( Message::$Owned(v) => v.header(), )* }
+                Header::get(self.head())
+            }
+
+            /// The 11 header bytes shared by every type.
+            #[inline(always)]
+            fn head(&self) -> &[u8; Header::LEN] {
+                let b: &[u8] = match self { $( Message::$Owned(v) => &v.0[..Header::LEN], )* };
+                b.try_into().expect("every message is longer than its header")
             }
 
             /// The message's bytes, type byte first.
