@@ -10,9 +10,11 @@
 use super::rng::Rng;
 use super::universe::{universe, Instrument};
 use super::{GenConfig, GenError, Profile};
+use crate::book::prefetch::touch;
 use crate::itch::*;
 
 const NIL: u32 = u32::MAX;
+const AHEAD: usize = 16;
 const WINDOW: i32 = 1024;
 const HALF: i32 = WINDOW / 2;
 const DRIFT: i32 = 300;
@@ -124,6 +126,10 @@ pub struct Generator {
     profile: Profile,
     insts: Vec<FlowInst>,
     pick: Box<[u16]>,
+    /// Instruments of the next `AHEAD` flow messages, drawn early so their state can be
+    /// prefetched (with thousands of names it is cold, and waiting on it dominated generation).
+    ahead: [u16; AHEAD],
+    pick_rng: Rng,
     orders: Vec<GenOrder>,
     free: u32,
     next_ref: u64,
@@ -175,6 +181,8 @@ impl Generator {
             profile: cfg.profile,
             insts,
             pick: pick_table(&universe),
+            ahead: [0; AHEAD],
+            pick_rng: Rng::new(cfg.seed.rotate_left(17) ^ 0x91C4),
             orders: Vec::new(),
             free: NIL,
             next_ref: 1,
@@ -276,7 +284,7 @@ impl Generator {
 
     fn flow_message(&mut self, out: &mut Vec<u8>) {
         let ts = self.next_ts();
-        let i = self.pick[(self.rng.next_u64() & 0xFFFF) as usize] as usize;
+        let i = self.next_instrument();
         let drawn = self.draw_kind();
         let kind = self.adjust(drawn, i);
         let h = hdr(self.insts[i].locate, ts);
@@ -356,6 +364,35 @@ impl Generator {
             }
         }
         self.drift(i);
+    }
+
+    fn next_instrument(&mut self) -> usize {
+        let k = (self.emitted - self.preamble) as usize;
+        if k == 0 {
+            for a in 0..AHEAD {
+                self.ahead[a] = self.pick[(self.pick_rng.next_u64() & 0xFFFF) as usize];
+            }
+        }
+        let slot = k % AHEAD;
+        let i = self.ahead[slot] as usize;
+        let next = self.pick[(self.pick_rng.next_u64() & 0xFFFF) as usize];
+        self.ahead[slot] = next;
+        let ins = &self.insts[next as usize];
+        touch(ins);
+        touch(
+            ins.live
+                .as_ptr()
+                .wrapping_add(ins.live.len().saturating_sub(1)),
+        );
+        for side in 0..2 {
+            let t = if side == 0 {
+                ins.best[0].max(ins.lo)
+            } else {
+                ins.best[1].min(ins.lo + WINDOW - 1)
+            };
+            touch(ins.heads.as_ptr().wrapping_add(ins.slot(side, t)));
+        }
+        i
     }
 
     fn draw_kind(&mut self) -> Kind {
