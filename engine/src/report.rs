@@ -152,6 +152,23 @@ pub fn anomaly_list(a: &Anomalies) -> String {
     }
 }
 
+/// What `--skip-corrupt` skipped, in words; `None` when the input was clean.
+pub fn corrupt_summary(w: &shards::itch::WalkStats) -> Option<String> {
+    (w.corrupt_regions > 0).then(|| {
+        format!(
+            "skipped {} corrupt region(s), {}{}; first: {}",
+            w.corrupt_regions,
+            crate::fmt::bytes(w.skipped_bytes),
+            if w.truncated_tail {
+                ", truncated tail"
+            } else {
+                ""
+            },
+            w.first_error.map(|e| e.to_string()).unwrap_or_default()
+        )
+    })
+}
+
 /// Anomaly counters as a JSON object, every counter present.
 pub fn anomalies_json(a: &Anomalies) -> serde_json::Value {
     let mut m = serde_json::Map::new();

@@ -237,16 +237,17 @@ proptest! {
     }
 }
 
+/// Encodes `m` and applies it to `books`.
+fn apply(m: OwnedMessage, books: &mut Books) {
+    let mut buf = Vec::new();
+    m.encode(&mut buf);
+    books.apply(&buf, &mut ()).unwrap();
+}
+
 #[test]
 fn unknown_references_are_counted_and_change_nothing() {
     let mut books = Books::default();
     let stock = *b"AAA     ";
-    let mut buf = Vec::new();
-    let mut apply = |m: OwnedMessage, books: &mut Books| {
-        buf.clear();
-        m.encode(&mut buf);
-        books.apply(&buf, &mut ()).unwrap();
-    };
     let add = AddOrder {
         header: h(1, 1),
         order_ref: 7,
@@ -356,12 +357,6 @@ fn unknown_references_are_counted_and_change_nothing() {
 fn non_printable_executions_do_not_count_and_crosses_are_detected() {
     let mut books = Books::default();
     let stock = *b"AAA     ";
-    let mut buf = Vec::new();
-    let mut apply = |m: OwnedMessage, books: &mut Books| {
-        buf.clear();
-        m.encode(&mut buf);
-        books.apply(&buf, &mut ()).unwrap();
-    };
     apply(
         AddOrder {
             header: h(1, 1),

@@ -4,7 +4,7 @@ use crate::cli::BookArgs;
 use crate::error::{Failure, Result};
 use crate::feed::{open, replay, Feed, FeedBytes, Replay};
 use crate::fmt::{bytes, count, rate};
-use crate::report::{anomaly_list, selected, write_human, write_json};
+use crate::report::{anomaly_list, corrupt_summary, selected, write_human, write_json};
 use shards::book::Books;
 use shards::synth::{generate, GenConfig, Profile, Scope};
 use std::io::Write;
@@ -77,12 +77,8 @@ fn summary(feed: &Feed, books: &Books, r: &Replay) -> String {
         bytes(books.heap_bytes() as u64),
         anomaly_list(&books.total_anomalies())
     );
-    if w.corrupt_regions > 0 {
-        s += &format!(
-            "; skipped {} corrupt region(s), {}",
-            w.corrupt_regions,
-            bytes(w.skipped_bytes)
-        );
+    if let Some(c) = corrupt_summary(w) {
+        s += &format!("; {c}");
     }
     s
 }

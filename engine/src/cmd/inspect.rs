@@ -4,7 +4,7 @@ use crate::cli::InspectArgs;
 use crate::error::{Failure, Result};
 use crate::feed::{open, replay, Replay};
 use crate::fmt::{bytes, count, rate, time_of_day};
-use crate::report::{anomalies_json, anomaly_list};
+use crate::report::{anomalies_json, anomaly_list, corrupt_summary};
 use shards::book::Books;
 use shards::itch::ALL_TYPES;
 use std::io::Write;
@@ -85,18 +85,8 @@ fn human(a: &InspectArgs, books: &Books, r: &Replay) -> String {
         count(books.live_orders() as u64),
         anomaly_list(&books.total_anomalies())
     );
-    if w.corrupt_regions > 0 {
-        s += &format!(
-            "corrupt       {} region(s), {} skipped{}; first: {}\n",
-            w.corrupt_regions,
-            bytes(w.skipped_bytes),
-            if w.truncated_tail {
-                ", truncated tail"
-            } else {
-                ""
-            },
-            w.first_error.map(|e| e.to_string()).unwrap_or_default()
-        );
+    if let Some(c) = corrupt_summary(w) {
+        s += &format!("corrupt       {c}\n");
     }
     s
 }
