@@ -60,6 +60,10 @@ fn books_never_cross_and_every_reference_is_known() {
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         let a = books.total_anomalies();
         assert_eq!(a.total(), 0, "seed {seed} {scope:?} {profile:?}: {a:?}");
+        assert!(
+            !books.index_scrambled(),
+            "seed {seed}: a day's references keep probe runs short"
+        );
         assert_eq!(books.books().len(), scope.instruments());
     }
 }

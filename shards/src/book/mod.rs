@@ -619,6 +619,12 @@ impl Books {
         self.index.get(order_ref).map(|o| &self.orders[o])
     }
 
+    /// Whether the reference index gave up on its locality-keeping hash (see [`ref_index`]);
+    /// true only for hostile reference patterns.
+    pub fn index_scrambled(&self) -> bool {
+        self.index.scrambled()
+    }
+
     /// Live orders across all books.
     pub fn live_orders(&self) -> usize {
         self.orders.live()

@@ -1,11 +1,18 @@
 //! Software prefetching across a window of upcoming messages.
 //!
 //! Why: with thousands of instruments, each message lands on state (index slot, order, level,
-//! book) that an unrelated message last touched long ago, so applying messages one by one waits
-//! on a chain of cache misses per message. The misses of different messages are independent, so
-//! [`Pipeline`] looks ahead: it asks for the index slots of the message `LOOKAHEAD` frames ahead,
-//! for the orders and books of the one half as far ahead (by then their slots have arrived), and
-//! applies messages strictly in order. Prefetches are hints only: results never depend on them.
+//! book, side) that an unrelated message last touched long ago, so applying messages one by one
+//! waits on a chain of dependent cache misses per message. The misses of different messages are
+//! independent, so [`Pipeline`] overlaps them. It runs three stages over a window of frames, and
+//! each stage only reads what the stage before it asked the cache for:
+//!
+//! 1. `LOOKAHEAD` frames ahead: the index slot of the order the message names, and its book;
+//! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order, and reads the book
+//!    and asks for the top entries of both sides;
+//! 3. `NEAR` frames ahead: reads the order and the sides' tops and asks for the order's level and
+//!    queue neighbours, both best levels, and an add's level when it is near the top.
+//!
+//! Messages are applied strictly in order. Prefetches are hints only: results never depend on them.
 
 use super::{Books, SideKind, NIL};
 use crate::events::EventSink;
@@ -13,7 +20,8 @@ use crate::itch::field::Field;
 
 /// Frames between the first prefetch of a message and its apply (a power of two).
 pub const LOOKAHEAD: usize = 16;
-const MID: usize = LOOKAHEAD / 2;
+const MID: usize = 10;
+const NEAR: usize = 4;
 
 /// Asks the cache for the line holding `p`. Never faults, whatever `p` is.
 #[inline(always)]
@@ -37,53 +45,82 @@ fn named_ref(msg: &[u8]) -> Option<u64> {
     }
 }
 
+/// The side an add rests on.
+#[inline(always)]
+fn add_side(msg: &[u8]) -> Option<SideKind> {
+    match msg[0] {
+        b'A' | b'F' if msg.len() >= 36 => SideKind::from_itch(msg[19]),
+        _ => None,
+    }
+}
+
 impl Books {
-    /// First stage: the index slot of the order `msg` names, and its book's first two lines.
     #[inline(always)]
-    fn prefetch_near(&self, msg: &[u8]) {
-        if let Some(r) = named_ref(msg) {
-            self.index.prefetch(r);
-        }
-        if msg.len() >= 3 {
-            let b = self.by_locate[u16::get(msg, 1) as usize];
-            if b != NIL {
-                let p = self.books.as_ptr().wrapping_add(b as usize);
-                touch(p);
-                touch((p as *const u8).wrapping_add(64));
+    fn book_index(&self, msg: &[u8]) -> u32 {
+        self.by_locate[u16::get(msg, 1) as usize]
+    }
+
+    /// Stage 1: the index slots the message will read or write, and the book's lines for
+    /// sides, top and statistics.
+    #[inline(always)]
+    fn prefetch_slot(&self, msg: &[u8]) {
+        match msg[0] {
+            b'A' | b'F' | b'D' | b'E' | b'C' | b'X' if msg.len() >= 19 => {
+                self.index.prefetch(u64::get(msg, 11))
             }
+            b'U' if msg.len() >= 27 => {
+                self.index.prefetch(u64::get(msg, 11));
+                self.index.prefetch(u64::get(msg, 19));
+            }
+            _ => {}
+        }
+        let b = self.book_index(msg);
+        if b != NIL {
+            let p = self.books.as_ptr().wrapping_add(b as usize) as *const u8;
+            touch(p);
+            touch(p.wrapping_add(64));
+            touch(p.wrapping_add(128));
         }
     }
 
-    /// Second stage: for an add, the top of its side; for an order message, the order, its
-    /// level, its queue neighbours and the top of its side.
+    /// Stage 2: the order (from its slot), and the top entries of both sides of the book.
     #[inline(always)]
-    fn prefetch_far(&self, msg: &[u8]) {
-        let b = self.by_locate[u16::get(msg, 1) as usize];
-        match named_ref(msg).and_then(|r| self.index.get(r)) {
-            Some(oid) => {
-                let o = &self.orders[oid];
-                touch(&self.levels[o.level]);
-                if o.prev != NIL {
-                    touch(&self.orders[o.prev]);
-                }
-                if o.next != NIL {
-                    touch(&self.orders[o.next]);
-                }
-                self.books[o.book as usize].side(o.side).prefetch_top();
+    fn prefetch_order(&self, msg: &[u8]) {
+        if let Some(oid) = named_ref(msg).and_then(|r| self.index.get(r)) {
+            self.orders.prefetch(oid);
+        }
+        let b = self.book_index(msg);
+        if b != NIL {
+            let book = &self.books[b as usize];
+            book.bids.prefetch_top();
+            book.asks.prefetch_top();
+        }
+    }
+
+    /// Stage 3: the order's level and queue neighbours, both best levels (a top-of-book change
+    /// reads them), and for an add the level at its price when it already exists near the top.
+    #[inline(always)]
+    fn prefetch_level(&self, msg: &[u8]) {
+        if let Some(oid) = named_ref(msg).and_then(|r| self.index.get(r)) {
+            let o = &self.orders[oid];
+            self.levels.prefetch(o.level);
+            self.orders.prefetch(o.prev);
+            self.orders.prefetch(o.next);
+        }
+        let b = self.book_index(msg);
+        if b == NIL {
+            return;
+        }
+        let book = &self.books[b as usize];
+        for side in [&book.bids, &book.asks] {
+            if let Some(l) = side.best() {
+                self.levels.prefetch(l);
             }
-            None if (msg[0] == b'A' || msg[0] == b'F') && b != NIL => {
-                let book = &self.books[b as usize];
-                let side = book.side(if msg[19] == b'B' {
-                    SideKind::Bid
-                } else {
-                    SideKind::Ask
-                });
-                side.prefetch_top();
-                if let Some(l) = side.best() {
-                    touch(&self.levels[l]);
-                }
+        }
+        if let Some(kind) = add_side(msg) {
+            if let Some(l) = book.side(kind).find_near_top(u32::get(msg, 32)) {
+                self.levels.prefetch(l);
             }
-            None => {}
         }
     }
 }
@@ -104,6 +141,11 @@ impl Default for Pipeline<'_> {
 }
 
 impl<'a> Pipeline<'a> {
+    #[inline(always)]
+    fn back(&self, k: usize) -> &'a [u8] {
+        self.ring[(self.len - 1 - k) & (LOOKAHEAD - 1)]
+    }
+
     /// Queues `msg` (one frame's message bytes, already framed correctly) and applies the message
     /// that falls out of the window.
     #[inline(always)]
@@ -114,9 +156,12 @@ impl<'a> Pipeline<'a> {
         }
         self.ring[at] = msg;
         self.len += 1;
-        books.prefetch_near(msg);
-        if self.len > MID {
-            books.prefetch_far(self.ring[(self.len - 1 - MID) & (LOOKAHEAD - 1)]);
+        books.prefetch_slot(msg);
+        if self.len > LOOKAHEAD - MID {
+            books.prefetch_order(self.back(LOOKAHEAD - MID));
+        }
+        if self.len > LOOKAHEAD - NEAR {
+            books.prefetch_level(self.back(LOOKAHEAD - NEAR));
         }
     }
 
