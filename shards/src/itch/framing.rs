@@ -94,6 +94,9 @@ pub fn frame_at(buf: &[u8], pos: usize) -> Result<(&[u8], usize), FrameErrorKind
     Ok((&rest[2..end], pos + end))
 }
 
+/// The longest frame: length prefix plus the longest message (`I`, 50 bytes).
+const MAX_FRAME: usize = 2 + 50;
+
 /// Frames that must follow a candidate offset, checked, before resynchronisation trusts it.
 const RESYNC_CONFIRM: usize = 3;
 
@@ -142,7 +145,22 @@ pub fn walk<'a>(
 ) -> Result<WalkStats, FrameError> {
     let mut stats = WalkStats::default();
     let mut pos = 0usize;
+    // Frames that start this far from the end cannot be truncated.
+    let safe_end = buf.len().saturating_sub(MAX_FRAME);
     while pos < buf.len() {
+        // Fast path: one length check per frame, no truncation checks.
+        while pos < safe_end {
+            let len = u16::from_be_bytes([buf[pos], buf[pos + 1]]) as usize;
+            if LEN_BY_TYPE[buf[pos + 2] as usize] as usize != len {
+                break;
+            }
+            visit(pos, &buf[pos + 2..pos + 2 + len]);
+            stats.frames += 1;
+            pos += 2 + len;
+        }
+        if pos >= buf.len() {
+            break;
+        }
         match frame_at(buf, pos) {
             Ok((msg, next)) => {
                 visit(pos, msg);

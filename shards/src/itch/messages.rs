@@ -240,16 +240,24 @@ macro_rules! itch_messages {
         /// Decodes one message (the bytes after the framing length).
         ///
         /// Zero-copy: the result borrows `frame`. Fails on an unknown type byte or a length that is
-        /// not the type's fixed length.
+        /// not the type's fixed length. One table load checks both; the typed view then needs no
+        /// per-type check, which lets the compiler build the result without a branch per type.
         #[inline(always)]
         pub fn decode(frame: &[u8]) -> Result<Message<'_>, DecodeError> {
             let Some(&tag) = frame.first() else { return Err(DecodeError::Empty) };
+            let expected = LEN_BY_TYPE[tag as usize] as usize;
+            if expected != frame.len() {
+                return Err(if expected == 0 {
+                    DecodeError::UnknownType(tag)
+                } else {
+                    DecodeError::BadLength { tag, expected, actual: frame.len() }
+                });
+            }
             match tag {
                 $(
-                    $tag => match <&[u8; $len]>::try_from(frame) {
-                        Ok(b) => Ok(Message::$Owned($View(b))),
-                        Err(_) => Err(DecodeError::BadLength { tag, expected: $len, actual: frame.len() }),
-                    },
+                    // SAFETY: `frame.len()` equals `$len`: it was checked against `LEN_BY_TYPE`,
+                    // which is built from the same table as this arm.
+                    $tag => Ok(Message::$Owned($View(unsafe { &*(frame.as_ptr() as *const [u8; $len]) }))),
                 )*
                 _ => Err(DecodeError::UnknownType(tag)),
             }
