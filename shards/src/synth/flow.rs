@@ -366,6 +366,9 @@ impl Generator {
         self.drift(i);
     }
 
+    /// The instrument of this flow message. Draws `AHEAD` messages early: the newest draw's
+    /// state is asked for first, and half a window later (when it has arrived) it is read to ask
+    /// for the tail of its live list and the queues at its best prices.
     fn next_instrument(&mut self) -> usize {
         let k = (self.emitted - self.preamble) as usize;
         if k == 0 {
@@ -377,19 +380,11 @@ impl Generator {
         let i = self.ahead[slot] as usize;
         let next = self.pick[(self.pick_rng.next_u64() & 0xFFFF) as usize];
         self.ahead[slot] = next;
-        let ins = &self.insts[next as usize];
-        touch(ins);
-        touch(
-            ins.live
-                .as_ptr()
-                .wrapping_add(ins.live.len().saturating_sub(1)),
-        );
+        touch(&self.insts[next as usize]);
+        let ins = &self.insts[self.ahead[(k + AHEAD / 2) % AHEAD] as usize];
+        touch(ins.live.as_ptr().wrapping_add(ins.live.len().saturating_sub(1)));
         for side in 0..2 {
-            let t = if side == 0 {
-                ins.best[0].max(ins.lo)
-            } else {
-                ins.best[1].min(ins.lo + WINDOW - 1)
-            };
+            let t = if side == 0 { ins.best[0].max(ins.lo) } else { ins.best[1].min(ins.lo + WINDOW - 1) };
             touch(ins.heads.as_ptr().wrapping_add(ins.slot(side, t)));
         }
         i
