@@ -147,3 +147,38 @@ fn too_few_messages_is_an_error() {
     let e = generate(&cfg(Scope::V3k, 100, 1, Profile::Realistic)).unwrap_err();
     assert!(e.to_string().contains("7006"), "{e}");
 }
+
+#[test]
+fn pipelined_replay_equals_sequential_replay() {
+    use shards::book::{Pipeline, SideKind};
+    use shards::events::EventLog;
+    let bytes = generate(&cfg(Scope::V3k, 600_000, 9, Profile::Deep)).unwrap();
+    let (mut seq, mut seq_log) = (Books::default(), EventLog::default());
+    walk(&bytes, false, |_, m| seq.apply(m, &mut seq_log).unwrap()).unwrap();
+    let (mut pip, mut pip_log) = (Books::default(), EventLog::default());
+    let mut pipe = Pipeline::default();
+    let mut switched_on = false;
+    walk(&bytes, false, |_, m| {
+        pipe.push(&mut pip, m, &mut pip_log);
+        switched_on |= pipe.prefetching();
+    })
+    .unwrap();
+    pipe.finish(&mut pip, &mut pip_log);
+    assert!(switched_on, "the session grows past the prefetch threshold");
+    pip.check_invariants().unwrap();
+    assert_eq!(seq_log.trades, pip_log.trades);
+    assert_eq!(seq_log.bbos, pip_log.bbos);
+    for (a, b) in seq.books().iter().zip(pip.books()) {
+        assert_eq!(
+            (a.locate, a.stats, a.anomalies),
+            (b.locate, b.stats, b.anomalies)
+        );
+        for kind in [SideKind::Bid, SideKind::Ask] {
+            assert!(
+                seq.depth(a, kind).eq(pip.depth(b, kind)),
+                "{} {kind:?}",
+                a.symbol_str()
+            );
+        }
+    }
+}

@@ -625,6 +625,14 @@ impl Books {
         self.index.scrambled()
     }
 
+    /// Bytes of state the apply path touches: live orders with their index slots, live levels,
+    /// and books. Decides whether prefetching pays ([`Pipeline`]).
+    pub fn live_state_bytes(&self) -> usize {
+        self.orders.live() * (core::mem::size_of::<Order>() + 32)
+            + self.levels.live() * core::mem::size_of::<Level>()
+            + self.books.len() * core::mem::size_of::<Book>()
+    }
+
     /// Live orders across all books.
     pub fn live_orders(&self) -> usize {
         self.orders.live()

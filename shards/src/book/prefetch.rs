@@ -126,21 +126,39 @@ impl Books {
 }
 
 /// A window of upcoming messages, applied in order with their state prefetched.
+///
+/// Prefetching costs instructions and only pays when the shard's state does not fit in cache, so
+/// the pipeline re-checks the size of that state every [`RECHECK`] messages and, below
+/// [`PREFETCH_ABOVE`], applies messages directly (measured on m7: 0.88-0.91x with prefetching).
 pub struct Pipeline<'a> {
     ring: [&'a [u8]; LOOKAHEAD],
     len: usize,
+    seen: u64,
+    enabled: bool,
 }
+
+/// Messages between checks of whether prefetching pays.
+pub const RECHECK: u64 = 1 << 16;
+/// Bytes of live book state above which prefetching is switched on (about one core's L2).
+pub const PREFETCH_ABOVE: usize = 1 << 20;
 
 impl Default for Pipeline<'_> {
     fn default() -> Self {
         Pipeline {
             ring: [&[]; LOOKAHEAD],
             len: 0,
+            seen: 0,
+            enabled: false,
         }
     }
 }
 
 impl<'a> Pipeline<'a> {
+    /// Whether messages are currently prefetched (false while the state fits in cache).
+    pub fn prefetching(&self) -> bool {
+        self.enabled
+    }
+
     #[inline(always)]
     fn back(&self, k: usize) -> &'a [u8] {
         self.ring[(self.len - 1 - k) & (LOOKAHEAD - 1)]
@@ -150,6 +168,19 @@ impl<'a> Pipeline<'a> {
     /// that falls out of the window.
     #[inline(always)]
     pub fn push<S: EventSink>(&mut self, books: &mut Books, msg: &'a [u8], sink: &mut S) {
+        if self.seen & (RECHECK - 1) == 0 {
+            let want = books.live_state_bytes() > PREFETCH_ABOVE;
+            if want != self.enabled {
+                // Drain in order before changing mode, so no message overtakes another.
+                self.finish(books, sink);
+                self.enabled = want;
+            }
+        }
+        self.seen += 1;
+        if !self.enabled {
+            let _ = books.apply(msg, sink);
+            return;
+        }
         let at = self.len & (LOOKAHEAD - 1);
         if self.len >= LOOKAHEAD {
             let _ = books.apply(self.ring[at], sink);

@@ -382,9 +382,17 @@ impl Generator {
         self.ahead[slot] = next;
         touch(&self.insts[next as usize]);
         let ins = &self.insts[self.ahead[(k + AHEAD / 2) % AHEAD] as usize];
-        touch(ins.live.as_ptr().wrapping_add(ins.live.len().saturating_sub(1)));
+        touch(
+            ins.live
+                .as_ptr()
+                .wrapping_add(ins.live.len().saturating_sub(1)),
+        );
         for side in 0..2 {
-            let t = if side == 0 { ins.best[0].max(ins.lo) } else { ins.best[1].min(ins.lo + WINDOW - 1) };
+            let t = if side == 0 {
+                ins.best[0].max(ins.lo)
+            } else {
+                ins.best[1].min(ins.lo + WINDOW - 1)
+            };
             touch(ins.heads.as_ptr().wrapping_add(ins.slot(side, t)));
         }
         i
