@@ -129,6 +129,11 @@ pub struct Generator {
     /// Instruments of the next `AHEAD` flow messages, drawn early so their state can be
     /// prefetched (with thousands of names it is cold, and waiting on it dominated generation).
     ahead: [u16; AHEAD],
+    /// The random draw each of those messages will use to pick an order to cancel, drawn with
+    /// the instrument so that its likely victim can be prefetched too.
+    ahead_pick: [u64; AHEAD],
+    /// The pick of the message being generated.
+    pick_now: u64,
     pick_rng: Rng,
     orders: Vec<GenOrder>,
     free: u32,
@@ -182,6 +187,8 @@ impl Generator {
             insts,
             pick: pick_table(&universe),
             ahead: [0; AHEAD],
+            ahead_pick: [0; AHEAD],
+            pick_now: 0,
             pick_rng: Rng::new(cfg.seed.rotate_left(17) ^ 0x91C4),
             orders: Vec::new(),
             free: NIL,
@@ -366,27 +373,36 @@ impl Generator {
         self.drift(i);
     }
 
-    /// The instrument of this flow message. Draws `AHEAD` messages early: the newest draw's
-    /// state is asked for first, and half a window later (when it has arrived) it is read to ask
-    /// for the tail of its live list and the queues at its best prices.
+    /// The instrument of this flow message. Draws `AHEAD` messages early, with the random number
+    /// that message will use to pick a victim, and prefetches in three steps, each reading only
+    /// what the step before asked for: the instrument's state; then its live-list tail, the
+    /// live-list entry its pick starts from and its best queues; then that entry's order.
     fn next_instrument(&mut self) -> usize {
         let k = (self.emitted - self.preamble) as usize;
         if k == 0 {
             for a in 0..AHEAD {
                 self.ahead[a] = self.pick[(self.pick_rng.next_u64() & 0xFFFF) as usize];
+                self.ahead_pick[a] = self.pick_rng.next_u64();
             }
         }
         let slot = k % AHEAD;
         let i = self.ahead[slot] as usize;
+        self.pick_now = self.ahead_pick[slot];
         let next = self.pick[(self.pick_rng.next_u64() & 0xFFFF) as usize];
         self.ahead[slot] = next;
+        self.ahead_pick[slot] = self.pick_rng.next_u64();
         touch(&self.insts[next as usize]);
-        let ins = &self.insts[self.ahead[(k + AHEAD / 2) % AHEAD] as usize];
-        touch(
-            ins.live
-                .as_ptr()
-                .wrapping_add(ins.live.len().saturating_sub(1)),
-        );
+        let mid = (k + AHEAD / 2) % AHEAD;
+        let ins = &self.insts[self.ahead[mid] as usize];
+        let n = ins.live.len();
+        touch(ins.live.as_ptr().wrapping_add(n.saturating_sub(1)));
+        if n > 0 {
+            touch(
+                ins.live
+                    .as_ptr()
+                    .wrapping_add(victim_start(n, self.ahead_pick[mid])),
+            );
+        }
         for side in 0..2 {
             let t = if side == 0 {
                 ins.best[0].max(ins.lo)
@@ -394,6 +410,13 @@ impl Generator {
                 ins.best[1].min(ins.lo + WINDOW - 1)
             };
             touch(ins.heads.as_ptr().wrapping_add(ins.slot(side, t)));
+        }
+        let near = (k + AHEAD / 4) % AHEAD;
+        let ins = &self.insts[self.ahead[near] as usize];
+        let n = ins.live.len();
+        if n > 0 {
+            let oid = ins.live[victim_start(n, self.ahead_pick[near])];
+            touch(self.orders.as_ptr().wrapping_add(oid as usize));
         }
         i
     }
@@ -637,17 +660,8 @@ impl Generator {
     }
 
     fn random_order(&mut self, i: usize) -> u32 {
-        // Most cancels hit young orders (real order lifetimes are short and heavy-tailed): 70%
-        // pick among the newest few dozen, the rest uniformly over the whole book.
         let live = &self.insts[i].live;
-        let n = live.len();
-        let r = self.rng.next_u64();
-        let start = if r & 1023 < 717 {
-            let back = ((r >> 10) & 63).min((r >> 16) & 63) as usize;
-            n - 1 - back.min(n - 1)
-        } else {
-            ((r >> 10) % n as u64) as usize
-        };
+        let start = victim_start(live.len(), self.pick_now);
         live[..=start]
             .iter()
             .rev()
@@ -720,6 +734,19 @@ impl Generator {
         }
         self.orders[oid as usize].next = self.free;
         self.free = oid;
+    }
+}
+
+/// Where in a live list of `n` entries (oldest first) the search for a victim starts. Most
+/// cancels hit young orders (real order lifetimes are short and heavy-tailed): 70% start among
+/// the newest few dozen, the rest anywhere.
+#[inline(always)]
+fn victim_start(n: usize, r: u64) -> usize {
+    if r & 1023 < 717 {
+        let back = ((r >> 10) & 63).min((r >> 16) & 63) as usize;
+        n - 1 - back.min(n - 1)
+    } else {
+        ((r >> 10) % n as u64) as usize
     }
 }
 
