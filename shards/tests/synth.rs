@@ -182,3 +182,31 @@ fn pipelined_replay_equals_sequential_replay() {
         }
     }
 }
+
+#[test]
+fn prices_move_like_a_day() {
+    // The boundary may wander 300 ticks from the reference price, so a $500 name can move at
+    // most 0.6%; cheaper names move further. A real day moves large caps 1-3%.
+    for profile in [Profile::Realistic, Profile::Deep] {
+        let books = replay(&generate(&cfg(Scope::M7, 1_000_000, 21, profile)).unwrap());
+        let ranges: Vec<(String, f64)> = books
+            .books()
+            .iter()
+            .map(|b| {
+                let s = &b.stats;
+                (
+                    b.symbol_str().to_string(),
+                    (s.high - s.low) as f64 / s.vwap().unwrap() as f64,
+                )
+            })
+            .collect();
+        assert!(
+            ranges.iter().all(|(_, r)| *r > 0.003 && *r < 0.08),
+            "{profile:?}: {ranges:?}"
+        );
+        assert!(
+            ranges.iter().filter(|(_, r)| *r > 0.01).count() >= 3,
+            "{profile:?}: {ranges:?}"
+        );
+    }
+}

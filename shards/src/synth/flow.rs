@@ -94,6 +94,8 @@ struct FlowInst {
     live: Vec<u32>,
     live_count: usize,
     target: usize,
+    /// Direction the price leans (+1 up, -1 down); flips now and then.
+    trend: i32,
 }
 
 impl FlowInst {
@@ -110,6 +112,7 @@ impl FlowInst {
             live: Vec::new(),
             live_count: 0,
             target,
+            trend: 1,
         }
     }
 
@@ -298,7 +301,7 @@ impl Generator {
         match kind {
             Kind::Add | Kind::AddMpid => self.add(i, h, kind == Kind::AddMpid, out),
             Kind::Delete => {
-                let oid = self.random_order(i);
+                let oid = self.pick_delete(i);
                 let order_ref = self.orders[oid as usize].order_ref;
                 self.remove(i, oid);
                 OrderDelete {
@@ -646,17 +649,40 @@ impl Generator {
     }
 
     /// Moves the boundary one tick when the spread leaves room for it.
+    /// Moves the boundary one tick when the spread leaves room for it, three times in four in
+    /// the direction the instrument leans; the lean flips about once in 4,096 of its messages,
+    /// and turns back towards the reference price near the edge of its range.
     fn drift(&mut self, i: usize) {
         let r = self.rng.next_u64();
+        let ins = &mut self.insts[i];
+        if (r >> 20) & 4095 == 0 || (ins.b - ins.anchor) * ins.trend > DRIFT - 20 {
+            ins.trend = -ins.trend;
+        }
         if r & 7 != 0 {
             return;
         }
-        let ins = &mut self.insts[i];
-        let b = if r & 8 == 0 { ins.b + 1 } else { ins.b - 1 };
+        let step = if (r >> 3) & 3 == 0 {
+            -ins.trend
+        } else {
+            ins.trend
+        };
+        let b = ins.b + step;
         let ok = b >= ins.best[0] && b < ins.best[1] && (b - ins.anchor).abs() <= DRIFT;
         if ok {
             ins.b = b;
         }
+    }
+
+    /// A delete's victim: one in five is the oldest order at the best level in the way of the
+    /// lean (pulled quotes are how prices move between trades), the rest as [`Self::random_order`].
+    fn pick_delete(&mut self, i: usize) -> u32 {
+        let ins = &self.insts[i];
+        let side = if ins.trend > 0 { 1 } else { 0 };
+        let best = ins.best[side];
+        if (self.pick_now >> 40) & 1023 < 205 && best != NO_BID && best != NO_ASK {
+            return ins.heads[ins.slot(side, best)];
+        }
+        self.random_order(i)
     }
 
     fn random_order(&mut self, i: usize) -> u32 {
