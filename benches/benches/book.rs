@@ -2,7 +2,7 @@
 //! prefetch pipeline.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use shards::book::{Books, Pipeline};
+use shards::book::Books;
 use shards::itch::walk;
 use shards::synth::{Profile, Scope};
 use std::hint::black_box;
@@ -24,9 +24,7 @@ fn build(c: &mut Criterion) {
             b.iter_batched_ref(
                 Books::default,
                 |books| {
-                    let mut pipe = Pipeline::default();
-                    walk(&bytes, false, |_, m| pipe.push(books, m, &mut ())).unwrap();
-                    pipe.finish(books, &mut ());
+                    books.replay(&bytes, false, &mut (), |_, _| {}).unwrap();
                     black_box(books.live_orders())
                 },
                 BatchSize::LargeInput,

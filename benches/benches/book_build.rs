@@ -10,7 +10,7 @@
 //! Run: `cargo bench -p tickcore-benches --bench book_build`.
 
 use hdrhistogram::Histogram;
-use shards::book::{Books, Pipeline};
+use shards::book::Books;
 use shards::itch::{walk, ALL_TYPES, TYPE_INDEX};
 use shards::synth::{Profile, Scope};
 use std::time::Instant;
@@ -20,9 +20,7 @@ fn replay(bytes: &[u8], pipelined: bool) -> (f64, Books) {
     let mut books = Books::default();
     let t = Instant::now();
     if pipelined {
-        let mut pipe = Pipeline::default();
-        walk(bytes, false, |_, m| pipe.push(&mut books, m, &mut ())).unwrap();
-        pipe.finish(&mut books, &mut ());
+        books.replay(bytes, false, &mut (), |_, _| {}).unwrap();
     } else {
         walk(bytes, false, |_, m| books.apply(m, &mut ()).unwrap()).unwrap();
     }

@@ -6,8 +6,8 @@
 
 use crate::error::{Failure, Result};
 use crate::progress::Progress;
-use shards::book::{Books, Pipeline};
-use shards::itch::{walk, WalkStats};
+use shards::book::Books;
+use shards::itch::WalkStats;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -104,28 +104,26 @@ pub fn replay(feed: &Feed, books: &mut Books, skip_corrupt: bool) -> Result<Repl
     let mut n = 0u64;
     let mut first_ts = None;
     let mut last_off = 0usize;
-    let mut pipe = Pipeline::default();
-    let walk = walk(bytes, skip_corrupt, |off, msg| {
-        pipe.push(books, msg, &mut ());
-        n += 1;
-        last_off = off;
-        if n & (PROGRESS_EVERY - 1) == 0 {
-            progress.update(off as u64);
-        }
-        if first_ts.is_none() {
-            first_ts = Some(timestamp(msg));
-        }
-    })
-    .map_err(|e| {
-        progress.finish();
-        let hint = if e.offset == 0 {
-            " (not an ITCH 5.0 BinaryFILE?)"
-        } else {
-            " (--skip-corrupt resynchronises and counts instead)"
-        };
-        Failure::at(&feed.name, format!("{e}{hint}"))
-    })?;
-    pipe.finish(books, &mut ());
+    let walk = books
+        .replay(bytes, skip_corrupt, &mut (), |off, msg| {
+            n += 1;
+            last_off = off;
+            if n & (PROGRESS_EVERY - 1) == 0 {
+                progress.update(off as u64);
+            }
+            if first_ts.is_none() {
+                first_ts = Some(timestamp(msg));
+            }
+        })
+        .map_err(|e| {
+            progress.finish();
+            let hint = if e.offset == 0 {
+                " (not an ITCH 5.0 BinaryFILE?)"
+            } else {
+                " (--skip-corrupt resynchronises and counts instead)"
+            };
+            Failure::at(&feed.name, format!("{e}{hint}"))
+        })?;
     progress.finish();
     let elapsed = start.elapsed();
     let last_ts = (walk.frames > 0).then(|| timestamp(&bytes[last_off + 2..]));

@@ -100,3 +100,23 @@ fn random_bytes_never_panic() {
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
 }
+
+#[test]
+fn replay_applies_every_frame_before_a_framing_error() {
+    // Large enough that prefetching is on when the error comes, so frames are in flight.
+    let cfg = GenConfig {
+        scope: Scope::V3k,
+        messages: 600_000,
+        seed: 9,
+        profile: Profile::Deep,
+    };
+    let mut b = generate(&cfg).unwrap();
+    let off = offsets(&b)[500_000];
+    b[off + 2] = b'z';
+    let mut books = Books::default();
+    let e = books.replay(&b, false, &mut (), |_, _| {}).unwrap_err();
+    assert_eq!(e.offset, off as u64);
+    let applied: u64 = books.by_type().iter().sum();
+    assert_eq!(applied, 500_000, "frames before the error are applied");
+    books.check_invariants().unwrap();
+}

@@ -17,6 +17,7 @@
 use super::{Books, SideKind, NIL};
 use crate::events::EventSink;
 use crate::itch::field::Field;
+use crate::itch::{walk, FrameError, WalkStats};
 
 /// Frames between the first prefetch of a message and its apply (a power of two).
 pub const LOOKAHEAD: usize = 16;
@@ -203,5 +204,27 @@ impl<'a> Pipeline<'a> {
             let _ = books.apply(self.ring[k & (LOOKAHEAD - 1)], sink);
         }
         self.len = 0;
+    }
+}
+
+impl Books {
+    /// Applies every frame of `bytes`, in order, through a [`Pipeline`]: the one replay path that
+    /// the engine runs and the benchmarks measure. `on_frame(offset, message)` sees each frame as
+    /// it is queued (for progress and bookkeeping). When framing fails, every frame before the
+    /// failure has still been applied when the error returns.
+    pub fn replay<S: EventSink>(
+        &mut self,
+        bytes: &[u8],
+        skip_corrupt: bool,
+        sink: &mut S,
+        mut on_frame: impl FnMut(usize, &[u8]),
+    ) -> Result<WalkStats, FrameError> {
+        let mut pipe = Pipeline::default();
+        let walked = walk(bytes, skip_corrupt, |off, msg| {
+            pipe.push(self, msg, sink);
+            on_frame(off, msg);
+        });
+        pipe.finish(self, sink);
+        walked
     }
 }
