@@ -7,7 +7,8 @@
 //!   apply; the timer's own cost is measured and printed, not subtracted).
 //!
 //! Writes one JSON per session to `build_data/bench/book_build-<scope>-<profile>.json`.
-//! Run: `cargo bench -p tickcore-benches --bench book_build`.
+//! Run: `cargo bench -p tickcore-benches --bench book_build`; `TICKCORE_BENCH_SESSIONS=v3k-deep`
+//! (comma-separated `<scope>-<profile>` names) runs only those sessions.
 
 use hdrhistogram::Histogram;
 use shards::book::Books;
@@ -76,6 +77,8 @@ fn main() {
     let overhead = timer_overhead_ns(per_ns);
     let out_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../build_data/bench");
     std::fs::create_dir_all(out_dir).unwrap();
+    // TICKCORE_BENCH_SESSIONS=v3k-deep,m7-realistic runs only those sessions.
+    let only = std::env::var("TICKCORE_BENCH_SESSIONS").unwrap_or_default();
     println!("book_build: {n} messages per session, timer overhead {overhead:.1} ns (median)");
     for (scope, profile) in [
         (Scope::M7, Profile::Realistic),
@@ -83,6 +86,10 @@ fn main() {
         (Scope::V3k, Profile::Realistic),
         (Scope::V3k, Profile::Deep),
     ] {
+        let name = format!("{}-{}", scope.name(), profile.name());
+        if !only.is_empty() && !only.split(',').any(|o| o == name) {
+            continue;
+        }
         let t = Instant::now();
         let bytes = session(scope, profile, n);
         let gen_rate = n as f64 / t.elapsed().as_secs_f64();
@@ -96,7 +103,6 @@ fn main() {
         let (seq, seq_runs) = rates(false);
         let (_, books) = replay(&bytes, true);
         let lat = latency(&bytes, per_ns);
-        let name = format!("{}-{}", scope.name(), profile.name());
         println!(
             "\n{name}: build {:.2} M msgs/s ({:.1} ns/msg) pipelined, {:.2} M/s sequential (x{:.2}); \
              gen {:.2} M/s; book memory {:.1} MiB; peak RSS {:.1} MiB (session {:.1} MiB)",

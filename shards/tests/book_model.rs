@@ -188,10 +188,9 @@ fn book_levels(books: &Books) -> Ladders {
                 .side(kind)
                 .levels()
                 .map(|l| {
-                    let refs: Vec<u64> = books.queue(l).map(|o| o.order_ref).collect();
-                    let info = books
-                        .depth(b, kind)
-                        .find(|x| x.price == books.queue(l).next().unwrap().price);
+                    let queue = books.queue(l);
+                    let refs: Vec<u64> = queue.iter().map(|o| o.order_ref).collect();
+                    let info = books.depth(b, kind).find(|x| x.price == queue[0].price);
                     let info = info.unwrap();
                     assert_eq!(info.orders as usize, refs.len());
                     (info.price, info.shares, refs)

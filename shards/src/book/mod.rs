@@ -1,34 +1,38 @@
 //! Full-depth (L3) order books for every instrument a shard owns.
 //!
-//! [`Books`] owns all state of one shard: a slab of live orders, a slab of price levels, the index
-//! from order reference to order, one [`Book`] per instrument and a short memory of recent trades
-//! for `B` (broken trade). It applies messages one at a time and reports what changed through an
+//! [`Books`] owns all state of one shard: a table of live orders by reference, a slab of price
+//! levels, one [`Book`] per instrument and a short memory of recent trades for `B` (broken
+//! trade). It applies messages one at a time and reports what changed through an
 //! [`EventSink`]. It never blocks, never does I/O and never allocates per message once its slabs
 //! have reached the day's high-water mark; feed anomalies are counted, never fatal.
 //!
 //! Structure choices, and why (the figures are in the top-level README):
-//! - orders by reference: [`ref_index::RefIndex`], identity-hashed open addressing, because
-//!   references grow with time and die young; a direct array would need gigabytes for a day;
-//! - orders and levels in slabs ([`store`]) with stable handles, so E/C/X/D (half of all
-//!   messages) reach their order, level and queue neighbours by index, with no search;
+//! - orders stored inline in a hash table keyed by reference ([`order_table`]): E/C/X/D/U (half
+//!   of all messages) find everything they need about their order in the one slot the lookup
+//!   lands on, and reach its level by handle with no search; no queue links, because reference
+//!   order is queue order; a direct array by reference would need gigabytes for a day;
+//! - levels in a slab ([`store`]) with stable handles, carrying their book and side, so an
+//!   order needs nothing but its level handle;
 //! - price levels per side in a sorted vector with the best last ([`side`]), because activity
 //!   clusters at the top, where insertion and removal move almost nothing;
 //! - books indexed directly by stock locate (a `u16`), no hashing at all.
 
 pub mod instrument;
+pub mod order_table;
+pub mod pages;
 pub mod prefetch;
-pub mod ref_index;
 pub mod side;
 pub mod store;
 
 pub use instrument::{Anomalies, Book, CrossState, TradeStats};
+pub use order_table::Order;
 pub use prefetch::Pipeline;
 pub use side::{LevelId, Side, SideKind};
-pub use store::{Level, Order, NIL};
+pub use store::{Level, NIL};
 
 use crate::events::{Bbo, Break, EventSink, Quote, Trade, TradeKind};
 use crate::itch::{decode, DecodeError, Header, Message, Stock, ALL_TYPES, TYPE_INDEX};
-use ref_index::RefIndex;
+use order_table::OrderTable;
 use store::Slab;
 
 /// Trades remembered for `B`, by match number modulo this (a power of two).
@@ -78,11 +82,25 @@ impl Default for Capacity {
     }
 }
 
+/// A live order as the L3 view shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestingOrder {
+    /// Day-unique reference.
+    pub order_ref: u64,
+    /// Shares still displayed.
+    pub shares: u32,
+    /// Limit price, Price(4).
+    pub price: u32,
+    /// Side it rests on.
+    pub side: SideKind,
+    /// Its level.
+    pub level: LevelId,
+}
+
 /// All books of one shard.
 pub struct Books {
-    orders: Slab<Order>,
+    orders: OrderTable,
     levels: Slab<Level>,
-    index: RefIndex,
     books: Vec<Book>,
     by_locate: Box<[u32]>,
     recent: Box<[TradeRecord]>,
@@ -100,9 +118,8 @@ impl Books {
     /// Empty books with room reserved as `cap` says.
     pub fn with_capacity(cap: Capacity) -> Self {
         Books {
-            orders: Slab::with_capacity(cap.orders),
+            orders: OrderTable::with_capacity(cap.orders),
             levels: Slab::with_capacity(cap.levels),
-            index: RefIndex::with_capacity(cap.orders),
             books: Vec::new(),
             by_locate: vec![NIL; 1 << 16].into_boxed_slice(),
             recent: vec![NO_TRADE; TRADE_MEMORY].into_boxed_slice(),
@@ -249,19 +266,20 @@ impl Books {
         }
     }
 
-    /// Looks up a live order named by a message, counting an unknown reference or a locate that
-    /// disagrees with the order's own.
+    /// Looks up a live order named by a message: its slot and its level. Counts an unknown
+    /// reference, or a locate that disagrees with the order's own (the order's book wins).
     #[inline(always)]
-    fn lookup(&mut self, h: &Header, order_ref: u64) -> Option<u32> {
-        let Some(oid) = self.index.get(order_ref) else {
+    fn lookup(&mut self, h: &Header, order_ref: u64) -> Option<(usize, Level)> {
+        let Some(i) = self.orders.find(order_ref) else {
             self.anomalies_at(h.locate).unknown_ref += 1;
             return None;
         };
-        let b = self.orders[oid].book as usize;
-        if self.books[b].locate != h.locate {
-            self.books[b].anomalies.locate_mismatch += 1;
+        let lv = self.levels[self.orders.at(i).level];
+        let book = &mut self.books[lv.book as usize];
+        if book.locate != h.locate {
+            book.anomalies.locate_mismatch += 1;
         }
-        Some(oid)
+        Some((i, lv))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -289,7 +307,7 @@ impl Books {
             book.anomalies.zero_shares += 1;
             return;
         }
-        if self.index.get(order_ref).is_some() {
+        if self.orders.find(order_ref).is_some() {
             book.anomalies.duplicate_ref += 1;
             return;
         }
@@ -309,88 +327,62 @@ impl Books {
                     shares: 0,
                     price,
                     orders: 0,
-                    head: NIL,
-                    tail: NIL,
+                    book: b as u32,
+                    side: kind,
                 });
                 side.insert_at(pos, price, l);
                 l
             }
         };
         let at_top = side.best() == Some(level);
-        let lv = self.levels[level];
-        let oid = self.orders.alloc(Order {
-            order_ref,
-            shares,
-            price,
-            prev: lv.tail,
-            next: NIL,
-            level,
-            book: b as u16,
-            side: kind,
-        });
-        if lv.tail != NIL {
-            self.orders[lv.tail].next = oid;
-        }
         let lv = &mut self.levels[level];
-        if lv.head == NIL {
-            lv.head = oid;
-        }
-        lv.tail = oid;
         lv.orders += 1;
         lv.shares += shares as u64;
-        let fresh = self.index.insert(order_ref, oid);
+        let fresh = self.orders.insert(Order {
+            order_ref,
+            shares,
+            level,
+        });
         debug_assert!(fresh, "caller checked the reference is not live");
         at_top
     }
 
-    /// Takes `shares` off a live order, removing it when none remain; returns whether the level
-    /// was the top of its side.
+    /// Takes `shares` off the order in slot `i`, removing it when none remain; returns whether
+    /// its level was the top of its side.
     #[inline(always)]
-    fn reduce(&mut self, oid: u32, shares: u32) -> bool {
-        let o = self.orders[oid];
+    fn reduce(&mut self, i: usize, shares: u32) -> bool {
+        let o = *self.orders.at(i);
         if shares >= o.shares {
-            return self.remove(oid);
+            return self.remove(i);
         }
-        self.orders[oid].shares = o.shares - shares;
-        self.levels[o.level].shares -= shares as u64;
-        self.books[o.book as usize].side(o.side).best() == Some(o.level)
+        *self.orders.shares_at(i) = o.shares - shares;
+        let lv = &mut self.levels[o.level];
+        lv.shares -= shares as u64;
+        let lv = *lv;
+        self.books[lv.book as usize].side(lv.side).best() == Some(o.level)
     }
 
-    /// Removes a live order from its queue, level and index; returns whether the level was the
-    /// top of its side.
+    /// Removes the order in slot `i` from its level and the table; returns whether the level was
+    /// the top of its side.
     #[inline(always)]
-    fn remove(&mut self, oid: u32) -> bool {
-        let o = self.orders[oid];
-        if o.prev != NIL {
-            self.orders[o.prev].next = o.next;
-        }
-        if o.next != NIL {
-            self.orders[o.next].prev = o.prev;
-        }
+    fn remove(&mut self, i: usize) -> bool {
+        let o = self.orders.remove_at(i);
         let lv = &mut self.levels[o.level];
-        if lv.head == oid {
-            lv.head = o.next;
-        }
-        if lv.tail == oid {
-            lv.tail = o.prev;
-        }
         lv.orders -= 1;
         debug_assert!(
             lv.shares >= o.shares as u64,
             "level shares never go negative"
         );
         lv.shares -= o.shares as u64;
-        let emptied = lv.orders == 0;
-        let side = self.books[o.book as usize].side_mut(o.side);
+        let lv = *lv;
+        let side = self.books[lv.book as usize].side_mut(lv.side);
         let at_top = side.best() == Some(o.level);
-        if emptied {
-            debug_assert_eq!(self.levels[o.level].shares, 0);
-            let l = side.remove(o.price);
+        if lv.orders == 0 {
+            debug_assert_eq!(lv.shares, 0, "an empty level holds no shares");
+            let l = side.remove(lv.price);
             debug_assert_eq!(l, o.level);
             self.levels.free(l);
         }
-        self.index.remove(o.order_ref);
-        self.orders.free(oid);
         at_top
     }
 
@@ -404,21 +396,20 @@ impl Books {
         printable: bool,
         sink: &mut S,
     ) {
-        let Some(oid) = self.lookup(h, order_ref) else {
+        let Some((i, lv)) = self.lookup(h, order_ref) else {
             return;
         };
-        let o = self.orders[oid];
-        let b = o.book as usize;
-        if exec.shares > o.shares {
+        let b = lv.book as usize;
+        if exec.shares > self.orders.at(i).shares {
             self.books[b].anomalies.exec_exceeds_order += 1;
         }
         let t = Trade {
             locate: self.books[b].locate,
             timestamp: h.timestamp,
             match_number: exec.match_number,
-            price: price.unwrap_or(o.price),
+            price: price.unwrap_or(lv.price),
             shares: exec.shares as u64,
-            side: match o.side {
+            side: match lv.side {
                 SideKind::Bid => b'B',
                 SideKind::Ask => b'S',
             },
@@ -430,33 +421,31 @@ impl Books {
             },
         };
         self.print(b, &t, sink);
-        if self.reduce(oid, exec.shares) {
+        if self.reduce(i, exec.shares) {
             self.publish(b, h.timestamp, sink);
         }
     }
 
     #[inline(always)]
     fn cancel<S: EventSink>(&mut self, h: &Header, order_ref: u64, shares: u32, sink: &mut S) {
-        let Some(oid) = self.lookup(h, order_ref) else {
+        let Some((i, lv)) = self.lookup(h, order_ref) else {
             return;
         };
-        let o = self.orders[oid];
-        if shares > o.shares {
-            self.books[o.book as usize].anomalies.cancel_exceeds_order += 1;
+        if shares > self.orders.at(i).shares {
+            self.books[lv.book as usize].anomalies.cancel_exceeds_order += 1;
         }
-        if self.reduce(oid, shares) {
-            self.publish(o.book as usize, h.timestamp, sink);
+        if self.reduce(i, shares) {
+            self.publish(lv.book as usize, h.timestamp, sink);
         }
     }
 
     #[inline(always)]
     fn delete<S: EventSink>(&mut self, h: &Header, order_ref: u64, sink: &mut S) {
-        let Some(oid) = self.lookup(h, order_ref) else {
+        let Some((i, lv)) = self.lookup(h, order_ref) else {
             return;
         };
-        let b = self.orders[oid].book as usize;
-        if self.remove(oid) {
-            self.publish(b, h.timestamp, sink);
+        if self.remove(i) {
+            self.publish(lv.book as usize, h.timestamp, sink);
         }
     }
 
@@ -470,18 +459,17 @@ impl Books {
         price: u32,
         sink: &mut S,
     ) {
-        let Some(oid) = self.lookup(h, original) else {
+        let Some((i, lv)) = self.lookup(h, original) else {
             return;
         };
-        let o = self.orders[oid];
-        let b = o.book as usize;
-        let mut touched = self.remove(oid);
+        let b = lv.book as usize;
+        let mut touched = self.remove(i);
         if shares == 0 {
             self.books[b].anomalies.zero_shares += 1;
-        } else if self.index.get(new_ref).is_some() {
+        } else if self.orders.find(new_ref).is_some() {
             self.books[b].anomalies.duplicate_ref += 1;
         } else {
-            touched |= self.place(b, o.side, new_ref, shares, price);
+            touched |= self.place(b, lv.side, new_ref, shares, price);
         }
         if touched {
             self.publish(b, h.timestamp, sink);
@@ -602,40 +590,53 @@ impl Books {
         })
     }
 
-    /// The orders queued at one level, oldest first (the L3 view).
-    pub fn queue(&self, level: LevelId) -> impl Iterator<Item = &Order> + '_ {
-        let mut at = self.levels[level].head;
-        core::iter::from_fn(move || {
-            (at != NIL).then(|| {
-                let o = &self.orders[at];
-                at = o.next;
-                o
-            })
-        })
+    /// The orders queued at one level, oldest first (the L3 view). References increase with
+    /// time and a replace takes a new one, so reference order is queue order. O(live orders):
+    /// a query, never on the apply path.
+    pub fn queue(&self, level: LevelId) -> Vec<RestingOrder> {
+        let mut q: Vec<RestingOrder> = self
+            .orders
+            .iter()
+            .filter(|o| o.level == level)
+            .map(|o| self.resting(o))
+            .collect();
+        q.sort_unstable_by_key(|o| o.order_ref);
+        q
+    }
+
+    fn resting(&self, o: &Order) -> RestingOrder {
+        let lv = &self.levels[o.level];
+        RestingOrder {
+            order_ref: o.order_ref,
+            shares: o.shares,
+            price: lv.price,
+            side: lv.side,
+            level: o.level,
+        }
     }
 
     /// The live order with reference `order_ref`, if any.
-    pub fn order(&self, order_ref: u64) -> Option<&Order> {
-        self.index.get(order_ref).map(|o| &self.orders[o])
+    pub fn order(&self, order_ref: u64) -> Option<RestingOrder> {
+        self.orders.get(order_ref).map(|o| self.resting(o))
     }
 
-    /// Whether the reference index gave up on its locality-keeping hash (see [`ref_index`]);
-    /// true only for hostile reference patterns.
+    /// Whether the order table gave up on keeping runs of references together (see
+    /// [`order_table`]); true only for hostile reference patterns.
     pub fn index_scrambled(&self) -> bool {
-        self.index.scrambled()
+        self.orders.scrambled()
     }
 
-    /// Bytes of state the apply path touches: live orders with their index slots, live levels,
-    /// and books. Decides whether prefetching pays ([`Pipeline`]).
+    /// Bytes of state the apply path touches: live orders with their share of the table's empty
+    /// slots, live levels, and books. Decides whether prefetching pays ([`Pipeline`]).
     pub fn live_state_bytes(&self) -> usize {
-        self.orders.live() * (core::mem::size_of::<Order>() + 32)
+        self.orders.len() * 2 * core::mem::size_of::<Order>()
             + self.levels.live() * core::mem::size_of::<Level>()
             + self.books.len() * core::mem::size_of::<Book>()
     }
 
     /// Live orders across all books.
     pub fn live_orders(&self) -> usize {
-        self.orders.live()
+        self.orders.len()
     }
 
     /// Messages applied, by type, in [`ALL_TYPES`] order; the last entry is always zero.
@@ -655,7 +656,7 @@ impl Books {
         a
     }
 
-    /// Heap bytes held by orders, levels, the index and the trade memory.
+    /// Heap bytes held by the order table, levels, books and the trade memory.
     pub fn heap_bytes(&self) -> usize {
         let sides: usize = self
             .books
@@ -664,7 +665,6 @@ impl Books {
             .sum();
         self.orders.heap_bytes()
             + self.levels.heap_bytes()
-            + self.index.heap_bytes()
             + self.by_locate.len() * 4
             + self.recent.len() * core::mem::size_of::<TradeRecord>()
             + sides
@@ -672,40 +672,38 @@ impl Books {
 
     /// Checks every structural invariant; returns the first one broken. For tests: O(orders).
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut seen_orders = 0usize;
+        // Per level: orders and shares resting on it, summed from the order table.
+        let mut resting: std::collections::BTreeMap<LevelId, (u32, u64)> = Default::default();
+        for o in self.orders.iter() {
+            if o.shares == 0 {
+                return Err(format!("order {} has no shares", o.order_ref));
+            }
+            let e = resting.entry(o.level).or_default();
+            e.0 += 1;
+            e.1 += o.shares as u64;
+        }
         for (bi, book) in self.books.iter().enumerate() {
             for kind in [SideKind::Bid, SideKind::Ask] {
                 let side = book.side(kind);
                 if !side.is_sorted() {
-                    return Err(format!(
-                        "{}: {kind:?} levels out of order",
-                        book.symbol_str()
-                    ));
+                    let sym = book.symbol_str();
+                    return Err(format!("{sym}: {kind:?} levels out of order"));
                 }
                 for l in side.levels() {
                     let lv = &self.levels[l];
-                    let (mut n, mut sh) = (0u32, 0u64);
-                    for o in self.queue(l) {
-                        let ok = o.level == l && o.price == lv.price && o.side == kind;
-                        if !ok || o.book as usize != bi || o.shares == 0 {
-                            return Err(format!("order {} misfiled", o.order_ref));
-                        }
-                        if self.order(o.order_ref).map(|x| x.order_ref) != Some(o.order_ref) {
-                            return Err(format!("order {} not indexed", o.order_ref));
-                        }
-                        n += 1;
-                        sh += o.shares as u64;
+                    if lv.book as usize != bi || lv.side != kind {
+                        return Err(format!("level {l} filed under the wrong book or side"));
                     }
+                    let (n, sh) = resting.remove(&l).unwrap_or_default();
                     if n == 0 || n != lv.orders || sh != lv.shares {
                         return Err(format!(
-                            "{} {kind:?} level {}: {n} orders / {sh} shares queued, level says {} / {}",
+                            "{} {kind:?} level {}: {n} orders / {sh} shares resting, level says {} / {}",
                             book.symbol_str(),
                             lv.price,
                             lv.orders,
                             lv.shares
                         ));
                     }
-                    seen_orders += n as usize;
                 }
             }
             let top = (self.quote(&book.bids), self.quote(&book.asks));
@@ -713,12 +711,11 @@ impl Books {
                 return Err(format!("{}: published top is stale", book.symbol_str()));
             }
         }
-        if seen_orders != self.orders.live() || seen_orders != self.index.len() {
-            return Err(format!(
-                "{seen_orders} orders queued, {} in the slab, {} indexed",
-                self.orders.live(),
-                self.index.len()
-            ));
+        if let Some((l, (n, _))) = resting.into_iter().next() {
+            return Err(format!("{n} orders rest on level {l}, which no side holds"));
+        }
+        if self.orders.len() != self.orders.iter().count() {
+            return Err("order table miscounts its orders".into());
         }
         Ok(())
     }

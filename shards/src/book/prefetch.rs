@@ -6,11 +6,12 @@
 //! independent, so [`Pipeline`] overlaps them. It runs three stages over a window of frames, and
 //! each stage only reads what the stage before it asked the cache for:
 //!
-//! 1. `LOOKAHEAD` frames ahead: the index slot of the order the message names, and its book;
-//! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order, and reads the book
-//!    and asks for the top entries of both sides;
-//! 3. `NEAR` frames ahead: reads the order and the sides' tops and asks for the order's level and
-//!    queue neighbours, both best levels, and an add's level when it is near the top.
+//! 1. `LOOKAHEAD` frames ahead: the order-table slot of the reference the message names, and
+//!    its book;
+//! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level, and reads
+//!    the book and asks for the top entries of both sides;
+//! 3. `NEAR` frames ahead: reads the sides' tops and asks for both best levels, and an add's
+//!    level when it is near the top.
 //!
 //! Messages are applied strictly in order. Prefetches are hints only: results never depend on them.
 
@@ -66,12 +67,13 @@ impl Books {
     #[inline(always)]
     fn prefetch_slot(&self, msg: &[u8]) {
         match msg[0] {
-            b'A' | b'F' | b'D' | b'E' | b'C' | b'X' if msg.len() >= 19 => {
-                self.index.prefetch(u64::get(msg, 11))
+            b'A' | b'F' if msg.len() >= 19 => self.orders.prefetch(u64::get(msg, 11)),
+            b'D' | b'E' | b'C' | b'X' if msg.len() >= 19 => {
+                self.orders.prefetch_pair(u64::get(msg, 11))
             }
             b'U' if msg.len() >= 27 => {
-                self.index.prefetch(u64::get(msg, 11));
-                self.index.prefetch(u64::get(msg, 19));
+                self.orders.prefetch_pair(u64::get(msg, 11));
+                self.orders.prefetch(u64::get(msg, 19));
             }
             _ => {}
         }
@@ -84,11 +86,11 @@ impl Books {
         }
     }
 
-    /// Stage 2: the order (from its slot), and the top entries of both sides of the book.
+    /// Stage 2: the order's level (from its slot), and the top entries of both sides of the book.
     #[inline(always)]
     fn prefetch_order(&self, msg: &[u8]) {
-        if let Some(oid) = named_ref(msg).and_then(|r| self.index.get(r)) {
-            self.orders.prefetch(oid);
+        if let Some(o) = named_ref(msg).and_then(|r| self.orders.get(r)) {
+            self.levels.prefetch(o.level);
         }
         let b = self.book_index(msg);
         if b != NIL {
@@ -98,16 +100,10 @@ impl Books {
         }
     }
 
-    /// Stage 3: the order's level and queue neighbours, both best levels (a top-of-book change
-    /// reads them), and for an add the level at its price when it already exists near the top.
+    /// Stage 3: both best levels (a top-of-book change reads them), and for an add the level
+    /// at its price when it already exists near the top.
     #[inline(always)]
     fn prefetch_level(&self, msg: &[u8]) {
-        if let Some(oid) = named_ref(msg).and_then(|r| self.index.get(r)) {
-            let o = &self.orders[oid];
-            self.levels.prefetch(o.level);
-            self.orders.prefetch(o.prev);
-            self.orders.prefetch(o.next);
-        }
         let b = self.book_index(msg);
         if b == NIL {
             return;
@@ -119,7 +115,7 @@ impl Books {
             }
         }
         if let Some(kind) = add_side(msg) {
-            if let Some(l) = book.side(kind).find_near_top(u32::get(msg, 32)) {
+            if let Ok(l) = book.side(kind).find(u32::get(msg, 32)) {
                 self.levels.prefetch(l);
             }
         }

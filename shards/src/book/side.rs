@@ -98,19 +98,6 @@ impl Side {
         }
     }
 
-    /// The level at `price` if it is among the top few (no binary search: used for prefetching
-    /// only, where a miss must not be paid to find out).
-    #[inline(always)]
-    pub(crate) fn find_near_top(&self, price: u32) -> Option<LevelId> {
-        let key = self.kind.key(price);
-        let n = self.entries.len();
-        self.entries[n.saturating_sub(TOP_SCAN)..]
-            .iter()
-            .rev()
-            .find(|e| e.key == key)
-            .map(|e| e.level)
-    }
-
     /// Levels from best to worst.
     pub fn levels(&self) -> impl Iterator<Item = LevelId> + '_ {
         self.entries.iter().rev().map(|e| e.level)

@@ -1,38 +1,16 @@
-//! Slab storage for live orders and price levels, addressed by stable `u32` handles.
+//! Slab storage for price levels, addressed by stable `u32` handles.
 //!
-//! Why slabs: handles never move, so an order can point at its level and its queue neighbours,
-//! and every execute, cancel or delete is a few indexed loads with no search. Freed slots go on a
-//! LIFO free list, so the next add reuses the slot that was touched last and is still in cache.
-//! Never allocates once the slabs reach the day's high-water mark.
+//! Why a slab: handles never move, so an order and a side's sorted entries can name their level
+//! by index, and every execute, cancel or delete reaches its level's aggregates with no search.
+//! Freed slots go on a LIFO free list, so the next new level reuses the slot that was touched
+//! last and is still in cache. Never allocates once the slab reaches the day's high-water mark.
 
-use super::side::{LevelId, SideKind};
+use super::side::SideKind;
 
-/// Handle meaning "none" in every link.
+/// Handle meaning "none".
 pub const NIL: u32 = u32::MAX;
 
-/// A live order: 32 bytes, two per cache line.
-#[derive(Debug, Clone, Copy)]
-#[repr(C)]
-pub struct Order {
-    /// Day-unique reference.
-    pub order_ref: u64,
-    /// Shares still displayed; never zero while live.
-    pub shares: u32,
-    /// Limit price, Price(4).
-    pub price: u32,
-    /// Previous (older) order in the level's FIFO queue.
-    pub prev: u32,
-    /// Next (younger) order in the level's FIFO queue; doubles as the free-list link.
-    pub next: u32,
-    /// The level the order rests on.
-    pub level: LevelId,
-    /// Dense index of the order's book.
-    pub book: u16,
-    /// Side of the order.
-    pub side: SideKind,
-}
-
-/// A price level: aggregates plus the ends of its FIFO queue.
+/// A price level: the aggregates of the orders resting at one price on one side of one book.
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 pub struct Level {
@@ -40,12 +18,12 @@ pub struct Level {
     pub shares: u64,
     /// Limit price, Price(4).
     pub price: u32,
-    /// Number of orders queued; never zero while the level exists.
+    /// Number of orders resting; never zero while the level exists. Free-list link when free.
     pub orders: u32,
-    /// Oldest order (front of the queue).
-    pub head: u32,
-    /// Youngest order (back of the queue); doubles as the free-list link.
-    pub tail: u32,
+    /// Dense index of the level's book.
+    pub book: u32,
+    /// Side of the level.
+    pub side: SideKind,
 }
 
 /// Something a slab can hold: it must lend one field to the free list.
@@ -54,15 +32,9 @@ pub trait Slotted: Copy {
     fn link(&mut self) -> &mut u32;
 }
 
-impl Slotted for Order {
-    fn link(&mut self) -> &mut u32 {
-        &mut self.next
-    }
-}
-
 impl Slotted for Level {
     fn link(&mut self) -> &mut u32 {
-        &mut self.tail
+        &mut self.orders
     }
 }
 
@@ -145,5 +117,4 @@ impl<T: Slotted> core::ops::IndexMut<u32> for Slab<T> {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<Order>() == 32);
 const _: () = assert!(core::mem::size_of::<Level>() == 24);
