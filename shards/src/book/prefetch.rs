@@ -9,7 +9,8 @@
 //! 1. `LOOKAHEAD` frames ahead: the order-table slot of the reference the message names, and
 //!    its book;
 //! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level, and reads
-//!    the book and asks for the top entries of both sides;
+//!    the book and asks for the top entries of both sides and, for an add, the entry its price
+//!    most likely has;
 //! 3. `NEAR` frames ahead: reads the sides' tops and asks for both best levels, and an add's
 //!    level when it is near the top.
 //!
@@ -86,7 +87,8 @@ impl Books {
         }
     }
 
-    /// Stage 2: the order's level (from its slot), and the top entries of both sides of the book.
+    /// Stage 2: the order's level (from its slot), the top entries of both sides of the book,
+    /// and an add's likely entry.
     #[inline(always)]
     fn prefetch_order(&self, msg: &[u8]) {
         if let Some(o) = named_ref(msg).and_then(|r| self.orders.get(r)) {
@@ -97,6 +99,9 @@ impl Books {
             let book = &self.books[b as usize];
             book.bids.prefetch_top();
             book.asks.prefetch_top();
+            if let Some(kind) = add_side(msg) {
+                book.side(kind).prefetch_entry(u32::get(msg, 32));
+            }
         }
     }
 
