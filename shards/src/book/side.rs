@@ -51,17 +51,14 @@ struct Entry {
 /// Entries scanned linearly from the top before searching further down.
 const TOP_SCAN: usize = 4;
 
-/// Price units between adjacent levels of a dense book (one cent in Price(4)): the step of the
-/// first guess below the top. Only a hint: any spacing gives correct results.
-const TICK: u32 = 100;
-
 /// Price levels of one side, sorted by key, best last.
 #[derive(Debug, Clone)]
 pub struct Side {
     kind: SideKind,
-    /// Key of the best level (meaningless when empty); kept beside `entries` so the prefetcher
-    /// can aim at a deep price's entry from the book's own line, before the entries are cached.
+    /// Keys of the best and the worst level (meaningless when empty); kept beside `entries` so
+    /// a search, and the prefetcher, can aim at a deep price's entry from the book's own line.
     top_key: u32,
+    low_key: u32,
     entries: Vec<Entry>,
 }
 
@@ -71,6 +68,7 @@ impl Side {
         Side {
             kind,
             top_key: 0,
+            low_key: 0,
             entries: Vec::with_capacity(levels),
         }
     }
@@ -106,12 +104,16 @@ impl Side {
         }
     }
 
-    /// Position `key` would hold if every tick between it and the top held a level. In a book
-    /// on a penny grid the true position is at or above it: gaps only push the guess down.
+    /// Where `key` would be if the levels were spread evenly between the worst and the best
+    /// (interpolation): exact for a dense book, close for an evenly spread deep one. A hint only.
     #[inline(always)]
     fn guess(&self, key: u32, n: usize) -> usize {
-        let ticks = (self.top_key.wrapping_sub(key) / TICK) as usize;
-        n - 1 - ticks.min(n - 1)
+        let (low, top) = (self.low_key, self.top_key);
+        if key <= low || top <= low {
+            return 0;
+        }
+        let frac = (key.min(top) - low) as u64 * (n as u64 - 1) / (top - low) as u64;
+        frac as usize
     }
 
     /// Asks the cache for the entry where a search for `price` will most likely end.
@@ -148,25 +150,46 @@ impl Side {
         if hi == 0 {
             return Err(0);
         }
-        // Deep books are dense near the top: the first guess usually lands on the level itself.
+        // Deep books: the interpolated guess usually lands on the level or a few entries off,
+        // so gallop outwards from it (probes stay in nearby lines) before bisecting.
         let g = self.guess(key, n).min(hi - 1);
-        let (mut base, mut size) = match e[g].key.cmp(&key) {
+        let (lo, end) = match e[g].key.cmp(&key) {
             core::cmp::Ordering::Equal => return Ok(g),
-            core::cmp::Ordering::Less if g + 1 == hi => return Err(hi),
-            core::cmp::Ordering::Less => (g + 1, hi - g - 1),
-            core::cmp::Ordering::Greater if g == 0 => return Err(0),
-            core::cmp::Ordering::Greater => (0, g),
+            core::cmp::Ordering::Less => {
+                let (mut lo, mut step) = (g + 1, 1);
+                loop {
+                    let probe = lo + step - 1;
+                    if probe >= hi {
+                        break (lo, hi);
+                    }
+                    if e[probe].key >= key {
+                        break (lo, probe);
+                    }
+                    lo = probe + 1;
+                    step *= 2;
+                }
+            }
+            core::cmp::Ordering::Greater => {
+                let (mut end, mut step) = (g, 1);
+                loop {
+                    if step > end {
+                        break (0, end);
+                    }
+                    let probe = end - step;
+                    if e[probe].key < key {
+                        break (probe + 1, end);
+                    }
+                    end = probe;
+                    step *= 2;
+                }
+            }
         };
-        while size > 1 {
-            let half = size / 2;
-            let mid = base + half;
-            base = if e[mid].key <= key { mid } else { base };
-            size -= half;
-        }
-        match e[base].key.cmp(&key) {
-            core::cmp::Ordering::Equal => Ok(base),
-            core::cmp::Ordering::Less => Err(base + 1),
-            core::cmp::Ordering::Greater => Err(base),
+        // The answer is the first position in lo..=end whose key is not below `key`.
+        let at = lo + e[lo..end].partition_point(|x| x.key < key);
+        if at < n && e[at].key == key {
+            Ok(at)
+        } else {
+            Err(at)
         }
     }
 
@@ -186,6 +209,9 @@ impl Side {
         if pos + 1 == self.entries.len() {
             self.top_key = key;
         }
+        if pos == 0 {
+            self.low_key = key;
+        }
     }
 
     /// Removes the level at `price`; it must be there.
@@ -195,8 +221,8 @@ impl Side {
             .search(price)
             .expect("level being removed is on its side");
         let level = self.entries.remove(pos).level;
-        if let Some(top) = self.entries.last() {
-            self.top_key = top.key;
+        if let (Some(low), Some(top)) = (self.entries.first(), self.entries.last()) {
+            (self.low_key, self.top_key) = (low.key, top.key);
         }
         level
     }
@@ -209,7 +235,8 @@ impl Side {
     /// True when keys strictly increase (no duplicate level, correct order).
     pub fn is_sorted(&self) -> bool {
         let top_ok = self.entries.last().is_none_or(|t| t.key == self.top_key);
-        top_ok && self.entries.windows(2).all(|w| w[0].key < w[1].key)
+        let low_ok = self.entries.first().is_none_or(|l| l.key == self.low_key);
+        top_ok && low_ok && self.entries.windows(2).all(|w| w[0].key < w[1].key)
     }
 }
 
