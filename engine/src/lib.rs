@@ -12,5 +12,6 @@ pub mod feed;
 pub mod fmt;
 pub mod progress;
 pub mod report;
+pub mod runtime;
 
 pub use error::Failure;

@@ -1,11 +1,16 @@
-//! Events the books emit while they apply messages: trades, best bid/offer changes, breaks.
+//! Events the books emit while they apply messages: trades, best bid/offer changes, breaks, and
+//! the bars built from trades ([`crate::bars`]).
 //!
 //! Owns the event types and the [`EventSink`] trait through which a shard hands them on. Events
-//! are small `Copy` values with no heap data, so emitting one never allocates; a sink whose methods
-//! do nothing compiles away entirely.
+//! are small fixed-size `Copy` values with no heap data, so emitting one never allocates, and
+//! their rkyv archived forms (which cross cores in batches) validate with bounds checks only;
+//! a sink whose methods do nothing compiles away entirely.
+
+use rkyv::{Archive, Serialize};
 
 /// Which message printed a trade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Archive, Serialize)]
+#[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
 #[repr(u8)]
 pub enum TradeKind {
     /// `E`: a displayed order executed at its own price.
@@ -19,7 +24,8 @@ pub enum TradeKind {
 }
 
 /// One execution, printable or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize)]
+#[rkyv(derive(Debug))]
 pub struct Trade {
     /// Instrument.
     pub locate: u16,
@@ -40,7 +46,8 @@ pub struct Trade {
 }
 
 /// Top of one side: price, shares and orders at the best level; all zero when the side is empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Archive, Serialize)]
+#[rkyv(derive(Debug))]
 pub struct Quote {
     /// Best price, Price(4); 0 when empty.
     pub price: u32,
@@ -51,7 +58,8 @@ pub struct Quote {
 }
 
 /// The best bid and offer of one instrument after a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Archive, Serialize)]
+#[rkyv(derive(Debug))]
 pub struct Bbo {
     /// Instrument.
     pub locate: u16,
@@ -64,7 +72,8 @@ pub struct Bbo {
 }
 
 /// A trade that the exchange broke (`B`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize)]
+#[rkyv(derive(Debug))]
 pub struct Break {
     /// Instrument named by the message.
     pub locate: u16,

@@ -4,6 +4,7 @@
 //! - [`book`]: full-depth (L3) order books for the instruments a shard owns, with per-instrument
 //!   trade statistics and anomaly counters.
 //! - [`events`]: what the books emit (trades, BBO changes, breaks) and the sink trait.
+//! - [`bars`]: OHLCV bars from printable trades, closed by feed time.
 //! - [`synth`]: a deterministic synthetic ITCH session generator for tests and benchmarks.
 //!
 //! What this crate must never do: block, perform I/O, take a lock, or allocate per message on the
@@ -12,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bars;
 pub mod book;
 pub mod events;
 pub mod itch;

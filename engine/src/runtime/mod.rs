@@ -1,0 +1,4 @@
+//! The thread-per-core runtime (in progress).
+
+pub mod batch;
+pub mod ring;
