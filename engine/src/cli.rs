@@ -45,6 +45,106 @@ pub enum Command {
     ///
     /// Without --input, builds a generated m7 session (2,000,000 messages, seed 1) in memory.
     Book(BookArgs),
+    /// Run the thread-per-core engine: ingress, pinned shard cores, event consumer.
+    ///
+    /// Messages are routed by stock locate to the shard that owns the instrument (market-wide
+    /// messages to every shard); each shard builds its books, bars and per-core snapshots and
+    /// sends its events to the consumer. Placement and sizes come from affinity.toml (or
+    /// --config), TICKCORE_* variables and the flags below; `tickcore config` shows them.
+    /// SIGINT/SIGTERM stop the feed, drain every ring and print the summary; a second signal
+    /// exits at once. Without --feed, runs a generated m7 session (2,000,000 messages, seed 1).
+    Run(RunArgs),
+    /// Print the effective configuration and where each value came from.
+    Config(ConfigArgs),
+}
+
+/// `tickcore run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Placement and tuning file [default: ./affinity.toml when it exists].
+    #[arg(long, env = "TICKCORE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to replay: `file:PATH`, or `gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]]` (e.g.
+    /// gen:v3k:20M:1:deep) for a session generated in memory before the clock starts.
+    #[arg(long, value_parser = parse_feed)]
+    pub feed: Option<FeedSpec>,
+    /// Pacing by ITCH timestamps: max, realtime, or a factor of real time (10, 0.5).
+    #[arg(long, default_value = "max")]
+    pub speed: crate::runtime::ingress::Speed,
+    /// Write the final books here, in exactly the `tickcore book --json` format.
+    #[arg(long)]
+    pub dump_books: Option<PathBuf>,
+    /// Price levels per side in --dump-books; 0 writes every level.
+    #[arg(long, default_value_t = crate::report::DEFAULT_DEPTH)]
+    pub depth: usize,
+    /// Write every event the consumer receives here, one per line.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Print this symbol's snapshot, answered by its shard, at the end (repeatable).
+    #[arg(long)]
+    pub query: Vec<String>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// On corrupt framing, resynchronise and count instead of stopping.
+    #[arg(long)]
+    pub skip_corrupt: bool,
+    /// Placement and sizes (each also a key in affinity.toml and a TICKCORE_* variable).
+    #[command(flatten)]
+    pub tune: crate::config::Overrides,
+}
+
+/// `tickcore config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Placement and tuning file [default: ./affinity.toml when it exists].
+    #[arg(long, env = "TICKCORE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Placement and sizes, as `tickcore run` takes them.
+    #[command(flatten)]
+    pub tune: crate::config::Overrides,
+}
+
+/// A feed to replay.
+#[derive(Debug, Clone)]
+pub enum FeedSpec {
+    /// An ITCH 5.0 BinaryFILE.
+    File(PathBuf),
+    /// A session generated in memory.
+    Gen(shards::synth::GenConfig),
+}
+
+/// Parses `file:PATH` or `gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]]`.
+pub fn parse_feed(s: &str) -> Result<FeedSpec, String> {
+    if let Some(p) = s.strip_prefix("file:") {
+        return Ok(FeedSpec::File(PathBuf::from(p)));
+    }
+    let Some(g) = s.strip_prefix("gen:") else {
+        return Err(format!(
+            "`{s}` is not a feed: use file:PATH or gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]]"
+        ));
+    };
+    let parts: Vec<&str> = g.split(':').collect();
+    let scope = ScopeArg::from_str(parts[0], true)
+        .map_err(|_| format!("`{}` is not a scope (f2, m7, n100, v3k)", parts[0]))?;
+    let messages = parts.get(1).map_or(Ok(2_000_000), |m| parse_count(m))?;
+    let seed = parts.get(2).map_or(Ok(1), |x| {
+        x.parse::<u64>().map_err(|_| format!("`{x}` is not a seed"))
+    })?;
+    let profile = match parts.get(3) {
+        None => ProfileArg::Realistic,
+        Some(p) => ProfileArg::from_str(p, true)
+            .map_err(|_| format!("`{p}` is not a profile (realistic, deep)"))?,
+    };
+    if parts.len() > 4 {
+        return Err(format!("`{s}`: too many fields after gen:"));
+    }
+    Ok(FeedSpec::Gen(shards::synth::GenConfig {
+        scope: scope.into(),
+        messages,
+        seed,
+        profile: profile.into(),
+    }))
 }
 
 /// Instrument universes.
@@ -166,6 +266,8 @@ pub fn main() -> i32 {
         Command::Gen(a) => cmd::gen::run(&a),
         Command::Inspect(a) => cmd::inspect::run(&a),
         Command::Book(a) => cmd::book::run(&a),
+        Command::Run(a) => cmd::run::run(&a),
+        Command::Config(a) => cmd::config::run(&a),
     };
     match result {
         Ok(()) => 0,

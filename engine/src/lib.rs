@@ -7,9 +7,12 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod error;
 pub mod feed;
 pub mod fmt;
+pub mod log;
+pub mod paths;
 pub mod progress;
 pub mod report;
 pub mod runtime;

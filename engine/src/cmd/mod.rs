@@ -1,5 +1,7 @@
 //! One module per subcommand; each exposes `run(&Args) -> Result<()>`.
 
 pub mod book;
+pub mod config;
 pub mod gen;
 pub mod inspect;
+pub mod run;

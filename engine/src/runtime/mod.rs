@@ -1,4 +1,265 @@
-//! The thread-per-core runtime (in progress).
+//! The thread-per-core runtime: one feed ingress thread, shard cores (glommio executors), and an
+//! event consumer, each pinned to the CPU the configuration gives it, talking only over SPSC
+//! links ([`ring`]) that carry rkyv batches ([`batch`]).
+//!
+//! ```text
+//!  ingress (feed_cpu) --FeedBatch--> shard i (shard_cpus[i]) --EventBatch--> consumer (adapter_cpus[0])
+//!        one link per shard            books, bars, per-core cache          one link per shard
+//!  engine (caller's thread) --Control--> shard i --Snapshot--> engine
+//! ```
+//!
+//! Nothing mutable is shared between cores: a shard owns its books outright and hands them back
+//! only when it exits. Owns thread start-up, pinning, shutdown order and the run's report; never
+//! touches book logic.
 
 pub mod batch;
+pub mod clock;
+pub mod consumer;
+pub mod ingress;
 pub mod ring;
+pub mod shard;
+
+use crate::config::Config;
+use crate::error::{Failure, Result};
+use batch::Buf;
+use ingress::{IngressReport, Routes, Source, Speed};
+use shard::{Control, ShardReport, Snapshot};
+use shards::book::Books;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What a run should do besides replaying.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Pacing of the replay.
+    pub speed: Option<Speed>,
+    /// Where the consumer writes events, one per line (none: count only).
+    pub events: Option<Box<dyn std::io::Write + Send>>,
+    /// Symbols whose snapshot to fetch from their shard at the end.
+    pub queries: Vec<String>,
+}
+
+/// Counters of one link.
+#[derive(Debug, Clone)]
+pub struct LinkReport {
+    /// `ingress->shard0`, `shard0->consumer`, ...
+    pub name: String,
+    /// Batches sent.
+    pub sent: u64,
+    /// Times the producer waited for a free buffer.
+    pub full_waits: u64,
+}
+
+/// Everything a run did.
+pub struct RunReport {
+    /// The ingress.
+    pub ingress: IngressReport,
+    /// Every shard, by index.
+    pub shards: Vec<ShardReport>,
+    /// The consumer.
+    pub consumer: consumer::ConsumerReport,
+    /// Every link.
+    pub links: Vec<LinkReport>,
+    /// Every shard's books, by shard index.
+    pub books: Vec<Books>,
+    /// Snapshots asked for, with the symbol as given (`None`: no such symbol in the feed).
+    pub snapshots: Vec<(String, Option<Snapshot>)>,
+    /// Wall time from start to the last shard's exit.
+    pub wall: Duration,
+    /// Roles and their CPUs.
+    pub placement: Vec<(String, usize)>,
+}
+
+/// Raises the locked-memory limit to its hard maximum (glommio's io_uring buffers are locked).
+fn raise_memlock() {
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct; no other effect.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_MEMLOCK, &r);
+        }
+    }
+}
+
+fn pin(cpu: usize) {
+    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+}
+
+/// Runs `source` through the engine as `cfg` places it, until the feed ends or `stop` is set.
+pub fn run(
+    source: &(impl Source + Sync),
+    cfg: &Config,
+    mut opts: RunOptions,
+    stop: &AtomicBool,
+) -> Result<RunReport> {
+    let started = Instant::now();
+    clock::now_ns();
+    raise_memlock();
+    let n = cfg.shards.value;
+    let routes = Routes::new(n, cfg.assign.value, source.whole());
+    let batch_bytes = cfg.feed_batch_bytes.value;
+    let feed_buf = || Buf::with_capacity(batch_bytes + 256);
+    let mut feed_tx = Vec::new();
+    let mut event_rx = Vec::new();
+    let mut controls = Vec::new();
+    let mut answers = Vec::new();
+    let mut links = Vec::new();
+    let mut handles = Vec::new();
+    let mut placement = vec![("feed".to_string(), cfg.feed_cpu.value)];
+    for i in 0..n {
+        let (ftx, frx) = ring::link(cfg.feed_buffers.value, feed_buf);
+        let (etx, erx) = ring::link(cfg.event_buffers.value, || Buf::with_capacity(64 << 10));
+        let (ctx_p, ctx_c) = ring::ring::<Control>(16);
+        let (ans_p, ans_c) = ring::ring::<Snapshot>(16);
+        links.push((format!("ingress->shard{i}"), ftx.stats()));
+        links.push((format!("shard{i}->consumer"), etx.stats()));
+        feed_tx.push(ftx);
+        event_rx.push(erx);
+        controls.push(ctx_p);
+        answers.push(ans_c);
+        let ctx = shard::ShardCtx {
+            id: i,
+            feed: frx,
+            events: etx,
+            control: ctx_c,
+            answers: ans_p,
+        };
+        let cpu = cfg.shard_cpu(i);
+        placement.push((format!("shard{i}"), cpu));
+        let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
+            .name(&format!("shard{i}"))
+            .io_memory(cfg.io_memory_kib.value << 10)
+            .spawn(move || shard::run(ctx))
+            .map_err(|e| start_failure(i, cpu, cfg, &e))?;
+        handles.push(h);
+    }
+    let consumer_cpu = cfg.adapter_cpus.value[0];
+    placement.push(("consumer".to_string(), consumer_cpu));
+    let events = opts.events.take();
+    let consumer = std::thread::Builder::new()
+        .name("consumer".into())
+        .spawn(move || {
+            pin(consumer_cpu);
+            consumer::run(event_rx, events)
+        })
+        .map_err(|e| Failure::new(format!("cannot start the consumer thread: {e}")))?;
+    let feed_cpu = cfg.feed_cpu.value;
+    let speed = opts.speed.unwrap_or(Speed::Max);
+    let ingress = std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name("ingress".into())
+            .spawn_scoped(s, || {
+                pin(feed_cpu);
+                ingress::run(source, &routes, feed_tx, batch_bytes, speed, stop)
+            });
+        match h {
+            Ok(h) => h
+                .join()
+                .map_err(|_| Failure::new("the ingress thread panicked (a bug)")),
+            Err(e) => Err(Failure::new(format!(
+                "cannot start the ingress thread: {e}"
+            ))),
+        }
+    })?;
+    // Every shard applies its last batch before it sends its last event batch, and the
+    // consumer returns only after the last one from every shard: after this join, the books
+    // are final and queries see the end of the feed.
+    let consumer = consumer
+        .join()
+        .map_err(|_| Failure::new("the consumer thread panicked (a bug)"))?;
+    let mut q = Queries {
+        routes: &routes,
+        directory: &ingress.directory,
+        controls: &mut controls,
+        answers: &mut answers,
+    };
+    let snapshots = opts
+        .queries
+        .iter()
+        .map(|s| (s.clone(), q.snapshot(s)))
+        .collect();
+    for c in controls.iter_mut() {
+        let _ = c.try_push(Control::Stop);
+    }
+    let mut books = Vec::with_capacity(n);
+    let mut shards = Vec::with_capacity(n);
+    for (i, h) in handles.into_iter().enumerate() {
+        let (b, r) = h
+            .join()
+            .map_err(|e| Failure::new(format!("shard {i} failed: {e}")))?;
+        books.push(b);
+        shards.push(r);
+    }
+    let links = links
+        .into_iter()
+        .map(|(name, s)| LinkReport {
+            name,
+            sent: s.sent.load(Ordering::Relaxed),
+            full_waits: s.full_waits.load(Ordering::Relaxed),
+        })
+        .collect();
+    placement.push(("control".to_string(), cfg.control_cpu.value));
+    Ok(RunReport {
+        ingress,
+        shards,
+        consumer,
+        links,
+        books,
+        snapshots,
+        wall: started.elapsed(),
+        placement,
+    })
+}
+
+fn start_failure(i: usize, cpu: usize, cfg: &Config, e: &glommio::GlommioError<()>) -> Failure {
+    Failure::new(format!(
+        "cannot start shard {i} on CPU {cpu}: {e}. Shards run on glommio, which needs io_uring \
+         (check that `sysctl kernel.io_uring_disabled` is 0 and that the container's seccomp \
+         profile allows io_uring_setup) and locked memory (raise `ulimit -l`, or lower \
+         io_memory_kib, now {} KiB per shard)",
+        cfg.io_memory_kib.value
+    ))
+}
+
+/// Routes snapshot requests over the control rings to the owning shard.
+pub struct Queries<'a> {
+    routes: &'a Routes,
+    directory: &'a [([u8; 8], u16)],
+    controls: &'a mut [ring::Producer<Control>],
+    answers: &'a mut [ring::Consumer<Snapshot>],
+}
+
+impl Queries<'_> {
+    /// The owning shard's snapshot of `symbol`, or `None` when the feed never listed it.
+    pub fn snapshot(&mut self, symbol: &str) -> Option<Snapshot> {
+        let mut key = [b' '; 8];
+        let sym = symbol.as_bytes();
+        if sym.is_empty() || sym.len() > 8 {
+            return None;
+        }
+        key[..sym.len()].copy_from_slice(sym);
+        let &(_, locate) = self.directory.iter().rev().find(|(s, _)| *s == key)?;
+        let shard = self.routes.shard(locate);
+        if self.controls[shard]
+            .try_push(Control::Query(locate))
+            .is_err()
+        {
+            return None;
+        }
+        let mut backoff = ring::Backoff::new();
+        loop {
+            if let Some(s) = self.answers[shard].try_pop() {
+                return Some(s);
+            }
+            if backoff.should_park() {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                backoff.snooze();
+            }
+        }
+    }
+}

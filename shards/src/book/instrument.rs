@@ -169,6 +169,11 @@ pub struct Book {
 }
 
 impl Book {
+    /// The published best bid and ask (what the last BBO event said).
+    pub fn top(&self) -> (Quote, Quote) {
+        self.top
+    }
+
     /// A new, empty book.
     pub fn new(locate: u16, symbol: Stock) -> Self {
         Book {

@@ -96,6 +96,8 @@ struct FlowInst {
     target: usize,
     /// Direction the price leans (+1 up, -1 down); flips now and then.
     trend: i32,
+    /// Match number of this instrument's latest trade (0: none yet), what a break names.
+    last_match: u64,
 }
 
 impl FlowInst {
@@ -113,6 +115,7 @@ impl FlowInst {
             live_count: 0,
             target,
             trend: 1,
+            last_match: 0,
         }
     }
 
@@ -316,7 +319,7 @@ impl Generator {
             Kind::Trade => {
                 let ins = &self.insts[i];
                 let (stock, price) = (ins.stock, ins.b as u32 * 100 + 50);
-                let m = self.next_match();
+                let m = self.next_match(i);
                 let shares = self.shares();
                 Trade {
                     header: h,
@@ -332,7 +335,7 @@ impl Generator {
             Kind::Cross => {
                 let ins = &self.insts[i];
                 let (stock, price) = (ins.stock, ins.b as u32 * 100);
-                let m = self.next_match();
+                let m = self.next_match(i);
                 let shares = self.shares() as u64 * 10;
                 let cross_type = if self.rng.chance(512) { b'O' } else { b'C' };
                 CrossTrade {
@@ -364,14 +367,13 @@ impl Generator {
                 reg_sho_action: b'0',
             }
             .encode_framed(out),
-            Kind::Break => {
-                let back = self.rng.below((self.next_match - 1).min(64)) + 1;
-                BrokenTrade {
-                    header: h,
-                    match_number: self.next_match - back,
-                }
-                .encode_framed(out)
+            // A break names a trade of its own instrument: the feed carries the locate of the
+            // broken trade, and a shard only remembers the trades of the instruments it owns.
+            Kind::Break => BrokenTrade {
+                header: h,
+                match_number: self.insts[i].last_match,
             }
+            .encode_framed(out),
         }
         self.drift(i);
     }
@@ -443,7 +445,7 @@ impl Generator {
         match kind {
             Kind::Delete | Kind::Cancel | Kind::Replace if live == 0 => Kind::Add,
             Kind::Execute | Kind::ExecutePrice if no_top => Kind::Add,
-            Kind::Break if self.next_match == 1 => Kind::Add,
+            Kind::Break if ins.last_match == 0 => Kind::Add,
             Kind::Delete | Kind::Cancel if live < target => {
                 let p = ((target - live) * 512 / target) as u64;
                 if self.rng.chance(p) {
@@ -457,8 +459,9 @@ impl Generator {
         }
     }
 
-    fn next_match(&mut self) -> u64 {
+    fn next_match(&mut self, i: usize) -> u64 {
         self.next_match += 1;
+        self.insts[i].last_match = self.next_match - 1;
         self.next_match - 1
     }
 
@@ -606,7 +609,7 @@ impl Generator {
         } else {
             self.orders[oid as usize].shares -= executed;
         }
-        let match_number = self.next_match();
+        let match_number = self.next_match(i);
         if kind == Kind::ExecutePrice {
             let printable = if self.rng.chance(972) { b'Y' } else { b'N' };
             OrderExecutedWithPrice {

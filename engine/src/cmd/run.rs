@@ -1,0 +1,259 @@
+//! `tickcore run`: the thread-per-core engine over a file or a generated session.
+
+use crate::cli::{FeedSpec, RunArgs};
+use crate::config::{machine_cpus, Config};
+use crate::error::{Failure, Result};
+use crate::feed::{open, Feed, FeedBytes};
+use crate::fmt::{count, rate};
+use crate::log::Log;
+use crate::report::json_line;
+use crate::runtime::ingress::BytesSource;
+use crate::runtime::shard::Snapshot;
+use crate::runtime::{self, RunOptions, RunReport};
+use shards::price::Px4;
+use shards::synth::generate;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Runs the command.
+pub fn run(a: &RunArgs) -> Result<()> {
+    let cpus = machine_cpus();
+    let cfg = Config::load(
+        a.config.as_deref(),
+        |k| std::env::var(k).ok(),
+        &a.tune,
+        cpus,
+    )?;
+    let mut log = Log::open("run");
+    log.line(&format!(
+        "tickcore run: {} shard(s), config {}",
+        cfg.shards.value,
+        cfg.file
+            .as_ref()
+            .map_or("built-in defaults".into(), |p| p.display().to_string())
+    ));
+    for (cpu, roles) in cfg.shared_cpus() {
+        log.line(&format!(
+            "note: this machine has {cpus} CPUs, so CPU {cpu} runs {} (roles share CPUs; \
+             latency suffers, results do not)",
+            roles.join(", ")
+        ));
+    }
+    let feed = load_feed(a.feed.as_ref())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    install_signals(&stop)?;
+    let events = match &a.events {
+        None => None,
+        Some(p) => {
+            let f = std::fs::File::create(p)
+                .map_err(|e| Failure::at(p, format!("cannot create the event file: {e}")))?;
+            Some(Box::new(std::io::BufWriter::new(f)) as Box<dyn Write + Send>)
+        }
+    };
+    let source = BytesSource {
+        name: feed.name.display().to_string(),
+        bytes: &feed.bytes,
+        skip_corrupt: a.skip_corrupt,
+    };
+    let opts = RunOptions {
+        speed: Some(a.speed),
+        events,
+        queries: a.query.clone(),
+    };
+    let r = runtime::run(&source, &cfg, opts, &stop)?;
+    if let Some(p) = &a.dump_books {
+        dump_books(&r, a.depth, p)?;
+    }
+    let text = summary(&r, &feed);
+    for line in text.lines() {
+        log.line(line);
+    }
+    if a.json {
+        println!("{}", summary_json(&r, &feed));
+    } else {
+        print!("{text}");
+        for (sym, s) in &r.snapshots {
+            println!("{}", snapshot_text(sym, s.as_ref()));
+        }
+    }
+    if let Some(e) = &r.ingress.error {
+        return Err(Failure::at(&feed.name, e));
+    }
+    if let Some(e) = &r.consumer.write_error {
+        return Err(Failure::new(format!("writing events: {e}")));
+    }
+    Ok(())
+}
+
+fn load_feed(spec: Option<&FeedSpec>) -> Result<Feed> {
+    let gen = |g: &shards::synth::GenConfig| -> Result<Feed> {
+        let bytes = generate(g).map_err(|e| Failure::new(e.to_string()))?;
+        let name = format!(
+            "generated {} {} session ({} messages, seed {})",
+            g.scope.name(),
+            g.profile.name(),
+            count(g.messages),
+            g.seed
+        );
+        Ok(Feed {
+            name: PathBuf::from(name),
+            bytes: FeedBytes::Owned(bytes),
+        })
+    };
+    match spec {
+        Some(FeedSpec::File(p)) => open(p),
+        Some(FeedSpec::Gen(g)) => gen(g),
+        None => gen(&crate::cmd::book::DEMO),
+    }
+}
+
+fn install_signals(stop: &Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        // The first signal sets the flag (a clean stop); a second, with the flag already set,
+        // exits at once. Registration order matters: the conditional exit checks the flag
+        // before the plain handler sets it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(stop)))
+            .map_err(|e| Failure::new(format!("cannot install signal handlers: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Writes every book of every shard, sorted by locate, as `tickcore book --json` does.
+fn dump_books(r: &RunReport, depth: usize, path: &std::path::Path) -> Result<()> {
+    let mut all: Vec<(u16, usize, &shards::book::Book)> = r
+        .books
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| b.books().iter().map(move |book| (book.locate, i, book)))
+        .collect();
+    all.sort_by_key(|&(locate, shard, _)| (locate, shard));
+    let mut out = String::new();
+    for (_, shard, book) in all {
+        json_line(&r.books[shard], book, depth, &mut out);
+    }
+    std::fs::write(path, out).map_err(|e| Failure::at(path, format!("cannot write: {e}")))
+}
+
+fn summary(r: &RunReport, feed: &Feed) -> String {
+    let secs = r.wall.as_secs_f64();
+    let mut s = format!(
+        "ran {} messages of {} through {} shard(s) in {:.3} s: {} end to end{}\n",
+        count(r.ingress.messages),
+        feed.name.display(),
+        r.shards.len(),
+        secs,
+        rate(r.ingress.messages as f64 / secs.max(1e-9)),
+        if r.ingress.stopped {
+            " (stopped early by a signal)"
+        } else {
+            ""
+        }
+    );
+    let place: Vec<String> = r
+        .placement
+        .iter()
+        .map(|(n, c)| format!("{n}@cpu{c}"))
+        .collect();
+    s += &format!("  placement: {}\n", place.join(" "));
+    s += &format!(
+        "  ingress: {} messages, {} market-wide (sent to every shard)\n",
+        count(r.ingress.messages),
+        count(r.ingress.broadcast)
+    );
+    for sh in &r.shards {
+        s += &format!(
+            "  shard{}: {} messages in {} batches; {} trades, {} BBO changes, {} bars, {} breaks\n",
+            sh.id,
+            count(sh.messages),
+            count(sh.batches),
+            count(sh.trades),
+            count(sh.bbos),
+            count(sh.bars),
+            count(sh.breaks)
+        );
+    }
+    let c = &r.consumer;
+    s += &format!(
+        "  consumer: {} batches; {} trades, {} BBO changes, {} bars, {} breaks\n",
+        count(c.batches),
+        count(c.trades),
+        count(c.bbos),
+        count(c.bars),
+        count(c.breaks)
+    );
+    let waits: Vec<String> = r
+        .links
+        .iter()
+        .map(|l| format!("{} {}/{}", l.name, count(l.full_waits), count(l.sent)))
+        .collect();
+    s += &format!("  ring waits (full/sent): {}\n", waits.join(", "));
+    s
+}
+
+fn summary_json(r: &RunReport, feed: &Feed) -> serde_json::Value {
+    let secs = r.wall.as_secs_f64();
+    serde_json::json!({
+        "feed": feed.name.display().to_string(),
+        "messages": r.ingress.messages,
+        "broadcast": r.ingress.broadcast,
+        "handed_to_shards": r.ingress.per_shard,
+        "stopped": r.ingress.stopped,
+        "wall_s": secs,
+        "msgs_per_s": r.ingress.messages as f64 / secs.max(1e-9),
+        "placement": r.placement.iter().map(|(n, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
+        "shards": r.shards.iter().map(|s| serde_json::json!({
+            "id": s.id, "messages": s.messages, "batches": s.batches, "trades": s.trades,
+            "bbos": s.bbos, "bars": s.bars, "breaks": s.breaks, "bad_batches": s.bad_batches,
+        })).collect::<Vec<_>>(),
+        "consumer": {
+            "batches": r.consumer.batches, "trades": r.consumer.trades, "bbos": r.consumer.bbos,
+            "bars": r.consumer.bars, "breaks": r.consumer.breaks, "bad_batches": r.consumer.bad_batches,
+        },
+        "links": r.links.iter().map(|l| serde_json::json!({
+            "name": l.name, "sent": l.sent, "full_waits": l.full_waits,
+        })).collect::<Vec<_>>(),
+        "snapshots": r.snapshots.iter().map(|(sym, s)| (sym.clone(), s.as_ref().map_or(serde_json::Value::Null, snapshot_json))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+fn px(p: u32) -> String {
+    Px4(p as u64).to_string()
+}
+
+fn snapshot_json(s: &Snapshot) -> serde_json::Value {
+    let levels = |ls: &[shards::book::LevelInfo]| {
+        ls.iter()
+            .filter(|l| l.orders > 0)
+            .map(|l| serde_json::json!({"px": px(l.price), "qty": l.shares, "orders": l.orders}))
+            .collect::<Vec<_>>()
+    };
+    let bar = |b: &Option<shards::bars::Bar>| match b {
+        None => serde_json::Value::Null,
+        Some(b) => serde_json::json!({
+            "start_ns": b.start, "open": px(b.open), "high": px(b.high), "low": px(b.low),
+            "close": px(b.close), "volume": b.volume, "vwap": px(b.vwap()), "trades": b.trades,
+        }),
+    };
+    serde_json::json!({
+        "symbol": String::from_utf8_lossy(&s.symbol).trim_end(),
+        "locate": s.locate,
+        "bid": {"px": px(s.bid.price), "qty": s.bid.shares, "orders": s.bid.orders},
+        "ask": {"px": px(s.ask.price), "qty": s.ask.shares, "orders": s.ask.orders},
+        "last": {"px": px(s.last.0), "qty": s.last.1, "ts_ns": s.last.2},
+        "trades": s.trades, "volume": s.volume,
+        "vwap": s.vwap.map(|v| Px4(v).to_string()),
+        "bids": levels(&s.bids), "asks": levels(&s.asks),
+        "bar_1s": bar(&s.bar_1s), "bar_1m": bar(&s.bar_1m),
+    })
+}
+
+fn snapshot_text(sym: &str, s: Option<&Snapshot>) -> String {
+    match s {
+        None => format!("{sym}: not in the feed's stock directory"),
+        Some(s) => format!("{sym}: {}", snapshot_json(s)),
+    }
+}

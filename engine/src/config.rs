@@ -1,0 +1,535 @@
+//! The effective configuration of a run: placement of every role on a CPU, instrument
+//! assignment, ring and batch sizes; and where each value came from.
+//!
+//! Layers, lowest first: built-in defaults (fit for a 2-CPU laptop), the TOML file
+//! (`affinity.toml`, or `--config PATH`), `TICKCORE_*` environment variables, command-line flags.
+//! Every key exists in all four. Unknown keys, out-of-range values and CPUs the machine does not
+//! have are startup errors that name the key and its source. Never touched after startup.
+
+use crate::error::{Failure, Result};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Built in.
+    Default,
+    /// The configuration file.
+    File,
+    /// A `TICKCORE_*` environment variable.
+    Env,
+    /// A command-line flag.
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Default => "default",
+            Source::File => "file",
+            Source::Env => "env",
+            Source::Flag => "flag",
+        })
+    }
+}
+
+/// A value and its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    /// The value in force.
+    pub value: T,
+    /// Which layer set it.
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting {
+            value,
+            source: Source::Default,
+        }
+    }
+    fn set(&mut self, value: Option<T>, source: Source) {
+        if let Some(v) = value {
+            *self = Setting { value: v, source };
+        }
+    }
+}
+
+/// How instruments are spread over shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Assign {
+    /// By a hash of the stock locate: stable, needs no knowledge of the feed.
+    Hash,
+    /// Greedy by message count, from a pass over the input before the replay starts.
+    Balanced,
+}
+
+impl fmt::Display for Assign {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Assign::Hash => "hash",
+            Assign::Balanced => "balanced",
+        })
+    }
+}
+
+/// Every tunable, one field per key (the same names as in the file, flags and environment).
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// CPU of the feed ingress thread.
+    #[arg(long)]
+    pub feed_cpu: Option<usize>,
+    /// CPUs of the shard cores, comma-separated; shard i runs on entry i mod the list's length.
+    #[arg(long, value_delimiter = ',')]
+    pub shard_cpus: Option<Vec<usize>>,
+    /// CPUs of the storage adapter (event consumer) cores, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub adapter_cpus: Option<Vec<usize>>,
+    /// CPU of the control core.
+    #[arg(long)]
+    pub control_cpu: Option<usize>,
+    /// Number of shards [default: one per entry of shard_cpus].
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// How instruments are assigned to shards.
+    #[arg(long, value_enum)]
+    pub assign: Option<Assign>,
+    /// Bytes of frames per ingress -> shard batch.
+    #[arg(long)]
+    pub feed_batch_bytes: Option<usize>,
+    /// Buffers per ingress -> shard link (bounds the messages in flight).
+    #[arg(long)]
+    pub feed_buffers: Option<usize>,
+    /// Buffers per shard -> consumer link.
+    #[arg(long)]
+    pub event_buffers: Option<usize>,
+    /// glommio io_uring buffer memory per shard, KiB (locked memory).
+    #[arg(long)]
+    pub io_memory_kib: Option<usize>,
+}
+
+/// The configuration in force, every value with its source.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    /// CPU of the feed ingress.
+    pub feed_cpu: Setting<usize>,
+    /// CPUs of the shards.
+    pub shard_cpus: Setting<Vec<usize>>,
+    /// CPUs of the adapters / consumers.
+    pub adapter_cpus: Setting<Vec<usize>>,
+    /// CPU of control.
+    pub control_cpu: Setting<usize>,
+    /// Number of shards.
+    pub shards: Setting<usize>,
+    /// Instrument assignment.
+    pub assign: Setting<Assign>,
+    /// Frame bytes per feed batch.
+    pub feed_batch_bytes: Setting<usize>,
+    /// Buffers per feed link.
+    pub feed_buffers: Setting<usize>,
+    /// Buffers per event link.
+    pub event_buffers: Setting<usize>,
+    /// glommio io memory per shard, KiB.
+    pub io_memory_kib: Setting<usize>,
+}
+
+/// Limits on every numeric key (inclusive).
+const SHARDS: (usize, usize) = (1, 256);
+const BATCH_BYTES: (usize, usize) = (256, 16 << 20);
+const BUFFERS: (usize, usize) = (2, 4096);
+const IO_MEMORY_KIB: (usize, usize) = (64, 1 << 20);
+
+impl Config {
+    /// Defaults for a machine with `cpus` CPUs: ingress, adapters and control share CPU 0, one
+    /// shard on CPU 1 (or CPU 0 on a single-CPU machine).
+    pub fn defaults(cpus: usize) -> Self {
+        let shard_cpu = usize::from(cpus > 1);
+        Config {
+            file: None,
+            feed_cpu: Setting::default(0),
+            shard_cpus: Setting::default(vec![shard_cpu]),
+            adapter_cpus: Setting::default(vec![0]),
+            control_cpu: Setting::default(0),
+            shards: Setting::default(1),
+            assign: Setting::default(Assign::Hash),
+            feed_batch_bytes: Setting::default(32 << 10),
+            feed_buffers: Setting::default(64),
+            event_buffers: Setting::default(64),
+            io_memory_kib: Setting::default(1024),
+        }
+    }
+
+    /// Layers the file at `path` (if given; `affinity.toml` in the working directory is read when
+    /// it exists and no path is given), the environment and `flags` over the defaults, and
+    /// validates the result against a machine with `cpus` CPUs.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &Overrides,
+        cpus: usize,
+    ) -> Result<Self> {
+        let mut c = Config::defaults(cpus);
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("affinity.toml")).filter(|p| p.exists()),
+        };
+        if let Some(p) = &file {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Failure::at(p, format!("cannot read the configuration: {e}")))?;
+            let o: Overrides = toml::from_str(&text).map_err(|e| {
+                let msg = e.message().to_string();
+                Failure::at(p, format!("bad configuration: {msg}"))
+            })?;
+            c.apply(&o, Source::File);
+            c.file = Some(p.clone());
+        }
+        c.apply(&from_env(env)?, Source::Env);
+        c.apply(flags, Source::Flag);
+        if c.shards.source == Source::Default && c.shard_cpus.source != Source::Default {
+            c.shards = Setting {
+                value: c.shard_cpus.value.len(),
+                source: c.shard_cpus.source,
+            };
+        }
+        c.validate(cpus)?;
+        Ok(c)
+    }
+
+    fn apply(&mut self, o: &Overrides, s: Source) {
+        self.feed_cpu.set(o.feed_cpu, s);
+        self.shard_cpus.set(o.shard_cpus.clone(), s);
+        self.adapter_cpus.set(o.adapter_cpus.clone(), s);
+        self.control_cpu.set(o.control_cpu, s);
+        self.shards.set(o.shards, s);
+        self.assign.set(o.assign, s);
+        self.feed_batch_bytes.set(o.feed_batch_bytes, s);
+        self.feed_buffers.set(o.feed_buffers, s);
+        self.event_buffers.set(o.event_buffers, s);
+        self.io_memory_kib.set(o.io_memory_kib, s);
+    }
+
+    fn validate(&self, cpus: usize) -> Result<()> {
+        let bad = |key: &str, source: Source, why: String| {
+            Failure::new(format!("{key} ({source}): {why}"))
+        };
+        let cpu = |key: &str, s: &Setting<usize>| {
+            if s.value >= cpus {
+                let last = cpus - 1;
+                let why = format!(
+                    "CPU {} does not exist: this machine has CPUs 0-{last}",
+                    s.value
+                );
+                return Err(bad(key, s.source, why));
+            }
+            Ok(())
+        };
+        let cpu_list = |key: &str, s: &Setting<Vec<usize>>| {
+            if s.value.is_empty() {
+                return Err(bad(key, s.source, "the list is empty".into()));
+            }
+            for &v in &s.value {
+                cpu(
+                    key,
+                    &Setting {
+                        value: v,
+                        source: s.source,
+                    },
+                )?;
+            }
+            Ok(())
+        };
+        let range = |key: &str, s: &Setting<usize>, (lo, hi): (usize, usize)| {
+            if !(lo..=hi).contains(&s.value) {
+                return Err(bad(
+                    key,
+                    s.source,
+                    format!("{} is outside {lo}..={hi}", s.value),
+                ));
+            }
+            Ok(())
+        };
+        cpu("feed_cpu", &self.feed_cpu)?;
+        cpu("control_cpu", &self.control_cpu)?;
+        cpu_list("shard_cpus", &self.shard_cpus)?;
+        cpu_list("adapter_cpus", &self.adapter_cpus)?;
+        range("shards", &self.shards, SHARDS)?;
+        range("feed_batch_bytes", &self.feed_batch_bytes, BATCH_BYTES)?;
+        range("feed_buffers", &self.feed_buffers, BUFFERS)?;
+        range("event_buffers", &self.event_buffers, BUFFERS)?;
+        range("io_memory_kib", &self.io_memory_kib, IO_MEMORY_KIB)?;
+        Ok(())
+    }
+
+    /// CPU of shard `i`.
+    pub fn shard_cpu(&self, i: usize) -> usize {
+        let cpus = &self.shard_cpus.value;
+        cpus[i % cpus.len()]
+    }
+
+    /// Roles by CPU, for CPUs that run more than one role (empty when every role has its own).
+    pub fn shared_cpus(&self) -> Vec<(usize, Vec<String>)> {
+        let mut roles: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+        roles
+            .entry(self.feed_cpu.value)
+            .or_default()
+            .push("feed".into());
+        for i in 0..self.shards.value {
+            roles
+                .entry(self.shard_cpu(i))
+                .or_default()
+                .push(format!("shard{i}"));
+        }
+        roles
+            .entry(self.adapter_cpus.value[0])
+            .or_default()
+            .push("consumer".into());
+        roles
+            .entry(self.control_cpu.value)
+            .or_default()
+            .push("control".into());
+        roles.into_iter().filter(|(_, r)| r.len() > 1).collect()
+    }
+
+    /// `key = value  # source` lines, for `tickcore config`.
+    pub fn render(&self) -> String {
+        let list = |v: &[usize]| {
+            let items: Vec<String> = v.iter().map(|c| c.to_string()).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let rows: Vec<(&str, String, Source)> = vec![
+            (
+                "feed_cpu",
+                self.feed_cpu.value.to_string(),
+                self.feed_cpu.source,
+            ),
+            (
+                "shard_cpus",
+                list(&self.shard_cpus.value),
+                self.shard_cpus.source,
+            ),
+            (
+                "adapter_cpus",
+                list(&self.adapter_cpus.value),
+                self.adapter_cpus.source,
+            ),
+            (
+                "control_cpu",
+                self.control_cpu.value.to_string(),
+                self.control_cpu.source,
+            ),
+            ("shards", self.shards.value.to_string(), self.shards.source),
+            (
+                "assign",
+                format!("\"{}\"", self.assign.value),
+                self.assign.source,
+            ),
+            (
+                "feed_batch_bytes",
+                self.feed_batch_bytes.value.to_string(),
+                self.feed_batch_bytes.source,
+            ),
+            (
+                "feed_buffers",
+                self.feed_buffers.value.to_string(),
+                self.feed_buffers.source,
+            ),
+            (
+                "event_buffers",
+                self.event_buffers.value.to_string(),
+                self.event_buffers.source,
+            ),
+            (
+                "io_memory_kib",
+                self.io_memory_kib.value.to_string(),
+                self.io_memory_kib.source,
+            ),
+        ];
+        let file = match &self.file {
+            Some(p) => format!("# configuration file: {}\n", p.display()),
+            None => "# configuration file: none (built-in defaults)\n".into(),
+        };
+        let mut out = file;
+        for (k, v, s) in rows {
+            out.push_str(&format!("{:<40} # {s}\n", format!("{k} = {v}")));
+        }
+        out
+    }
+}
+
+/// Reads every key's `TICKCORE_<KEY>` variable.
+fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
+    fn one<T: std::str::FromStr>(
+        env: &impl Fn(&str) -> Option<String>,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let var = format!("TICKCORE_{}", key.to_ascii_uppercase());
+        match env(&var) {
+            None => Ok(None),
+            Some(s) => {
+                s.trim().parse().map(Some).map_err(|_| {
+                    Failure::new(format!("{var}: `{s}` is not a valid value for {key}"))
+                })
+            }
+        }
+    }
+    fn list(env: &impl Fn(&str) -> Option<String>, key: &str) -> Result<Option<Vec<usize>>> {
+        let var = format!("TICKCORE_{}", key.to_ascii_uppercase());
+        let Some(s) = env(&var) else { return Ok(None) };
+        s.split(',')
+            .map(|p| p.trim().parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(|_| Failure::new(format!("{var}: `{s}` is not a comma-separated CPU list")))
+    }
+    let assign = match env("TICKCORE_ASSIGN") {
+        None => None,
+        Some(s) => Some(match s.trim() {
+            "hash" => Assign::Hash,
+            "balanced" => Assign::Balanced,
+            _ => {
+                let msg = format!("TICKCORE_ASSIGN: `{s}` is not hash or balanced");
+                return Err(Failure::new(msg));
+            }
+        }),
+    };
+    Ok(Overrides {
+        feed_cpu: one(&env, "feed_cpu")?,
+        shard_cpus: list(&env, "shard_cpus")?,
+        adapter_cpus: list(&env, "adapter_cpus")?,
+        control_cpu: one(&env, "control_cpu")?,
+        shards: one(&env, "shards")?,
+        assign,
+        feed_batch_bytes: one(&env, "feed_batch_bytes")?,
+        feed_buffers: one(&env, "feed_buffers")?,
+        event_buffers: one(&env, "event_buffers")?,
+        io_memory_kib: one(&env, "io_memory_kib")?,
+    })
+}
+
+/// CPUs this process may run on.
+pub fn machine_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn write(text: &str) -> tempfile_path::TempToml {
+        tempfile_path::TempToml::new(text)
+    }
+
+    mod tempfile_path {
+        pub struct TempToml(pub std::path::PathBuf);
+        impl TempToml {
+            pub fn new(text: &str) -> Self {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let p = std::env::temp_dir()
+                    .join(format!("tickcore-config-{}-{n}.toml", std::process::id()));
+                std::fs::write(&p, text).unwrap();
+                TempToml(p)
+            }
+        }
+        impl Drop for TempToml {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_remember_their_source() {
+        let f = write("shards = 2\nfeed_batch_bytes = 4096\n");
+        let env = |k: &str| (k == "TICKCORE_FEED_BATCH_BYTES").then(|| "8192".to_string());
+        let flags = Overrides {
+            feed_buffers: Some(8),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&f.0), env, &flags, 4).unwrap();
+        assert_eq!(
+            c.shards,
+            Setting {
+                value: 2,
+                source: Source::File
+            }
+        );
+        assert_eq!(
+            c.feed_batch_bytes,
+            Setting {
+                value: 8192,
+                source: Source::Env
+            }
+        );
+        assert_eq!(
+            c.feed_buffers,
+            Setting {
+                value: 8,
+                source: Source::Flag
+            }
+        );
+        assert_eq!(c.feed_cpu.source, Source::Default);
+        assert!(c.render().contains("shards = 2"));
+    }
+
+    #[test]
+    fn shard_count_follows_the_cpu_list_unless_set() {
+        let flags = Overrides {
+            shard_cpus: Some(vec![1, 2, 3]),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&write("").0), no_env, &flags, 4).unwrap();
+        assert_eq!(c.shards.value, 3);
+        assert_eq!(c.shard_cpu(4), 2);
+    }
+
+    #[test]
+    fn bad_configuration_is_one_clear_error() {
+        let e = Config::load(
+            Some(&write("shardz = 2\n").0),
+            no_env,
+            &Overrides::default(),
+            2,
+        );
+        assert!(
+            e.unwrap_err().message.contains("shardz"),
+            "unknown key named"
+        );
+        let flags = Overrides {
+            feed_cpu: Some(7),
+            ..Default::default()
+        };
+        let e = Config::load(Some(&write("").0), no_env, &flags, 2).unwrap_err();
+        assert!(e.message.contains("CPU 7 does not exist"), "{}", e.message);
+        let flags = Overrides {
+            shards: Some(0),
+            ..Default::default()
+        };
+        let e = Config::load(Some(&write("").0), no_env, &flags, 2).unwrap_err();
+        assert!(e.message.starts_with("shards (flag)"), "{}", e.message);
+        let env = |k: &str| (k == "TICKCORE_SHARDS").then(|| "many".to_string());
+        let e = Config::load(Some(&write("").0), env, &Overrides::default(), 2).unwrap_err();
+        assert!(e.message.contains("TICKCORE_SHARDS"), "{}", e.message);
+        let missing = std::path::Path::new("/nonexistent/affinity.toml");
+        let e = Config::load(Some(missing), no_env, &Overrides::default(), 2).unwrap_err();
+        assert!(e.message.contains("cannot read"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_shipped_affinity_toml_loads() {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../affinity.toml");
+        Config::load(Some(Path::new(p)), no_env, &Overrides::default(), 2).unwrap();
+    }
+}

@@ -1,0 +1,370 @@
+//! Feed ingress: reads messages from a [`Source`], routes each to the shard that owns its stock
+//! locate (market-wide messages, locate 0, to every shard), and batches them per shard.
+//!
+//! Owns the routing table, the per-shard outbound batch and the pacing clock. Never decodes more
+//! than the two header fields it routes and paces by; never drops: a full link makes it wait.
+//! A live UDP source (MoldUDP64) plugs in as another [`Source`] without touching shards.
+
+use super::batch::{self, Buf, FeedBatch};
+use super::clock;
+use super::ring::Sender;
+use crate::config::Assign;
+use shards::itch::{walk, FrameError, WalkStats};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where messages come from.
+pub trait Source {
+    /// Shown in the summary.
+    fn describe(&self) -> String;
+    /// Calls `each(message)` for every message in feed order, until the end or until `stop`
+    /// is set (checked at least every few thousand messages).
+    fn pump(&self, stop: &AtomicBool, each: impl FnMut(&[u8])) -> Result<WalkStats, FrameError>;
+    /// The whole input when it is known up front (files, generated sessions), for `balanced`
+    /// assignment; `None` for live sources.
+    fn whole(&self) -> Option<&[u8]>;
+}
+
+/// A feed held in memory or mapped from a file.
+pub struct BytesSource<'a> {
+    /// Shown in the summary.
+    pub name: String,
+    /// BinaryFILE frames.
+    pub bytes: &'a [u8],
+    /// Resynchronise over corrupt framing instead of stopping.
+    pub skip_corrupt: bool,
+}
+
+/// Messages between checks of the stop flag.
+const STOP_EVERY: u64 = 4096;
+
+impl Source for BytesSource<'_> {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn pump(
+        &self,
+        stop: &AtomicBool,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<WalkStats, FrameError> {
+        // The walk has no early exit, so a stop cuts the input at the next frame boundary the
+        // walk reaches: check the flag in chunks and finish the walk over an empty remainder.
+        let mut n = 0u64;
+        let mut stopped = false;
+        walk(self.bytes, self.skip_corrupt, |_, m| {
+            if stopped {
+                return;
+            }
+            n += 1;
+            if n % STOP_EVERY == 0 && stop.load(Ordering::Relaxed) {
+                stopped = true;
+            }
+            each(m);
+        })
+    }
+
+    fn whole(&self) -> Option<&[u8]> {
+        Some(self.bytes)
+    }
+}
+
+/// How fast to replay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// As fast as the shards take it.
+    Max,
+    /// `factor` times real time, by the ITCH timestamps (1.0 = real time).
+    Times(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Speed, String> {
+        match s {
+            "max" => Ok(Speed::Max),
+            "realtime" => Ok(Speed::Times(1.0)),
+            _ => match s.parse::<f64>() {
+                Ok(f) if f > 0.0 && f.is_finite() => Ok(Speed::Times(f)),
+                _ => Err(format!(
+                    "`{s}` is not a speed: use max, realtime, or a factor such as 10 or 0.5"
+                )),
+            },
+        }
+    }
+}
+
+/// Shard of every locate.
+pub struct Routes {
+    shard_of: Box<[u16]>,
+    shards: usize,
+}
+
+const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Routes {
+    /// Routes for `shards` shards, by `assign`; `whole` is the input for `balanced`.
+    pub fn new(shards: usize, assign: Assign, whole: Option<&[u8]>) -> Routes {
+        let mut shard_of = vec![0u16; 1 << 16].into_boxed_slice();
+        match (assign, whole) {
+            (Assign::Balanced, Some(bytes)) if shards > 1 => {
+                let mut count = vec![0u64; 1 << 16];
+                let _ = walk(bytes, true, |_, m| {
+                    if m.len() >= 3 {
+                        count[u16::from_be_bytes([m[1], m[2]]) as usize] += 1;
+                    }
+                });
+                // Longest first onto the least loaded shard (LPT), ties by locate: deterministic.
+                let mut order: Vec<usize> = (1..1 << 16).filter(|&l| count[l] > 0).collect();
+                order.sort_by_key(|&l| (std::cmp::Reverse(count[l]), l));
+                let mut load = vec![0u64; shards];
+                for l in order {
+                    let s = (0..shards).min_by_key(|&s| (load[s], s)).unwrap_or(0);
+                    load[s] += count[l];
+                    shard_of[l] = s as u16;
+                }
+            }
+            _ => {
+                for (l, s) in shard_of.iter_mut().enumerate() {
+                    let h = (l as u64).wrapping_mul(FIB) >> 32;
+                    *s = (h % shards as u64) as u16;
+                }
+            }
+        }
+        Routes { shard_of, shards }
+    }
+
+    /// The shard owning `locate`.
+    #[inline(always)]
+    pub fn shard(&self, locate: u16) -> usize {
+        self.shard_of[locate as usize] as usize
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+}
+
+/// One shard's outbound batch.
+struct Outbound {
+    link: Sender<Buf>,
+    frames: Vec<u8>,
+    messages: u32,
+    first_ns: u64,
+    seq: u64,
+    sent_messages: u64,
+}
+
+/// What the ingress did.
+#[derive(Debug, Clone, Default)]
+pub struct IngressReport {
+    /// Messages read from the source.
+    pub messages: u64,
+    /// Market-wide messages (sent to every shard).
+    pub broadcast: u64,
+    /// Messages handed to each shard.
+    pub per_shard: Vec<u64>,
+    /// Feed batches sent to each shard.
+    pub batches: Vec<u64>,
+    /// The walk's statistics (bytes, corrupt regions).
+    pub walk: WalkStats,
+    /// A framing error that ended the feed early.
+    pub error: Option<FrameError>,
+    /// Whether a stop request cut the feed short.
+    pub stopped: bool,
+    /// Symbol of every locate seen in a stock directory message.
+    pub directory: Vec<([u8; 8], u16)>,
+}
+
+/// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
+/// last batch, so everything handed over is applied.
+pub fn run(
+    source: &impl Source,
+    routes: &Routes,
+    links: Vec<Sender<Buf>>,
+    batch_bytes: usize,
+    speed: Speed,
+    stop: &AtomicBool,
+) -> IngressReport {
+    let mut out: Vec<Outbound> = links
+        .into_iter()
+        .map(|link| Outbound {
+            link,
+            frames: Vec::with_capacity(batch_bytes + 2 + 64),
+            messages: 0,
+            first_ns: 0,
+            seq: 0,
+            sent_messages: 0,
+        })
+        .collect();
+    let mut r = IngressReport {
+        per_shard: vec![0; out.len()],
+        batches: vec![0; out.len()],
+        ..Default::default()
+    };
+    let mut pace = Pacer::new(speed);
+    let walked = source.pump(stop, |m| {
+        r.messages += 1;
+        if pace.enabled() && m.len() >= 11 {
+            let ts = u64::from_be_bytes([0, 0, m[5], m[6], m[7], m[8], m[9], m[10]]);
+            if pace.ahead(ts) {
+                out.iter_mut().for_each(|o| flush(o, false));
+                pace.wait(ts);
+            }
+        }
+        let locate = if m.len() >= 3 {
+            u16::from_be_bytes([m[1], m[2]])
+        } else {
+            0
+        };
+        if m[0] == b'R' && m.len() >= 19 {
+            let mut sym = [0u8; 8];
+            sym.copy_from_slice(&m[11..19]);
+            r.directory.push((sym, locate));
+        }
+        if locate == 0 {
+            r.broadcast += 1;
+            for o in out.iter_mut() {
+                push(o, m, batch_bytes);
+            }
+        } else {
+            push(&mut out[routes.shard(locate)], m, batch_bytes);
+        }
+    });
+    match walked {
+        Ok(w) => r.walk = w,
+        Err(e) => r.error = Some(e),
+    }
+    r.stopped = stop.load(Ordering::Relaxed);
+    for (i, o) in out.iter_mut().enumerate() {
+        flush(o, true);
+        r.per_shard[i] = o.sent_messages;
+        r.batches[i] = o.seq;
+    }
+    r
+}
+
+#[inline(always)]
+fn push(o: &mut Outbound, m: &[u8], batch_bytes: usize) {
+    if o.messages == 0 {
+        o.first_ns = clock::now_ns();
+    }
+    o.frames.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    o.frames.extend_from_slice(m);
+    o.messages += 1;
+    if o.frames.len() >= batch_bytes {
+        flush(o, false);
+    }
+}
+
+fn flush(o: &mut Outbound, last: bool) {
+    if o.messages == 0 && !last {
+        return;
+    }
+    let buf = o.link.take();
+    let b = FeedBatch {
+        seq: o.seq,
+        first_ingress_ns: if o.messages == 0 {
+            clock::now_ns()
+        } else {
+            o.first_ns
+        },
+        messages: o.messages,
+        last,
+        frames: &o.frames,
+    };
+    let buf = batch::write(&b, buf);
+    o.link.send(buf);
+    o.seq += 1;
+    o.sent_messages += o.messages as u64;
+    o.frames.clear();
+    o.messages = 0;
+}
+
+/// Paces the replay by feed timestamps.
+struct Pacer {
+    factor: f64,
+    start: Option<(u64, std::time::Instant)>,
+}
+
+impl Pacer {
+    fn new(speed: Speed) -> Self {
+        let factor = match speed {
+            Speed::Max => 0.0,
+            Speed::Times(f) => f,
+        };
+        Pacer {
+            factor,
+            start: None,
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.factor > 0.0
+    }
+
+    fn due(&mut self, ts: u64) -> std::time::Instant {
+        let (ts0, t0) = *self.start.get_or_insert((ts, std::time::Instant::now()));
+        let ns = (ts.saturating_sub(ts0) as f64 / self.factor) as u64;
+        t0 + std::time::Duration::from_nanos(ns)
+    }
+
+    fn ahead(&mut self, ts: u64) -> bool {
+        self.due(ts) > std::time::Instant::now()
+    }
+
+    fn wait(&mut self, ts: u64) {
+        let due = self.due(ts);
+        loop {
+            let now = std::time::Instant::now();
+            if now >= due {
+                return;
+            }
+            let left = due - now;
+            if left > std::time::Duration::from_micros(200) {
+                std::thread::sleep(left - std::time::Duration::from_micros(100));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speeds_parse() {
+        assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
+        assert_eq!("realtime".parse::<Speed>(), Ok(Speed::Times(1.0)));
+        assert_eq!("10".parse::<Speed>(), Ok(Speed::Times(10.0)));
+        assert!("0".parse::<Speed>().is_err());
+        assert!("fast".parse::<Speed>().is_err());
+    }
+
+    #[test]
+    fn hash_routes_spread_and_balanced_routes_even_out_load() {
+        let r = Routes::new(3, Assign::Hash, None);
+        let mut n = [0usize; 3];
+        (1..=3500u16).for_each(|l| n[r.shard(l)] += 1);
+        assert!(n.iter().all(|&c| c > 1000), "{n:?}");
+        let bytes = shards::synth::generate(&shards::synth::GenConfig {
+            scope: shards::synth::Scope::N100,
+            messages: 50_000,
+            seed: 3,
+            profile: shards::synth::Profile::Realistic,
+        })
+        .unwrap();
+        let b = Routes::new(2, Assign::Balanced, Some(&bytes));
+        let mut load = [0u64; 2];
+        let _ = walk(&bytes, false, |_, m| {
+            let l = u16::from_be_bytes([m[1], m[2]]);
+            if l != 0 {
+                load[b.shard(l)] += 1;
+            }
+        });
+        let (lo, hi) = (load[0].min(load[1]), load[0].max(load[1]));
+        assert!(hi as f64 <= lo as f64 * 1.2, "balanced load {load:?}");
+    }
+}

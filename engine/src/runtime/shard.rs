@@ -1,0 +1,289 @@
+//! A shard core: a glommio executor pinned to its CPU that owns its instruments' books.
+//!
+//! It takes feed batches from the ingress link, reads each in place, applies its frames to the
+//! books (through the same prefetch pipeline `tickcore book` uses), turns trades into 1-second
+//! and 1-minute bars, and sends the batch's events to the consumer link. Between batches it
+//! answers snapshot queries from its own state: the per-core cache of every instrument it owns.
+//!
+//! Never blocks on another core except to wait for an empty event buffer (backpressure, counted)
+//! and never allocates per message: event vectors and bar tables grow to their high-water mark.
+
+use super::batch::{self, Buf, EventBatch};
+use super::ring::{Backoff, Consumer, Producer, Receiver, Sender};
+use shards::bars::{Bar, BarClock};
+use shards::book::{Books, LevelInfo, SideKind};
+use shards::events::{Bbo, Break, EventSink, Quote, Trade};
+use std::time::Duration;
+
+/// Price levels per side in a snapshot.
+pub const SNAPSHOT_DEPTH: usize = 10;
+
+/// The latest state of one instrument, as its shard holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Instrument.
+    pub locate: u16,
+    /// Symbol, space padded; all spaces when the shard has no book for the locate.
+    pub symbol: [u8; 8],
+    /// Best bid and ask.
+    pub bid: Quote,
+    /// Best ask.
+    pub ask: Quote,
+    /// Last printable trade: price, shares, feed time (zeros before the first).
+    pub last: (u32, u64, u64),
+    /// Day's printable trades and volume.
+    pub trades: u64,
+    /// Day's volume.
+    pub volume: u64,
+    /// Day VWAP, Price(4); `None` before the first trade.
+    pub vwap: Option<u64>,
+    /// Top levels per side, best first; unused entries are zero.
+    pub bids: [LevelInfo; SNAPSHOT_DEPTH],
+    /// Top ask levels.
+    pub asks: [LevelInfo; SNAPSHOT_DEPTH],
+    /// The open 1-second and 1-minute bars, if any.
+    pub bar_1s: Option<Bar>,
+    /// The open 1-minute bar.
+    pub bar_1m: Option<Bar>,
+}
+
+/// A request to a shard.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// The snapshot of one locate.
+    Query(u16),
+    /// Finish: the ingress has sent its last batch and nothing more will be asked.
+    Stop,
+}
+
+/// What a shard did.
+#[derive(Debug, Default)]
+pub struct ShardReport {
+    /// Shard index.
+    pub id: usize,
+    /// Messages applied.
+    pub messages: u64,
+    /// Feed batches taken.
+    pub batches: u64,
+    /// Trades, BBO changes, bars and breaks emitted.
+    pub trades: u64,
+    /// BBO changes.
+    pub bbos: u64,
+    /// Bars closed.
+    pub bars: u64,
+    /// Breaks.
+    pub breaks: u64,
+    /// Batches that failed validation or framing (a bug if ever non-zero).
+    pub bad_batches: u64,
+}
+
+/// Everything a shard core needs.
+pub struct ShardCtx {
+    /// Shard index.
+    pub id: usize,
+    /// Feed batches from the ingress.
+    pub feed: Receiver<Buf>,
+    /// Event batches to the consumer.
+    pub events: Sender<Buf>,
+    /// Requests from the engine.
+    pub control: Consumer<Control>,
+    /// Answers to queries.
+    pub answers: Producer<Snapshot>,
+}
+
+/// Events of the batch being applied, and the bars being built.
+struct Out {
+    trades: Vec<Trade>,
+    bbos: Vec<Bbo>,
+    bars: Vec<Bar>,
+    breaks: Vec<Break>,
+    s1: BarClock,
+    m1: BarClock,
+}
+
+impl Out {
+    #[inline(always)]
+    fn advance(&mut self, t: u64) {
+        let bars = &mut self.bars;
+        self.s1.advance(t, |b| bars.push(*b));
+        self.m1.advance(t, |b| bars.push(*b));
+    }
+
+    fn flush_bars(&mut self) {
+        let bars = &mut self.bars;
+        self.s1.flush(|b| bars.push(*b));
+        self.m1.flush(|b| bars.push(*b));
+    }
+}
+
+impl EventSink for Out {
+    #[inline(always)]
+    fn on_trade(&mut self, t: &Trade) {
+        self.advance(t.timestamp);
+        if t.printable {
+            self.s1.trade(t.locate, t.timestamp, t.price, t.shares);
+            self.m1.trade(t.locate, t.timestamp, t.price, t.shares);
+        }
+        self.trades.push(*t);
+    }
+    #[inline(always)]
+    fn on_bbo(&mut self, b: &Bbo) {
+        self.advance(b.timestamp);
+        self.bbos.push(*b);
+    }
+    #[inline(always)]
+    fn on_break(&mut self, b: &Break) {
+        self.breaks.push(*b);
+    }
+}
+
+/// Runs a shard until it has applied the last feed batch and been told to stop; returns its
+/// books and report.
+pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
+    let mut books = Books::default();
+    let mut rep = ShardReport {
+        id: ctx.id,
+        ..Default::default()
+    };
+    let mut out = Out {
+        trades: Vec::with_capacity(1024),
+        bbos: Vec::with_capacity(1024),
+        bars: Vec::with_capacity(256),
+        breaks: Vec::new(),
+        s1: BarClock::new(1),
+        m1: BarClock::new(60),
+    };
+    let mut fed_last = false;
+    let mut stop = false;
+    let mut idle = Backoff::new();
+    while !(stop && fed_last) {
+        let mut busy = false;
+        while let Some(buf) = ctx.feed.try_recv() {
+            fed_last |= apply(&mut ctx, &mut books, &mut out, &mut rep, &buf);
+            ctx.feed.give_back(buf);
+            busy = true;
+            glommio::yield_if_needed().await;
+        }
+        while let Some(c) = ctx.control.try_pop() {
+            match c {
+                Control::Query(locate) => {
+                    let snap = snapshot(&books, &out, locate);
+                    if ctx.answers.try_push(snap).is_err() {
+                        unreachable!("one answer per query, and the engine asks one at a time");
+                    }
+                }
+                Control::Stop => stop = true,
+            }
+            busy = true;
+        }
+        if busy {
+            idle = Backoff::new();
+        } else if idle.should_park() {
+            ctx.feed.park(Duration::from_micros(500));
+        } else {
+            idle.snooze();
+        }
+    }
+    (books, rep)
+}
+
+/// Applies one feed batch and sends its events; returns whether it was the last.
+fn apply(
+    ctx: &mut ShardCtx,
+    books: &mut Books,
+    out: &mut Out,
+    rep: &mut ShardReport,
+    buf: &[u8],
+) -> bool {
+    let Ok(b) = batch::read_feed(buf) else {
+        rep.bad_batches += 1;
+        return false;
+    };
+    let mut n = 0u64;
+    if books.replay(&b.frames, false, out, |_, _| n += 1).is_err() {
+        rep.bad_batches += 1;
+    }
+    let last = b.last;
+    if let Some(ts) = last_timestamp(&b.frames) {
+        out.advance(ts);
+    }
+    if last {
+        out.flush_bars();
+    }
+    rep.messages += n;
+    rep.batches += 1;
+    rep.trades += out.trades.len() as u64;
+    rep.bbos += out.bbos.len() as u64;
+    rep.bars += out.bars.len() as u64;
+    rep.breaks += out.breaks.len() as u64;
+    let ev = EventBatch {
+        shard: ctx.id as u16,
+        seq: b.seq.to_native(),
+        first_ingress_ns: b.first_ingress_ns.to_native(),
+        last,
+        trades: &out.trades,
+        bbos: &out.bbos,
+        bars: &out.bars,
+        breaks: &out.breaks,
+    };
+    let ebuf = ctx.events.take();
+    let ebuf = batch::write(&ev, ebuf);
+    ctx.events.send(ebuf);
+    out.trades.clear();
+    out.bbos.clear();
+    out.bars.clear();
+    out.breaks.clear();
+    last
+}
+
+/// Feed time of the batch's last message (the clock that closes bars).
+fn last_timestamp(frames: &[u8]) -> Option<u64> {
+    let mut ts = None;
+    let _ = shards::itch::walk(frames, false, |_, m| {
+        if m.len() >= 11 {
+            ts = Some(u64::from_be_bytes([
+                0, 0, m[5], m[6], m[7], m[8], m[9], m[10],
+            ]));
+        }
+    });
+    ts
+}
+
+fn snapshot(books: &Books, out: &Out, locate: u16) -> Snapshot {
+    let none = LevelInfo {
+        price: 0,
+        shares: 0,
+        orders: 0,
+    };
+    let mut s = Snapshot {
+        locate,
+        symbol: *b"        ",
+        bid: Quote::default(),
+        ask: Quote::default(),
+        last: (0, 0, 0),
+        trades: 0,
+        volume: 0,
+        vwap: None,
+        bids: [none; SNAPSHOT_DEPTH],
+        asks: [none; SNAPSHOT_DEPTH],
+        bar_1s: out.s1.current(locate).copied(),
+        bar_1m: out.m1.current(locate).copied(),
+    };
+    let Some(book) = books.book(locate) else {
+        return s;
+    };
+    s.symbol = book.symbol;
+    (s.bid, s.ask) = book.top();
+    let st = &book.stats;
+    s.last = (st.last_price, st.last_shares, st.last_timestamp);
+    s.trades = st.trades;
+    s.volume = st.volume;
+    s.vwap = st.vwap();
+    for (slot, l) in s.bids.iter_mut().zip(books.depth(book, SideKind::Bid)) {
+        *slot = l;
+    }
+    for (slot, l) in s.asks.iter_mut().zip(books.depth(book, SideKind::Ask)) {
+        *slot = l;
+    }
+    s
+}
