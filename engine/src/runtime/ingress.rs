@@ -209,7 +209,7 @@ pub fn run(
             let ts = u64::from_be_bytes([0, 0, m[5], m[6], m[7], m[8], m[9], m[10]]);
             if pace.ahead(ts) {
                 out.iter_mut().for_each(|o| flush(o, false));
-                pace.wait(ts);
+                pace.wait(ts, stop);
             }
         }
         let locate = if m.len() >= 3 {
@@ -313,16 +313,19 @@ impl Pacer {
         self.due(ts) > std::time::Instant::now()
     }
 
-    fn wait(&mut self, ts: u64) {
+    /// Waits until `ts` is due, or until `stop` is set (a feed's clock can jump by hours,
+    /// from the pre-open to the open; a stop must not wait for it).
+    fn wait(&mut self, ts: u64, stop: &AtomicBool) {
         let due = self.due(ts);
+        let nap = std::time::Duration::from_millis(20);
         loop {
             let now = std::time::Instant::now();
-            if now >= due {
+            if now >= due || stop.load(Ordering::Relaxed) {
                 return;
             }
             let left = due - now;
             if left > std::time::Duration::from_micros(200) {
-                std::thread::sleep(left - std::time::Duration::from_micros(100));
+                std::thread::sleep((left - std::time::Duration::from_micros(100)).min(nap));
             } else {
                 std::hint::spin_loop();
             }
