@@ -193,7 +193,7 @@ fn interrupt(pid: u32) {
 #[test]
 fn a_signal_mid_replay_stops_cleanly_and_loses_nothing_handed_over() {
     // Real-time pacing over a generated day: the replay would take hours.
-    let mut child = command(&[
+    let child = command(&[
         "run",
         "--feed",
         "gen:m7:2M:1",
