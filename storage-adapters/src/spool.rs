@@ -67,7 +67,6 @@ pub struct OpenReport {
 }
 
 struct Segment {
-    id: u64,
     path: PathBuf,
     map: MmapMut,
     /// End of the written records.
@@ -138,7 +137,6 @@ impl Spool {
             // nothing truncates it while mapped.
             let map = unsafe { MmapMut::map_mut(&file)? };
             let mut seg = Segment {
-                id,
                 path,
                 map,
                 end: HEADER,
@@ -263,7 +261,6 @@ impl Spool {
         map[..8].copy_from_slice(MAGIC);
         map[8..12].copy_from_slice(&VERSION.to_le_bytes());
         self.segments.push_back(Segment {
-            id,
             path,
             map,
             end: HEADER,
