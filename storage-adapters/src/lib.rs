@@ -1,5 +1,6 @@
 //! `storage-adapters`: what the engine's adapter cores run to hand events on to databases.
 //!
+//! - [`pg`]: the PostgreSQL sink (binary COPY into staging, insert skipping existing keys).
 //! - [`spool`]: an append-only, checksummed, memory-mapped log per sink, where events wait while
 //!   their database cannot take them, and which drains in order when it can.
 //!
@@ -9,4 +10,5 @@
 
 #![warn(missing_docs)]
 
+pub mod pg;
 pub mod spool;

@@ -1,0 +1,278 @@
+//! The PostgreSQL sink: trades and closed bars, written by binary `COPY` into a staging table and
+//! moved into the real tables by an insert that skips existing keys, in one transaction.
+//!
+//! Schema `tickcore` (see `migrations/pg/`): `trades` keyed by (session_date, match_number),
+//! `bars` by (session_date, symbol, interval_s, start_ns), both partitioned by session date.
+//! Migrations are versioned SQL files compiled into the crate and applied at connect, once, under
+//! an advisory lock, so several engines may start together. Replaying a feed twice, or re-sending
+//! a batch after a failure, never duplicates a row.
+//!
+//! Runs on an adapter core's tokio runtime; never on a shard core.
+
+use futures_util::pin_mut;
+use shards::bars::Bar;
+use shards::events::Trade;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls};
+
+/// Versioned migrations, applied in order.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "trades_and_bars",
+    include_str!("../migrations/pg/0001_trades_and_bars.sql"),
+)];
+
+/// A failure, with what to do about it where that is known.
+#[derive(Debug)]
+pub struct PgError(pub String);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PgError {}
+
+fn err(what: &str, e: tokio_postgres::Error) -> PgError {
+    let detail = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string());
+    PgError(format!("PostgreSQL {what}: {detail}"))
+}
+
+/// A trade as the sink stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeRow {
+    /// Symbol, space padded.
+    pub symbol: [u8; 8],
+    /// The trade.
+    pub trade: Trade,
+}
+
+/// A closed bar as the sink stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarRow {
+    /// Symbol, space padded.
+    pub symbol: [u8; 8],
+    /// The bar.
+    pub bar: Bar,
+}
+
+fn sym(s: &[u8; 8]) -> &str {
+    std::str::from_utf8(s).unwrap_or("?").trim_end()
+}
+
+/// A connection that writes trades and bars for one session date.
+pub struct PgSink {
+    client: Client,
+    date: String,
+}
+
+impl PgSink {
+    /// Connects to `url` (a `postgres://` URL; `password`, when given, overrides the URL's),
+    /// applies the migrations and creates the session date's partitions.
+    pub async fn connect(url: &str, password: Option<&str>, date: &str) -> Result<PgSink, PgError> {
+        let mut cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| PgError(format!("PostgreSQL URL `{url}` is not valid: {e}")))?;
+        if let Some(p) = password {
+            cfg.password(p);
+        }
+        cfg.connect_timeout(std::time::Duration::from_secs(5));
+        let (mut client, conn) = cfg.connect(NoTls).await.map_err(|e| err("connect", e))?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped or the server goes away; the next query reports it.
+            let _ = conn.await;
+        });
+        if !is_date(date) {
+            return Err(PgError(format!("session date `{date}` is not YYYY-MM-DD")));
+        }
+        migrate(&mut client).await?;
+        let part = date.replace('-', "");
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS tickcore.trades_{part} PARTITION OF tickcore.trades FOR VALUES IN ('{date}');
+             CREATE TABLE IF NOT EXISTS tickcore.bars_{part} PARTITION OF tickcore.bars FOR VALUES IN ('{date}');
+             CREATE TEMP TABLE IF NOT EXISTS stage_trades (match_number int8, symbol text, ts_ns int8,
+                 price_e4 int8, shares int8, side text, printable bool, kind text) ON COMMIT DELETE ROWS;
+             CREATE TEMP TABLE IF NOT EXISTS stage_bars (symbol text, interval_s int4, start_ns int8,
+                 open_e4 int8, high_e4 int8, low_e4 int8, close_e4 int8, volume int8, vwap_e4 int8,
+                 trades int4) ON COMMIT DELETE ROWS;"
+        );
+        client
+            .batch_execute(&ddl)
+            .await
+            .map_err(|e| err("creating the session's partitions", e))?;
+        Ok(PgSink {
+            client,
+            date: date.to_string(),
+        })
+    }
+
+    /// Writes `trades` and `bars` in one transaction; returns the rows that were new (rows
+    /// already there, from an earlier run or a retried batch, are skipped).
+    pub async fn write(
+        &mut self,
+        trades: &[TradeRow],
+        bars: &[BarRow],
+    ) -> Result<(u64, u64), PgError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| err("begin", e))?;
+        if !trades.is_empty() {
+            let sink = tx
+                .copy_in("COPY stage_trades FROM STDIN (FORMAT binary)")
+                .await
+                .map_err(|e| err("copy trades", e))?;
+            let types = [
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::BOOL,
+                Type::TEXT,
+            ];
+            let w = BinaryCopyInWriter::new(sink, &types);
+            pin_mut!(w);
+            for r in trades {
+                let t = &r.trade;
+                let side = (t.side as char).to_string();
+                let kind = (t.kind as u8 as char).to_string();
+                let row: [&(dyn ToSql + Sync); 8] = [
+                    &(t.match_number as i64),
+                    &sym(&r.symbol),
+                    &(t.timestamp as i64),
+                    &(t.price as i64),
+                    &(t.shares as i64),
+                    &side,
+                    &t.printable,
+                    &kind,
+                ];
+                w.as_mut()
+                    .write(&row)
+                    .await
+                    .map_err(|e| err("copy trades", e))?;
+            }
+            w.finish().await.map_err(|e| err("copy trades", e))?;
+        }
+        if !bars.is_empty() {
+            let sink = tx
+                .copy_in("COPY stage_bars FROM STDIN (FORMAT binary)")
+                .await
+                .map_err(|e| err("copy bars", e))?;
+            let types = [
+                Type::TEXT,
+                Type::INT4,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT4,
+            ];
+            let w = BinaryCopyInWriter::new(sink, &types);
+            pin_mut!(w);
+            for r in bars {
+                let b = &r.bar;
+                let row: [&(dyn ToSql + Sync); 10] = [
+                    &sym(&r.symbol),
+                    &(b.interval_s as i32),
+                    &(b.start as i64),
+                    &(b.open as i64),
+                    &(b.high as i64),
+                    &(b.low as i64),
+                    &(b.close as i64),
+                    &(b.volume as i64),
+                    &(b.vwap() as i64),
+                    &(b.trades as i32),
+                ];
+                w.as_mut()
+                    .write(&row)
+                    .await
+                    .map_err(|e| err("copy bars", e))?;
+            }
+            w.finish().await.map_err(|e| err("copy bars", e))?;
+        }
+        let new_trades = tx
+            .execute(
+                "INSERT INTO tickcore.trades SELECT $1::text::date, match_number, symbol, ts_ns,
+                     price_e4::numeric / 10000, shares, side, printable, kind FROM stage_trades
+                 ON CONFLICT DO NOTHING",
+                &[&self.date],
+            )
+            .await
+            .map_err(|e| err("insert trades", e))?;
+        let new_bars = tx
+            .execute(
+                "INSERT INTO tickcore.bars SELECT $1::text::date, symbol, interval_s, start_ns,
+                     open_e4::numeric / 10000, high_e4::numeric / 10000, low_e4::numeric / 10000,
+                     close_e4::numeric / 10000, volume, vwap_e4::numeric / 10000, trades FROM stage_bars
+                 ON CONFLICT DO NOTHING",
+                &[&self.date],
+            )
+            .await
+            .map_err(|e| err("insert bars", e))?;
+        tx.commit().await.map_err(|e| err("commit", e))?;
+        Ok((new_trades, new_bars))
+    }
+
+    /// The client, for queries in tests and tools.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn is_date(d: &str) -> bool {
+    let b = d.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// Applies every migration not yet applied, under an advisory lock (idempotent, concurrent-safe).
+pub async fn migrate(client: &mut Client) -> Result<(), PgError> {
+    let tx = client.transaction().await.map_err(|e| err("begin", e))?;
+    // One lock for every tickcore instance: the first applies, the others wait and find it done.
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7160117);
+         CREATE SCHEMA IF NOT EXISTS tickcore;
+         CREATE TABLE IF NOT EXISTS tickcore.schema_migrations (
+             version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());",
+    )
+    .await
+    .map_err(|e| err("preparing migrations (may this user create a schema?)", e))?;
+    for &(version, name, sql) in MIGRATIONS {
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM tickcore.schema_migrations WHERE version = $1",
+                &[&version],
+            )
+            .await
+            .map_err(|e| err("reading migrations", e))?
+            .is_some();
+        if done {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| err(&format!("migration {version} ({name})"), e))?;
+        tx.execute(
+            "INSERT INTO tickcore.schema_migrations (version, name) VALUES ($1, $2)",
+            &[&version, &name],
+        )
+        .await
+        .map_err(|e| err("recording a migration", e))?;
+    }
+    tx.commit().await.map_err(|e| err("commit migrations", e))
+}
