@@ -53,9 +53,11 @@ pub enum Command {
     /// --config), TICKCORE_* variables and the flags below; `tickcore config` shows them.
     /// SIGINT/SIGTERM stop the feed, drain every ring and print the summary; a second signal
     /// exits at once. Without --feed, runs a generated m7 session (2,000,000 messages, seed 1).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the effective configuration and where each value came from.
     Config(ConfigArgs),
+    /// Load what the sinks spooled (build_data/spool/<sink>/) into their databases.
+    Drain(DrainArgs),
 }
 
 /// `tickcore run`.
@@ -89,9 +91,46 @@ pub struct RunArgs {
     /// On corrupt framing, resynchronise and count instead of stopping.
     #[arg(long)]
     pub skip_corrupt: bool,
+    /// Storage sinks to feed, comma-separated: pg (or none). A sink with no URL writes to its
+    /// spool only (build_data/spool/<sink>/), for `tickcore drain` to load later.
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    pub sinks: Vec<String>,
+    /// Sink settings.
+    #[command(flatten)]
+    pub sink: SinkArgs,
     /// Placement and sizes (each also a key in affinity.toml and a TICKCORE_* variable).
     #[command(flatten)]
     pub tune: crate::config::Overrides,
+}
+
+/// Storage sink settings shared by `run` and `drain`. Passwords come only from the environment
+/// (TICKCORE_PG_PASSWORD), so they never show in `ps`.
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// PostgreSQL URL, e.g. postgres://tickcore@db:5432/market (no password here).
+    #[arg(long, env = "TICKCORE_PG")]
+    pub pg: Option<String>,
+    /// Rows per PostgreSQL batch (flush at this many rows...).
+    #[arg(long, default_value_t = 5000)]
+    pub pg_batch: usize,
+    /// ...or when the oldest row has waited this long, ms.
+    #[arg(long, default_value_t = 50)]
+    pub pg_linger_ms: u64,
+    /// Session date the feed belongs to (ITCH carries none) [default: today, UTC].
+    #[arg(long)]
+    pub session_date: Option<String>,
+    /// After the feed ends, how long to keep retrying a sink that is down before leaving the
+    /// rest in the spool, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub sink_finish_s: u64,
+}
+
+/// `tickcore drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Sink settings (the spool in build_data/spool/pg/ drains into --pg).
+    #[command(flatten)]
+    pub sink: SinkArgs,
 }
 
 /// `tickcore config`.
@@ -268,6 +307,7 @@ pub fn main() -> i32 {
         Command::Book(a) => cmd::book::run(&a),
         Command::Run(a) => cmd::run::run(&a),
         Command::Config(a) => cmd::config::run(&a),
+        Command::Drain(a) => cmd::drain::run(&a),
     };
     match result {
         Ok(()) => 0,

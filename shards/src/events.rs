@@ -85,6 +85,16 @@ pub struct Break {
     pub reversed: bool,
 }
 
+/// An instrument's listing, from its stock directory message (`R`): how consumers name a locate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize)]
+#[rkyv(derive(Debug))]
+pub struct Listing {
+    /// Instrument.
+    pub locate: u16,
+    /// Symbol, space padded.
+    pub stock: [u8; 8],
+}
+
 /// Receives events as the books produce them. Every method defaults to doing nothing.
 pub trait EventSink {
     /// A trade printed.

@@ -1,5 +1,7 @@
 //! `storage-adapters`: what the engine's adapter cores run to hand events on to databases.
 //!
+//! - [`adapter`]: the loop that runs one sink on its own core: batching, spooling, retries.
+//! - [`rows`]: row batches and their spool encoding.
 //! - [`pg`]: the PostgreSQL sink (binary COPY into staging, insert skipping existing keys).
 //! - [`spool`]: an append-only, checksummed, memory-mapped log per sink, where events wait while
 //!   their database cannot take them, and which drains in order when it can.
@@ -10,5 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adapter;
 pub mod pg;
+pub mod rows;
 pub mod spool;

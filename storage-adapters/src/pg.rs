@@ -113,7 +113,7 @@ impl PgSink {
 
     /// Writes `trades` and `bars` in one transaction; returns the rows that were new (rows
     /// already there, from an earlier run or a retried batch, are skipped).
-    pub async fn write(
+    pub async fn write_rows(
         &mut self,
         trades: &[TradeRow],
         bars: &[BarRow],
@@ -275,4 +275,51 @@ pub async fn migrate(client: &mut Client) -> Result<(), PgError> {
         .map_err(|e| err("recording a migration", e))?;
     }
     tx.commit().await.map_err(|e| err("commit migrations", e))
+}
+
+/// Connection settings of the PostgreSQL sink, for the adapter's (re)connects.
+#[derive(Debug, Clone)]
+pub struct PgConnect {
+    /// `postgres://` URL.
+    pub url: String,
+    /// Password from the environment (`TICKCORE_PG_PASSWORD`), never from the command line.
+    pub password: Option<String>,
+    /// Session date, `YYYY-MM-DD`.
+    pub date: String,
+}
+
+impl crate::adapter::Connect for PgConnect {
+    type Sink = PgSink;
+    async fn connect(&self) -> Result<PgSink, String> {
+        PgSink::connect(&self.url, self.password.as_deref(), &self.date)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl crate::adapter::Sink for PgSink {
+    async fn write(&mut self, rows: &crate::rows::RowBatch) -> Result<u64, String> {
+        self.write_rows(&rows.trades, &rows.bars)
+            .await
+            .map(|(t, b)| t + b)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Today's date in UTC, `YYYY-MM-DD` (the default session date).
+pub fn today_utc() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil from days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }

@@ -276,6 +276,22 @@ impl Spool {
         Some(&seg.map[seg.next + RECORD_HEADER..seg.next + RECORD_HEADER + len])
     }
 
+    /// Up to `n` of the oldest pending records, oldest first (to drain several in one write).
+    pub fn oldest(&self, n: usize) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        for seg in &self.segments {
+            let mut at = seg.next;
+            while at < seg.end && out.len() < n {
+                let len = u32_at(&seg.map, at) as usize;
+                if u32_at(&seg.map, at + 8) == PENDING {
+                    out.push(&seg.map[at + RECORD_HEADER..at + RECORD_HEADER + len]);
+                }
+                at = pad4(at + RECORD_HEADER + len);
+            }
+        }
+        out
+    }
+
     /// Marks the oldest pending record drained (after its sink committed it); deletes segments
     /// that hold nothing pending, except the one being written.
     pub fn pop(&mut self) -> io::Result<()> {

@@ -109,14 +109,14 @@ async fn trades_and_bars_land_once_however_often_they_are_sent() {
         .unwrap();
     let t = trades(5_000);
     let b = bars();
-    assert_eq!(sink.write(&t, &b).await.unwrap(), (5_000, 5));
+    assert_eq!(sink.write_rows(&t, &b).await.unwrap(), (5_000, 5));
     // A retried batch, and a second replay of the same feed: nothing new.
-    assert_eq!(sink.write(&t[..1000], &b).await.unwrap(), (0, 0));
+    assert_eq!(sink.write_rows(&t[..1000], &b).await.unwrap(), (0, 0));
     drop(sink);
     let mut again = PgSink::connect(&db.url(), None, "2026-12-02")
         .await
         .unwrap();
-    assert_eq!(again.write(&t, &b).await.unwrap(), (0, 0));
+    assert_eq!(again.write_rows(&t, &b).await.unwrap(), (0, 0));
     let c = again.client();
     let row = c
         .query_one(
@@ -160,6 +160,16 @@ async fn trades_and_bars_land_once_however_often_they_are_sent() {
     assert_eq!(v.get::<_, i32>(0), 1);
     drop(again);
     drop(db);
+}
+
+#[test]
+fn today_is_a_date() {
+    let d = storage_adapters::pg::today_utc();
+    assert_eq!(d.len(), 10, "{d}");
+    assert!(
+        d.as_str() > "2024-01-01" && d.as_str() < "2100-01-01",
+        "{d}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

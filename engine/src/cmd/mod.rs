@@ -2,6 +2,7 @@
 
 pub mod book;
 pub mod config;
+pub mod drain;
 pub mod gen;
 pub mod inspect;
 pub mod run;

@@ -61,6 +61,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         speed: Some(a.speed),
         events,
         queries: a.query.clone(),
+        sinks: sink_plans(&a.sinks, &a.sink)?,
     };
     let r = runtime::run(&source, &cfg, opts, &stop)?;
     if let Some(p) = &a.dump_books {
@@ -85,6 +86,109 @@ pub fn run(a: &RunArgs) -> Result<()> {
         return Err(Failure::new(format!("writing events: {e}")));
     }
     Ok(())
+}
+
+/// The storage adapters `--sinks` asks for.
+pub fn sink_plans(names: &[String], a: &crate::cli::SinkArgs) -> Result<Vec<runtime::SinkPlan>> {
+    let mut plans = Vec::new();
+    for n in names {
+        match n.as_str() {
+            "none" | "" => {}
+            "pg" => plans.push(pg_plan(a)?),
+            other => {
+                return Err(Failure::new(format!(
+                    "--sinks: `{other}` is not a sink (available: pg; redis and neo4j are not built yet)"
+                )))
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// The PostgreSQL adapter's settings.
+pub fn pg_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
+    let date = a
+        .session_date
+        .clone()
+        .unwrap_or_else(storage_adapters::pg::today_utc);
+    if a.pg_batch == 0 || a.pg_batch > 1_000_000 {
+        return Err(Failure::new(
+            "--pg-batch: rows per batch must be 1..=1000000",
+        ));
+    }
+    let settings = storage_adapters::adapter::Settings {
+        name: "pg".into(),
+        spool_dir: crate::paths::spool().join("pg"),
+        batch_rows: a.pg_batch,
+        linger: std::time::Duration::from_millis(a.pg_linger_ms),
+        max_queued_rows: a.pg_batch * 8,
+        write_timeout: std::time::Duration::from_secs(5),
+        finish_within: std::time::Duration::from_secs(a.sink_finish_s),
+        segment_bytes: 64 << 20,
+        spool_only: a.pg.is_none(),
+    };
+    let pg = storage_adapters::pg::PgConnect {
+        url: a.pg.clone().unwrap_or_default(),
+        password: std::env::var("TICKCORE_PG_PASSWORD").ok(),
+        date,
+    };
+    Ok(runtime::SinkPlan { settings, pg })
+}
+
+/// One line per sink for the summary.
+pub fn sink_lines(sinks: &[storage_adapters::adapter::SinkReport]) -> String {
+    let mut s = String::new();
+    for k in sinks {
+        s += &format!(
+            "  sink {}: {} rows in, {} written ({} new) in {} batches, commit mean {:.0} us / p99 {} us; \
+             spool {} bytes pending (peak {}), {} records drained; {} retries, {:.2} s degraded\n",
+            k.name,
+            count(k.rows_in),
+            count(k.rows_written),
+            count(k.rows_new),
+            count(k.batches),
+            k.commit_mean_us,
+            k.commit_p99_us,
+            count(k.spool_pending_bytes),
+            count(k.spool_peak_bytes),
+            count(k.spool_drained),
+            count(k.retries),
+            k.degraded_s
+        );
+        if let Some(o) = &k.spool_open {
+            if o.pending > 0 {
+                s += &format!(
+                    "  sink {}: found {} records from an earlier run in the spool\n",
+                    k.name,
+                    count(o.pending)
+                );
+            }
+            for d in &o.damage {
+                s += &format!("  sink {}: spool damage: {d}\n", k.name);
+            }
+        }
+        if let Some(e) = &k.last_error {
+            s += &format!("  sink {}: last error: {e}\n", k.name);
+        }
+    }
+    s
+}
+
+/// The sinks as JSON.
+pub fn sinks_json(sinks: &[storage_adapters::adapter::SinkReport]) -> serde_json::Value {
+    sinks
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "name": k.name, "rows_in": k.rows_in, "rows_written": k.rows_written,
+                "rows_new": k.rows_new, "batches": k.batches, "commit_mean_us": k.commit_mean_us,
+                "commit_p99_us": k.commit_p99_us, "spool_pending_bytes": k.spool_pending_bytes,
+                "spool_peak_bytes": k.spool_peak_bytes, "spool_drained": k.spool_drained,
+                "retries": k.retries, "degraded_s": k.degraded_s, "last_error": k.last_error,
+                "spool_damage": k.spool_open.as_ref().map(|o| o.damage.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
+            })
+        })
+        .collect()
 }
 
 fn load_feed(spec: Option<&FeedSpec>) -> Result<Feed> {
@@ -139,7 +243,7 @@ fn dump_books(r: &RunReport, depth: usize, path: &std::path::Path) -> Result<()>
 }
 
 fn summary(r: &RunReport, feed: &Feed) -> String {
-    let secs = r.wall.as_secs_f64();
+    let secs = r.engine_wall.as_secs_f64();
     let mut s = format!(
         "ran {} messages of {} through {} shard(s) in {:.3} s: {} end to end{}\n",
         count(r.ingress.messages),
@@ -191,11 +295,12 @@ fn summary(r: &RunReport, feed: &Feed) -> String {
         .map(|l| format!("{} {}/{}", l.name, count(l.full_waits), count(l.sent)))
         .collect();
     s += &format!("  ring waits (full/sent): {}\n", waits.join(", "));
+    s += &sink_lines(&r.sinks);
     s
 }
 
 fn summary_json(r: &RunReport, feed: &Feed) -> serde_json::Value {
-    let secs = r.wall.as_secs_f64();
+    let secs = r.engine_wall.as_secs_f64();
     serde_json::json!({
         "feed": feed.name.display().to_string(),
         "messages": r.ingress.messages,
@@ -203,6 +308,7 @@ fn summary_json(r: &RunReport, feed: &Feed) -> serde_json::Value {
         "handed_to_shards": r.ingress.per_shard,
         "stopped": r.ingress.stopped,
         "wall_s": secs,
+        "wall_with_sinks_s": r.wall.as_secs_f64(),
         "msgs_per_s": r.ingress.messages as f64 / secs.max(1e-9),
         "placement": r.placement.iter().map(|(n, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
         "shards": r.shards.iter().map(|s| serde_json::json!({
@@ -216,6 +322,7 @@ fn summary_json(r: &RunReport, feed: &Feed) -> serde_json::Value {
         "links": r.links.iter().map(|l| serde_json::json!({
             "name": l.name, "sent": l.sent, "full_waits": l.full_waits,
         })).collect::<Vec<_>>(),
+        "sinks": sinks_json(&r.sinks),
         "snapshots": r.snapshots.iter().map(|(sym, s)| (sym.clone(), s.as_ref().map_or(serde_json::Value::Null, snapshot_json))).collect::<serde_json::Map<_, _>>(),
     })
 }

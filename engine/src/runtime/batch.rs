@@ -20,7 +20,7 @@ use rkyv::util::AlignedVec;
 use rkyv::with::InlineAsBox;
 use rkyv::{Archive, Serialize};
 use shards::bars::Bar;
-use shards::events::{Bbo, Break, Trade};
+use shards::events::{Bbo, Break, Listing, Trade};
 
 /// A buffer that travels a link.
 pub type Buf = AlignedVec<16>;
@@ -64,6 +64,9 @@ pub struct EventBatch<'a> {
     /// Broken trades.
     #[rkyv(with = InlineAsBox)]
     pub breaks: &'a [Break],
+    /// Stock directory entries the batch carried (how consumers name locates).
+    #[rkyv(with = InlineAsBox)]
+    pub listings: &'a [Listing],
 }
 
 /// Serialises `value` into `buf` (cleared first) and returns the buffer.
@@ -146,6 +149,7 @@ mod tests {
                 bbos: &[q],
                 bars: &[],
                 breaks: &[],
+                listings: &[],
             },
             buf,
         );
@@ -198,6 +202,7 @@ mod tests {
                 bbos: &[],
                 bars: &[],
                 breaks: &[],
+                listings: &[],
             },
             Buf::new(),
         );

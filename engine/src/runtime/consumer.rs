@@ -1,15 +1,20 @@
-//! The event consumer: drains every shard's event link, counts events by type and, when asked,
-//! writes them to a file, one line each. Storage adapters attach the same way (a later change).
+//! The event consumer: drains every shard's event link, counts events by type, writes them to a
+//! file when asked, and turns trades and closed bars into row batches for the storage adapters.
 //!
-//! Runs on the first adapter CPU. Reads each batch in place and gives the buffer straight back,
-//! so a slow file only slows this thread; shards wait only when all their event buffers are in
+//! Runs on the first adapter CPU. Reads each batch in place and gives the buffer straight back.
+//! An adapter takes row batches without ever waiting on its database (it spools instead), so
+//! this thread never waits on one either; shards wait only when all their event buffers are in
 //! flight (counted on the link).
 
 use super::batch::{self, Buf};
 use super::clock;
-use super::ring::{Backoff, Receiver};
+use super::ring::{Backoff, Producer, Receiver};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use storage_adapters::pg::{BarRow, TradeRow};
+use storage_adapters::rows::RowBatch;
 
 /// Counts of what the consumer saw.
 #[derive(Debug, Default, Clone)]
@@ -30,14 +35,33 @@ pub struct ConsumerReport {
     pub max_e2e_ns: u64,
     /// Error writing the event file, if one happened (events were still counted).
     pub write_error: Option<String>,
+    /// Times an adapter's intake ring was full and the consumer waited.
+    pub adapter_waits: u64,
+}
+
+/// Where the consumer sends rows for one storage adapter.
+pub struct AdapterFeed {
+    /// Row batches, in feed order per shard.
+    pub tx: Producer<RowBatch>,
+    /// Set once the last batch is in the ring.
+    pub done: Arc<AtomicBool>,
+}
+
+/// Symbols by locate, from the listings the shards pass on.
+struct Names {
+    by_locate: Box<[[u8; 8]]>,
 }
 
 /// Drains `links` until every shard has sent its last batch.
 pub fn run(
     mut links: Vec<Receiver<Buf>>,
     mut file: Option<Box<dyn Write + Send>>,
+    mut adapters: Vec<AdapterFeed>,
 ) -> ConsumerReport {
     let mut r = ConsumerReport::default();
+    let mut names = Names {
+        by_locate: vec![*b"        "; 1 << 16].into_boxed_slice(),
+    };
     let mut done = vec![false; links.len()];
     let mut idle = Backoff::new();
     while done.iter().any(|d| !d) {
@@ -45,7 +69,7 @@ pub fn run(
         for (i, link) in links.iter_mut().enumerate() {
             while let Some(buf) = link.try_recv() {
                 busy = true;
-                done[i] |= take(&buf, &mut r, &mut file);
+                done[i] |= take(&buf, &mut r, &mut file, &mut names, &mut adapters);
                 link.give_back(buf);
             }
         }
@@ -65,14 +89,38 @@ pub fn run(
             r.write_error.get_or_insert(e.to_string());
         }
     }
+    for a in &adapters {
+        a.done.store(true, Ordering::Release);
+    }
     r
 }
 
-fn take(buf: &[u8], r: &mut ConsumerReport, file: &mut Option<Box<dyn Write + Send>>) -> bool {
+fn take(
+    buf: &[u8],
+    r: &mut ConsumerReport,
+    file: &mut Option<Box<dyn Write + Send>>,
+    names: &mut Names,
+    adapters: &mut [AdapterFeed],
+) -> bool {
     let Ok(b) = batch::read_events(buf) else {
         r.bad_batches += 1;
         return false;
     };
+    for l in b.listings.iter() {
+        names.by_locate[l.locate.to_native() as usize] = l.stock;
+    }
+    if !adapters.is_empty() && (!b.trades.is_empty() || !b.bars.is_empty()) {
+        let rows = rows_of(b, names);
+        for a in adapters.iter_mut() {
+            let mut item = rows.clone();
+            let mut backoff = Backoff::new();
+            while let Err(back) = a.tx.try_push(item) {
+                item = back;
+                r.adapter_waits += 1;
+                backoff.snooze();
+            }
+        }
+    }
     r.batches += 1;
     r.trades += b.trades.len() as u64;
     r.bbos += b.bbos.len() as u64;
@@ -142,6 +190,58 @@ fn write_lines(f: &mut impl Write, b: &batch::ArchivedEventBatch<'_>) -> std::io
         )?;
     }
     Ok(())
+}
+
+fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &Names) -> RowBatch {
+    use shards::events::{ArchivedTradeKind as K, Trade, TradeKind};
+    let trades = b
+        .trades
+        .iter()
+        .map(|t| {
+            let locate = t.locate.to_native();
+            TradeRow {
+                symbol: names.by_locate[locate as usize],
+                trade: Trade {
+                    locate,
+                    timestamp: t.timestamp.to_native(),
+                    match_number: t.match_number.to_native(),
+                    price: t.price.to_native(),
+                    shares: t.shares.to_native(),
+                    side: t.side,
+                    printable: t.printable,
+                    kind: match t.kind {
+                        K::Executed => TradeKind::Executed,
+                        K::ExecutedWithPrice => TradeKind::ExecutedWithPrice,
+                        K::NonDisplayed => TradeKind::NonDisplayed,
+                        K::Cross => TradeKind::Cross,
+                    },
+                },
+            }
+        })
+        .collect();
+    let bars = b
+        .bars
+        .iter()
+        .map(|x| {
+            let locate = x.locate.to_native();
+            BarRow {
+                symbol: names.by_locate[locate as usize],
+                bar: shards::bars::Bar {
+                    locate,
+                    interval_s: x.interval_s.to_native(),
+                    start: x.start.to_native(),
+                    open: x.open.to_native(),
+                    high: x.high.to_native(),
+                    low: x.low.to_native(),
+                    close: x.close.to_native(),
+                    volume: x.volume.to_native(),
+                    notional: x.notional.to_native(),
+                    trades: x.trades.to_native(),
+                },
+            }
+        })
+        .collect();
+    RowBatch { trades, bars }
 }
 
 fn kind_char(k: &shards::events::ArchivedTradeKind) -> char {

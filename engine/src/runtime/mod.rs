@@ -37,6 +37,16 @@ pub struct RunOptions {
     pub events: Option<Box<dyn std::io::Write + Send>>,
     /// Symbols whose snapshot to fetch from their shard at the end.
     pub queries: Vec<String>,
+    /// Storage adapters to run, each on its own adapter core.
+    pub sinks: Vec<SinkPlan>,
+}
+
+/// One storage adapter to run.
+pub struct SinkPlan {
+    /// Batching, spool and retry settings.
+    pub settings: storage_adapters::adapter::Settings,
+    /// How to connect.
+    pub pg: storage_adapters::pg::PgConnect,
 }
 
 /// Counters of one link.
@@ -64,10 +74,15 @@ pub struct RunReport {
     pub books: Vec<Books>,
     /// Snapshots asked for, with the symbol as given (`None`: no such symbol in the feed).
     pub snapshots: Vec<(String, Option<Snapshot>)>,
-    /// Wall time from start to the last shard's exit.
+    /// Wall time from start to the last shard's exit and every sink's finish.
     pub wall: Duration,
+    /// Wall time from start until the consumer had every event: the engine's own replay time,
+    /// without the sinks' catching up afterwards.
+    pub engine_wall: Duration,
     /// Roles and their CPUs.
     pub placement: Vec<(String, usize)>,
+    /// Every storage adapter.
+    pub sinks: Vec<storage_adapters::adapter::SinkReport>,
 }
 
 /// Raises the locked-memory limit to its hard maximum (glommio's io_uring buffers are locked).
@@ -140,11 +155,42 @@ pub fn run(
     let consumer_cpu = cfg.adapter_cpus.value[0];
     placement.push(("consumer".to_string(), consumer_cpu));
     let events = opts.events.take();
+    let mut feeds = Vec::new();
+    let mut adapters = Vec::new();
+    for (k, plan) in opts.sinks.drain(..).enumerate() {
+        let (tx, mut rx) = ring::ring::<storage_adapters::rows::RowBatch>(4096);
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        feeds.push(consumer::AdapterFeed {
+            tx,
+            done: std::sync::Arc::clone(&done),
+        });
+        let cpus = &cfg.adapter_cpus.value;
+        let cpu = cpus[(1 + k) % cpus.len()];
+        placement.push((format!("sink:{}", plan.settings.name), cpu));
+        let h = std::thread::Builder::new()
+            .name(format!("sink-{}", plan.settings.name))
+            .spawn(move || {
+                pin(cpu);
+                use storage_adapters::adapter::Intake;
+                storage_adapters::adapter::run(plan.pg, plan.settings, move || {
+                    if let Some(b) = rx.try_pop() {
+                        return Intake::Rows(b);
+                    }
+                    if done.load(Ordering::Acquire) {
+                        // The consumer set `done` after its last push: one more look is final.
+                        return rx.try_pop().map_or(Intake::End, Intake::Rows);
+                    }
+                    Intake::Idle
+                })
+            })
+            .map_err(|e| Failure::new(format!("cannot start a storage adapter thread: {e}")))?;
+        adapters.push(h);
+    }
     let consumer = std::thread::Builder::new()
         .name("consumer".into())
         .spawn(move || {
             pin(consumer_cpu);
-            consumer::run(event_rx, events)
+            consumer::run(event_rx, events, feeds)
         })
         .map_err(|e| Failure::new(format!("cannot start the consumer thread: {e}")))?;
     let feed_cpu = cfg.feed_cpu.value;
@@ -171,6 +217,7 @@ pub fn run(
     let consumer = consumer
         .join()
         .map_err(|_| Failure::new("the consumer thread panicked (a bug)"))?;
+    let engine_wall = started.elapsed();
     let mut q = Queries {
         routes: &routes,
         directory: &ingress.directory,
@@ -203,6 +250,13 @@ pub fn run(
         })
         .collect();
     placement.push(("control".to_string(), cfg.control_cpu.value));
+    let mut sinks = Vec::new();
+    for h in adapters {
+        sinks.push(
+            h.join()
+                .map_err(|_| Failure::new("a storage adapter thread panicked (a bug)"))?,
+        );
+    }
     Ok(RunReport {
         ingress,
         shards,
@@ -211,7 +265,9 @@ pub fn run(
         books,
         snapshots,
         wall: started.elapsed(),
+        engine_wall,
         placement,
+        sinks,
     })
 }
 

@@ -12,7 +12,7 @@ use super::batch::{self, Buf, EventBatch};
 use super::ring::{Backoff, Consumer, Producer, Receiver, Sender};
 use shards::bars::{Bar, BarClock};
 use shards::book::{Books, LevelInfo, SideKind};
-use shards::events::{Bbo, Break, EventSink, Quote, Trade};
+use shards::events::{Bbo, Break, EventSink, Listing, Quote, Trade};
 use std::time::Duration;
 
 /// Price levels per side in a snapshot.
@@ -97,6 +97,7 @@ struct Out {
     bbos: Vec<Bbo>,
     bars: Vec<Bar>,
     breaks: Vec<Break>,
+    listings: Vec<Listing>,
     s1: BarClock,
     m1: BarClock,
 }
@@ -150,6 +151,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         bbos: Vec::with_capacity(1024),
         bars: Vec::with_capacity(256),
         breaks: Vec::new(),
+        listings: Vec::new(),
         s1: BarClock::new(1),
         m1: BarClock::new(60),
     };
@@ -200,7 +202,18 @@ fn apply(
         return false;
     };
     let mut n = 0u64;
-    if books.replay(&b.frames, false, out, |_, _| n += 1).is_err() {
+    let mut listings = core::mem::take(&mut out.listings);
+    let replayed = books.replay(&b.frames, false, out, |_, m| {
+        n += 1;
+        if m[0] == b'R' && m.len() >= 19 {
+            let mut stock = [0u8; 8];
+            stock.copy_from_slice(&m[11..19]);
+            let locate = u16::from_be_bytes([m[1], m[2]]);
+            listings.push(Listing { locate, stock });
+        }
+    });
+    out.listings = listings;
+    if replayed.is_err() {
         rep.bad_batches += 1;
     }
     let last = b.last;
@@ -225,6 +238,7 @@ fn apply(
         bbos: &out.bbos,
         bars: &out.bars,
         breaks: &out.breaks,
+        listings: &out.listings,
     };
     let ebuf = ctx.events.take();
     let ebuf = batch::write(&ev, ebuf);
@@ -233,6 +247,7 @@ fn apply(
     out.bbos.clear();
     out.bars.clear();
     out.breaks.clear();
+    out.listings.clear();
     last
 }
 

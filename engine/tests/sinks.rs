@@ -1,0 +1,224 @@
+//! `tickcore run --sinks pg` and `tickcore drain` against the real PostgreSQL on this machine
+//! (127.0.0.1:5432, trust auth), each test in a database and a data directory of its own.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn server() -> String {
+    std::env::var("TICKCORE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn psql(db: &str, sql: &str) -> String {
+    let url = format!("{}/{db}", server());
+    let o = Command::new("psql")
+        .args([&url, "-Atc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        o.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A database and a data directory for one test; both removed when it ends.
+struct Fixture {
+    db: String,
+    data: PathBuf,
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Fixture {
+        let db = format!("tickcore_sinks_{tag}_{}", std::process::id());
+        psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+        psql("postgres", &format!("CREATE DATABASE {db}"));
+        let data =
+            std::env::temp_dir().join(format!("tickcore-sinks-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        Fixture { db, data }
+    }
+    fn url(&self) -> String {
+        format!("{}/{}", server(), self.db)
+    }
+    fn tickcore(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tickcore"))
+            .args(args)
+            .env("TICKCORE_DATA_DIR", &self.data)
+            .env_remove("TICKCORE_PG")
+            .output()
+            .expect("binary runs")
+    }
+    fn ok(&self, args: &[&str]) -> Output {
+        let o = self.tickcore(args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+    fn count(&self, sql: &str) -> i64 {
+        psql(&self.db, sql).parse().unwrap()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &format!("{}/postgres", server()),
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
+            ])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+/// Trades and their match-number sum, from the event file the consumer wrote.
+fn feed_trades(events: &std::path::Path) -> (i64, i64) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let m: Vec<i64> = text
+        .lines()
+        .filter(|l| l.starts_with('T'))
+        .map(|l| l.split(' ').nth(4).unwrap().parse().unwrap())
+        .collect();
+    (m.len() as i64, m.iter().sum())
+}
+
+#[test]
+fn trades_and_bars_land_exactly_once_even_when_the_feed_is_replayed() {
+    let f = Fixture::new("exact");
+    std::fs::create_dir_all(&f.data).unwrap();
+    let events = f.data.join("events.txt");
+    let url = f.url();
+    let args = [
+        "run",
+        "--feed",
+        "gen:n100:300k:5",
+        "--shards",
+        "2",
+        "--sinks",
+        "pg",
+        "--pg",
+        &url,
+        "--session-date",
+        "2026-12-02",
+        "--pg-batch",
+        "2000",
+        "--json",
+        "--events",
+        events.to_str().unwrap(),
+    ];
+    let s = json(&f.ok(&args));
+    let (n, sum) = feed_trades(&events);
+    assert!(n > 1000);
+    let sink = &s["sinks"][0];
+    assert_eq!(sink["spool_pending_bytes"], 0, "{sink}");
+    assert_eq!(f.count("SELECT count(*) FROM tickcore.trades"), n);
+    assert_eq!(
+        f.count("SELECT sum(match_number) FROM tickcore.trades"),
+        sum
+    );
+    let bars = s["consumer"]["bars"].as_i64().unwrap();
+    assert!(bars > 0);
+    assert_eq!(f.count("SELECT count(*) FROM tickcore.bars"), bars);
+    assert_eq!(
+        f.count("SELECT count(*) FROM tickcore.trades WHERE symbol = ''"),
+        0,
+        "every trade named"
+    );
+    // The same feed again: no new row.
+    let s = json(&f.ok(&args));
+    assert_eq!(s["sinks"][0]["rows_new"], 0, "{}", s["sinks"][0]);
+    assert_eq!(f.count("SELECT count(*) FROM tickcore.trades"), n);
+    assert_eq!(f.count("SELECT count(*) FROM tickcore.bars"), bars);
+}
+
+#[test]
+fn an_unreachable_database_spools_and_drain_loads_it_later() {
+    let f = Fixture::new("spool");
+    let dead = "postgres://postgres@127.0.0.1:1/nowhere";
+    let o = f.ok(&[
+        "run",
+        "--feed",
+        "gen:m7:200k:2",
+        "--sinks",
+        "pg",
+        "--pg",
+        dead,
+        "--session-date",
+        "2026-12-02",
+        "--sink-finish-s",
+        "1",
+        "--json",
+    ]);
+    let s = json(&o);
+    let sink = &s["sinks"][0];
+    assert!(sink["spool_pending_bytes"].as_u64().unwrap() > 0, "{sink}");
+    assert!(
+        sink["last_error"].as_str().unwrap().contains("connect"),
+        "{sink}"
+    );
+    assert!(sink["retries"].as_u64().unwrap() > 0);
+    let trades = s["consumer"]["trades"].as_i64().unwrap();
+    // No URL at all: the sink spools only, and says nothing is wrong.
+    let o = f.ok(&[
+        "run",
+        "--feed",
+        "gen:m7:200k:2",
+        "--sinks",
+        "pg",
+        "--session-date",
+        "2026-12-02",
+        "--json",
+    ]);
+    assert_eq!(json(&o)["sinks"][0]["retries"], 0);
+    // Drain both runs' rows (the same feed twice: the second adds nothing).
+    let url = f.url();
+    let o = f.ok(&["drain", "--pg", &url, "--session-date", "2026-12-02"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("drained"));
+    assert_eq!(f.count("SELECT count(*) FROM tickcore.trades"), trades);
+    // Nothing is left: a second drain has nothing to do and succeeds.
+    f.ok(&["drain", "--pg", &url, "--session-date", "2026-12-02"]);
+    // A drain into a dead database fails clearly and keeps the spool.
+    f.ok(&[
+        "run",
+        "--feed",
+        "gen:m7:50k:3",
+        "--sinks",
+        "pg",
+        "--session-date",
+        "2026-12-02",
+    ]);
+    let o = f.tickcore(&[
+        "drain",
+        "--pg",
+        dead,
+        "--session-date",
+        "2026-12-02",
+        "--sink-finish-s",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("still spooled"));
+}
+
+#[test]
+fn bad_sink_flags_are_one_clear_error() {
+    let f = Fixture::new("flags");
+    let o = f.tickcore(&["run", "--sinks", "cassandra"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a sink"));
+    let o = f.tickcore(&["drain"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--pg"));
+    let o = f.tickcore(&["run", "--sinks", "pg", "--pg-batch", "0"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--pg-batch"));
+}

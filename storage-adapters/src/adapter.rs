@@ -1,0 +1,400 @@
+//! The adapter loop that runs one sink on its own core: batching, spooling, retries, drain.
+//!
+//! Two tasks share one current-thread tokio runtime on the adapter core:
+//! - intake takes row batches from the engine as fast as they come and never waits on the
+//!   database: a batch goes to the in-memory queue while the sink keeps up and the spool is
+//!   empty, and to the spool otherwise (the queue is bounded), so a slow or dead database can
+//!   never back up the rings into the shards;
+//! - the writer drains the spool first (in order), then the queue, in batches of `rows` rows or
+//!   after `linger`, whichever comes first. A failed or timed-out write puts the batch (and the
+//!   whole queue) in the spool, drops the connection and retries with exponential backoff.
+//!
+//! Writes are idempotent by natural keys, so a batch whose commit outcome is unknown (timeout)
+//! is simply written again. Owns the sink's connection, queue and spool; never touches a shard.
+
+use crate::rows::RowBatch;
+use crate::spool::{OpenReport, Spool};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A database the adapter writes to.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    /// Writes every row of `rows` (idempotently); returns rows that were new.
+    async fn write(&mut self, rows: &RowBatch) -> Result<u64, String>;
+}
+
+/// How to (re)connect a sink.
+#[allow(async_fn_in_trait)]
+pub trait Connect {
+    /// The connected sink.
+    type Sink: Sink;
+    /// Connects (and prepares schema); the error says what failed and what to do.
+    async fn connect(&self) -> Result<Self::Sink, String>;
+}
+
+/// Batching and retry settings of one sink.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Sink name (`pg`, `redis`, `neo4j`): names its spool directory.
+    pub name: String,
+    /// The spool directory (`build_data/spool/<name>/`).
+    pub spool_dir: PathBuf,
+    /// Flush at this many rows...
+    pub batch_rows: usize,
+    /// ...or when the oldest queued row has waited this long.
+    pub linger: Duration,
+    /// Rows held in memory before new batches go to the spool.
+    pub max_queued_rows: usize,
+    /// A write that takes longer is abandoned (and sent again later).
+    pub write_timeout: Duration,
+    /// After the feed ends, how long to keep retrying a dead sink before leaving the rest in
+    /// the spool for `tickcore drain`.
+    pub finish_within: Duration,
+    /// Spool segment size.
+    pub segment_bytes: usize,
+    /// Only spool: no database configured.
+    pub spool_only: bool,
+}
+
+/// What one sink did.
+#[derive(Debug, Default, Clone)]
+pub struct SinkReport {
+    /// Sink name.
+    pub name: String,
+    /// Rows handed to the sink by the engine.
+    pub rows_in: u64,
+    /// Rows the database reported as new.
+    pub rows_new: u64,
+    /// Rows written (new or already there), spool drains included.
+    pub rows_written: u64,
+    /// Committed batches.
+    pub batches: u64,
+    /// Mean and p99 commit latency, microseconds.
+    pub commit_mean_us: f64,
+    /// p99 commit latency, microseconds.
+    pub commit_p99_us: u64,
+    /// Bytes waiting in the spool at the end.
+    pub spool_pending_bytes: u64,
+    /// Largest spool backlog seen, bytes.
+    pub spool_peak_bytes: u64,
+    /// Records drained from the spool into the database.
+    pub spool_drained: u64,
+    /// Failed connects and writes.
+    pub retries: u64,
+    /// Time spent unable to write (spooling), seconds.
+    pub degraded_s: f64,
+    /// The last error, for the summary.
+    pub last_error: Option<String>,
+    /// What opening the spool found (left over from an earlier run, damage).
+    pub spool_open: Option<OpenReport>,
+}
+
+/// What the engine hands the adapter.
+pub enum Intake {
+    /// Rows to write.
+    Rows(RowBatch),
+    /// Nothing right now.
+    Idle,
+    /// The feed is over; nothing more will come.
+    End,
+}
+
+struct State {
+    queue: VecDeque<(Instant, RowBatch)>,
+    queued_rows: usize,
+    spool: Spool,
+    ended: bool,
+    scratch: Vec<u8>,
+    report: SinkReport,
+    spool_error: Option<String>,
+}
+
+impl State {
+    fn spool_batch(&mut self, b: &RowBatch) {
+        if b.is_empty() {
+            return;
+        }
+        b.encode(&mut self.scratch);
+        if let Err(e) = self.spool.append(&self.scratch) {
+            // Disk full or gone: nothing else can keep the rows; say so loudly.
+            self.spool_error
+                .get_or_insert(format!("spool append failed: {e}"));
+        }
+        self.report.spool_peak_bytes = self.report.spool_peak_bytes.max(self.spool.pending_bytes());
+    }
+
+    fn spool_queue(&mut self) {
+        while let Some((_, b)) = self.queue.pop_front() {
+            self.spool_batch(&b);
+        }
+        self.queued_rows = 0;
+    }
+}
+
+/// Runs a sink until `intake` says the feed ended and everything is written (or, for a dead
+/// sink, `finish_within` has passed and the rest sits in the spool).
+pub fn run<C: Connect>(connect: C, s: Settings, mut intake: impl FnMut() -> Intake) -> SinkReport {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return SinkReport {
+                name: s.name,
+                last_error: Some(format!("cannot start the adapter's runtime: {e}")),
+                ..Default::default()
+            }
+        }
+    };
+    let (spool, open) = match Spool::open(&s.spool_dir, s.segment_bytes) {
+        Ok(x) => x,
+        Err(e) => {
+            return SinkReport {
+                name: s.name.clone(),
+                last_error: Some(format!(
+                    "cannot open the spool {}: {e}",
+                    s.spool_dir.display()
+                )),
+                ..Default::default()
+            }
+        }
+    };
+    let state = RefCell::new(State {
+        queue: VecDeque::new(),
+        queued_rows: 0,
+        spool,
+        ended: false,
+        scratch: Vec::new(),
+        report: SinkReport {
+            name: s.name.clone(),
+            spool_open: Some(open),
+            ..Default::default()
+        },
+        spool_error: None,
+    });
+    let mut commits = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 40, 3)
+        .expect("static histogram bounds");
+    rt.block_on(async {
+        let intake_task = async {
+            loop {
+                let mut got = false;
+                loop {
+                    match intake() {
+                        Intake::Rows(b) => {
+                            got = true;
+                            let mut st = state.borrow_mut();
+                            st.report.rows_in += b.len() as u64;
+                            if !st.spool.is_empty() || st.queued_rows + b.len() > s.max_queued_rows
+                            {
+                                st.spool_batch(&b);
+                            } else {
+                                st.queued_rows += b.len();
+                                st.queue.push_back((Instant::now(), b));
+                            }
+                        }
+                        Intake::Idle => break,
+                        Intake::End => {
+                            state.borrow_mut().ended = true;
+                            return;
+                        }
+                    }
+                }
+                let pause = if got {
+                    Duration::from_micros(50)
+                } else {
+                    Duration::from_micros(200)
+                };
+                tokio::time::sleep(pause).await;
+            }
+        };
+        let writer_task = writer(&connect, &s, &state, &mut commits);
+        tokio::join!(intake_task, writer_task);
+    });
+    let mut st = state.into_inner();
+    st.report.spool_pending_bytes = st.spool.pending_bytes();
+    let _ = st.spool.sync();
+    if !commits.is_empty() {
+        st.report.commit_mean_us = commits.mean();
+        st.report.commit_p99_us = commits.value_at_quantile(0.99);
+    }
+    if let Some(e) = st.spool_error {
+        st.report.last_error = Some(e);
+    }
+    st.report
+}
+
+async fn writer<C: Connect>(
+    connect: &C,
+    s: &Settings,
+    state: &RefCell<State>,
+    commits: &mut hdrhistogram::Histogram<u64>,
+) {
+    let mut sink: Option<C::Sink> = None;
+    let mut backoff = Duration::from_millis(50);
+    let mut degraded_since: Option<Instant> = None;
+    let mut ended_at: Option<Instant> = None;
+    let mut retry_at = Instant::now();
+    loop {
+        let (ended, queue_empty, spool_empty) = {
+            let st = state.borrow();
+            (st.ended, st.queue.is_empty(), st.spool.is_empty())
+        };
+        if ended {
+            ended_at.get_or_insert_with(Instant::now);
+            if queue_empty && spool_empty {
+                break;
+            }
+        }
+        if s.spool_only {
+            state.borrow_mut().spool_queue();
+            if ended {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        if sink.is_none() {
+            if ended_at.is_some_and(|t| t.elapsed() > s.finish_within) {
+                state.borrow_mut().spool_queue();
+                break;
+            }
+            if Instant::now() < retry_at {
+                state.borrow_mut().spool_queue();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            match tokio::time::timeout(s.write_timeout, connect.connect()).await {
+                Ok(Ok(x)) => {
+                    sink = Some(x);
+                    backoff = Duration::from_millis(50);
+                }
+                Ok(Err(e)) => fail(state, &mut retry_at, &mut backoff, &mut degraded_since, e),
+                Err(_) => fail(
+                    state,
+                    &mut retry_at,
+                    &mut backoff,
+                    &mut degraded_since,
+                    "connect timed out".into(),
+                ),
+            }
+            continue;
+        }
+        // Spool first, in order; then the queue.
+        let from_spool = !spool_empty;
+        let mut records = 0usize;
+        let batch = if from_spool {
+            // Several records per write: they were spooled one event batch at a time.
+            let st = state.borrow();
+            let mut merged = RowBatch::default();
+            let mut bad = false;
+            for rec in st.spool.oldest(4096) {
+                match RowBatch::decode(rec) {
+                    Some(mut b) => merged.append(&mut b),
+                    None if records == 0 => {
+                        bad = true;
+                        records = 1;
+                        break;
+                    }
+                    None => break,
+                }
+                records += 1;
+                if merged.len() >= s.batch_rows {
+                    break;
+                }
+            }
+            drop(st);
+            if bad {
+                let mut st = state.borrow_mut();
+                st.report.last_error = Some("a spool record is not a row batch; skipped".into());
+                let _ = st.spool.pop();
+                continue;
+            }
+            if records == 0 {
+                continue;
+            }
+            merged
+        } else {
+            match take_due(state, s, ended) {
+                Some(b) => b,
+                None => {
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                    continue;
+                }
+            }
+        };
+        let t0 = Instant::now();
+        let Some(snk) = sink.as_mut() else { continue };
+        let res = tokio::time::timeout(s.write_timeout, snk.write(&batch)).await;
+        match res {
+            Ok(Ok(new)) => {
+                commits.saturating_record(t0.elapsed().as_micros().max(1) as u64);
+                let mut st = state.borrow_mut();
+                st.report.rows_new += new;
+                st.report.rows_written += batch.len() as u64;
+                st.report.batches += 1;
+                if from_spool {
+                    for _ in 0..records {
+                        let _ = st.spool.pop();
+                    }
+                    st.report.spool_drained += records as u64;
+                }
+                if let Some(t) = degraded_since.take() {
+                    st.report.degraded_s += t.elapsed().as_secs_f64();
+                }
+            }
+            outcome => {
+                let e = match outcome {
+                    Ok(Err(e)) => e,
+                    _ => format!("write timed out after {:?}", s.write_timeout),
+                };
+                sink = None;
+                if !from_spool {
+                    state.borrow_mut().spool_batch(&batch);
+                }
+                fail(state, &mut retry_at, &mut backoff, &mut degraded_since, e);
+            }
+        }
+    }
+    if let Some(t) = degraded_since {
+        state.borrow_mut().report.degraded_s += t.elapsed().as_secs_f64();
+    }
+}
+
+fn fail(
+    state: &RefCell<State>,
+    retry_at: &mut Instant,
+    backoff: &mut Duration,
+    degraded_since: &mut Option<Instant>,
+    e: String,
+) {
+    let mut st = state.borrow_mut();
+    st.report.retries += 1;
+    st.report.last_error = Some(e);
+    st.spool_queue();
+    degraded_since.get_or_insert_with(Instant::now);
+    *retry_at = Instant::now() + *backoff;
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+}
+
+/// The queued rows due for a write: `batch_rows` of them, or all once the oldest has lingered
+/// (or the feed has ended).
+fn take_due(state: &RefCell<State>, s: &Settings, ended: bool) -> Option<RowBatch> {
+    let mut st = state.borrow_mut();
+    let oldest = st.queue.front()?.0;
+    if st.queued_rows < s.batch_rows && oldest.elapsed() < s.linger && !ended {
+        return None;
+    }
+    let mut out = RowBatch::default();
+    while out.len() < s.batch_rows {
+        let Some((_, mut b)) = st.queue.pop_front() else {
+            break;
+        };
+        st.queued_rows -= b.len();
+        out.append(&mut b);
+    }
+    Some(out)
+}
