@@ -116,6 +116,21 @@ pub struct SinkArgs {
     /// ...or when the oldest row has waited this long, ms.
     #[arg(long, default_value_t = 50)]
     pub pg_linger_ms: u64,
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0 (password from TICKCORE_REDIS_PASSWORD).
+    #[arg(long, env = "TICKCORE_REDIS")]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key and channel.
+    #[arg(long, default_value = "tickcore:")]
+    pub redis_prefix: String,
+    /// Rows (trades and instrument states) per Redis pipeline.
+    #[arg(long, default_value_t = 5000)]
+    pub redis_batch: usize,
+    /// Flush a Redis pipeline after the oldest row has waited this long, ms.
+    #[arg(long, default_value_t = 20)]
+    pub redis_linger_ms: u64,
+    /// Approximate number of entries kept in each instrument's trade stream.
+    #[arg(long, default_value_t = 10_000)]
+    pub redis_stream_cap: u64,
     /// Session date the feed belongs to (ITCH carries none) [default: today, UTC].
     #[arg(long)]
     pub session_date: Option<String>,

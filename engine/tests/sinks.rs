@@ -222,3 +222,140 @@ fn bad_sink_flags_are_one_clear_error() {
     let o = f.tickcore(&["run", "--sinks", "pg", "--pg-batch", "0"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--pg-batch"));
 }
+
+fn redis_cli(args: &[&str]) -> String {
+    let o = Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Deletes every key under `prefix` when dropped.
+struct Keys(String);
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let keys = redis_cli(&["--scan", "--pattern", &format!("{}*", self.0)]);
+        for k in keys.lines() {
+            redis_cli(&["del", k]);
+        }
+    }
+}
+
+fn hash(key: &str) -> std::collections::HashMap<String, String> {
+    let out = redis_cli(&["hgetall", key]);
+    let v: Vec<&str> = out.lines().collect();
+    v.chunks(2)
+        .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
+        .collect()
+}
+
+#[test]
+fn redis_holds_each_instruments_final_state_and_its_trades_once() {
+    let f = Fixture::new("redis");
+    std::fs::create_dir_all(&f.data).unwrap();
+    let prefix = format!("tickcore-test-{}:", std::process::id());
+    let _keys = Keys(prefix.clone());
+    let dump = f.data.join("books.json");
+    let args = [
+        "run",
+        "--feed",
+        "gen:n100:200k:6",
+        "--shards",
+        "2",
+        "--sinks",
+        "redis",
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        &prefix,
+        "--redis-batch",
+        "1000",
+        "--json",
+        "--dump-books",
+        dump.to_str().unwrap(),
+        "--depth",
+        "1",
+    ];
+    let s = json(&f.ok(&args));
+    assert_eq!(s["sinks"][0]["spool_pending_bytes"], 0, "{}", s["sinks"][0]);
+    let books = std::fs::read_to_string(&dump).unwrap();
+    let mut checked = 0;
+    let mut stream_lens = Vec::new();
+    for line in books.lines() {
+        let b: Value = serde_json::from_str(line).unwrap();
+        let sym = b["symbol"].as_str().unwrap();
+        let h = hash(&format!("{prefix}{sym}"));
+        if b["trades"] == 0 && b["bids"].as_array().unwrap().is_empty() {
+            continue;
+        }
+        assert_eq!(h["trades"], b["trades"].to_string(), "{sym}");
+        assert_eq!(h["volume"], b["volume"].to_string(), "{sym}");
+        let vwap = b["vwap"].as_str().unwrap_or("");
+        assert_eq!(h["vwap"], vwap, "{sym}");
+        if let Some(top) = b["bids"].as_array().unwrap().first() {
+            assert_eq!(h["bid_px"], top["px"].as_str().unwrap(), "{sym}");
+            assert_eq!(h["bid_qty"], top["qty"].to_string(), "{sym}");
+        }
+        if let Some(top) = b["asks"].as_array().unwrap().first() {
+            assert_eq!(h["ask_px"], top["px"].as_str().unwrap(), "{sym}");
+        }
+        stream_lens.push(redis_cli(&["xlen", &format!("{prefix}trades:{sym}")]));
+        checked += 1;
+    }
+    assert!(checked > 50, "{checked} instruments checked");
+    // The same feed again: hashes unchanged, no stream grows.
+    f.ok(&args);
+    let again: Vec<String> = books
+        .lines()
+        .filter_map(|l| {
+            let b: Value = serde_json::from_str(l).unwrap();
+            let sym = b["symbol"].as_str().unwrap().to_string();
+            (b["trades"] != 0 || !b["bids"].as_array().unwrap().is_empty())
+                .then(|| redis_cli(&["xlen", &format!("{prefix}trades:{sym}")]))
+        })
+        .collect();
+    assert_eq!(again, stream_lens, "a replay adds no stream entry");
+}
+
+#[test]
+fn an_unreachable_redis_spools_and_drain_loads_it() {
+    let f = Fixture::new("redisdown");
+    let prefix = format!("tickcore-test-down-{}:", std::process::id());
+    let _keys = Keys(prefix.clone());
+    let o = f.ok(&[
+        "run",
+        "--feed",
+        "gen:m7:100k:2",
+        "--sinks",
+        "redis",
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--redis-prefix",
+        &prefix,
+        "--sink-finish-s",
+        "1",
+        "--json",
+    ]);
+    let s = json(&o);
+    assert!(
+        s["sinks"][0]["spool_pending_bytes"].as_u64().unwrap() > 0,
+        "{}",
+        s["sinks"][0]
+    );
+    assert!(s["sinks"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("Redis"));
+    let o = f.ok(&[
+        "drain",
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        &prefix,
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("drained"));
+    let h = hash(&format!("{prefix}AAPL"));
+    assert!(h["trades"].parse::<u64>().unwrap() > 0, "{h:?}");
+}

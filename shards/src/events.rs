@@ -85,6 +85,31 @@ pub struct Break {
     pub reversed: bool,
 }
 
+/// The latest state of one instrument after a batch that changed it: what a live-state store
+/// (Redis) keeps per instrument. Emitted at most once per instrument per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Archive, Serialize)]
+#[rkyv(derive(Debug))]
+pub struct InstrumentState {
+    /// Instrument.
+    pub locate: u16,
+    /// Feed time of the last change.
+    pub timestamp: u64,
+    /// Best bid.
+    pub bid: Quote,
+    /// Best ask.
+    pub ask: Quote,
+    /// Last printable trade: price (0 before the first), shares, feed time.
+    pub last_price: u32,
+    /// Shares of the last printable trade.
+    pub last_shares: u64,
+    /// Printable trades so far (net of breaks).
+    pub trades: u64,
+    /// Printable volume so far (net of breaks).
+    pub volume: u64,
+    /// Sum of price x shares so far, Price(4) units, for VWAP.
+    pub notional: u128,
+}
+
 /// An instrument's listing, from its stock directory message (`R`): how consumers name a locate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize)]
 #[rkyv(derive(Debug))]

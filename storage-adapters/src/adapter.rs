@@ -3,8 +3,9 @@
 //! Two tasks share one current-thread tokio runtime on the adapter core:
 //! - intake takes row batches from the engine as fast as they come and never waits on the
 //!   database: a batch goes to the in-memory queue while the sink keeps up and the spool is
-//!   empty, and to the spool otherwise (the queue is bounded), so a slow or dead database can
-//!   never back up the rings into the shards;
+//!   empty, and otherwise to the spool, behind everything queued (the queue is bounded), so a
+//!   slow or dead database can never back up the rings into the shards, and rows reach the
+//!   database in the order they came (a latest-state store depends on it);
 //! - the writer drains the spool first (in order), then the queue, in batches of `rows` rows or
 //!   after `linger`, whichever comes first. A failed or timed-out write puts the batch (and the
 //!   whole queue) in the spool, drops the connection and retries with exponential backoff.
@@ -190,6 +191,9 @@ pub fn run<C: Connect>(connect: C, s: Settings, mut intake: impl FnMut() -> Inta
                             st.report.rows_in += b.len() as u64;
                             if !st.spool.is_empty() || st.queued_rows + b.len() > s.max_queued_rows
                             {
+                                // Order matters (latest state wins, stream ids increase): what
+                                // is queued is older, so it goes to the spool first.
+                                st.spool_queue();
                                 st.spool_batch(&b);
                             } else {
                                 st.queued_rows += b.len();
@@ -397,4 +401,51 @@ fn take_due(state: &RefCell<State>, s: &Settings, ended: bool) -> Option<RowBatc
         out.append(&mut b);
     }
     Some(out)
+}
+
+/// Any of the sinks this crate has, for an engine that picks them at run time.
+#[derive(Debug, Clone)]
+pub enum AnyConnect {
+    /// PostgreSQL.
+    Pg(crate::pg::PgConnect),
+    /// Redis.
+    Redis(crate::redis::RedisConnect),
+}
+
+/// A connected sink of either kind.
+pub enum AnySink {
+    /// PostgreSQL.
+    Pg(crate::pg::PgSink),
+    /// Redis.
+    Redis(crate::redis::RedisSink),
+}
+
+impl Connect for AnyConnect {
+    type Sink = AnySink;
+    async fn connect(&self) -> Result<AnySink, String> {
+        match self {
+            AnyConnect::Pg(c) => c.connect().await.map(AnySink::Pg),
+            AnyConnect::Redis(c) => c.connect().await.map(AnySink::Redis),
+        }
+    }
+}
+
+impl Sink for AnySink {
+    async fn write(&mut self, rows: &RowBatch) -> Result<u64, String> {
+        match self {
+            AnySink::Pg(s) => s.write(rows).await,
+            AnySink::Redis(s) => s.write(rows).await,
+        }
+    }
+}
+
+/// Which rows a sink takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Wants {
+    /// Trades.
+    pub trades: bool,
+    /// Closed bars.
+    pub bars: bool,
+    /// Instrument states.
+    pub states: bool,
 }

@@ -14,5 +14,6 @@
 
 pub mod adapter;
 pub mod pg;
+pub mod redis;
 pub mod rows;
 pub mod spool;

@@ -6,7 +6,16 @@
 
 use crate::pg::{BarRow, TradeRow};
 use shards::bars::Bar;
-use shards::events::{Trade, TradeKind};
+use shards::events::{InstrumentState, Quote, Trade, TradeKind};
+
+/// An instrument's latest state, with its symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateRow {
+    /// Symbol, space padded.
+    pub symbol: [u8; 8],
+    /// The state.
+    pub state: InstrumentState,
+}
 
 /// Trades and bars on their way to a sink.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -15,16 +24,20 @@ pub struct RowBatch {
     pub trades: Vec<TradeRow>,
     /// Closed bars.
     pub bars: Vec<BarRow>,
+    /// Latest state of each instrument a batch changed (later entries supersede earlier ones).
+    pub states: Vec<StateRow>,
 }
 
 const VERSION: u8 = 1;
 const TRADE: usize = 8 + 2 + 8 + 8 + 4 + 8 + 1 + 1 + 1;
 const BAR: usize = 8 + 2 + 4 + 8 + 4 * 4 + 8 + 16 + 4;
+const QUOTE: usize = 4 + 8 + 4;
+const STATE: usize = 8 + 2 + 8 + 2 * QUOTE + 4 + 8 + 8 + 8 + 16;
 
 impl RowBatch {
     /// Rows in the batch.
     pub fn len(&self) -> usize {
-        self.trades.len() + self.bars.len()
+        self.trades.len() + self.bars.len() + self.states.len()
     }
 
     /// True when it holds no row.
@@ -36,6 +49,7 @@ impl RowBatch {
     pub fn append(&mut self, other: &mut RowBatch) {
         self.trades.append(&mut other.trades);
         self.bars.append(&mut other.bars);
+        self.states.append(&mut other.states);
     }
 
     /// The spool form, into `out` (cleared first).
@@ -44,6 +58,7 @@ impl RowBatch {
         out.push(VERSION);
         out.extend_from_slice(&(self.trades.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.bars.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.states.len() as u32).to_le_bytes());
         for r in &self.trades {
             let t = &r.trade;
             out.extend_from_slice(&r.symbol);
@@ -69,6 +84,22 @@ impl RowBatch {
             out.extend_from_slice(&b.notional.to_le_bytes());
             out.extend_from_slice(&b.trades.to_le_bytes());
         }
+        for r in &self.states {
+            let t = &r.state;
+            out.extend_from_slice(&r.symbol);
+            out.extend_from_slice(&t.locate.to_le_bytes());
+            out.extend_from_slice(&t.timestamp.to_le_bytes());
+            for q in [&t.bid, &t.ask] {
+                out.extend_from_slice(&q.price.to_le_bytes());
+                out.extend_from_slice(&q.shares.to_le_bytes());
+                out.extend_from_slice(&q.orders.to_le_bytes());
+            }
+            out.extend_from_slice(&t.last_price.to_le_bytes());
+            out.extend_from_slice(&t.last_shares.to_le_bytes());
+            out.extend_from_slice(&t.trades.to_le_bytes());
+            out.extend_from_slice(&t.volume.to_le_bytes());
+            out.extend_from_slice(&t.notional.to_le_bytes());
+        }
     }
 
     /// Reads the spool form back; `None` if the bytes are not one (the spool's checksum already
@@ -78,13 +109,14 @@ impl RowBatch {
         if r.u8()? != VERSION {
             return None;
         }
-        let (nt, nb) = (r.u32()? as usize, r.u32()? as usize);
-        if b.len() != 9 + nt * TRADE + nb * BAR {
+        let (nt, nb, ns) = (r.u32()? as usize, r.u32()? as usize, r.u32()? as usize);
+        if b.len() != 13 + nt * TRADE + nb * BAR + ns * STATE {
             return None;
         }
         let mut out = RowBatch {
             trades: Vec::with_capacity(nt),
             bars: Vec::with_capacity(nb),
+            states: Vec::with_capacity(ns),
         };
         for _ in 0..nt {
             let symbol = r.sym()?;
@@ -122,6 +154,24 @@ impl RowBatch {
             };
             out.bars.push(BarRow { symbol, bar });
         }
+        for _ in 0..ns {
+            let symbol = r.sym()?;
+            let (locate, timestamp) = (r.u16()?, r.u64()?);
+            let bid = r.quote()?;
+            let ask = r.quote()?;
+            let state = InstrumentState {
+                locate,
+                timestamp,
+                bid,
+                ask,
+                last_price: r.u32()?,
+                last_shares: r.u64()?,
+                trades: r.u64()?,
+                volume: r.u64()?,
+                notional: r.u128()?,
+            };
+            out.states.push(StateRow { symbol, state });
+        }
         Some(out)
     }
 }
@@ -154,6 +204,13 @@ impl Reader<'_> {
     }
     fn sym(&mut self) -> Option<[u8; 8]> {
         self.take()
+    }
+    fn quote(&mut self) -> Option<Quote> {
+        Some(Quote {
+            price: self.u32()?,
+            shares: self.u64()?,
+            orders: self.u32()?,
+        })
     }
 }
 
@@ -197,6 +254,23 @@ mod tests {
                 BarRow {
                     symbol: *b"MSFT    ",
                     bar: b
+                };
+                2
+            ],
+            states: vec![
+                StateRow {
+                    symbol: *b"AAPL    ",
+                    state: InstrumentState {
+                        locate: 7,
+                        timestamp: 3,
+                        bid: Quote {
+                            price: 1,
+                            shares: 2,
+                            orders: 3,
+                        },
+                        notional: 99,
+                        ..Default::default()
+                    },
                 };
                 2
             ],

@@ -1,29 +1,43 @@
 //! `tickcore drain`: loads what the sinks spooled into their databases, then reports.
 
 use crate::cli::DrainArgs;
-use crate::cmd::run::{pg_plan, sink_lines};
+use crate::cmd::run::{pg_plan, redis_plan, sink_lines};
 use crate::error::{Failure, Result};
 use storage_adapters::adapter::{self, Intake};
 
-/// Runs the command.
+/// Runs the command: every sink whose URL is given drains its spool.
 pub fn run(a: &DrainArgs) -> Result<()> {
-    if a.sink.pg.is_none() {
+    let mut plans = Vec::new();
+    if a.sink.pg.is_some() {
+        plans.push(pg_plan(&a.sink)?);
+    }
+    if a.sink.redis.is_some() {
+        plans.push(redis_plan(&a.sink)?);
+    }
+    if plans.is_empty() {
         return Err(Failure::new(
-            "nothing to drain into: give --pg URL (or TICKCORE_PG) for build_data/spool/pg/",
+            "nothing to drain into: give --pg URL and/or --redis URL (or TICKCORE_PG, TICKCORE_REDIS)",
         ));
     }
-    let plan = pg_plan(&a.sink)?;
-    let dir = plan.settings.spool_dir.clone();
-    let report = adapter::run(plan.pg, plan.settings, || Intake::End);
-    print!("{}", sink_lines(std::slice::from_ref(&report)));
-    if report.spool_pending_bytes > 0 {
-        return Err(Failure::new(format!(
-            "{}: {} bytes are still spooled (the database did not take them: {})",
-            dir.display(),
-            report.spool_pending_bytes,
-            report.last_error.as_deref().unwrap_or("no error recorded")
-        )));
+    let mut left = Vec::new();
+    for plan in plans {
+        let dir = plan.settings.spool_dir.clone();
+        let report = adapter::run(plan.connect, plan.settings, || Intake::End);
+        print!("{}", sink_lines(std::slice::from_ref(&report)));
+        if report.spool_pending_bytes > 0 {
+            left.push(format!(
+                "{}: {} bytes are still spooled (the database did not take them: {})",
+                dir.display(),
+                report.spool_pending_bytes,
+                report.last_error.as_deref().unwrap_or("no error recorded")
+            ));
+        } else {
+            println!("drained {}", dir.display());
+        }
     }
-    println!("drained {} into PostgreSQL", dir.display());
-    Ok(())
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(left.join("; ")))
+    }
 }

@@ -95,11 +95,10 @@ pub fn sink_plans(names: &[String], a: &crate::cli::SinkArgs) -> Result<Vec<runt
         match n.as_str() {
             "none" | "" => {}
             "pg" => plans.push(pg_plan(a)?),
-            other => {
-                return Err(Failure::new(format!(
-                    "--sinks: `{other}` is not a sink (available: pg; redis and neo4j are not built yet)"
-                )))
-            }
+            "redis" => plans.push(redis_plan(a)?),
+            other => return Err(Failure::new(format!(
+                "--sinks: `{other}` is not a sink (available: pg, redis; neo4j is not built yet)"
+            ))),
         }
     }
     Ok(plans)
@@ -132,7 +131,52 @@ pub fn pg_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
         password: std::env::var("TICKCORE_PG_PASSWORD").ok(),
         date,
     };
-    Ok(runtime::SinkPlan { settings, pg })
+    let wants = storage_adapters::adapter::Wants {
+        trades: true,
+        bars: true,
+        states: false,
+    };
+    Ok(runtime::SinkPlan {
+        settings,
+        connect: storage_adapters::adapter::AnyConnect::Pg(pg),
+        wants,
+    })
+}
+
+/// The Redis adapter's settings.
+pub fn redis_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
+    if a.redis_batch == 0 || a.redis_batch > 1_000_000 {
+        return Err(Failure::new(
+            "--redis-batch: rows per batch must be 1..=1000000",
+        ));
+    }
+    let settings = storage_adapters::adapter::Settings {
+        name: "redis".into(),
+        spool_dir: crate::paths::spool().join("redis"),
+        batch_rows: a.redis_batch,
+        linger: std::time::Duration::from_millis(a.redis_linger_ms),
+        max_queued_rows: a.redis_batch * 8,
+        write_timeout: std::time::Duration::from_secs(5),
+        finish_within: std::time::Duration::from_secs(a.sink_finish_s),
+        segment_bytes: 64 << 20,
+        spool_only: a.redis.is_none(),
+    };
+    let connect = storage_adapters::redis::RedisConnect {
+        url: a.redis.clone().unwrap_or_default(),
+        password: std::env::var("TICKCORE_REDIS_PASSWORD").ok(),
+        prefix: a.redis_prefix.clone(),
+        stream_cap: a.redis_stream_cap,
+    };
+    let wants = storage_adapters::adapter::Wants {
+        trades: true,
+        bars: false,
+        states: true,
+    };
+    Ok(runtime::SinkPlan {
+        settings,
+        connect: storage_adapters::adapter::AnyConnect::Redis(connect),
+        wants,
+    })
 }
 
 /// One line per sink for the summary.

@@ -20,7 +20,7 @@ use rkyv::util::AlignedVec;
 use rkyv::with::InlineAsBox;
 use rkyv::{Archive, Serialize};
 use shards::bars::Bar;
-use shards::events::{Bbo, Break, Listing, Trade};
+use shards::events::{Bbo, Break, InstrumentState, Listing, Trade};
 
 /// A buffer that travels a link.
 pub type Buf = AlignedVec<16>;
@@ -67,6 +67,9 @@ pub struct EventBatch<'a> {
     /// Stock directory entries the batch carried (how consumers name locates).
     #[rkyv(with = InlineAsBox)]
     pub listings: &'a [Listing],
+    /// The state, after this batch, of every instrument it changed.
+    #[rkyv(with = InlineAsBox)]
+    pub states: &'a [InstrumentState],
 }
 
 /// Serialises `value` into `buf` (cleared first) and returns the buffer.
@@ -150,6 +153,7 @@ mod tests {
                 bars: &[],
                 breaks: &[],
                 listings: &[],
+                states: &[],
             },
             buf,
         );
@@ -203,6 +207,7 @@ mod tests {
                 bars: &[],
                 breaks: &[],
                 listings: &[],
+                states: &[],
             },
             Buf::new(),
         );

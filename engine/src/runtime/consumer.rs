@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use storage_adapters::pg::{BarRow, TradeRow};
-use storage_adapters::rows::RowBatch;
+use storage_adapters::rows::{RowBatch, StateRow};
 
 /// Counts of what the consumer saw.
 #[derive(Debug, Default, Clone)]
@@ -45,6 +45,8 @@ pub struct AdapterFeed {
     pub tx: Producer<RowBatch>,
     /// Set once the last batch is in the ring.
     pub done: Arc<AtomicBool>,
+    /// Which rows the adapter takes.
+    pub wants: storage_adapters::adapter::Wants,
 }
 
 /// Symbols by locate, from the listings the shards pass on.
@@ -109,10 +111,31 @@ fn take(
     for l in b.listings.iter() {
         names.by_locate[l.locate.to_native() as usize] = l.stock;
     }
-    if !adapters.is_empty() && (!b.trades.is_empty() || !b.bars.is_empty()) {
+    if !adapters.is_empty() && (!b.trades.is_empty() || !b.bars.is_empty() || !b.states.is_empty())
+    {
         let rows = rows_of(b, names);
         for a in adapters.iter_mut() {
-            let mut item = rows.clone();
+            let w = a.wants;
+            let mut item = RowBatch {
+                trades: if w.trades {
+                    rows.trades.clone()
+                } else {
+                    Vec::new()
+                },
+                bars: if w.bars {
+                    rows.bars.clone()
+                } else {
+                    Vec::new()
+                },
+                states: if w.states {
+                    rows.states.clone()
+                } else {
+                    Vec::new()
+                },
+            };
+            if item.is_empty() {
+                continue;
+            }
             let mut backoff = Backoff::new();
             while let Err(back) = a.tx.try_push(item) {
                 item = back;
@@ -241,7 +264,37 @@ fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &Names) -> RowBatch {
             }
         })
         .collect();
-    RowBatch { trades, bars }
+    let states = b
+        .states
+        .iter()
+        .map(|s| {
+            let locate = s.locate.to_native();
+            let q = |q: &shards::events::ArchivedQuote| shards::events::Quote {
+                price: q.price.to_native(),
+                shares: q.shares.to_native(),
+                orders: q.orders.to_native(),
+            };
+            StateRow {
+                symbol: names.by_locate[locate as usize],
+                state: shards::events::InstrumentState {
+                    locate,
+                    timestamp: s.timestamp.to_native(),
+                    bid: q(&s.bid),
+                    ask: q(&s.ask),
+                    last_price: s.last_price.to_native(),
+                    last_shares: s.last_shares.to_native(),
+                    trades: s.trades.to_native(),
+                    volume: s.volume.to_native(),
+                    notional: s.notional.to_native(),
+                },
+            }
+        })
+        .collect();
+    RowBatch {
+        trades,
+        bars,
+        states,
+    }
 }
 
 fn kind_char(k: &shards::events::ArchivedTradeKind) -> char {

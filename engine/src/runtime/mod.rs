@@ -46,7 +46,9 @@ pub struct SinkPlan {
     /// Batching, spool and retry settings.
     pub settings: storage_adapters::adapter::Settings,
     /// How to connect.
-    pub pg: storage_adapters::pg::PgConnect,
+    pub connect: storage_adapters::adapter::AnyConnect,
+    /// Which rows it takes.
+    pub wants: storage_adapters::adapter::Wants,
 }
 
 /// Counters of one link.
@@ -163,6 +165,7 @@ pub fn run(
         feeds.push(consumer::AdapterFeed {
             tx,
             done: std::sync::Arc::clone(&done),
+            wants: plan.wants,
         });
         let cpus = &cfg.adapter_cpus.value;
         let cpu = cpus[(1 + k) % cpus.len()];
@@ -172,7 +175,7 @@ pub fn run(
             .spawn(move || {
                 pin(cpu);
                 use storage_adapters::adapter::Intake;
-                storage_adapters::adapter::run(plan.pg, plan.settings, move || {
+                storage_adapters::adapter::run(plan.connect, plan.settings, move || {
                     if let Some(b) = rx.try_pop() {
                         return Intake::Rows(b);
                     }

@@ -12,7 +12,7 @@ use super::batch::{self, Buf, EventBatch};
 use super::ring::{Backoff, Consumer, Producer, Receiver, Sender};
 use shards::bars::{Bar, BarClock};
 use shards::book::{Books, LevelInfo, SideKind};
-use shards::events::{Bbo, Break, EventSink, Listing, Quote, Trade};
+use shards::events::{Bbo, Break, EventSink, InstrumentState, Listing, Quote, Trade};
 use std::time::Duration;
 
 /// Price levels per side in a snapshot.
@@ -98,11 +98,27 @@ struct Out {
     bars: Vec<Bar>,
     breaks: Vec<Break>,
     listings: Vec<Listing>,
+    states: Vec<InstrumentState>,
+    /// Instruments changed by the batch being applied, each once.
+    touched: Vec<u16>,
+    marked: Box<[bool]>,
+    /// Feed time of each instrument's latest event.
+    changed_at: Box<[u64]>,
     s1: BarClock,
     m1: BarClock,
 }
 
 impl Out {
+    #[inline(always)]
+    fn touch(&mut self, locate: u16, t: u64) {
+        self.changed_at[locate as usize] = t;
+        let m = &mut self.marked[locate as usize];
+        if !*m {
+            *m = true;
+            self.touched.push(locate);
+        }
+    }
+
     #[inline(always)]
     fn advance(&mut self, t: u64) {
         let bars = &mut self.bars;
@@ -121,6 +137,7 @@ impl EventSink for Out {
     #[inline(always)]
     fn on_trade(&mut self, t: &Trade) {
         self.advance(t.timestamp);
+        self.touch(t.locate, t.timestamp);
         if t.printable {
             self.s1.trade(t.locate, t.timestamp, t.price, t.shares);
             self.m1.trade(t.locate, t.timestamp, t.price, t.shares);
@@ -130,10 +147,12 @@ impl EventSink for Out {
     #[inline(always)]
     fn on_bbo(&mut self, b: &Bbo) {
         self.advance(b.timestamp);
+        self.touch(b.locate, b.timestamp);
         self.bbos.push(*b);
     }
     #[inline(always)]
     fn on_break(&mut self, b: &Break) {
+        self.touch(b.locate, b.timestamp);
         self.breaks.push(*b);
     }
 }
@@ -152,6 +171,10 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         bars: Vec::with_capacity(256),
         breaks: Vec::new(),
         listings: Vec::new(),
+        states: Vec::new(),
+        touched: Vec::new(),
+        marked: vec![false; 1 << 16].into_boxed_slice(),
+        changed_at: vec![0; 1 << 16].into_boxed_slice(),
         s1: BarClock::new(1),
         m1: BarClock::new(60),
     };
@@ -223,6 +246,25 @@ fn apply(
     if last {
         out.flush_bars();
     }
+    for &l in &out.touched {
+        out.marked[l as usize] = false;
+        if let Some(book) = books.book(l) {
+            let (bid, ask) = book.top();
+            let st = &book.stats;
+            out.states.push(InstrumentState {
+                locate: l,
+                timestamp: out.changed_at[l as usize],
+                bid,
+                ask,
+                last_price: st.last_price,
+                last_shares: st.last_shares,
+                trades: st.trades,
+                volume: st.volume,
+                notional: st.notional,
+            });
+        }
+    }
+    out.touched.clear();
     rep.messages += n;
     rep.batches += 1;
     rep.trades += out.trades.len() as u64;
@@ -239,6 +281,7 @@ fn apply(
         bars: &out.bars,
         breaks: &out.breaks,
         listings: &out.listings,
+        states: &out.states,
     };
     let ebuf = ctx.events.take();
     let ebuf = batch::write(&ev, ebuf);
@@ -248,6 +291,7 @@ fn apply(
     out.bars.clear();
     out.breaks.clear();
     out.listings.clear();
+    out.states.clear();
     last
 }
 

@@ -1,0 +1,169 @@
+//! The Redis sink (fred): the live state of each instrument, a capped stream of its trades, and a
+//! pub/sub channel of BBO updates, written in one pipeline per batch.
+//!
+//! Keys, under a prefix (default `tickcore:`):
+//! - `{prefix}{SYMBOL}`: hash `bid_px bid_qty bid_orders ask_px ask_qty ask_orders last_px
+//!   last_qty trades volume vwap ts_ns` (prices as four-decimal strings; `vwap` and `last_px`
+//!   empty before the first trade). Updates to one instrument within a batch are coalesced: only
+//!   its latest state is written.
+//! - `{prefix}trades:{SYMBOL}`: stream capped near `stream_cap` entries (`MAXLEN ~`), one entry
+//!   per trade with id `<feed ms>-<match number>`, fields `match px qty side kind printable`.
+//!   The id makes a re-sent trade a rejected duplicate (Redis refuses ids not above the last),
+//!   so a replay or a retried batch never adds an entry twice.
+//! - `{prefix}bbo`: channel; one message per instrument per batch, `SYMBOL bid_px bid_qty ask_px
+//!   ask_qty ts_ns`.
+
+use crate::adapter::{Connect, Sink};
+use crate::rows::{RowBatch, StateRow};
+use fred::prelude::*;
+use fred::types::streams::XCap;
+use shards::price::Px4;
+
+/// Connection settings of the Redis sink.
+#[derive(Debug, Clone)]
+pub struct RedisConnect {
+    /// `redis://host:port[/db]` URL.
+    pub url: String,
+    /// Password from the environment (`TICKCORE_REDIS_PASSWORD`).
+    pub password: Option<String>,
+    /// Key prefix.
+    pub prefix: String,
+    /// Approximate cap of each trade stream.
+    pub stream_cap: u64,
+}
+
+/// A connected Redis sink.
+pub struct RedisSink {
+    client: Client,
+    prefix: String,
+    stream_cap: u64,
+}
+
+fn sym(s: &[u8; 8]) -> &str {
+    std::str::from_utf8(s).unwrap_or("?").trim_end()
+}
+
+fn px(p: u32) -> String {
+    Px4(p as u64).to_string()
+}
+
+impl Connect for RedisConnect {
+    type Sink = RedisSink;
+    async fn connect(&self) -> Result<RedisSink, String> {
+        let mut cfg = Config::from_url(&self.url)
+            .map_err(|e| format!("Redis URL `{}` is not valid: {e}", self.url))?;
+        if let Some(p) = &self.password {
+            cfg.password = Some(p.clone());
+        }
+        let client = Builder::from_config(cfg)
+            .with_connection_config(|c| {
+                c.connection_timeout = std::time::Duration::from_secs(2);
+                c.internal_command_timeout = std::time::Duration::from_secs(2);
+            })
+            .build()
+            .map_err(|e| format!("Redis client: {e}"))?;
+        client
+            .init()
+            .await
+            .map_err(|e| format!("Redis connect to {}: {e}", self.url))?;
+        Ok(RedisSink {
+            client,
+            prefix: self.prefix.clone(),
+            stream_cap: self.stream_cap,
+        })
+    }
+}
+
+fn state_fields(s: &StateRow) -> Vec<(&'static str, String)> {
+    let t = &s.state;
+    let traded = t.trades > 0;
+    let vwap = if t.volume > 0 {
+        let v = t.volume as u128;
+        px(((t.notional + v / 2) / v) as u32)
+    } else {
+        String::new()
+    };
+    vec![
+        ("bid_px", px(t.bid.price)),
+        ("bid_qty", t.bid.shares.to_string()),
+        ("bid_orders", t.bid.orders.to_string()),
+        ("ask_px", px(t.ask.price)),
+        ("ask_qty", t.ask.shares.to_string()),
+        ("ask_orders", t.ask.orders.to_string()),
+        (
+            "last_px",
+            if traded {
+                px(t.last_price)
+            } else {
+                String::new()
+            },
+        ),
+        ("last_qty", t.last_shares.to_string()),
+        ("trades", t.trades.to_string()),
+        ("volume", t.volume.to_string()),
+        ("vwap", vwap),
+        ("ts_ns", t.timestamp.to_string()),
+    ]
+}
+
+impl Sink for RedisSink {
+    async fn write(&mut self, rows: &RowBatch) -> Result<u64, String> {
+        let p = self.client.pipeline();
+        let fail = |e: Error| format!("Redis: {e}");
+        // Latest state per instrument only.
+        let mut latest: Vec<&StateRow> = Vec::new();
+        for s in rows.states.iter().rev() {
+            if !latest.iter().any(|l| l.state.locate == s.state.locate) {
+                latest.push(s);
+            }
+        }
+        for s in &latest {
+            let key = format!("{}{}", self.prefix, sym(&s.symbol));
+            let _: () = p.hset(key, state_fields(s)).await.map_err(fail)?;
+            let t = &s.state;
+            let msg = format!(
+                "{} {} {} {} {} {}",
+                sym(&s.symbol),
+                px(t.bid.price),
+                t.bid.shares,
+                px(t.ask.price),
+                t.ask.shares,
+                t.timestamp
+            );
+            let _: () = p
+                .publish(format!("{}bbo", self.prefix), msg)
+                .await
+                .map_err(fail)?;
+        }
+        for r in &rows.trades {
+            let t = &r.trade;
+            let key = format!("{}trades:{}", self.prefix, sym(&r.symbol));
+            let id = format!("{}-{}", t.timestamp / 1_000_000, t.match_number);
+            let cap: XCap = ("MAXLEN", "~", self.stream_cap as i64)
+                .try_into()
+                .map_err(fail)?;
+            let fields = vec![
+                ("match", t.match_number.to_string()),
+                ("px", px(t.price)),
+                ("qty", t.shares.to_string()),
+                ("side", (t.side as char).to_string()),
+                ("kind", (t.kind as u8 as char).to_string()),
+                ("printable", u8::from(t.printable).to_string()),
+            ];
+            let _: () = p.xadd(key, false, cap, id, fields).await.map_err(fail)?;
+        }
+        let results = p.try_all::<Value>().await;
+        // Two commands per state (HSET, PUBLISH), then one XADD per trade.
+        let mut new = latest.len() as u64;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(_) if i >= 2 * latest.len() => new += 1,
+                Ok(_) => {}
+                // A trade already in its stream: the idempotent path, not an error.
+                Err(e) if e.details().contains("equal or smaller") => {}
+                Err(e) => return Err(format!("Redis: {e}")),
+            }
+        }
+        Ok(new)
+    }
+}
