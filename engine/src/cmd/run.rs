@@ -96,9 +96,11 @@ pub fn sink_plans(names: &[String], a: &crate::cli::SinkArgs) -> Result<Vec<runt
             "none" | "" => {}
             "pg" => plans.push(pg_plan(a)?),
             "redis" => plans.push(redis_plan(a)?),
-            other => return Err(Failure::new(format!(
+            other => {
+                return Err(Failure::new(format!(
                 "--sinks: `{other}` is not a sink (available: pg, redis; neo4j is not built yet)"
-            ))),
+            )))
+            }
         }
     }
     Ok(plans)
