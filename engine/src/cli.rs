@@ -131,6 +131,21 @@ pub struct SinkArgs {
     /// Approximate number of entries kept in each instrument's trade stream.
     #[arg(long, default_value_t = 10_000)]
     pub redis_stream_cap: u64,
+    /// Neo4j URL, e.g. bolt://127.0.0.1:7687 (password from TICKCORE_NEO4J_PASSWORD).
+    #[arg(long, env = "TICKCORE_NEO4J")]
+    pub neo4j: Option<String>,
+    /// Neo4j user.
+    #[arg(long, default_value = "neo4j")]
+    pub neo4j_user: String,
+    /// Neo4j database.
+    #[arg(long, default_value = "neo4j")]
+    pub neo4j_db: String,
+    /// Rows (1-minute bars and stock summaries) per Neo4j UNWIND batch.
+    #[arg(long, default_value_t = 2000)]
+    pub neo4j_batch: usize,
+    /// Flush a Neo4j batch after the oldest row has waited this long, ms.
+    #[arg(long, default_value_t = 200)]
+    pub neo4j_linger_ms: u64,
     /// Session date the feed belongs to (ITCH carries none) [default: today, UTC].
     #[arg(long)]
     pub session_date: Option<String>,

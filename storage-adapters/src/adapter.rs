@@ -410,6 +410,8 @@ pub enum AnyConnect {
     Pg(crate::pg::PgConnect),
     /// Redis.
     Redis(crate::redis::RedisConnect),
+    /// Neo4j over Bolt.
+    Neo4j(crate::neo4j::Neo4jConnect),
 }
 
 /// A connected sink of either kind.
@@ -418,6 +420,8 @@ pub enum AnySink {
     Pg(crate::pg::PgSink),
     /// Redis.
     Redis(crate::redis::RedisSink),
+    /// Neo4j over Bolt.
+    Neo4j(crate::neo4j::Neo4jSink),
 }
 
 impl Connect for AnyConnect {
@@ -426,6 +430,7 @@ impl Connect for AnyConnect {
         match self {
             AnyConnect::Pg(c) => c.connect().await.map(AnySink::Pg),
             AnyConnect::Redis(c) => c.connect().await.map(AnySink::Redis),
+            AnyConnect::Neo4j(c) => c.connect().await.map(AnySink::Neo4j),
         }
     }
 }
@@ -435,6 +440,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Pg(s) => s.write(rows).await,
             AnySink::Redis(s) => s.write(rows).await,
+            AnySink::Neo4j(s) => s.write(rows).await,
         }
     }
 }

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
+pub mod neo4j;
 pub mod pg;
 pub mod redis;
 pub mod rows;

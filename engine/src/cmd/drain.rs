@@ -1,7 +1,7 @@
 //! `tickcore drain`: loads what the sinks spooled into their databases, then reports.
 
 use crate::cli::DrainArgs;
-use crate::cmd::run::{pg_plan, redis_plan, sink_lines};
+use crate::cmd::run::{neo4j_plan, pg_plan, redis_plan, sink_lines};
 use crate::error::{Failure, Result};
 use storage_adapters::adapter::{self, Intake};
 
@@ -14,9 +14,12 @@ pub fn run(a: &DrainArgs) -> Result<()> {
     if a.sink.redis.is_some() {
         plans.push(redis_plan(&a.sink)?);
     }
+    if a.sink.neo4j.is_some() {
+        plans.push(neo4j_plan(&a.sink)?);
+    }
     if plans.is_empty() {
         return Err(Failure::new(
-            "nothing to drain into: give --pg URL and/or --redis URL (or TICKCORE_PG, TICKCORE_REDIS)",
+            "nothing to drain into: give --pg, --redis and/or --neo4j URLs (or TICKCORE_PG, TICKCORE_REDIS, TICKCORE_NEO4J)",
         ));
     }
     let mut left = Vec::new();

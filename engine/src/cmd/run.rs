@@ -96,10 +96,11 @@ pub fn sink_plans(names: &[String], a: &crate::cli::SinkArgs) -> Result<Vec<runt
             "none" | "" => {}
             "pg" => plans.push(pg_plan(a)?),
             "redis" => plans.push(redis_plan(a)?),
+            "neo4j" => plans.push(neo4j_plan(a)?),
             other => {
                 return Err(Failure::new(format!(
-                "--sinks: `{other}` is not a sink (available: pg, redis; neo4j is not built yet)"
-            )))
+                    "--sinks: `{other}` is not a sink (available: pg, redis, neo4j)"
+                )))
             }
         }
     }
@@ -141,6 +142,42 @@ pub fn pg_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
     Ok(runtime::SinkPlan {
         settings,
         connect: storage_adapters::adapter::AnyConnect::Pg(pg),
+        wants,
+    })
+}
+
+/// The Neo4j adapter's settings.
+pub fn neo4j_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
+    if a.neo4j_batch == 0 || a.neo4j_batch > 1_000_000 {
+        return Err(Failure::new(
+            "--neo4j-batch: rows per batch must be 1..=1000000",
+        ));
+    }
+    let settings = storage_adapters::adapter::Settings {
+        name: "neo4j".into(),
+        spool_dir: crate::paths::spool().join("neo4j"),
+        batch_rows: a.neo4j_batch,
+        linger: std::time::Duration::from_millis(a.neo4j_linger_ms),
+        max_queued_rows: a.neo4j_batch * 8,
+        write_timeout: std::time::Duration::from_secs(30),
+        finish_within: std::time::Duration::from_secs(a.sink_finish_s),
+        segment_bytes: 64 << 20,
+        spool_only: a.neo4j.is_none(),
+    };
+    let connect = storage_adapters::neo4j::Neo4jConnect {
+        url: a.neo4j.clone().unwrap_or_default(),
+        user: a.neo4j_user.clone(),
+        password: std::env::var("TICKCORE_NEO4J_PASSWORD").unwrap_or_default(),
+        database: a.neo4j_db.clone(),
+    };
+    let wants = storage_adapters::adapter::Wants {
+        trades: false,
+        bars: true,
+        states: true,
+    };
+    Ok(runtime::SinkPlan {
+        settings,
+        connect: storage_adapters::adapter::AnyConnect::Neo4j(connect),
         wants,
     })
 }
