@@ -359,3 +359,64 @@ fn an_unreachable_redis_spools_and_drain_loads_it() {
     let h = hash(&format!("{prefix}AAPL"));
     assert!(h["trades"].parse::<u64>().unwrap() > 0, "{h:?}");
 }
+
+#[test]
+fn a_database_that_refuses_the_schema_is_one_clear_message_and_the_run_goes_on() {
+    let f = Fixture::new("refuse");
+    let role = format!("tickcore_noschema_{}", std::process::id());
+    psql("postgres", &format!("DROP ROLE IF EXISTS {role}"));
+    psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
+    // A role that may connect but not create schemas: the migrations cannot run.
+    let url = format!("postgres://{role}@127.0.0.1:5432/{}", f.db);
+    let o = f.ok(&[
+        "run",
+        "--feed",
+        "gen:m7:100k:2",
+        "--sinks",
+        "pg",
+        "--pg",
+        &url,
+        "--session-date",
+        "2026-12-02",
+        "--sink-finish-s",
+        "1",
+        "--json",
+    ]);
+    let s = json(&o);
+    let sink = &s["sinks"][0];
+    let err = sink["last_error"].as_str().unwrap();
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(
+        sink["spool_pending_bytes"].as_u64().unwrap() > 0,
+        "the rows wait in the spool"
+    );
+    assert_eq!(s["messages"], 100_000, "the replay itself went on");
+    let o = f.ok(&[
+        "run",
+        "--feed",
+        "gen:m7:20k:2",
+        "--sinks",
+        "pg",
+        "--pg",
+        &url,
+        "--session-date",
+        "2026-12-02",
+        "--sink-finish-s",
+        "1",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("sink pg: last error") && text.contains("permission denied"),
+        "{text}"
+    );
+    assert!(text.contains("from an earlier run in the spool"), "{text}");
+    f.ok(&["drain", "--pg", &f.url(), "--session-date", "2026-12-02"]);
+    psql("postgres", &format!("DROP OWNED BY {role} CASCADE"));
+    let _ = Command::new("psql")
+        .args([
+            &format!("{}/postgres", server()),
+            "-qc",
+            &format!("DROP ROLE IF EXISTS {role}"),
+        ])
+        .output();
+}
