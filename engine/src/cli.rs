@@ -110,24 +110,12 @@ pub struct SinkArgs {
     /// PostgreSQL URL, e.g. postgres://tickcore@db:5432/market (no password here).
     #[arg(long, env = "TICKCORE_PG")]
     pub pg: Option<String>,
-    /// Rows per PostgreSQL batch (flush at this many rows...).
-    #[arg(long, default_value_t = 5000)]
-    pub pg_batch: usize,
-    /// ...or when the oldest row has waited this long, ms.
-    #[arg(long, default_value_t = 50)]
-    pub pg_linger_ms: u64,
     /// Redis URL, e.g. redis://127.0.0.1:6379/0 (password from TICKCORE_REDIS_PASSWORD).
     #[arg(long, env = "TICKCORE_REDIS")]
     pub redis: Option<String>,
     /// Prefix of every Redis key and channel.
     #[arg(long, default_value = "tickcore:")]
     pub redis_prefix: String,
-    /// Rows (trades and instrument states) per Redis pipeline.
-    #[arg(long, default_value_t = 5000)]
-    pub redis_batch: usize,
-    /// Flush a Redis pipeline after the oldest row has waited this long, ms.
-    #[arg(long, default_value_t = 20)]
-    pub redis_linger_ms: u64,
     /// Approximate number of entries kept in each instrument's trade stream.
     #[arg(long, default_value_t = 10_000)]
     pub redis_stream_cap: u64,
@@ -140,12 +128,6 @@ pub struct SinkArgs {
     /// Neo4j database.
     #[arg(long, default_value = "neo4j")]
     pub neo4j_db: String,
-    /// Rows (1-minute bars and stock summaries) per Neo4j UNWIND batch.
-    #[arg(long, default_value_t = 2000)]
-    pub neo4j_batch: usize,
-    /// Flush a Neo4j batch after the oldest row has waited this long, ms.
-    #[arg(long, default_value_t = 200)]
-    pub neo4j_linger_ms: u64,
     /// Session date the feed belongs to (ITCH carries none) [default: today, UTC].
     #[arg(long)]
     pub session_date: Option<String>,
@@ -158,6 +140,9 @@ pub struct SinkArgs {
 /// `tickcore drain`.
 #[derive(Debug, Args)]
 pub struct DrainArgs {
+    /// Tuning file for batch sizes [default: ./affinity.toml when it exists].
+    #[arg(long, env = "TICKCORE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Sink settings (the spool in build_data/spool/pg/ drains into --pg).
     #[command(flatten)]
     pub sink: SinkArgs,

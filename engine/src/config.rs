@@ -111,6 +111,24 @@ pub struct Overrides {
     /// glommio io_uring buffer memory per shard, KiB (locked memory).
     #[arg(long)]
     pub io_memory_kib: Option<usize>,
+    /// Rows per PostgreSQL batch (flush at this many rows...).
+    #[arg(long)]
+    pub pg_batch: Option<usize>,
+    /// ...or when the oldest row has waited this long, ms (PostgreSQL).
+    #[arg(long)]
+    pub pg_linger_ms: Option<usize>,
+    /// Rows (trades, instrument states) per Redis pipeline.
+    #[arg(long)]
+    pub redis_batch: Option<usize>,
+    /// Flush a Redis pipeline after the oldest row has waited this long, ms.
+    #[arg(long)]
+    pub redis_linger_ms: Option<usize>,
+    /// Rows (1-minute bars, stock summaries) per Neo4j UNWIND batch.
+    #[arg(long)]
+    pub neo4j_batch: Option<usize>,
+    /// Flush a Neo4j batch after the oldest row has waited this long, ms.
+    #[arg(long)]
+    pub neo4j_linger_ms: Option<usize>,
 }
 
 /// The configuration in force, every value with its source.
@@ -138,6 +156,18 @@ pub struct Config {
     pub event_buffers: Setting<usize>,
     /// glommio io memory per shard, KiB.
     pub io_memory_kib: Setting<usize>,
+    /// Rows per PostgreSQL batch (flush at this many rows...).
+    pub pg_batch: Setting<usize>,
+    /// ...or when the oldest row has waited this long, ms (PostgreSQL).
+    pub pg_linger_ms: Setting<usize>,
+    /// Rows (trades, instrument states) per Redis pipeline.
+    pub redis_batch: Setting<usize>,
+    /// Flush a Redis pipeline after the oldest row has waited this long, ms.
+    pub redis_linger_ms: Setting<usize>,
+    /// Rows (1-minute bars, stock summaries) per Neo4j UNWIND batch.
+    pub neo4j_batch: Setting<usize>,
+    /// Flush a Neo4j batch after the oldest row has waited this long, ms.
+    pub neo4j_linger_ms: Setting<usize>,
 }
 
 /// Limits on every numeric key (inclusive).
@@ -163,6 +193,12 @@ impl Config {
             feed_buffers: Setting::default(64),
             event_buffers: Setting::default(64),
             io_memory_kib: Setting::default(1024),
+            pg_batch: Setting::default(5000),
+            pg_linger_ms: Setting::default(50),
+            redis_batch: Setting::default(5000),
+            redis_linger_ms: Setting::default(20),
+            neo4j_batch: Setting::default(2000),
+            neo4j_linger_ms: Setting::default(200),
         }
     }
 
@@ -213,6 +249,12 @@ impl Config {
         self.feed_buffers.set(o.feed_buffers, s);
         self.event_buffers.set(o.event_buffers, s);
         self.io_memory_kib.set(o.io_memory_kib, s);
+        self.pg_batch.set(o.pg_batch, s);
+        self.pg_linger_ms.set(o.pg_linger_ms, s);
+        self.redis_batch.set(o.redis_batch, s);
+        self.redis_linger_ms.set(o.redis_linger_ms, s);
+        self.neo4j_batch.set(o.neo4j_batch, s);
+        self.neo4j_linger_ms.set(o.neo4j_linger_ms, s);
     }
 
     fn validate(&self, cpus: usize) -> Result<()> {
@@ -264,6 +306,12 @@ impl Config {
         range("feed_buffers", &self.feed_buffers, BUFFERS)?;
         range("event_buffers", &self.event_buffers, BUFFERS)?;
         range("io_memory_kib", &self.io_memory_kib, IO_MEMORY_KIB)?;
+        range("pg_batch", &self.pg_batch, (1, 1_000_000))?;
+        range("pg_linger_ms", &self.pg_linger_ms, (0, 60_000))?;
+        range("redis_batch", &self.redis_batch, (1, 1_000_000))?;
+        range("redis_linger_ms", &self.redis_linger_ms, (0, 60_000))?;
+        range("neo4j_batch", &self.neo4j_batch, (1, 1_000_000))?;
+        range("neo4j_linger_ms", &self.neo4j_linger_ms, (0, 60_000))?;
         Ok(())
     }
 
@@ -350,6 +398,36 @@ impl Config {
                 self.io_memory_kib.value.to_string(),
                 self.io_memory_kib.source,
             ),
+            (
+                "pg_batch",
+                self.pg_batch.value.to_string(),
+                self.pg_batch.source,
+            ),
+            (
+                "pg_linger_ms",
+                self.pg_linger_ms.value.to_string(),
+                self.pg_linger_ms.source,
+            ),
+            (
+                "redis_batch",
+                self.redis_batch.value.to_string(),
+                self.redis_batch.source,
+            ),
+            (
+                "redis_linger_ms",
+                self.redis_linger_ms.value.to_string(),
+                self.redis_linger_ms.source,
+            ),
+            (
+                "neo4j_batch",
+                self.neo4j_batch.value.to_string(),
+                self.neo4j_batch.source,
+            ),
+            (
+                "neo4j_linger_ms",
+                self.neo4j_linger_ms.value.to_string(),
+                self.neo4j_linger_ms.source,
+            ),
         ];
         let file = match &self.file {
             Some(p) => format!("# configuration file: {}\n", p.display()),
@@ -410,6 +488,12 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         feed_buffers: one(&env, "feed_buffers")?,
         event_buffers: one(&env, "event_buffers")?,
         io_memory_kib: one(&env, "io_memory_kib")?,
+        pg_batch: one(&env, "pg_batch")?,
+        pg_linger_ms: one(&env, "pg_linger_ms")?,
+        redis_batch: one(&env, "redis_batch")?,
+        redis_linger_ms: one(&env, "redis_linger_ms")?,
+        neo4j_batch: one(&env, "neo4j_batch")?,
+        neo4j_linger_ms: one(&env, "neo4j_linger_ms")?,
     })
 }
 

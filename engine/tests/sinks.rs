@@ -220,7 +220,7 @@ fn bad_sink_flags_are_one_clear_error() {
     let o = f.tickcore(&["drain"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--pg"));
     let o = f.tickcore(&["run", "--sinks", "pg", "--pg-batch", "0"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--pg-batch"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pg_batch (flag): 0 is outside"));
 }
 
 fn redis_cli(args: &[&str]) -> String {

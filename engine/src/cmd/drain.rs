@@ -2,20 +2,28 @@
 
 use crate::cli::DrainArgs;
 use crate::cmd::run::{neo4j_plan, pg_plan, redis_plan, sink_lines};
+use crate::config::{machine_cpus, Config, Overrides};
 use crate::error::{Failure, Result};
 use storage_adapters::adapter::{self, Intake};
 
 /// Runs the command: every sink whose URL is given drains its spool.
 pub fn run(a: &DrainArgs) -> Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    let cfg = Config::load(
+        a.config.as_deref(),
+        env,
+        &Overrides::default(),
+        machine_cpus(),
+    )?;
     let mut plans = Vec::new();
     if a.sink.pg.is_some() {
-        plans.push(pg_plan(&a.sink)?);
+        plans.push(pg_plan(&a.sink, &cfg));
     }
     if a.sink.redis.is_some() {
-        plans.push(redis_plan(&a.sink)?);
+        plans.push(redis_plan(&a.sink, &cfg));
     }
     if a.sink.neo4j.is_some() {
-        plans.push(neo4j_plan(&a.sink)?);
+        plans.push(neo4j_plan(&a.sink, &cfg));
     }
     if plans.is_empty() {
         return Err(Failure::new(

@@ -61,7 +61,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         speed: Some(a.speed),
         events,
         queries: a.query.clone(),
-        sinks: sink_plans(&a.sinks, &a.sink)?,
+        sinks: sink_plans(&a.sinks, &a.sink, &cfg)?,
     };
     let r = runtime::run(&source, &cfg, opts, &stop)?;
     if let Some(p) = &a.dump_books {
@@ -89,14 +89,18 @@ pub fn run(a: &RunArgs) -> Result<()> {
 }
 
 /// The storage adapters `--sinks` asks for.
-pub fn sink_plans(names: &[String], a: &crate::cli::SinkArgs) -> Result<Vec<runtime::SinkPlan>> {
+pub fn sink_plans(
+    names: &[String],
+    a: &crate::cli::SinkArgs,
+    cfg: &Config,
+) -> Result<Vec<runtime::SinkPlan>> {
     let mut plans = Vec::new();
     for n in names {
         match n.as_str() {
             "none" | "" => {}
-            "pg" => plans.push(pg_plan(a)?),
-            "redis" => plans.push(redis_plan(a)?),
-            "neo4j" => plans.push(neo4j_plan(a)?),
+            "pg" => plans.push(pg_plan(a, cfg)),
+            "redis" => plans.push(redis_plan(a, cfg)),
+            "neo4j" => plans.push(neo4j_plan(a, cfg)),
             other => {
                 return Err(Failure::new(format!(
                     "--sinks: `{other}` is not a sink (available: pg, redis, neo4j)"
@@ -108,22 +112,17 @@ pub fn sink_plans(names: &[String], a: &crate::cli::SinkArgs) -> Result<Vec<runt
 }
 
 /// The PostgreSQL adapter's settings.
-pub fn pg_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
+pub fn pg_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
     let date = a
         .session_date
         .clone()
         .unwrap_or_else(storage_adapters::pg::today_utc);
-    if a.pg_batch == 0 || a.pg_batch > 1_000_000 {
-        return Err(Failure::new(
-            "--pg-batch: rows per batch must be 1..=1000000",
-        ));
-    }
     let settings = storage_adapters::adapter::Settings {
         name: "pg".into(),
         spool_dir: crate::paths::spool().join("pg"),
-        batch_rows: a.pg_batch,
-        linger: std::time::Duration::from_millis(a.pg_linger_ms),
-        max_queued_rows: a.pg_batch * 8,
+        batch_rows: cfg.pg_batch.value,
+        linger: std::time::Duration::from_millis(cfg.pg_linger_ms.value as u64),
+        max_queued_rows: cfg.pg_batch.value * 8,
         write_timeout: std::time::Duration::from_secs(5),
         finish_within: std::time::Duration::from_secs(a.sink_finish_s),
         segment_bytes: 64 << 20,
@@ -139,26 +138,21 @@ pub fn pg_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
         bars: true,
         states: false,
     };
-    Ok(runtime::SinkPlan {
+    runtime::SinkPlan {
         settings,
         connect: storage_adapters::adapter::AnyConnect::Pg(pg),
         wants,
-    })
+    }
 }
 
 /// The Neo4j adapter's settings.
-pub fn neo4j_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
-    if a.neo4j_batch == 0 || a.neo4j_batch > 1_000_000 {
-        return Err(Failure::new(
-            "--neo4j-batch: rows per batch must be 1..=1000000",
-        ));
-    }
+pub fn neo4j_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
     let settings = storage_adapters::adapter::Settings {
         name: "neo4j".into(),
         spool_dir: crate::paths::spool().join("neo4j"),
-        batch_rows: a.neo4j_batch,
-        linger: std::time::Duration::from_millis(a.neo4j_linger_ms),
-        max_queued_rows: a.neo4j_batch * 8,
+        batch_rows: cfg.neo4j_batch.value,
+        linger: std::time::Duration::from_millis(cfg.neo4j_linger_ms.value as u64),
+        max_queued_rows: cfg.neo4j_batch.value * 8,
         write_timeout: std::time::Duration::from_secs(30),
         finish_within: std::time::Duration::from_secs(a.sink_finish_s),
         segment_bytes: 64 << 20,
@@ -175,26 +169,21 @@ pub fn neo4j_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
         bars: true,
         states: true,
     };
-    Ok(runtime::SinkPlan {
+    runtime::SinkPlan {
         settings,
         connect: storage_adapters::adapter::AnyConnect::Neo4j(connect),
         wants,
-    })
+    }
 }
 
 /// The Redis adapter's settings.
-pub fn redis_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
-    if a.redis_batch == 0 || a.redis_batch > 1_000_000 {
-        return Err(Failure::new(
-            "--redis-batch: rows per batch must be 1..=1000000",
-        ));
-    }
+pub fn redis_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
     let settings = storage_adapters::adapter::Settings {
         name: "redis".into(),
         spool_dir: crate::paths::spool().join("redis"),
-        batch_rows: a.redis_batch,
-        linger: std::time::Duration::from_millis(a.redis_linger_ms),
-        max_queued_rows: a.redis_batch * 8,
+        batch_rows: cfg.redis_batch.value,
+        linger: std::time::Duration::from_millis(cfg.redis_linger_ms.value as u64),
+        max_queued_rows: cfg.redis_batch.value * 8,
         write_timeout: std::time::Duration::from_secs(5),
         finish_within: std::time::Duration::from_secs(a.sink_finish_s),
         segment_bytes: 64 << 20,
@@ -211,11 +200,11 @@ pub fn redis_plan(a: &crate::cli::SinkArgs) -> Result<runtime::SinkPlan> {
         bars: false,
         states: true,
     };
-    Ok(runtime::SinkPlan {
+    runtime::SinkPlan {
         settings,
         connect: storage_adapters::adapter::AnyConnect::Redis(connect),
         wants,
-    })
+    }
 }
 
 /// One line per sink for the summary.
