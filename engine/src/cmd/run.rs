@@ -111,23 +111,43 @@ pub fn sink_plans(
     Ok(plans)
 }
 
+/// Batching, spool and retry settings shared by every sink: `batch` rows or `linger_ms`, a
+/// queue of eight batches before the spool, 64 MiB spool segments.
+fn settings(
+    name: &str,
+    batch: usize,
+    linger_ms: usize,
+    write_timeout_s: u64,
+    url: &Option<String>,
+    a: &crate::cli::SinkArgs,
+) -> storage_adapters::adapter::Settings {
+    storage_adapters::adapter::Settings {
+        name: name.into(),
+        spool_dir: crate::paths::spool().join(name),
+        batch_rows: batch,
+        linger: std::time::Duration::from_millis(linger_ms as u64),
+        max_queued_rows: batch * 8,
+        write_timeout: std::time::Duration::from_secs(write_timeout_s),
+        finish_within: std::time::Duration::from_secs(a.sink_finish_s),
+        segment_bytes: 64 << 20,
+        spool_only: url.is_none(),
+    }
+}
+
 /// The PostgreSQL adapter's settings.
 pub fn pg_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
     let date = a
         .session_date
         .clone()
         .unwrap_or_else(storage_adapters::pg::today_utc);
-    let settings = storage_adapters::adapter::Settings {
-        name: "pg".into(),
-        spool_dir: crate::paths::spool().join("pg"),
-        batch_rows: cfg.pg_batch.value,
-        linger: std::time::Duration::from_millis(cfg.pg_linger_ms.value as u64),
-        max_queued_rows: cfg.pg_batch.value * 8,
-        write_timeout: std::time::Duration::from_secs(5),
-        finish_within: std::time::Duration::from_secs(a.sink_finish_s),
-        segment_bytes: 64 << 20,
-        spool_only: a.pg.is_none(),
-    };
+    let settings = settings(
+        "pg",
+        cfg.pg_batch.value,
+        cfg.pg_linger_ms.value,
+        5,
+        &a.pg,
+        a,
+    );
     let pg = storage_adapters::pg::PgConnect {
         url: a.pg.clone().unwrap_or_default(),
         password: std::env::var("TICKCORE_PG_PASSWORD").ok(),
@@ -147,17 +167,14 @@ pub fn pg_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
 
 /// The Neo4j adapter's settings.
 pub fn neo4j_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
-    let settings = storage_adapters::adapter::Settings {
-        name: "neo4j".into(),
-        spool_dir: crate::paths::spool().join("neo4j"),
-        batch_rows: cfg.neo4j_batch.value,
-        linger: std::time::Duration::from_millis(cfg.neo4j_linger_ms.value as u64),
-        max_queued_rows: cfg.neo4j_batch.value * 8,
-        write_timeout: std::time::Duration::from_secs(30),
-        finish_within: std::time::Duration::from_secs(a.sink_finish_s),
-        segment_bytes: 64 << 20,
-        spool_only: a.neo4j.is_none(),
-    };
+    let settings = settings(
+        "neo4j",
+        cfg.neo4j_batch.value,
+        cfg.neo4j_linger_ms.value,
+        30,
+        &a.neo4j,
+        a,
+    );
     let connect = storage_adapters::neo4j::Neo4jConnect {
         url: a.neo4j.clone().unwrap_or_default(),
         user: a.neo4j_user.clone(),
@@ -178,17 +195,14 @@ pub fn neo4j_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
 
 /// The Redis adapter's settings.
 pub fn redis_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
-    let settings = storage_adapters::adapter::Settings {
-        name: "redis".into(),
-        spool_dir: crate::paths::spool().join("redis"),
-        batch_rows: cfg.redis_batch.value,
-        linger: std::time::Duration::from_millis(cfg.redis_linger_ms.value as u64),
-        max_queued_rows: cfg.redis_batch.value * 8,
-        write_timeout: std::time::Duration::from_secs(5),
-        finish_within: std::time::Duration::from_secs(a.sink_finish_s),
-        segment_bytes: 64 << 20,
-        spool_only: a.redis.is_none(),
-    };
+    let settings = settings(
+        "redis",
+        cfg.redis_batch.value,
+        cfg.redis_linger_ms.value,
+        5,
+        &a.redis,
+        a,
+    );
     let connect = storage_adapters::redis::RedisConnect {
         url: a.redis.clone().unwrap_or_default(),
         password: std::env::var("TICKCORE_REDIS_PASSWORD").ok(),

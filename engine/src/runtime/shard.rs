@@ -65,7 +65,7 @@ pub struct ShardReport {
     pub messages: u64,
     /// Feed batches taken.
     pub batches: u64,
-    /// Trades, BBO changes, bars and breaks emitted.
+    /// Trades emitted.
     pub trades: u64,
     /// BBO changes.
     pub bbos: u64,
