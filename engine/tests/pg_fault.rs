@@ -6,6 +6,8 @@
 //! Its own test binary, so no other test is using the server while it is down; a guard starts
 //! the server again even when the test fails.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -71,16 +73,6 @@ impl Drop for Restart {
     }
 }
 
-fn trades_in(events: &std::path::Path) -> (usize, i64) {
-    let text = std::fs::read_to_string(events).unwrap();
-    let m: Vec<i64> = text
-        .lines()
-        .filter(|l| l.starts_with('T'))
-        .map(|l| l.split(' ').nth(4).unwrap().parse().unwrap())
-        .collect();
-    (m.len(), m.iter().sum())
-}
-
 #[test]
 fn a_database_restart_and_an_engine_kill_lose_nothing_and_duplicate_nothing() {
     let _guard = Restart;
@@ -141,9 +133,9 @@ fn a_database_restart_and_an_engine_kill_lose_nothing_and_duplicate_nothing() {
         "rows went through the spool: {sink}"
     );
     assert_eq!(sink["spool_pending_bytes"], 0, "{sink}");
-    let (n, sum) = trades_in(&events);
+    let (n, sum) = common::trades_in_events(&events);
     let count = |sql: &str| psql(&db, sql).unwrap().parse::<i64>().unwrap();
-    assert_eq!(count("SELECT count(*) FROM tickcore.trades"), n as i64);
+    assert_eq!(count("SELECT count(*) FROM tickcore.trades"), n);
     assert_eq!(count("SELECT sum(match_number) FROM tickcore.trades"), sum);
     let bars = s["consumer"]["bars"].as_i64().unwrap();
     assert_eq!(count("SELECT count(*) FROM tickcore.bars"), bars);
@@ -156,7 +148,7 @@ fn a_database_restart_and_an_engine_kill_lose_nothing_and_duplicate_nothing() {
     let _ = victim.wait();
     let o = run(&[]).wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(count("SELECT count(*) FROM tickcore.trades"), n as i64);
+    assert_eq!(count("SELECT count(*) FROM tickcore.trades"), n);
     assert_eq!(count("SELECT sum(match_number) FROM tickcore.trades"), sum);
     assert_eq!(count("SELECT count(*) FROM tickcore.bars"), bars);
     let _ = psql(

@@ -1,6 +1,8 @@
 //! `tickcore run --sinks pg` and `tickcore drain` against the real PostgreSQL on this machine
 //! (127.0.0.1:5432, trust auth), each test in a database and a data directory of its own.
 
+mod common;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -82,17 +84,6 @@ fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).expect("one JSON object")
 }
 
-/// Trades and their match-number sum, from the event file the consumer wrote.
-fn feed_trades(events: &std::path::Path) -> (i64, i64) {
-    let text = std::fs::read_to_string(events).unwrap();
-    let m: Vec<i64> = text
-        .lines()
-        .filter(|l| l.starts_with('T'))
-        .map(|l| l.split(' ').nth(4).unwrap().parse().unwrap())
-        .collect();
-    (m.len() as i64, m.iter().sum())
-}
-
 #[test]
 fn trades_and_bars_land_exactly_once_even_when_the_feed_is_replayed() {
     let f = Fixture::new("exact");
@@ -118,7 +109,7 @@ fn trades_and_bars_land_exactly_once_even_when_the_feed_is_replayed() {
         events.to_str().unwrap(),
     ];
     let s = json(&f.ok(&args));
-    let (n, sum) = feed_trades(&events);
+    let (n, sum) = common::trades_in_events(&events);
     assert!(n > 1000);
     let sink = &s["sinks"][0];
     assert_eq!(sink["spool_pending_bytes"], 0, "{sink}");
