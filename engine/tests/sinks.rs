@@ -214,33 +214,7 @@ fn bad_sink_flags_are_one_clear_error() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("pg_batch (flag): 0 is outside"));
 }
 
-fn redis_cli(args: &[&str]) -> String {
-    let o = Command::new("redis-cli")
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// Deletes every key under `prefix` when dropped.
-struct Keys(String);
-
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let keys = redis_cli(&["--scan", "--pattern", &format!("{}*", self.0)]);
-        for k in keys.lines() {
-            redis_cli(&["del", k]);
-        }
-    }
-}
-
-fn hash(key: &str) -> std::collections::HashMap<String, String> {
-    let out = redis_cli(&["hgetall", key]);
-    let v: Vec<&str> = out.lines().collect();
-    v.chunks(2)
-        .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
-        .collect()
-}
+use common::{redis_cli, RedisKeys as Keys};
 
 #[test]
 fn redis_holds_each_instruments_final_state_and_its_trades_once() {
@@ -249,6 +223,7 @@ fn redis_holds_each_instruments_final_state_and_its_trades_once() {
     let prefix = format!("tickcore-test-{}:", std::process::id());
     let _keys = Keys(prefix.clone());
     let dump = f.data.join("books.json");
+    let events = f.data.join("events.txt");
     let args = [
         "run",
         "--feed",
@@ -268,33 +243,33 @@ fn redis_holds_each_instruments_final_state_and_its_trades_once() {
         dump.to_str().unwrap(),
         "--depth",
         "1",
+        "--events",
+        events.to_str().unwrap(),
     ];
     let s = json(&f.ok(&args));
     assert_eq!(s["sinks"][0]["spool_pending_bytes"], 0, "{}", s["sinks"][0]);
     let books = std::fs::read_to_string(&dump).unwrap();
-    let mut checked = 0;
+    let checked = common::check_redis_hashes(&prefix, &books);
     let mut stream_lens = Vec::new();
+    let mut bars_checked = 0;
+    let last = common::last_bars(&events);
     for line in books.lines() {
         let b: Value = serde_json::from_str(line).unwrap();
         let sym = b["symbol"].as_str().unwrap();
-        let h = hash(&format!("{prefix}{sym}"));
         if b["trades"] == 0 && b["bids"].as_array().unwrap().is_empty() {
             continue;
         }
-        assert_eq!(h["trades"], b["trades"].to_string(), "{sym}");
-        assert_eq!(h["volume"], b["volume"].to_string(), "{sym}");
-        let vwap = b["vwap"].as_str().unwrap_or("");
-        assert_eq!(h["vwap"], vwap, "{sym}");
-        if let Some(top) = b["bids"].as_array().unwrap().first() {
-            assert_eq!(h["bid_px"], top["px"].as_str().unwrap(), "{sym}");
-            assert_eq!(h["bid_qty"], top["qty"].to_string(), "{sym}");
-        }
-        if let Some(top) = b["asks"].as_array().unwrap().first() {
-            assert_eq!(h["ask_px"], top["px"].as_str().unwrap(), "{sym}");
-        }
         stream_lens.push(redis_cli(&["xlen", &format!("{prefix}trades:{sym}")]));
-        checked += 1;
+        let h = common::redis_hash(&format!("{prefix}{sym}"));
+        let locate = b["locate"].as_u64().unwrap() as u16;
+        for (interval, field) in [(1, "bar_1s"), (60, "bar_1m")] {
+            if let Some(want) = last.get(&(locate, interval)) {
+                assert_eq!(&common::parse_bar_field(&h[field]), want, "{sym} {field}");
+                bars_checked += 1;
+            }
+        }
     }
+    assert!(bars_checked > 50, "{bars_checked} bars checked");
     assert!(checked > 50, "{checked} instruments checked");
     // The same feed again: hashes unchanged, no stream grows.
     f.ok(&args);
@@ -347,7 +322,7 @@ fn an_unreachable_redis_spools_and_drain_loads_it() {
         &prefix,
     ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("drained"));
-    let h = hash(&format!("{prefix}AAPL"));
+    let h = common::redis_hash(&format!("{prefix}AAPL"));
     assert!(h["trades"].parse::<u64>().unwrap() > 0, "{h:?}");
 }
 
@@ -410,4 +385,52 @@ fn a_database_that_refuses_the_schema_is_one_clear_message_and_the_run_goes_on()
             &format!("DROP ROLE IF EXISTS {role}"),
         ])
         .output();
+}
+
+#[test]
+fn a_wrong_redis_password_is_one_clear_message_and_the_run_goes_on_spooling() {
+    let f = Fixture::new("redispw");
+    // A user of our own with a password, so a wrong one is refused (the default user has none).
+    let user = format!("tickcore-test-{}", std::process::id());
+    assert_eq!(
+        redis_cli(&[
+            "acl",
+            "setuser",
+            &user,
+            "on",
+            ">right-password",
+            "~*",
+            "+@all"
+        ]),
+        "OK"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_tickcore"))
+        .args([
+            "run",
+            "--feed",
+            "gen:m7:50k:2",
+            "--sinks",
+            "redis",
+            "--redis",
+            &format!("redis://{user}@127.0.0.1:6379"),
+            "--sink-finish-s",
+            "1",
+        ])
+        .env("TICKCORE_DATA_DIR", &f.data)
+        .env("TICKCORE_REDIS_PASSWORD", "wrong-password")
+        .output()
+        .unwrap();
+    redis_cli(&["acl", "deluser", &user]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("sink redis: last error"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("WRONGPASS"), "{line}");
+    assert!(
+        !line.contains("wrong-password"),
+        "never print the password: {line}"
+    );
+    assert!(text.contains("spool"), "{text}");
 }

@@ -34,6 +34,10 @@ pub trait Connect {
     type Sink: Sink;
     /// Connects (and prepares schema); the error says what failed and what to do.
     async fn connect(&self) -> Result<Self::Sink, String>;
+    /// Times a connection found the server had lost what was written and wrote it again.
+    fn restores(&self) -> u64 {
+        0
+    }
 }
 
 /// Batching and retry settings of one sink.
@@ -87,6 +91,8 @@ pub struct SinkReport {
     pub retries: u64,
     /// Time spent unable to write (spooling), seconds.
     pub degraded_s: f64,
+    /// Times the server was found restarted empty and the sink wrote its state again.
+    pub restores: u64,
     /// The last error, for the summary.
     pub last_error: Option<String>,
     /// What opening the spool found (left over from an earlier run, damage).
@@ -219,6 +225,7 @@ pub fn run<C: Connect>(connect: C, s: Settings, mut intake: impl FnMut() -> Inta
         tokio::join!(intake_task, writer_task);
     });
     let mut st = state.into_inner();
+    st.report.restores = connect.restores();
     st.report.spool_pending_bytes = st.spool.pending_bytes();
     let _ = st.spool.sync();
     if !commits.is_empty() {
@@ -431,6 +438,12 @@ impl Connect for AnyConnect {
             AnyConnect::Pg(c) => c.connect().await.map(AnySink::Pg),
             AnyConnect::Redis(c) => c.connect().await.map(AnySink::Redis),
             AnyConnect::Neo4j(c) => c.connect().await.map(AnySink::Neo4j),
+        }
+    }
+    fn restores(&self) -> u64 {
+        match self {
+            AnyConnect::Redis(c) => c.restores(),
+            _ => 0,
         }
     }
 }

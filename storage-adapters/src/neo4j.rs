@@ -79,6 +79,20 @@ impl Connect for Neo4jConnect {
         let graph = Graph::connect(cfg)
             .await
             .map_err(|e| format!("Neo4j connect to {}: {e}", self.url))?;
+        // A transaction is the one call neo4rs does not retry: a refused login fails here at
+        // once, instead of being retried for a minute (and locking the user out on servers
+        // that count failed logins).
+        let probe = graph.start_txn().await.map_err(|e| match e {
+            neo4rs::Error::AuthenticationError(m) => format!(
+                "Neo4j at {} refused the login of user `{}`: {m} (check --neo4j-user and TICKCORE_NEO4J_PASSWORD)",
+                self.url, self.user
+            ),
+            e => format!("Neo4j connect to {}: {e}", self.url),
+        })?;
+        probe
+            .rollback()
+            .await
+            .map_err(|e| format!("Neo4j connect to {}: {e}", self.url))?;
         for c in CONSTRAINTS {
             graph
                 .run(query(c))
@@ -137,20 +151,27 @@ impl Sink for Neo4jSink {
             })
             .collect();
         let n = (stocks.len() + bars.len()) as u64;
+        if n == 0 {
+            return Ok(0);
+        }
+        // One transaction per batch: the batch lands whole or not at all, and a failure comes
+        // back at once (neo4rs retries `Graph::run` internally for up to a minute, which would
+        // hide an outage from the adapter's own retry, spool and metrics).
+        let fail = |e: neo4rs::Error| format!("Neo4j: {e}");
+        let mut txn = self.graph.start_txn().await.map_err(fail)?;
         if !stocks.is_empty() {
             let rows: Vec<HashMap<String, BoltType>> =
                 stocks.iter().map(|s| stock_row(s)).collect();
-            self.graph
-                .run(query(STOCKS).param("rows", rows))
+            txn.run(query(STOCKS).param("rows", rows))
                 .await
-                .map_err(|e| format!("Neo4j: {e}"))?;
+                .map_err(fail)?;
         }
         if !bars.is_empty() {
-            self.graph
-                .run(query(BARS).param("rows", bars))
+            txn.run(query(BARS).param("rows", bars))
                 .await
-                .map_err(|e| format!("Neo4j: {e}"))?;
+                .map_err(fail)?;
         }
+        txn.commit().await.map_err(fail)?;
         Ok(n)
     }
 }

@@ -10,14 +10,26 @@
 //!   per trade with id `<feed ms>-<match number>`, fields `match px qty side kind printable`.
 //!   The id makes a re-sent trade a rejected duplicate (Redis refuses ids not above the last),
 //!   so a replay or a retried batch never adds an entry twice.
+//!   The hash also carries the instrument's latest closed bars: `bar_1s` and `bar_1m`, each
+//!   `start_ns open high low close volume vwap trades` (prices as four-decimal strings).
 //! - `{prefix}bbo`: channel; one message per instrument per batch, `SYMBOL bid_px bid_qty ask_px
 //!   ask_qty ts_ns`.
+//!
+//! Redis here keeps nothing on disk, so a restart empties it. The sink remembers the latest
+//! state and bars it wrote for each instrument and the server's `run_id`; a connection that
+//! finds another `run_id` than the last one writes every remembered hash again before anything
+//! else, so the live state is whole again. Trade streams restart empty (they are a live tail;
+//! PostgreSQL holds every trade).
 
 use crate::adapter::{Connect, Sink};
+use crate::pg::BarRow;
 use crate::rows::{RowBatch, StateRow};
 use fred::prelude::*;
 use fred::types::streams::XCap;
+use fred::types::{ClusterHash, CustomCommand};
 use shards::price::Px4;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Connection settings of the Redis sink.
 #[derive(Debug, Clone)]
@@ -30,6 +42,19 @@ pub struct RedisConnect {
     pub prefix: String,
     /// Approximate cap of each trade stream.
     pub stream_cap: u64,
+    /// What was written, kept across reconnects (see the module docs).
+    pub memory: Arc<Mutex<Memory>>,
+}
+
+/// The latest hash contents per instrument, and the server they were written to. Used by the
+/// adapter core only (the mutex is never contended; it lets the memory outlive a connection).
+#[derive(Debug, Default)]
+pub struct Memory {
+    run_id: Option<String>,
+    states: BTreeMap<u16, StateRow>,
+    bars: BTreeMap<(u16, u32), BarRow>,
+    /// Times a restarted server was found and the hashes written again.
+    pub restores: u64,
 }
 
 /// A connected Redis sink.
@@ -37,6 +62,7 @@ pub struct RedisSink {
     client: Client,
     prefix: String,
     stream_cap: u64,
+    memory: Arc<Mutex<Memory>>,
 }
 
 fn sym(s: &[u8; 8]) -> &str {
@@ -66,11 +92,61 @@ impl Connect for RedisConnect {
             .init()
             .await
             .map_err(|e| format!("Redis connect to {}: {e}", self.url))?;
-        Ok(RedisSink {
+        let info: String = client
+            .custom(
+                CustomCommand::new("INFO", ClusterHash::Random, false),
+                vec!["server"],
+            )
+            .await
+            .map_err(|e| format!("Redis INFO on {}: {e}", self.url))?;
+        let run_id = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|v| v.trim().to_string());
+        let sink = RedisSink {
             client,
             prefix: self.prefix.clone(),
             stream_cap: self.stream_cap,
-        })
+            memory: self.memory.clone(),
+        };
+        let restarted = {
+            let m = self.memory.lock().map_err(|_| "Redis memory poisoned")?;
+            m.run_id.is_some() && m.run_id != run_id
+        };
+        if restarted {
+            sink.restore().await?;
+        }
+        let mut m = self.memory.lock().map_err(|_| "Redis memory poisoned")?;
+        m.run_id = run_id;
+        m.restores += u64::from(restarted);
+        Ok(sink)
+    }
+    fn restores(&self) -> u64 {
+        self.memory.lock().map(|m| m.restores).unwrap_or(0)
+    }
+}
+
+fn bar_field(b: &BarRow) -> String {
+    let bar = &b.bar;
+    let vwap = px(bar.vwap());
+    format!(
+        "{} {} {} {} {} {} {} {}",
+        bar.start,
+        px(bar.open),
+        px(bar.high),
+        px(bar.low),
+        px(bar.close),
+        bar.volume,
+        vwap,
+        bar.trades
+    )
+}
+
+fn bar_name(b: &BarRow) -> &'static str {
+    if b.bar.interval_s == 1 {
+        "bar_1s"
+    } else {
+        "bar_1m"
     }
 }
 
@@ -135,6 +211,22 @@ impl Sink for RedisSink {
                 .await
                 .map_err(fail)?;
         }
+        // Latest closed bar per instrument and interval.
+        let mut bars: Vec<&BarRow> = Vec::new();
+        for b in rows.bars.iter().rev() {
+            let same =
+                |l: &&BarRow| l.bar.locate == b.bar.locate && l.bar.interval_s == b.bar.interval_s;
+            if !bars.iter().any(same) {
+                bars.push(b);
+            }
+        }
+        for b in &bars {
+            let key = format!("{}{}", self.prefix, sym(&b.symbol));
+            let _: () = p
+                .hset(key, (bar_name(b), bar_field(b)))
+                .await
+                .map_err(fail)?;
+        }
         for r in &rows.trades {
             let t = &r.trade;
             let key = format!("{}trades:{}", self.prefix, sym(&r.symbol));
@@ -153,17 +245,55 @@ impl Sink for RedisSink {
             let _: () = p.xadd(key, false, cap, id, fields).await.map_err(fail)?;
         }
         let results = p.try_all::<Value>().await;
-        // Two commands per state (HSET, PUBLISH), then one XADD per trade.
-        let mut new = latest.len() as u64;
+        // Two commands per state (HSET, PUBLISH), one per bar, then one XADD per trade.
+        let mut new = (latest.len() + bars.len()) as u64;
+        let first_trade = 2 * latest.len() + bars.len();
         for (i, r) in results.into_iter().enumerate() {
             match r {
-                Ok(_) if i >= 2 * latest.len() => new += 1,
+                Ok(_) if i >= first_trade => new += 1,
                 Ok(_) => {}
                 // A trade already in its stream: the idempotent path, not an error.
                 Err(e) if e.details().contains("equal or smaller") => {}
                 Err(e) => return Err(format!("Redis: {e}")),
             }
         }
+        let mut m = self.memory.lock().map_err(|_| "Redis memory poisoned")?;
+        for s in latest {
+            m.states.insert(s.state.locate, *s);
+        }
+        for b in bars {
+            m.bars.insert((b.bar.locate, b.bar.interval_s), *b);
+        }
         Ok(new)
+    }
+}
+
+impl RedisSink {
+    /// Writes every remembered hash again (the server restarted empty).
+    async fn restore(&self) -> Result<(), String> {
+        let fail = |e: Error| format!("Redis restore: {e}");
+        let (states, bars): (Vec<StateRow>, Vec<BarRow>) = {
+            let m = self.memory.lock().map_err(|_| "Redis memory poisoned")?;
+            (
+                m.states.values().copied().collect(),
+                m.bars.values().copied().collect(),
+            )
+        };
+        let p = self.client.pipeline();
+        for s in &states {
+            let key = format!("{}{}", self.prefix, sym(&s.symbol));
+            let _: () = p.hset(key, state_fields(s)).await.map_err(fail)?;
+        }
+        for b in &bars {
+            let key = format!("{}{}", self.prefix, sym(&b.symbol));
+            let _: () = p
+                .hset(key, (bar_name(b), bar_field(b)))
+                .await
+                .map_err(fail)?;
+        }
+        for r in p.try_all::<Value>().await {
+            r.map_err(fail)?;
+        }
+        Ok(())
     }
 }

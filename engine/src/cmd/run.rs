@@ -208,10 +208,11 @@ pub fn redis_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
         password: std::env::var("TICKCORE_REDIS_PASSWORD").ok(),
         prefix: a.redis_prefix.clone(),
         stream_cap: a.redis_stream_cap,
+        memory: Default::default(),
     };
     let wants = storage_adapters::adapter::Wants {
         trades: true,
-        bars: false,
+        bars: true,
         states: true,
     };
     runtime::SinkPlan {
@@ -253,6 +254,12 @@ pub fn sink_lines(sinks: &[storage_adapters::adapter::SinkReport]) -> String {
                 s += &format!("  sink {}: spool damage: {d}\n", k.name);
             }
         }
+        if k.restores > 0 {
+            s += &format!(
+                "  sink {}: the server restarted empty {} time(s); its state was written again\n",
+                k.name, k.restores
+            );
+        }
         if let Some(e) = &k.last_error {
             s += &format!("  sink {}: last error: {e}\n", k.name);
         }
@@ -271,6 +278,7 @@ pub fn sinks_json(sinks: &[storage_adapters::adapter::SinkReport]) -> serde_json
                 "commit_p99_us": k.commit_p99_us, "spool_pending_bytes": k.spool_pending_bytes,
                 "spool_peak_bytes": k.spool_peak_bytes, "spool_drained": k.spool_drained,
                 "retries": k.retries, "degraded_s": k.degraded_s, "last_error": k.last_error,
+                "restores": k.restores,
                 "spool_damage": k.spool_open.as_ref().map(|o| o.damage.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
             })
         })

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests that read what `tickcore run --events` wrote.
+#![allow(dead_code)] // each test binary uses some of these helpers
 
 /// Trades and the sum of their match numbers, from an event file (`T` lines; the match number
 /// is the fifth field).
@@ -10,4 +11,179 @@ pub fn trades_in_events(events: &std::path::Path) -> (i64, i64) {
         .map(|l| l.split(' ').nth(4).unwrap().parse().unwrap())
         .collect();
     (m.len() as i64, m.iter().sum())
+}
+
+/// Runs `redis-cli` with `args`; its output, trimmed.
+pub fn redis_cli(args: &[&str]) -> String {
+    let o = std::process::Command::new("redis-cli")
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A Redis hash as field -> value.
+pub fn redis_hash(key: &str) -> std::collections::HashMap<String, String> {
+    let out = redis_cli(&["hgetall", key]);
+    let v: Vec<&str> = out.lines().collect();
+    v.chunks(2)
+        .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
+        .collect()
+}
+
+/// Deletes every Redis key under its prefix when dropped.
+pub struct RedisKeys(pub String);
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let keys = redis_cli(&["--scan", "--pattern", &format!("{}*", self.0)]);
+        for k in keys.lines() {
+            redis_cli(&["del", k]);
+        }
+    }
+}
+
+/// Checks each instrument's Redis hash under `prefix` against the final books that
+/// `--dump-books PATH --depth 1` wrote; returns how many instruments were checked.
+pub fn check_redis_hashes(prefix: &str, books: &str) -> usize {
+    let mut checked = 0;
+    for line in books.lines() {
+        let b: serde_json::Value = serde_json::from_str(line).unwrap();
+        let sym = b["symbol"].as_str().unwrap();
+        if b["trades"] == 0 && b["bids"].as_array().unwrap().is_empty() {
+            continue;
+        }
+        let h = redis_hash(&format!("{prefix}{sym}"));
+        assert_eq!(h["trades"], b["trades"].to_string(), "{sym}");
+        assert_eq!(h["volume"], b["volume"].to_string(), "{sym}");
+        assert_eq!(h["vwap"], b["vwap"].as_str().unwrap_or(""), "{sym}");
+        if let Some(top) = b["bids"].as_array().unwrap().first() {
+            assert_eq!(h["bid_px"], top["px"].as_str().unwrap(), "{sym}");
+            assert_eq!(h["bid_qty"], top["qty"].to_string(), "{sym}");
+        }
+        if let Some(top) = b["asks"].as_array().unwrap().first() {
+            assert_eq!(h["ask_px"], top["px"].as_str().unwrap(), "{sym}");
+        }
+        checked += 1;
+    }
+    checked
+}
+
+/// The last closed bar of each (locate, interval) in an event file (`B shard locate interval
+/// start open high low close volume trades`), as `[start, open, high, low, close, volume,
+/// trades]`.
+pub fn last_bars(events: &std::path::Path) -> std::collections::BTreeMap<(u16, u32), Vec<u64>> {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for l in text.lines().filter(|l| l.starts_with("B ")) {
+        let f: Vec<u64> = l.split(' ').skip(2).map(|x| x.parse().unwrap()).collect();
+        out.insert((f[0] as u16, f[1] as u32), f[2..].to_vec());
+    }
+    out
+}
+
+/// A hash's `bar_1s`/`bar_1m` field (`start open high low close volume vwap trades`, prices as
+/// four-decimal strings) in the form [`last_bars`] gives (vwap left out).
+pub fn parse_bar_field(v: &str) -> Vec<u64> {
+    let f: Vec<u64> = v
+        .split(' ')
+        .map(|x| x.replace('.', "").parse().unwrap())
+        .collect();
+    vec![f[0], f[1], f[2], f[3], f[4], f[5], f[7]]
+}
+
+/// The Bolt server's root password (`TICKCORE_TEST_NEO4J_PASSWORD`, default `tickcore-test`).
+pub fn password() -> String {
+    std::env::var("TICKCORE_TEST_NEO4J_PASSWORD").unwrap_or_else(|_| "tickcore-test".into())
+}
+
+/// POSTs `body` to the Bolt server's HTTP API (`/api/v1/{path}`) as root.
+pub fn http(path: &str, body: &str) -> serde_json::Value {
+    let o = std::process::Command::new("curl")
+        .args(["-s", "-u", &format!("root:{}", password()), "-X", "POST"])
+        .arg(format!("http://127.0.0.1:2480/api/v1/{path}"))
+        .args(["-d", body])
+        .output()
+        .expect("curl runs");
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|_| {
+        panic!(
+            "the Bolt server's HTTP API does not answer on 127.0.0.1:2480 (run scripts/services): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+/// Runs a Cypher query in `db` through the HTTP API; its result rows.
+pub fn cypher(db: &str, q: &str) -> Vec<serde_json::Value> {
+    let body = serde_json::json!({"language": "cypher", "command": q}).to_string();
+    let v = http(&format!("command/{db}"), &body);
+    v["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("{q}: {v}"))
+}
+
+/// A database of the Bolt server for one test: created now, dropped when this drops.
+pub struct GraphDb(pub String);
+
+impl GraphDb {
+    /// Creates `name`.
+    pub fn create(name: &str) -> GraphDb {
+        http(
+            "server",
+            &format!("{{\"command\":\"create database {name}\"}}"),
+        );
+        GraphDb(name.to_string())
+    }
+}
+
+impl Drop for GraphDb {
+    fn drop(&mut self) {
+        let _ = http(
+            "server",
+            &format!("{{\"command\":\"drop database {}\"}}", self.0),
+        );
+    }
+}
+
+/// Closed 1-minute bars per ticker, from an event file and the books `--dump-books` wrote.
+pub fn minute_bars_by_ticker(
+    events: &std::path::Path,
+    books: &std::path::Path,
+) -> std::collections::BTreeMap<String, i64> {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut per_locate = std::collections::BTreeMap::<u16, i64>::new();
+    for l in text.lines().filter(|l| l.starts_with("B ")) {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f[3] == "60" {
+            *per_locate.entry(f[2].parse().unwrap()).or_default() += 1;
+        }
+    }
+    let books = std::fs::read_to_string(books).unwrap();
+    let ticker_of: std::collections::HashMap<u16, String> = books
+        .lines()
+        .map(|l| {
+            let b: serde_json::Value = serde_json::from_str(l).unwrap();
+            let locate = b["locate"].as_u64().unwrap() as u16;
+            (locate, b["symbol"].as_str().unwrap().to_string())
+        })
+        .collect();
+    per_locate
+        .into_iter()
+        .map(|(l, n)| (ticker_of[&l].clone(), n))
+        .collect()
+}
+
+/// PriceBar nodes per ticker in the graph database `db`.
+pub fn price_bars_by_ticker(db: &str) -> std::collections::BTreeMap<String, i64> {
+    let q = "MATCH (s:Stock)-[:HAS_PRICE]->(b:PriceBar) RETURN s.ticker AS t, count(b) AS n";
+    cypher(db, q)
+        .into_iter()
+        .map(|r| {
+            (
+                r["t"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect()
 }
