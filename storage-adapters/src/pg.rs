@@ -1,5 +1,11 @@
-//! The PostgreSQL sink: trades and closed bars, written by binary `COPY` into a staging table and
-//! moved into the real tables by an insert that skips existing keys, in one transaction.
+//! The PostgreSQL sink: trades and closed bars, written by binary `COPY`, one transaction a batch.
+//!
+//! Trades first try the bulk path itself: `COPY` straight into the session's partition, under a
+//! savepoint. A key already there (a replayed feed, a batch re-sent after a timeout whose commit
+//! did land) fails that copy as a whole; the sink rolls back to the savepoint and takes the
+//! idempotent path: `COPY` into a staging table, then an insert that skips existing keys. After
+//! a conflict it stays on that path for a while (a replay conflicts batch after batch). Bars are
+//! few and always take the staging path.
 //!
 //! Schema `tickcore` (see `migrations/pg/`): `trades` keyed by (session_date, match_number),
 //! `bars` by (session_date, symbol, interval_s, start_ns), both partitioned by session date.
@@ -69,6 +75,104 @@ fn sym(s: &[u8; 8]) -> &str {
 pub struct PgSink {
     client: Client,
     date: String,
+    /// The same date as PostgreSQL's binary `date`, for the direct copy.
+    day: PgDate,
+    /// Batches left before the direct copy is tried again after a key conflict.
+    staged_for: u32,
+}
+
+/// Batches that take the staging path after a key conflict before the direct copy is tried again.
+const STAGED_AFTER_CONFLICT: u32 = 16;
+
+/// A date in PostgreSQL's binary form (days since 2000-01-01).
+#[derive(Debug, Clone, Copy)]
+pub struct PgDate(pub i32);
+
+impl PgDate {
+    /// `YYYY-MM-DD` (already checked by [`is_date`]).
+    pub fn parse(date: &str) -> Option<PgDate> {
+        let y: i64 = date.get(0..4)?.parse().ok()?;
+        let m: i64 = date.get(5..7)?.parse().ok()?;
+        let d: i64 = date.get(8..10)?.parse().ok()?;
+        // Days from civil (H. Hinnant's algorithm), shifted to the 2000-01-01 epoch.
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let unix_days = era * 146_097 + doe - 719_468;
+        Some(PgDate((unix_days - 10_957) as i32))
+    }
+}
+
+impl ToSql for PgDate {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0.to_be_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    tokio_postgres::types::accepts!(DATE);
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A Price(4) as PostgreSQL's binary `numeric` with four decimals, written without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct Numeric4(pub u64);
+
+impl ToSql for Numeric4 {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // Base-10000 digits, most significant first: the integer part's, then the fraction.
+        let (mut int, frac) = (self.0 / 10_000, (self.0 % 10_000) as i16);
+        let mut digits = [0i16; 6];
+        let mut n = 0;
+        while int > 0 {
+            digits[n] = (int % 10_000) as i16;
+            int /= 10_000;
+            n += 1;
+        }
+        digits[..n].reverse();
+        let weight = n as i16 - 1;
+        digits[n] = frac;
+        out.extend_from_slice(&(n as i16 + 1).to_be_bytes());
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes()); // sign: positive
+        out.extend_from_slice(&4i16.to_be_bytes()); // display scale
+        for d in &digits[..=n] {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    tokio_postgres::types::accepts!(NUMERIC);
+    tokio_postgres::types::to_sql_checked!();
+}
+
+fn side_str(side: u8) -> &'static str {
+    match side {
+        b'B' => "B",
+        b'S' => "S",
+        _ => " ",
+    }
+}
+
+fn kind_str(kind: shards::events::TradeKind) -> &'static str {
+    match kind as u8 {
+        b'E' => "E",
+        b'C' => "C",
+        b'P' => "P",
+        b'Q' => "Q",
+        _ => "?",
+    }
+}
+
+fn is_conflict(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
 impl PgSink {
@@ -107,6 +211,8 @@ impl PgSink {
             .map_err(|e| err("creating the session's partitions", e))?;
         Ok(PgSink {
             client,
+            day: PgDate::parse(date).ok_or_else(|| PgError(format!("session date `{date}`")))?,
+            staged_for: 0,
             date: date.to_string(),
         })
     }
@@ -123,43 +229,28 @@ impl PgSink {
             .transaction()
             .await
             .map_err(|e| err("begin", e))?;
-        if !trades.is_empty() {
-            let sink = tx
-                .copy_in("COPY stage_trades FROM STDIN (FORMAT binary)")
+        let mut new_trades = None;
+        if !trades.is_empty() && self.staged_for == 0 {
+            tx.batch_execute("SAVEPOINT direct")
+                .await
+                .map_err(|e| err("savepoint", e))?;
+            match copy_trades(&tx, trades, Some(self.day)).await {
+                Ok(()) => new_trades = Some(trades.len() as u64),
+                Err(e) if is_conflict(&e) => {
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT direct")
+                        .await
+                        .map_err(|e| err("rollback to savepoint", e))?;
+                    self.staged_for = STAGED_AFTER_CONFLICT;
+                }
+                Err(e) => return Err(err("copy trades", e)),
+            }
+        } else {
+            self.staged_for = self.staged_for.saturating_sub(1);
+        }
+        if !trades.is_empty() && new_trades.is_none() {
+            copy_trades(&tx, trades, None)
                 .await
                 .map_err(|e| err("copy trades", e))?;
-            let types = [
-                Type::INT8,
-                Type::TEXT,
-                Type::INT8,
-                Type::INT8,
-                Type::INT8,
-                Type::TEXT,
-                Type::BOOL,
-                Type::TEXT,
-            ];
-            let w = BinaryCopyInWriter::new(sink, &types);
-            pin_mut!(w);
-            for r in trades {
-                let t = &r.trade;
-                let side = (t.side as char).to_string();
-                let kind = (t.kind as u8 as char).to_string();
-                let row: [&(dyn ToSql + Sync); 8] = [
-                    &(t.match_number as i64),
-                    &sym(&r.symbol),
-                    &(t.timestamp as i64),
-                    &(t.price as i64),
-                    &(t.shares as i64),
-                    &side,
-                    &t.printable,
-                    &kind,
-                ];
-                w.as_mut()
-                    .write(&row)
-                    .await
-                    .map_err(|e| err("copy trades", e))?;
-            }
-            w.finish().await.map_err(|e| err("copy trades", e))?;
         }
         if !bars.is_empty() {
             let sink = tx
@@ -201,7 +292,9 @@ impl PgSink {
             }
             w.finish().await.map_err(|e| err("copy bars", e))?;
         }
-        let new_trades = tx
+        let new_trades = match new_trades {
+            Some(n) => n,
+            None => tx
             .execute(
                 "INSERT INTO tickcore.trades SELECT $1::text::date, match_number, symbol, ts_ns,
                      price_e4::numeric / 10000, shares, side, printable, kind FROM stage_trades
@@ -209,7 +302,8 @@ impl PgSink {
                 &[&self.date],
             )
             .await
-            .map_err(|e| err("insert trades", e))?;
+            .map_err(|e| err("insert trades", e))?,
+        };
         let new_bars = tx
             .execute(
                 "INSERT INTO tickcore.bars SELECT $1::text::date, symbol, interval_s, start_ns,
@@ -304,6 +398,49 @@ impl crate::adapter::Sink for PgSink {
             .map(|(t, b)| t + b)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Copies `trades` straight into the session's table (`day` given: every key must be new) or
+/// into the staging table (`None`).
+async fn copy_trades(
+    tx: &tokio_postgres::Transaction<'_>,
+    trades: &[TradeRow],
+    day: Option<PgDate>,
+) -> Result<(), tokio_postgres::Error> {
+    let (sql, types): (&str, &[Type]) = match day {
+        Some(_) => (
+            "COPY tickcore.trades (session_date, match_number, symbol, ts_ns, price, shares, side, printable, kind) FROM STDIN (FORMAT binary)",
+            &[Type::DATE, Type::INT8, Type::TEXT, Type::INT8, Type::NUMERIC, Type::INT8, Type::TEXT, Type::BOOL, Type::TEXT],
+        ),
+        None => (
+            "COPY stage_trades FROM STDIN (FORMAT binary)",
+            &[Type::INT8, Type::TEXT, Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::BOOL, Type::TEXT],
+        ),
+    };
+    let sink = tx.copy_in(sql).await?;
+    let w = BinaryCopyInWriter::new(sink, types);
+    pin_mut!(w);
+    for r in trades {
+        let t = &r.trade;
+        let (m, ts, shares) = (t.match_number as i64, t.timestamp as i64, t.shares as i64);
+        let (symbol, side, kind) = (sym(&r.symbol), side_str(t.side), kind_str(t.kind));
+        match day {
+            Some(d) => {
+                let px = Numeric4(t.price as u64);
+                let row: [&(dyn ToSql + Sync); 9] =
+                    [&d, &m, &symbol, &ts, &px, &shares, &side, &t.printable, &kind];
+                w.as_mut().write(&row).await?;
+            }
+            None => {
+                let px = t.price as i64;
+                let row: [&(dyn ToSql + Sync); 8] =
+                    [&m, &symbol, &ts, &px, &shares, &side, &t.printable, &kind];
+                w.as_mut().write(&row).await?;
+            }
+        }
+    }
+    w.finish().await?;
+    Ok(())
 }
 
 /// Today's date in UTC, `YYYY-MM-DD` (the default session date).

@@ -194,3 +194,31 @@ async fn bad_urls_and_refusals_are_one_clear_message() {
         .unwrap();
     assert!(e.to_string().contains("YYYY-MM-DD"), "{e}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn prices_and_dates_survive_the_direct_binary_copy_exactly() {
+    let db = TestDb::new("numeric").await;
+    let mut sink = PgSink::connect(&db.url(), None, "2024-02-29")
+        .await
+        .unwrap();
+    let prices: [u32; 7] = [0, 1, 100, 10_000, 1_872_300, 100_000_000, u32::MAX];
+    let mut t = trades(prices.len() as u64);
+    for (r, p) in t.iter_mut().zip(prices) {
+        r.trade.price = p;
+    }
+    assert_eq!(sink.write_rows(&t, &[]).await.unwrap(), (7, 0));
+    let rows = sink
+        .client()
+        .query(
+            "SELECT price::text, session_date::text FROM tickcore.trades ORDER BY match_number",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let want: Vec<(String, String)> = prices
+        .iter()
+        .map(|p| (format!("{}.{:04}", p / 10_000, p % 10_000), "2024-02-29".into()))
+        .collect();
+    assert_eq!(got, want);
+}
