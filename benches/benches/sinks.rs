@@ -8,7 +8,7 @@
 //! - Neo4j (Bolt): PriceBar UNWIND batches of several sizes, rows/s.
 //!
 //! Run: `cargo bench -p tickcore-benches --bench sinks` with the servers up (`scripts/services`).
-//! `TICKCORE_BENCH_ROWS` (default 200k trades). Writes `build_data/bench/sinks.json`. A server
+//! `TICKCORE_BENCH_ROWS` (default 200k trades), `TICKCORE_BENCH_SINKS` (default `pg,redis,neo4j`). Writes `build_data/bench/sinks.json`. A server
 //! that does not answer is reported and skipped.
 
 use shards::book::Books;
@@ -34,7 +34,10 @@ fn trade_rows(n: usize) -> Vec<TradeRow> {
         .iter()
         .take(n)
         .map(|t| TradeRow {
-            symbol: books.book(t.locate).map(|b| b.symbol).unwrap_or(*b"?       "),
+            symbol: books
+                .book(t.locate)
+                .map(|b| b.symbol)
+                .unwrap_or(*b"?       "),
             trade: *t,
         })
         .collect()
@@ -48,13 +51,17 @@ fn psql(db: &str, sql: &str) -> bool {
 }
 
 fn fresh_db(name: &str) -> bool {
-    psql("postgres", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        && psql("postgres", &format!("CREATE DATABASE {name}"))
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    ) && psql("postgres", &format!("CREATE DATABASE {name}"))
 }
 
 async fn pg_sink_rate(rows: &[TradeRow], db: &str) -> Result<f64, String> {
     let url = format!("{PG}/{db}");
-    let mut sink = PgSink::connect(&url, None, "2026-12-02").await.map_err(|e| e.0)?;
+    let mut sink = PgSink::connect(&url, None, "2026-12-02")
+        .await
+        .map_err(|e| e.0)?;
     let t = Instant::now();
     for chunk in rows.chunks(BATCH) {
         sink.write_rows(chunk, &[]).await.map_err(|e| e.0)?;
@@ -69,17 +76,31 @@ async fn pg_copy_rate(rows: &[TradeRow], db: &str) -> Result<f64, String> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     use tokio_postgres::types::{ToSql, Type};
     let url = format!("{PG}/{db}");
-    drop(PgSink::connect(&url, None, "2026-12-02").await.map_err(|e| e.0)?);
+    drop(
+        PgSink::connect(&url, None, "2026-12-02")
+            .await
+            .map_err(|e| e.0)?,
+    );
     let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .map_err(|e| e.to_string())?;
     tokio::task::spawn_local(conn);
     let date = storage_adapters::pg::PgDate::parse("2026-12-02").unwrap();
     let types = [
-        Type::DATE, Type::INT8, Type::TEXT, Type::INT8, Type::NUMERIC, Type::INT8, Type::TEXT,
-        Type::BOOL, Type::TEXT,
+        Type::DATE,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::NUMERIC,
+        Type::INT8,
+        Type::TEXT,
+        Type::BOOL,
+        Type::TEXT,
     ];
-    let prices: Vec<Numeric4> = rows.iter().map(|r| Numeric4(r.trade.price as u64)).collect();
+    let prices: Vec<Numeric4> = rows
+        .iter()
+        .map(|r| Numeric4(r.trade.price as u64))
+        .collect();
     let t = Instant::now();
     for (chunk, px) in rows.chunks(BATCH).zip(prices.chunks(BATCH)) {
         let tx = client.transaction().await.map_err(|e| e.to_string())?;
@@ -114,7 +135,10 @@ async fn pg_copy_rate(rows: &[TradeRow], db: &str) -> Result<f64, String> {
 }
 
 fn bench_pg(rows: &[TradeRow], out: &mut serde_json::Value) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let local = tokio::task::LocalSet::new();
     let (mut sink, mut copy) = (Vec::new(), Vec::new());
     for i in 0..3 {
@@ -134,8 +158,14 @@ fn bench_pg(rows: &[TradeRow], out: &mut serde_json::Value) {
             }
             (s, c) => return println!("pg: failed: {s:?} {c:?}"),
         }
-        psql("postgres", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
-        psql("postgres", &format!("DROP DATABASE IF EXISTS {db2} WITH (FORCE)"));
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        );
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {db2} WITH (FORCE)"),
+        );
     }
     let (s, c) = (median(sink.clone()), median(copy.clone()));
     println!(
@@ -158,14 +188,20 @@ fn bench_redis(rows: &[TradeRow], out: &mut serde_json::Value) {
         stream_cap: 10_000,
         memory: Default::default(),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut runs = Vec::new();
     for _ in 0..3 {
         let r: Result<f64, String> = rt.block_on(async {
             let mut sink = connect.connect().await?;
             let t = Instant::now();
             for chunk in rows.chunks(BATCH) {
-                let b = RowBatch { trades: chunk.to_vec(), ..Default::default() };
+                let b = RowBatch {
+                    trades: chunk.to_vec(),
+                    ..Default::default()
+                };
                 sink.write(&b).await?;
             }
             Ok(rows.len() as f64 / t.elapsed().as_secs_f64())
@@ -180,17 +216,27 @@ fn bench_redis(rows: &[TradeRow], out: &mut serde_json::Value) {
     // a batch long on one connection).
     let key = format!("{prefix}rb");
     let o = Command::new("redis-benchmark")
-        .args(["-q", "-c", "1", "-P", &BATCH.to_string(), "-n", &rows.len().to_string()])
-        .args(["XADD", &key, "MAXLEN", "~", "10000", "*", "match", "123456", "px", "187.2300"])
+        .args([
+            "-q",
+            "-c",
+            "1",
+            "-P",
+            &BATCH.to_string(),
+            "-n",
+            &rows.len().to_string(),
+        ])
+        .args([
+            "XADD", &key, "MAXLEN", "~", "10000", "*", "match", "123456", "px", "187.2300",
+        ])
         .args(["qty", "100", "side", "B", "kind", "E", "printable", "1"])
         .output();
     clear_redis(&prefix);
     let rb = o.ok().and_then(|o| {
         let text = String::from_utf8_lossy(&o.stdout).to_string();
         // "XADD ...: 123456.79 requests per second, p50=..."
-        let rate = text.rsplit(':').find_map(|part| {
-            part.split_whitespace().next()?.parse::<f64>().ok()
-        });
+        let rate = text
+            .rsplit(':')
+            .find_map(|part| part.split_whitespace().next()?.parse::<f64>().ok());
         rate.or_else(|| {
             text.split_whitespace()
                 .collect::<Vec<_>>()
@@ -238,13 +284,18 @@ fn bench_neo4j(out: &mut serde_json::Value) {
             .output()
             .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"{\"result\""))
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut rows_out = Vec::new();
     for size in [100usize, 1000, 5000] {
         let db = format!("tickcore_bench_{size}");
         let _ = http(&format!("drop database {db}"));
         if !http(&format!("create database {db}")) {
-            return println!("neo4j: skipped (the Bolt server's HTTP API does not answer; run scripts/services)");
+            return println!(
+                "neo4j: skipped (the Bolt server's HTTP API does not answer; run scripts/services)"
+            );
         }
         let connect = Neo4jConnect {
             url: "bolt://127.0.0.1:7687".into(),
@@ -260,7 +311,11 @@ fn bench_neo4j(out: &mut serde_json::Value) {
             while (start as usize) < total {
                 let bars: Vec<BarRow> = (0..size as u64).map(|i| bar(start + i)).collect();
                 start += size as u64;
-                sink.write(&RowBatch { bars, ..Default::default() }).await?;
+                sink.write(&RowBatch {
+                    bars,
+                    ..Default::default()
+                })
+                .await?;
             }
             Ok(total as f64 / t.elapsed().as_secs_f64())
         });
@@ -268,7 +323,8 @@ fn bench_neo4j(out: &mut serde_json::Value) {
         match r {
             Ok(rate) => {
                 println!("neo4j: UNWIND batches of {size:>5}: {rate:.0} new PriceBar rows/s");
-                rows_out.push(serde_json::json!({"batch": size, "rows_per_s": rate, "rows": total}));
+                rows_out
+                    .push(serde_json::json!({"batch": size, "rows_per_s": rate, "rows": total}));
             }
             Err(e) => return println!("neo4j: failed ({e})"),
         }
@@ -278,8 +334,15 @@ fn bench_neo4j(out: &mut serde_json::Value) {
 
 /// The `i`-th closed minute bar, spread over the m7 names.
 fn bar(i: u64) -> BarRow {
-    const NAMES: [&[u8; 8]; 7] =
-        [b"AAPL    ", b"MSFT    ", b"AMZN    ", b"GOOGL   ", b"META    ", b"NVDA    ", b"TSLA    "];
+    const NAMES: [&[u8; 8]; 7] = [
+        b"AAPL    ",
+        b"MSFT    ",
+        b"AMZN    ",
+        b"GOOGL   ",
+        b"META    ",
+        b"NVDA    ",
+        b"TSLA    ",
+    ];
     BarRow {
         symbol: *NAMES[(i % 7) as usize],
         bar: shards::bars::Bar {
@@ -311,11 +374,23 @@ fn main() {
             .unwrap_or(200_000)
     };
     let rows = trade_rows(n);
-    println!("sinks: {} trade rows from a generated m7 session", rows.len());
+    println!(
+        "sinks: {} trade rows from a generated m7 session",
+        rows.len()
+    );
     let mut out = serde_json::json!({"rows": rows.len()});
-    bench_pg(&rows, &mut out);
-    bench_redis(&rows, &mut out);
-    bench_neo4j(&mut out);
+    // TICKCORE_BENCH_SINKS picks a subset, e.g. `redis` or `pg,neo4j`.
+    let only = std::env::var("TICKCORE_BENCH_SINKS").unwrap_or_else(|_| "pg,redis,neo4j".into());
+    let on = |name: &str| only.split(',').any(|s| s.trim() == name);
+    if on("pg") {
+        bench_pg(&rows, &mut out);
+    }
+    if on("redis") {
+        bench_redis(&rows, &mut out);
+    }
+    if on("neo4j") {
+        bench_neo4j(&mut out);
+    }
     if !smoke {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../build_data/bench");
         std::fs::create_dir_all(dir).unwrap();

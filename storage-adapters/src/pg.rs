@@ -427,8 +427,17 @@ async fn copy_trades(
         match day {
             Some(d) => {
                 let px = Numeric4(t.price as u64);
-                let row: [&(dyn ToSql + Sync); 9] =
-                    [&d, &m, &symbol, &ts, &px, &shares, &side, &t.printable, &kind];
+                let row: [&(dyn ToSql + Sync); 9] = [
+                    &d,
+                    &m,
+                    &symbol,
+                    &ts,
+                    &px,
+                    &shares,
+                    &side,
+                    &t.printable,
+                    &kind,
+                ];
                 w.as_mut().write(&row).await?;
             }
             None => {

@@ -63,6 +63,7 @@ pub struct RedisSink {
     prefix: String,
     stream_cap: u64,
     memory: Arc<Mutex<Memory>>,
+    stream_keys: BTreeMap<[u8; 8], Key>,
 }
 
 fn sym(s: &[u8; 8]) -> &str {
@@ -108,6 +109,7 @@ impl Connect for RedisConnect {
             prefix: self.prefix.clone(),
             stream_cap: self.stream_cap,
             memory: self.memory.clone(),
+            stream_keys: BTreeMap::new(),
         };
         let restarted = {
             let m = self.memory.lock().map_err(|_| "Redis memory poisoned")?;
@@ -229,20 +231,23 @@ impl Sink for RedisSink {
         }
         for r in &rows.trades {
             let t = &r.trade;
-            let key = format!("{}trades:{}", self.prefix, sym(&r.symbol));
+            let key = self.stream_key(&r.symbol);
             let id = format!("{}-{}", t.timestamp / 1_000_000, t.match_number);
             let cap: XCap = ("MAXLEN", "~", self.stream_cap as i64)
                 .try_into()
                 .map_err(fail)?;
-            let fields = vec![
-                ("match", t.match_number.to_string()),
-                ("px", px(t.price)),
-                ("qty", t.shares.to_string()),
-                ("side", (t.side as char).to_string()),
-                ("kind", (t.kind as u8 as char).to_string()),
-                ("printable", u8::from(t.printable).to_string()),
+            let fields: [(&str, Value); 6] = [
+                ("match", Value::Integer(t.match_number as i64)),
+                ("px", px(t.price).into()),
+                ("qty", Value::Integer(t.shares as i64)),
+                ("side", letter(t.side).into()),
+                ("kind", letter(t.kind as u8).into()),
+                ("printable", Value::Integer(i64::from(t.printable))),
             ];
-            let _: () = p.xadd(key, false, cap, id, fields).await.map_err(fail)?;
+            let _: () = p
+                .xadd(key, false, cap, id, fields.to_vec())
+                .await
+                .map_err(fail)?;
         }
         let results = p.try_all::<Value>().await;
         // Two commands per state (HSET, PUBLISH), one per bar, then one XADD per trade.
@@ -268,7 +273,26 @@ impl Sink for RedisSink {
     }
 }
 
+/// A one-letter field value without allocating.
+fn letter(c: u8) -> &'static str {
+    const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    match c {
+        b'A'..=b'Z' => &LETTERS[(c - b'A') as usize..=(c - b'A') as usize],
+        _ => " ",
+    }
+}
+
 impl RedisSink {
+    /// `{prefix}trades:{SYMBOL}`, made once per symbol (a clone is a reference count).
+    fn stream_key(&mut self, symbol: &[u8; 8]) -> Key {
+        if let Some(k) = self.stream_keys.get(symbol) {
+            return k.clone();
+        }
+        let k = Key::from(format!("{}trades:{}", self.prefix, sym(symbol)));
+        self.stream_keys.insert(*symbol, k.clone());
+        k
+    }
+
     /// Writes every remembered hash again (the server restarted empty).
     async fn restore(&self) -> Result<(), String> {
         let fail = |e: Error| format!("Redis restore: {e}");

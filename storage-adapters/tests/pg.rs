@@ -218,7 +218,12 @@ async fn prices_and_dates_survive_the_direct_binary_copy_exactly() {
     let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let want: Vec<(String, String)> = prices
         .iter()
-        .map(|p| (format!("{}.{:04}", p / 10_000, p % 10_000), "2024-02-29".into()))
+        .map(|p| {
+            (
+                format!("{}.{:04}", p / 10_000, p % 10_000),
+                "2024-02-29".into(),
+            )
+        })
         .collect();
     assert_eq!(got, want);
 }

@@ -106,6 +106,19 @@ fn pin(cpu: usize) {
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
 }
 
+/// Nice value of a storage adapter whose CPU also runs ingress or a shard: the scheduler then
+/// gives the data path the CPU first, and the sink takes what is left (its backlog waits in
+/// its queue and spool, never in the rings). Adapters on CPUs of their own keep priority 0.
+const SHARED_ADAPTER_NICE: i32 = 10;
+
+fn lower_priority() {
+    // SAFETY: setpriority on this thread's own id (gettid); no memory is passed.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, SHARED_ADAPTER_NICE);
+    }
+}
+
 /// Runs `source` through the engine as `cfg` places it, until the feed ends or `stop` is set.
 pub fn run(
     source: &(impl Source + Sync),
@@ -169,11 +182,15 @@ pub fn run(
         });
         let cpus = &cfg.adapter_cpus.value;
         let cpu = cpus[(1 + k) % cpus.len()];
+        let shared = cpu == cfg.feed_cpu.value || (0..n).any(|i| cfg.shard_cpu(i) == cpu);
         placement.push((format!("sink:{}", plan.settings.name), cpu));
         let h = std::thread::Builder::new()
             .name(format!("sink-{}", plan.settings.name))
             .spawn(move || {
                 pin(cpu);
+                if shared {
+                    lower_priority();
+                }
                 use storage_adapters::adapter::Intake;
                 storage_adapters::adapter::run(plan.connect, plan.settings, move || {
                     if let Some(b) = rx.try_pop() {
