@@ -70,7 +70,9 @@ pub struct RunArgs {
     /// gen:v3k:20M:1:deep) for a session generated in memory before the clock starts.
     #[arg(long, value_parser = parse_feed)]
     pub feed: Option<FeedSpec>,
-    /// Pacing by ITCH timestamps: max, realtime, or a factor of real time (10, 0.5).
+    /// Pacing: max; by ITCH timestamps, realtime or a factor of real time (10, 0.5); or an
+    /// open-loop rate in messages per second (1000000/s), latency counted from each message's
+    /// due time.
     #[arg(long, default_value = "max")]
     pub speed: crate::runtime::ingress::Speed,
     /// Write the final books here, in exactly the `tickcore book --json` format.
@@ -98,6 +100,20 @@ pub struct RunArgs {
     /// Sink settings.
     #[command(flatten)]
     pub sink: SinkArgs,
+    /// Admin endpoint: HOST:PORT or off [default: 127.0.0.1:9800; when that port is taken the
+    /// run goes on without one]. Serves GET /metrics (Prometheus), /status (JSON),
+    /// /snapshot/SYMBOL, /budgets and PUT /budgets. A non-loopback address needs
+    /// TICKCORE_ADMIN_TOKEN, sent as `Authorization: Bearer <token>` on every request.
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin: Option<crate::control::admin::AdminAddr>,
+    /// Keep the admin endpoint up this many seconds after the feed ends (to read final figures).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    pub admin_linger_s: f64,
+    /// For tests and drills only: inject a delay, apply-delay=DURATION@shardN[:for=DURATION]
+    /// (each message shard N applies spins DURATION more, for the first `for` of its run or
+    /// all of it). Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub chaos: Vec<crate::runtime::shard::ChaosSpec>,
     /// Placement and sizes (each also a key in affinity.toml and a TICKCORE_* variable).
     #[command(flatten)]
     pub tune: crate::config::Overrides,

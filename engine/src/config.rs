@@ -129,6 +129,24 @@ pub struct Overrides {
     /// Flush a Neo4j batch after the oldest row has waited this long, ms.
     #[arg(long)]
     pub neo4j_linger_ms: Option<usize>,
+    /// How often the control core merges the cores' histograms and checks the budgets, ms.
+    #[arg(long)]
+    pub control_interval_ms: Option<usize>,
+    /// Consecutive intervals over budget before the degrade ladder goes one level up.
+    #[arg(long)]
+    pub degrade_enter: Option<usize>,
+    /// Consecutive intervals under budget before it comes one level down.
+    #[arg(long)]
+    pub degrade_leave: Option<usize>,
+    /// A latency budget, STAGE.PCT=DURATION (repeatable): e.g. --budget apply.p99=2us
+    /// --budget e2e.p999=50us --budget persist.p99=20ms. Stages: ingress hop apply emit e2e
+    /// persist snapshot; percentiles p50 p90 p99 p999 p9999 max. In the file: a [budgets] table.
+    #[arg(long = "budget", value_name = "STAGE.PCT=DURATION")]
+    #[serde(skip)]
+    pub budget: Vec<String>,
+    /// The file's `[budgets]` table (`"apply.p99" = "2us"`).
+    #[arg(skip)]
+    pub budgets: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The configuration in force, every value with its source.
@@ -168,6 +186,14 @@ pub struct Config {
     pub neo4j_batch: Setting<usize>,
     /// Flush a Neo4j batch after the oldest row has waited this long, ms.
     pub neo4j_linger_ms: Setting<usize>,
+    /// Control interval, ms.
+    pub control_interval_ms: Setting<usize>,
+    /// Intervals over budget before a level up.
+    pub degrade_enter: Setting<usize>,
+    /// Intervals under budget before a level down.
+    pub degrade_leave: Setting<usize>,
+    /// Latency budgets, each with the layer that set it.
+    pub budgets: Vec<Setting<crate::telemetry::budget::Budget>>,
 }
 
 /// Limits on every numeric key (inclusive).
@@ -199,6 +225,13 @@ impl Config {
             redis_linger_ms: Setting::default(20),
             neo4j_batch: Setting::default(2000),
             neo4j_linger_ms: Setting::default(200),
+            control_interval_ms: Setting::default(100),
+            degrade_enter: Setting::default(3),
+            degrade_leave: Setting::default(10),
+            budgets: crate::telemetry::budget::defaults()
+                .into_iter()
+                .map(Setting::default)
+                .collect(),
         }
     }
 
@@ -224,10 +257,16 @@ impl Config {
                 Failure::at(p, format!("bad configuration: {msg}"))
             })?;
             c.apply(&o, Source::File);
+            c.apply_budgets(&o, Source::File)
+                .map_err(|e| Failure::at(p, e.to_string()))?;
             c.file = Some(p.clone());
         }
-        c.apply(&from_env(env)?, Source::Env);
+        let from_env = from_env(env)?;
+        c.apply(&from_env, Source::Env);
+        c.apply_budgets(&from_env, Source::Env)?;
         c.apply(flags, Source::Flag);
+        c.apply_budgets(flags, Source::Flag)?;
+
         if c.shards.source == Source::Default && c.shard_cpus.source != Source::Default {
             c.shards = Setting {
                 value: c.shard_cpus.value.len(),
@@ -236,6 +275,42 @@ impl Config {
         }
         c.validate(cpus)?;
         Ok(c)
+    }
+
+    fn apply_budgets(&mut self, o: &Overrides, s: Source) -> Result<()> {
+        use crate::telemetry::budget::parse_budget;
+        let mut entries: Vec<String> = o
+            .budgets
+            .iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        entries.extend(
+            o.budget
+                .iter()
+                .flat_map(|b| b.split(','))
+                .map(str::to_string),
+        );
+        for e in entries.iter().filter(|e| !e.trim().is_empty()) {
+            let b = parse_budget(e).map_err(|why| Failure::new(format!("budget ({s}): {why}")))?;
+            match self
+                .budgets
+                .iter_mut()
+                .find(|x| x.value.stage == b.stage && x.value.quantile == b.quantile)
+            {
+                Some(x) => {
+                    *x = Setting {
+                        value: b,
+                        source: s,
+                    }
+                }
+                None => self.budgets.push(Setting {
+                    value: b,
+                    source: s,
+                }),
+            }
+        }
+        Ok(())
     }
 
     fn apply(&mut self, o: &Overrides, s: Source) {
@@ -255,6 +330,9 @@ impl Config {
         self.redis_linger_ms.set(o.redis_linger_ms, s);
         self.neo4j_batch.set(o.neo4j_batch, s);
         self.neo4j_linger_ms.set(o.neo4j_linger_ms, s);
+        self.control_interval_ms.set(o.control_interval_ms, s);
+        self.degrade_enter.set(o.degrade_enter, s);
+        self.degrade_leave.set(o.degrade_leave, s);
     }
 
     fn validate(&self, cpus: usize) -> Result<()> {
@@ -312,6 +390,13 @@ impl Config {
         range("redis_linger_ms", &self.redis_linger_ms, (0, 60_000))?;
         range("neo4j_batch", &self.neo4j_batch, (1, 1_000_000))?;
         range("neo4j_linger_ms", &self.neo4j_linger_ms, (0, 60_000))?;
+        range(
+            "control_interval_ms",
+            &self.control_interval_ms,
+            (1, 60_000),
+        )?;
+        range("degrade_enter", &self.degrade_enter, (1, 10_000))?;
+        range("degrade_leave", &self.degrade_leave, (1, 10_000))?;
         Ok(())
     }
 
@@ -319,6 +404,17 @@ impl Config {
     pub fn shard_cpu(&self, i: usize) -> usize {
         let cpus = &self.shard_cpus.value;
         cpus[i % cpus.len()]
+    }
+
+    /// True when shard `i`'s CPU runs no other role (no other shard, ingress, adapter or
+    /// control).
+    pub fn cpu_is_dedicated_to_shard(&self, i: usize) -> bool {
+        let cpu = self.shard_cpu(i);
+        let others = (0..self.shards.value).filter(|&j| j != i && self.shard_cpu(j) == cpu);
+        others.count() == 0
+            && self.feed_cpu.value != cpu
+            && self.control_cpu.value != cpu
+            && !self.adapter_cpus.value.contains(&cpu)
     }
 
     /// Roles by CPU, for CPUs that run more than one role (empty when every role has its own).
@@ -428,6 +524,21 @@ impl Config {
                 self.neo4j_linger_ms.value.to_string(),
                 self.neo4j_linger_ms.source,
             ),
+            (
+                "control_interval_ms",
+                self.control_interval_ms.value.to_string(),
+                self.control_interval_ms.source,
+            ),
+            (
+                "degrade_enter",
+                self.degrade_enter.value.to_string(),
+                self.degrade_enter.source,
+            ),
+            (
+                "degrade_leave",
+                self.degrade_leave.value.to_string(),
+                self.degrade_leave.source,
+            ),
         ];
         let file = match &self.file {
             Some(p) => format!("# configuration file: {}\n", p.display()),
@@ -436,6 +547,12 @@ impl Config {
         let mut out = file;
         for (k, v, s) in rows {
             out.push_str(&format!("{:<40} # {s}\n", format!("{k} = {v}")));
+        }
+        out.push_str("[budgets]\n");
+        for b in &self.budgets {
+            let limit = crate::telemetry::budget::duration_text(b.value.limit_ns);
+            let kv = format!("\"{}\" = \"{limit}\"", b.value.key());
+            out.push_str(&format!("{kv:<40} # {}\n", b.source));
         }
         out
     }
@@ -494,6 +611,11 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         redis_linger_ms: one(&env, "redis_linger_ms")?,
         neo4j_batch: one(&env, "neo4j_batch")?,
         neo4j_linger_ms: one(&env, "neo4j_linger_ms")?,
+        control_interval_ms: one(&env, "control_interval_ms")?,
+        degrade_enter: one(&env, "degrade_enter")?,
+        degrade_leave: one(&env, "degrade_leave")?,
+        budget: env("TICKCORE_BUDGETS").into_iter().collect(),
+        budgets: None,
     })
 }
 

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod feed;
 pub mod fmt;
@@ -16,5 +17,6 @@ pub mod paths;
 pub mod progress;
 pub mod report;
 pub mod runtime;
+pub mod telemetry;
 
 pub use error::Failure;

@@ -99,6 +99,27 @@ pub struct SinkReport {
     pub spool_open: Option<OpenReport>,
 }
 
+/// What the engine learns from, and tells, a running sink (the control core's side).
+pub trait Observer {
+    /// A batch of `rows` committed; `lag_ns` is commit time minus its oldest row's feed read,
+    /// when known (rows that went through the spool are not timed).
+    fn committed(&mut self, _rows: usize, _lag_ns: Option<u64>) {}
+    /// Whether the sink should stop writing live and keep new rows in the spool for now
+    /// (the degrade ladder's top level). Asked before every write.
+    fn hold(&mut self) -> bool {
+        false
+    }
+    /// The engine's clock, ns (the one `RowBatch::first_ns` is stamped with).
+    fn now_ns(&self) -> u64 {
+        0
+    }
+    /// Bytes waiting in the spool now (called as the writer goes round).
+    fn spool_bytes(&mut self, _pending: u64) {}
+}
+
+/// Observes nothing, holds nothing.
+impl Observer for () {}
+
 /// What the engine hands the adapter.
 pub enum Intake {
     /// Rows to write.
@@ -143,7 +164,12 @@ impl State {
 
 /// Runs a sink until `intake` says the feed ended and everything is written (or, for a dead
 /// sink, `finish_within` has passed and the rest sits in the spool).
-pub fn run<C: Connect>(connect: C, s: Settings, mut intake: impl FnMut() -> Intake) -> SinkReport {
+pub fn run<C: Connect>(
+    connect: C,
+    s: Settings,
+    mut intake: impl FnMut() -> Intake,
+    mut observer: impl Observer,
+) -> SinkReport {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -221,7 +247,7 @@ pub fn run<C: Connect>(connect: C, s: Settings, mut intake: impl FnMut() -> Inta
                 tokio::time::sleep(pause).await;
             }
         };
-        let writer_task = writer(&connect, &s, &state, &mut commits);
+        let writer_task = writer(&connect, &s, &state, &mut commits, &mut observer);
         tokio::join!(intake_task, writer_task);
     });
     let mut st = state.into_inner();
@@ -243,6 +269,7 @@ async fn writer<C: Connect>(
     s: &Settings,
     state: &RefCell<State>,
     commits: &mut hdrhistogram::Histogram<u64>,
+    observer: &mut impl Observer,
 ) {
     let mut sink: Option<C::Sink> = None;
     let mut backoff = Duration::from_millis(50);
@@ -252,6 +279,7 @@ async fn writer<C: Connect>(
     loop {
         let (ended, queue_empty, spool_empty) = {
             let st = state.borrow();
+            observer.spool_bytes(st.spool.pending_bytes());
             (st.ended, st.queue.is_empty(), st.spool.is_empty())
         };
         if ended {
@@ -260,7 +288,7 @@ async fn writer<C: Connect>(
                 break;
             }
         }
-        if s.spool_only {
+        if s.spool_only || (observer.hold() && !ended) {
             state.borrow_mut().spool_queue();
             if ended {
                 break;
@@ -343,6 +371,9 @@ async fn writer<C: Connect>(
         match res {
             Ok(Ok(new)) => {
                 commits.saturating_record(t0.elapsed().as_micros().max(1) as u64);
+                let lag = (batch.first_ns > 0 && !from_spool)
+                    .then(|| observer.now_ns().saturating_sub(batch.first_ns));
+                observer.committed(batch.len(), lag);
                 let mut st = state.borrow_mut();
                 st.report.rows_new += new;
                 st.report.rows_written += batch.len() as u64;

@@ -26,6 +26,9 @@ pub struct RowBatch {
     pub bars: Vec<BarRow>,
     /// Latest state of each instrument a batch changed (later entries supersede earlier ones).
     pub states: Vec<StateRow>,
+    /// When the oldest row's feed message was read, in the engine's monotonic ns; 0 when not
+    /// known (rows decoded from the spool: it does not keep the stamp).
+    pub first_ns: u64,
 }
 
 const VERSION: u8 = 1;
@@ -50,6 +53,11 @@ impl RowBatch {
         self.trades.append(&mut other.trades);
         self.bars.append(&mut other.bars);
         self.states.append(&mut other.states);
+        self.first_ns = match (self.first_ns, other.first_ns) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
     }
 
     /// The spool form, into `out` (cleared first).
@@ -117,6 +125,7 @@ impl RowBatch {
             trades: Vec::with_capacity(nt),
             bars: Vec::with_capacity(nb),
             states: Vec::with_capacity(ns),
+            first_ns: 0,
         };
         for _ in 0..nt {
             let symbol = r.sym()?;
@@ -274,6 +283,7 @@ mod tests {
                 };
                 2
             ],
+            first_ns: 0,
         };
         let mut bytes = Vec::new();
         batch.encode(&mut bytes);

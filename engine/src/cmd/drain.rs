@@ -33,7 +33,7 @@ pub fn run(a: &DrainArgs) -> Result<()> {
     let mut left = Vec::new();
     for plan in plans {
         let dir = plan.settings.spool_dir.clone();
-        let report = adapter::run(plan.connect, plan.settings, || Intake::End);
+        let report = adapter::run(plan.connect, plan.settings, || Intake::End, ());
         print!("{}", sink_lines(std::slice::from_ref(&report)));
         if report.spool_pending_bytes > 0 {
             left.push(format!(

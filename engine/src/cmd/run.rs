@@ -57,11 +57,33 @@ pub fn run(a: &RunArgs) -> Result<()> {
         bytes: &feed.bytes,
         skip_corrupt: a.skip_corrupt,
     };
+    for c in &a.chaos {
+        if c.shard >= cfg.shards.value {
+            return Err(Failure::new(format!(
+                "--chaos: shard{} does not exist (this run has {} shard(s))",
+                c.shard, cfg.shards.value
+            )));
+        }
+    }
+    let admin = crate::control::admin::Admin::bind(
+        a.admin
+            .as_ref()
+            .unwrap_or(&crate::control::admin::AdminAddr::Default),
+        std::env::var("TICKCORE_ADMIN_TOKEN").ok(),
+    )
+    .map_err(Failure::new)?;
+    if let Some(ad) = &admin {
+        log.line(&format!("admin endpoint on http://{}", ad.addr));
+        eprintln!("tickcore: admin endpoint on http://{}", ad.addr);
+    }
     let opts = RunOptions {
         speed: Some(a.speed),
         events,
         queries: a.query.clone(),
         sinks: sink_plans(&a.sinks, &a.sink, &cfg)?,
+        admin,
+        chaos: a.chaos.iter().map(|c| (c.shard, c.chaos)).collect(),
+        admin_linger: std::time::Duration::from_secs_f64(a.admin_linger_s.clamp(0.0, 3600.0)),
     };
     let r = runtime::run(&source, &cfg, opts, &stop)?;
     if let Some(p) = &a.dump_books {
@@ -390,6 +412,58 @@ fn summary(r: &RunReport, feed: &Feed) -> String {
         .collect();
     s += &format!("  ring waits (full/sent): {}\n", waits.join(", "));
     s += &sink_lines(&r.sinks);
+    s += &control_lines(&r.control);
+    s
+}
+
+/// Latency per stage and what the degrade ladder did, for the summary.
+pub fn control_lines(c: &crate::control::ControlCore) -> String {
+    use crate::telemetry::budget::{pretty, LEVELS};
+    let all = c.all_stages();
+    let mut s = String::from("  latency p50 / p99 / p99.9 / max:");
+    let mut any = false;
+    for st in crate::telemetry::STAGES {
+        let h = all.get(st);
+        if h.is_empty() {
+            continue;
+        }
+        any = true;
+        let q = |x: f64| pretty(h.value_at_quantile(x));
+        s += &format!(
+            " {} {} / {} / {} / {};",
+            st.name(),
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            pretty(h.max())
+        );
+    }
+    if !any {
+        s += " nothing measured";
+    }
+    s.push('\n');
+    let st = &c.state;
+    let time: Vec<String> = st
+        .time_at_level
+        .iter()
+        .enumerate()
+        .map(|(l, t)| format!("level {l} {t:.2} s"))
+        .collect();
+    let budgets: Vec<String> = st.budgets.iter().map(|b| b.to_string()).collect();
+    s += &format!(
+        "  budgets {}: {} level change(s), {}; now level {} ({})\n",
+        budgets.join(" "),
+        st.changes.len(),
+        time.join(", "),
+        st.ladder.level,
+        LEVELS[st.ladder.level]
+    );
+    for ch in &st.changes {
+        s += &format!(
+            "  degrade {} -> {} at {:.2} s: {}\n",
+            ch.from, ch.to, ch.at_s, ch.reason
+        );
+    }
     s
 }
 
@@ -407,8 +481,16 @@ fn summary_json(r: &RunReport, feed: &Feed) -> serde_json::Value {
         "placement": r.placement.iter().map(|(n, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
         "shards": r.shards.iter().map(|s| serde_json::json!({
             "id": s.id, "messages": s.messages, "batches": s.batches, "trades": s.trades,
-            "bbos": s.bbos, "bars": s.bars, "breaks": s.breaks, "bad_batches": s.bad_batches,
+            "bbos": s.bbos, "bbos_coalesced": s.bbos_coalesced, "bars": s.bars,
+            "breaks": s.breaks, "bad_batches": s.bad_batches,
         })).collect::<Vec<_>>(),
+        "stages": crate::control::stages_json(&r.control.all_stages()),
+        "cores": r.control.state.cores.iter().map(|c| serde_json::json!({
+            "name": c.name, "cpu": c.cpu, "items": c.items, "events": c.events,
+            "stages": crate::control::stages_json(&c.stages),
+        })).collect::<Vec<_>>(),
+        "degrade": crate::control::admin::degrade_json(&r.control),
+        "snapshot_latency": crate::control::stage_json(&r.control.state.snapshot),
         "consumer": {
             "batches": r.consumer.batches, "trades": r.consumer.trades, "bbos": r.consumer.bbos,
             "bars": r.consumer.bars, "breaks": r.consumer.breaks, "bad_batches": r.consumer.bad_batches,
@@ -425,7 +507,7 @@ fn px(p: u32) -> String {
     Px4(p as u64).to_string()
 }
 
-fn snapshot_json(s: &Snapshot) -> serde_json::Value {
+pub fn snapshot_json(s: &Snapshot) -> serde_json::Value {
     let levels = |ls: &[shards::book::LevelInfo]| {
         ls.iter()
             .filter(|l| l.orders > 0)

@@ -30,8 +30,11 @@ pub type Buf = AlignedVec<16>;
 pub struct FeedBatch<'a> {
     /// Per-link sequence number, from 0.
     pub seq: u64,
-    /// Monotonic ns (see [`crate::runtime::clock`]) when its first message left the ingress.
+    /// Monotonic ns (see [`crate::runtime::clock`]) when its first message was read, or was due
+    /// when the replay follows a rate schedule (so queueing behind the schedule is counted).
     pub first_ingress_ns: u64,
+    /// When the ingress handed the batch to the ring.
+    pub sent_ns: u64,
     /// Messages in `frames`.
     pub messages: u32,
     /// The last batch of the feed: the shard finishes its bars after it.
@@ -107,6 +110,7 @@ mod tests {
         let frames = [0u8, 3, b'X', 1, 2];
         let buf = write(
             &FeedBatch {
+                sent_ns: 0,
                 seq: 7,
                 first_ingress_ns: 11,
                 messages: 1,
@@ -172,6 +176,7 @@ mod tests {
         let frames = [0u8; 64];
         let buf = write(
             &FeedBatch {
+                sent_ns: 0,
                 seq: 1,
                 first_ingress_ns: 0,
                 messages: 0,

@@ -132,6 +132,7 @@ fn take(
                 } else {
                     Vec::new()
                 },
+                first_ns: rows.first_ns,
             };
             if item.is_empty() {
                 continue;
@@ -294,6 +295,7 @@ fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &Names) -> RowBatch {
         trades,
         bars,
         states,
+        first_ns: b.first_ingress_ns.to_native(),
     }
 }
 

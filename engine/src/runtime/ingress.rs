@@ -7,8 +7,9 @@
 
 use super::batch::{self, Buf, FeedBatch};
 use super::clock;
-use super::ring::Sender;
+use super::ring::{Producer, Sender};
 use crate::config::Assign;
+use crate::telemetry::{Reporter, Stage};
 use shards::itch::{walk, FrameError, WalkStats};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -33,6 +34,10 @@ pub struct BytesSource<'a> {
     /// Resynchronise over corrupt framing instead of stopping.
     pub skip_corrupt: bool,
 }
+
+/// On a rate schedule, a batch leaves once its first message has waited this long and the
+/// ingress is ahead of the schedule (or when it is full).
+const RATE_LINGER_NS: u64 = 4_000;
 
 /// Messages between checks of the stop flag.
 const STOP_EVERY: u64 = 4096;
@@ -75,6 +80,10 @@ pub enum Speed {
     Max,
     /// `factor` times real time, by the ITCH timestamps (1.0 = real time).
     Times(f64),
+    /// Open loop: message i is due `i / rate` seconds after the first, whatever the engine
+    /// does; a batch is stamped with its first message's due time, so falling behind the
+    /// schedule shows up as latency (no coordinated omission).
+    Rate(f64),
 }
 
 impl std::str::FromStr for Speed {
@@ -83,17 +92,25 @@ impl std::str::FromStr for Speed {
         match s {
             "max" => Ok(Speed::Max),
             "realtime" => Ok(Speed::Times(1.0)),
-            _ => match s.parse::<f64>() {
-                Ok(f) if f > 0.0 && f.is_finite() => Ok(Speed::Times(f)),
-                _ => Err(format!(
-                    "`{s}` is not a speed: use max, realtime, or a factor such as 10 or 0.5"
+            _ => match s.strip_suffix("/s").map(str::parse::<f64>) {
+                Some(Ok(r)) if r >= 1.0 && r.is_finite() => Ok(Speed::Rate(r)),
+                Some(_) => Err(format!(
+                    "`{s}` is not a rate: write messages per second, e.g. 1000000/s"
                 )),
+                None => match s.parse::<f64>() {
+                    Ok(f) if f > 0.0 && f.is_finite() => Ok(Speed::Times(f)),
+                    _ => Err(format!(
+                        "`{s}` is not a speed: use max, realtime, a factor such as 10 or 0.5, \
+                         or a rate such as 1000000/s"
+                    )),
+                },
             },
         }
     }
 }
 
 /// Shard of every locate.
+#[derive(Clone)]
 pub struct Routes {
     shard_of: Box<[u16]>,
     shards: usize,
@@ -145,6 +162,14 @@ impl Routes {
     }
 }
 
+/// What the ingress reports to the control core while it runs.
+pub struct IngressTelemetry {
+    /// Its stage histograms.
+    pub reporter: Reporter,
+    /// Every stock directory entry, as it is read (how control names locates for snapshots).
+    pub directory: Producer<([u8; 8], u16)>,
+}
+
 /// One shard's outbound batch.
 struct Outbound {
     link: Sender<Buf>,
@@ -174,6 +199,8 @@ pub struct IngressReport {
     pub stopped: bool,
     /// Symbol of every locate seen in a stock directory message.
     pub directory: Vec<([u8; 8], u16)>,
+    /// Directory entries the control core's ring had no room for (it then cannot name them).
+    pub directory_overflow: u64,
 }
 
 /// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
@@ -185,6 +212,7 @@ pub fn run(
     batch_bytes: usize,
     speed: Speed,
     stop: &AtomicBool,
+    mut tel: IngressTelemetry,
 ) -> IngressReport {
     let mut out: Vec<Outbound> = links
         .into_iter()
@@ -203,12 +231,28 @@ pub fn run(
         ..Default::default()
     };
     let mut pace = Pacer::new(speed);
+    let rep = &mut tel.reporter;
     let walked = source.pump(stop, |m| {
         r.messages += 1;
-        if pace.enabled() && m.len() >= 11 {
+        // The message's stamp: its due time on a rate schedule, else read lazily (once a batch).
+        let mut due = 0;
+        if let Speed::Rate(rate) = speed {
+            due = pace.due_at(r.messages - 1, rate);
+            let now = clock::now_ns();
+            if due > now {
+                // Ahead of the schedule: send what has waited long enough (a batch per message
+                // would cost the shard more per message than applying it), then wait.
+                for o in out.iter_mut() {
+                    if o.messages > 0 && now.saturating_sub(o.first_ns) >= RATE_LINGER_NS {
+                        flush(o, false, rep);
+                    }
+                }
+                pace.wait_until(due, stop);
+            }
+        } else if pace.enabled() && m.len() >= 11 {
             let ts = u64::from_be_bytes([0, 0, m[5], m[6], m[7], m[8], m[9], m[10]]);
             if pace.ahead(ts) {
-                out.iter_mut().for_each(|o| flush(o, false));
+                out.iter_mut().for_each(|o| flush(o, false, rep));
                 pace.wait(ts, stop);
             }
         }
@@ -221,15 +265,19 @@ pub fn run(
             let mut sym = [0u8; 8];
             sym.copy_from_slice(&m[11..19]);
             r.directory.push((sym, locate));
+            if tel.directory.try_push((sym, locate)).is_err() {
+                r.directory_overflow += 1;
+            }
         }
         if locate == 0 {
             r.broadcast += 1;
             for o in out.iter_mut() {
-                push(o, m, batch_bytes);
+                push(o, m, batch_bytes, due, rep);
             }
         } else {
-            push(&mut out[routes.shard(locate)], m, batch_bytes);
+            push(&mut out[routes.shard(locate)], m, batch_bytes, due, rep);
         }
+        rep.current.items += 1;
     });
     match walked {
         Ok(w) => r.walk = w,
@@ -237,44 +285,49 @@ pub fn run(
     }
     r.stopped = stop.load(Ordering::Relaxed);
     for (i, o) in out.iter_mut().enumerate() {
-        flush(o, true);
+        flush(o, true, rep);
         r.per_shard[i] = o.sent_messages;
         r.batches[i] = o.seq;
     }
+    rep.flush(std::time::Duration::from_millis(200));
     r
 }
 
+/// Appends `m` to its shard's batch; `due` is its stamp on a rate schedule (0: read the clock).
 #[inline(always)]
-fn push(o: &mut Outbound, m: &[u8], batch_bytes: usize) {
+fn push(o: &mut Outbound, m: &[u8], batch_bytes: usize, due: u64, rep: &mut Reporter) {
     if o.messages == 0 {
-        o.first_ns = clock::now_ns();
+        o.first_ns = if due > 0 { due } else { clock::now_ns() };
     }
     o.frames.extend_from_slice(&(m.len() as u16).to_be_bytes());
     o.frames.extend_from_slice(m);
     o.messages += 1;
     if o.frames.len() >= batch_bytes {
-        flush(o, false);
+        flush(o, false, rep);
     }
 }
 
-fn flush(o: &mut Outbound, last: bool) {
+fn flush(o: &mut Outbound, last: bool, rep: &mut Reporter) {
     if o.messages == 0 && !last {
         return;
     }
     let buf = o.link.take();
+    let sent_ns = clock::now_ns();
+    let first = if o.messages == 0 { sent_ns } else { o.first_ns };
     let b = FeedBatch {
         seq: o.seq,
-        first_ingress_ns: if o.messages == 0 {
-            clock::now_ns()
-        } else {
-            o.first_ns
-        },
+        first_ingress_ns: first,
+        sent_ns,
         messages: o.messages,
         last,
         frames: &o.frames,
     };
     let buf = batch::write(&b, buf);
     o.link.send(buf);
+    rep.current
+        .stages
+        .record(Stage::Ingress, sent_ns.saturating_sub(first));
+    rep.tick(sent_ns);
     o.seq += 1;
     o.sent_messages += o.messages as u64;
     o.frames.clear();
@@ -285,17 +338,19 @@ fn flush(o: &mut Outbound, last: bool) {
 struct Pacer {
     factor: f64,
     start: Option<(u64, std::time::Instant)>,
+    rate_start: Option<u64>,
 }
 
 impl Pacer {
     fn new(speed: Speed) -> Self {
         let factor = match speed {
-            Speed::Max => 0.0,
+            Speed::Max | Speed::Rate(_) => 0.0,
             Speed::Times(f) => f,
         };
         Pacer {
             factor,
             start: None,
+            rate_start: None,
         }
     }
 
@@ -307,6 +362,31 @@ impl Pacer {
         let (ts0, t0) = *self.start.get_or_insert((ts, std::time::Instant::now()));
         let ns = (ts.saturating_sub(ts0) as f64 / self.factor) as u64;
         t0 + std::time::Duration::from_nanos(ns)
+    }
+
+    /// Engine clock ns at which message `i` (from 0) is due at `rate` messages a second.
+    fn due_at(&mut self, i: u64, rate: f64) -> u64 {
+        let t0 = *self.rate_start.get_or_insert_with(clock::now_ns);
+        t0 + (i as f64 * 1e9 / rate) as u64
+    }
+
+    /// Waits until the engine clock reaches `due` (spinning the last stretch), or `stop`.
+    fn wait_until(&mut self, due: u64, stop: &AtomicBool) {
+        loop {
+            let now = clock::now_ns();
+            if now >= due || stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if due - now > 200_000 {
+                std::thread::sleep(std::time::Duration::from_nanos(due - now - 100_000));
+            } else if due - now > 2_000 {
+                // The ingress shares its CPU with the consumer and control on small machines:
+                // give them the wait, or the shards' event buffers come back late.
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
     }
 
     fn ahead(&mut self, ts: u64) -> bool {
@@ -342,6 +422,9 @@ mod tests {
         assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
         assert_eq!("realtime".parse::<Speed>(), Ok(Speed::Times(1.0)));
         assert_eq!("10".parse::<Speed>(), Ok(Speed::Times(10.0)));
+        assert_eq!("1000000/s".parse::<Speed>(), Ok(Speed::Rate(1e6)));
+        assert!("0/s".parse::<Speed>().is_err());
+        assert!("fast/s".parse::<Speed>().is_err());
         assert!("0".parse::<Speed>().is_err());
         assert!("fast".parse::<Speed>().is_err());
     }

@@ -39,6 +39,51 @@ pub struct RunOptions {
     pub queries: Vec<String>,
     /// Storage adapters to run, each on its own adapter core.
     pub sinks: Vec<SinkPlan>,
+    /// The admin endpoint, already bound (so a bad address fails before the run starts).
+    pub admin: Option<crate::control::admin::Admin>,
+    /// Injected delays by shard index (`--chaos`).
+    pub chaos: Vec<(usize, shard::Chaos)>,
+    /// How long the control core (and its admin endpoint) stays up after the feed ends.
+    pub admin_linger: Duration,
+}
+
+/// A sink's link to the control core: its persist latencies, rows and spool level out, the
+/// degrade level in.
+struct SinkObserver {
+    reporter: crate::telemetry::Reporter,
+    level: ring::Consumer<u8>,
+    hold: bool,
+}
+
+impl storage_adapters::adapter::Observer for SinkObserver {
+    fn committed(&mut self, rows: usize, lag_ns: Option<u64>) {
+        let t = &mut self.reporter.current;
+        t.items += rows as u64;
+        if let Some(l) = lag_ns {
+            t.stages.record(crate::telemetry::Stage::Persist, l);
+        }
+        self.reporter.tick(clock::now_ns());
+    }
+    fn hold(&mut self) -> bool {
+        while let Some(l) = self.level.try_pop() {
+            self.hold = l >= 2;
+        }
+        self.reporter.tick(clock::now_ns());
+        self.hold
+    }
+    fn now_ns(&self) -> u64 {
+        clock::now_ns()
+    }
+    fn spool_bytes(&mut self, pending: u64) {
+        self.reporter.current.gauge = pending;
+        self.reporter.current.gauge_set = true;
+    }
+}
+
+impl Drop for SinkObserver {
+    fn drop(&mut self) {
+        self.reporter.flush(Duration::from_millis(200));
+    }
 }
 
 /// One storage adapter to run.
@@ -85,6 +130,8 @@ pub struct RunReport {
     pub placement: Vec<(String, usize)>,
     /// Every storage adapter.
     pub sinks: Vec<storage_adapters::adapter::SinkReport>,
+    /// The control core: merged stage histograms, the ladder's history, budgets.
+    pub control: Box<crate::control::ControlCore>,
 }
 
 /// Raises the locked-memory limit to its hard maximum (glommio's io_uring buffers are locked).
@@ -140,6 +187,19 @@ pub fn run(
     let mut links = Vec::new();
     let mut handles = Vec::new();
     let mut placement = vec![("feed".to_string(), cfg.feed_cpu.value)];
+    let interval_ns = cfg.control_interval_ms.value as u64 * 1_000_000;
+    let mut core_feeds = Vec::new();
+    let reporter = |name: String, cpu: usize, feeds: &mut Vec<crate::control::CoreFeed>| {
+        let (r, collector) = crate::telemetry::reporting(feeds.len(), interval_ns);
+        feeds.push(crate::control::CoreFeed {
+            name,
+            cpu,
+            collector,
+        });
+        r
+    };
+    let ingress_reporter = reporter("ingress".into(), cfg.feed_cpu.value, &mut core_feeds);
+    let (dir_tx, dir_rx) = ring::ring::<([u8; 8], u16)>(1 << 16);
     for i in 0..n {
         let (ftx, frx) = ring::link(cfg.feed_buffers.value, feed_buf);
         let (etx, erx) = ring::link(cfg.event_buffers.value, || Buf::with_capacity(64 << 10));
@@ -151,14 +211,17 @@ pub fn run(
         event_rx.push(erx);
         controls.push(ctx_p);
         answers.push(ans_c);
+        let cpu = cfg.shard_cpu(i);
         let ctx = shard::ShardCtx {
             id: i,
             feed: frx,
             events: etx,
             control: ctx_c,
             answers: ans_p,
+            reporter: reporter(format!("shard{i}"), cpu, &mut core_feeds),
+            chaos: opts.chaos.iter().find(|(s, _)| *s == i).map(|(_, c)| *c),
+            dedicated: cfg.cpu_is_dedicated_to_shard(i),
         };
-        let cpu = cfg.shard_cpu(i);
         placement.push((format!("shard{i}"), cpu));
         let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
             .name(&format!("shard{i}"))
@@ -172,6 +235,7 @@ pub fn run(
     let events = opts.events.take();
     let mut feeds = Vec::new();
     let mut adapters = Vec::new();
+    let mut sink_levels = Vec::new();
     for (k, plan) in opts.sinks.drain(..).enumerate() {
         let (tx, mut rx) = ring::ring::<storage_adapters::rows::RowBatch>(4096);
         let done = std::sync::Arc::new(AtomicBool::new(false));
@@ -184,6 +248,13 @@ pub fn run(
         let cpu = cpus[(1 + k) % cpus.len()];
         let shared = cpu == cfg.feed_cpu.value || (0..n).any(|i| cfg.shard_cpu(i) == cpu);
         placement.push((format!("sink:{}", plan.settings.name), cpu));
+        let (level_tx, level_rx) = ring::ring::<u8>(64);
+        sink_levels.push(level_tx);
+        let observer = SinkObserver {
+            reporter: reporter(format!("sink:{}", plan.settings.name), cpu, &mut core_feeds),
+            level: level_rx,
+            hold: false,
+        };
         let h = std::thread::Builder::new()
             .name(format!("sink-{}", plan.settings.name))
             .spawn(move || {
@@ -192,16 +263,21 @@ pub fn run(
                     lower_priority();
                 }
                 use storage_adapters::adapter::Intake;
-                storage_adapters::adapter::run(plan.connect, plan.settings, move || {
-                    if let Some(b) = rx.try_pop() {
-                        return Intake::Rows(b);
-                    }
-                    if done.load(Ordering::Acquire) {
-                        // The consumer set `done` after its last push: one more look is final.
-                        return rx.try_pop().map_or(Intake::End, Intake::Rows);
-                    }
-                    Intake::Idle
-                })
+                storage_adapters::adapter::run(
+                    plan.connect,
+                    plan.settings,
+                    move || {
+                        if let Some(b) = rx.try_pop() {
+                            return Intake::Rows(b);
+                        }
+                        if done.load(Ordering::Acquire) {
+                            // The consumer set `done` after its last push: one more look is final.
+                            return rx.try_pop().map_or(Intake::End, Intake::Rows);
+                        }
+                        Intake::Idle
+                    },
+                    observer,
+                )
             })
             .map_err(|e| Failure::new(format!("cannot start a storage adapter thread: {e}")))?;
         adapters.push(h);
@@ -213,14 +289,45 @@ pub fn run(
             consumer::run(event_rx, events, feeds)
         })
         .map_err(|e| Failure::new(format!("cannot start the consumer thread: {e}")))?;
+    let control_stop = std::sync::Arc::new(AtomicBool::new(false));
+    let control_cpu = cfg.control_cpu.value;
+    let setup = crate::control::ControlSetup {
+        budgets: cfg.budgets.iter().map(|b| b.value).collect(),
+        enter_after: cfg.degrade_enter.value as u32,
+        leave_after: cfg.degrade_leave.value as u32,
+        interval: Duration::from_nanos(interval_ns),
+        feeds: core_feeds,
+        shard_controls: std::mem::take(&mut controls),
+        answers: std::mem::take(&mut answers),
+        sink_levels,
+        directory: dir_rx,
+        routes: routes.clone(),
+        links: links.clone(),
+        config: cfg.render(),
+        admin: opts.admin.take(),
+    };
+    let control = {
+        let stop = std::sync::Arc::clone(&control_stop);
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                pin(control_cpu);
+                crate::control::ControlCore::new(setup).run(&stop)
+            })
+            .map_err(|e| Failure::new(format!("cannot start the control thread: {e}")))?
+    };
     let feed_cpu = cfg.feed_cpu.value;
     let speed = opts.speed.unwrap_or(Speed::Max);
+    let tel = ingress::IngressTelemetry {
+        reporter: ingress_reporter,
+        directory: dir_tx,
+    };
     let ingress = std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name("ingress".into())
             .spawn_scoped(s, || {
                 pin(feed_cpu);
-                ingress::run(source, &routes, feed_tx, batch_bytes, speed, stop)
+                ingress::run(source, &routes, feed_tx, batch_bytes, speed, stop, tel)
             });
         match h {
             Ok(h) => h
@@ -238,6 +345,14 @@ pub fn run(
         .join()
         .map_err(|_| Failure::new("the consumer thread panicked (a bug)"))?;
     let engine_wall = started.elapsed();
+    std::thread::sleep(opts.admin_linger);
+    control_stop.store(true, Ordering::Release);
+    let mut control = Box::new(
+        control
+            .join()
+            .map_err(|_| Failure::new("the control thread panicked (a bug)"))?,
+    );
+    let (mut controls, mut answers) = control.take_rings();
     let mut q = Queries {
         routes: &routes,
         directory: &ingress.directory,
@@ -262,9 +377,9 @@ pub fn run(
         shards.push(r);
     }
     let links = links
-        .into_iter()
+        .iter()
         .map(|(name, s)| LinkReport {
-            name,
+            name: name.clone(),
             sent: s.sent.load(Ordering::Relaxed),
             full_waits: s.full_waits.load(Ordering::Relaxed),
         })
@@ -277,6 +392,7 @@ pub fn run(
                 .map_err(|_| Failure::new("a storage adapter thread panicked (a bug)"))?,
         );
     }
+    control.finish();
     Ok(RunReport {
         ingress,
         shards,
@@ -288,6 +404,7 @@ pub fn run(
         engine_wall,
         placement,
         sinks,
+        control,
     })
 }
 

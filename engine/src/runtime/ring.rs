@@ -214,6 +214,8 @@ pub struct LinkStats {
     pub sent: AtomicU64,
     /// Times the producer found every buffer in flight and had to wait.
     pub full_waits: AtomicU64,
+    /// Buffers the consumer has handed back: `sent - returned` are in flight (occupancy).
+    pub returned: AtomicU64,
 }
 
 /// The producer's end of a link: takes empty buffers, sends filled ones.
@@ -316,6 +318,7 @@ impl<B: Send> Receiver<B> {
         if self.back.try_push(b).is_err() {
             unreachable!("more buffers returned than the link holds");
         }
+        self.stats.returned.fetch_add(1, Ordering::Relaxed);
         self.producer_waker.wake();
     }
 

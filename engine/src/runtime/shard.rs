@@ -9,7 +9,9 @@
 //! and never allocates per message: event vectors and bar tables grow to their high-water mark.
 
 use super::batch::{self, Buf, EventBatch};
+use super::clock;
 use super::ring::{Backoff, Consumer, Producer, Receiver, Sender};
+use crate::telemetry::{Reporter, Stage};
 use shards::bars::{Bar, BarClock};
 use shards::book::{Books, LevelInfo, SideKind};
 use shards::events::{Bbo, Break, EventSink, InstrumentState, Listing, Quote, Trade};
@@ -52,6 +54,8 @@ pub struct Snapshot {
 pub enum Control {
     /// The snapshot of one locate.
     Query(u16),
+    /// Run at this degrade level from now on (see `telemetry::budget::LEVELS`).
+    Level(u8),
     /// Finish: the ingress has sent its last batch and nothing more will be asked.
     Stop,
 }
@@ -73,8 +77,68 @@ pub struct ShardReport {
     pub bars: u64,
     /// Breaks.
     pub breaks: u64,
+    /// BBO changes folded into a later one of the same instrument and batch (degrade level 1
+    /// and up): `bbos + bbos_coalesced` is every change the books made.
+    pub bbos_coalesced: u64,
     /// Batches that failed validation or framing (a bug if ever non-zero).
     pub bad_batches: u64,
+}
+
+/// A delay injected into one shard's apply stage, for tests and drills (`--chaos`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Chaos {
+    /// Spin this long per message applied...
+    pub delay_ns: u64,
+    /// ...for this long after the shard's first batch (0: for the whole run).
+    pub for_ns: u64,
+}
+
+/// `--chaos apply-delay=DURATION@shardN[:for=DURATION]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChaosSpec {
+    /// The shard.
+    pub shard: usize,
+    /// What to inject.
+    pub chaos: Chaos,
+}
+
+impl std::str::FromStr for ChaosSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ChaosSpec, String> {
+        use crate::telemetry::budget::parse_duration;
+        let usage =
+            "write apply-delay=DURATION@shardN[:for=DURATION], e.g. apply-delay=50us@shard0:for=1s";
+        let rest = s
+            .strip_prefix("apply-delay=")
+            .ok_or_else(|| format!("`{s}`: the only chaos is apply-delay; {usage}"))?;
+        let (delay, target) = rest
+            .split_once('@')
+            .ok_or_else(|| format!("`{s}` names no shard; {usage}"))?;
+        let (shard, window) = match target.split_once(':') {
+            Some((sh, w)) => (sh, Some(w)),
+            None => (target, None),
+        };
+        let shard = shard
+            .strip_prefix("shard")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("`{shard}` is not a shard (shard0, shard1, ...); {usage}"))?;
+        let for_ns = match window {
+            None => 0,
+            Some(w) => {
+                let d = w
+                    .strip_prefix("for=")
+                    .ok_or_else(|| format!("`{w}`: {usage}"))?;
+                parse_duration(d)?
+            }
+        };
+        Ok(ChaosSpec {
+            shard,
+            chaos: Chaos {
+                delay_ns: parse_duration(delay)?,
+                for_ns,
+            },
+        })
+    }
 }
 
 /// Everything a shard core needs.
@@ -89,6 +153,13 @@ pub struct ShardCtx {
     pub control: Consumer<Control>,
     /// Answers to queries.
     pub answers: Producer<Snapshot>,
+    /// Stage histograms, shipped to the control core.
+    pub reporter: Reporter,
+    /// Injected apply delay, if any.
+    pub chaos: Option<Chaos>,
+    /// The shard has its CPU to itself: when idle it spins instead of parking (a wake-up
+    /// costs tens of microseconds, which is the hop budget many times over).
+    pub dedicated: bool,
 }
 
 /// Events of the batch being applied, and the bars being built.
@@ -106,7 +177,14 @@ struct Out {
     changed_at: Box<[u64]>,
     s1: BarClock,
     m1: BarClock,
+    /// Degrade level 1+: keep one BBO per instrument per batch.
+    coalesce: bool,
+    /// Index in `bbos` of each locate's BBO in this batch (`NO_BBO`: none yet).
+    bbo_at: Box<[u32]>,
+    coalesced: u64,
 }
+
+const NO_BBO: u32 = u32::MAX;
 
 impl Out {
     #[inline(always)]
@@ -148,6 +226,15 @@ impl EventSink for Out {
     fn on_bbo(&mut self, b: &Bbo) {
         self.advance(b.timestamp);
         self.touch(b.locate, b.timestamp);
+        if self.coalesce {
+            let at = &mut self.bbo_at[b.locate as usize];
+            if *at != NO_BBO {
+                self.bbos[*at as usize] = *b;
+                self.coalesced += 1;
+                return;
+            }
+            *at = self.bbos.len() as u32;
+        }
         self.bbos.push(*b);
     }
     #[inline(always)]
@@ -177,14 +264,26 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         changed_at: vec![0; 1 << 16].into_boxed_slice(),
         s1: BarClock::new(1),
         m1: BarClock::new(60),
+        coalesce: false,
+        bbo_at: vec![NO_BBO; 1 << 16].into_boxed_slice(),
+        coalesced: 0,
     };
+    let mut chaos_until = 0u64;
     let mut fed_last = false;
     let mut stop = false;
     let mut idle = Backoff::new();
     while !(stop && fed_last) {
         let mut busy = false;
-        while let Some(buf) = ctx.feed.try_recv() {
-            fed_last |= apply(&mut ctx, &mut books, &mut out, &mut rep, &buf);
+        // One batch, then the control ring: a snapshot waits at most one batch's apply.
+        if let Some(buf) = ctx.feed.try_recv() {
+            if let (Some(c), 0) = (ctx.chaos, chaos_until) {
+                chaos_until = if c.for_ns == 0 {
+                    u64::MAX
+                } else {
+                    clock::now_ns() + c.for_ns
+                };
+            }
+            fed_last |= apply(&mut ctx, &mut books, &mut out, &mut rep, &buf, chaos_until);
             ctx.feed.give_back(buf);
             busy = true;
             glommio::yield_if_needed().await;
@@ -197,18 +296,23 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
                         unreachable!("one answer per query, and the engine asks one at a time");
                     }
                 }
+                Control::Level(l) => out.coalesce = l >= 1,
                 Control::Stop => stop = true,
             }
             busy = true;
         }
         if busy {
             idle = Backoff::new();
+        } else if ctx.dedicated {
+            std::hint::spin_loop();
         } else if idle.should_park() {
             ctx.feed.park(Duration::from_micros(500));
         } else {
             idle.snooze();
         }
     }
+    rep.bbos_coalesced = out.coalesced;
+    ctx.reporter.flush(Duration::from_millis(200));
     (books, rep)
 }
 
@@ -219,15 +323,21 @@ fn apply(
     out: &mut Out,
     rep: &mut ShardReport,
     buf: &[u8],
+    chaos_until: u64,
 ) -> bool {
+    let picked = clock::now_ns();
     let Ok(b) = batch::read_feed(buf) else {
         rep.bad_batches += 1;
         return false;
     };
     let mut n = 0u64;
     let mut listings = core::mem::take(&mut out.listings);
+    let delay = ctx.chaos.map_or(0, |c| c.delay_ns);
     let replayed = books.replay(&b.frames, false, out, |_, m| {
         n += 1;
+        if delay > 0 {
+            spin_chaos(delay, chaos_until);
+        }
         if m[0] == b'R' && m.len() >= 19 {
             let mut stock = [0u8; 8];
             stock.copy_from_slice(&m[11..19]);
@@ -265,6 +375,10 @@ fn apply(
         }
     }
     out.touched.clear();
+    for q in &out.bbos {
+        out.bbo_at[q.locate as usize] = NO_BBO;
+    }
+    let applied = clock::now_ns();
     rep.messages += n;
     rep.batches += 1;
     rep.trades += out.trades.len() as u64;
@@ -283,9 +397,23 @@ fn apply(
         listings: &out.listings,
         states: &out.states,
     };
+    let events = (ev.trades.len() + ev.bbos.len() + ev.bars.len() + ev.breaks.len()) as u64;
     let ebuf = ctx.events.take();
     let ebuf = batch::write(&ev, ebuf);
     ctx.events.send(ebuf);
+    let sent = clock::now_ns();
+    let first = b.first_ingress_ns.to_native();
+    let t = &mut ctx.reporter.current;
+    t.stages
+        .record(Stage::Hop, picked.saturating_sub(b.sent_ns.to_native()));
+    if let Some(per) = applied.saturating_sub(picked).checked_div(n) {
+        t.stages.record_n(Stage::Apply, per, n);
+        t.stages.record(Stage::E2e, sent.saturating_sub(first));
+    }
+    t.stages.record(Stage::Emit, sent.saturating_sub(applied));
+    t.items += n;
+    t.events += events;
+    ctx.reporter.tick(sent);
     out.trades.clear();
     out.bbos.clear();
     out.bars.clear();
@@ -293,6 +421,18 @@ fn apply(
     out.listings.clear();
     out.states.clear();
     last
+}
+
+/// Spins `delay_ns` (chaos), while the chaos window lasts.
+#[cold]
+fn spin_chaos(delay_ns: u64, until: u64) {
+    let start = clock::now_ns();
+    if start >= until {
+        return;
+    }
+    while clock::now_ns() - start < delay_ns {
+        std::hint::spin_loop();
+    }
 }
 
 /// Feed time of the batch's last message (the clock that closes bars).

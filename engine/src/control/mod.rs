@@ -1,0 +1,432 @@
+//! The control core: collects every core's stage histograms, enforces the latency budgets with
+//! the degrade ladder, and serves the admin endpoint.
+//!
+//! Every `interval` it merges the intervals the cores shipped (over SPSC rings, see
+//! [`crate::telemetry`]), compares each budget's percentile with its limit, steps the ladder,
+//! and sends a level change to every shard (over its control ring) and every sink (over its
+//! level ring). It also names locates (from the directory entries the ingress forwards) and
+//! routes snapshot requests to the owning shard.
+//!
+//! Owns merged histograms, the ladder and the admin socket. Never touches a book, never blocks
+//! a shard: everything it sends is a `try_push` on a ring with room to spare, and a full ring
+//! is counted, not waited on.
+
+pub mod admin;
+
+use crate::runtime::clock;
+use crate::runtime::ingress::Routes;
+use crate::runtime::ring::{Consumer, LinkStats, Producer};
+use crate::runtime::shard::{Control, Snapshot};
+use crate::telemetry::budget::{Budget, Ladder, LEVELS};
+use crate::telemetry::{histogram, Collector, Stage, StageSet, STAGES};
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One core the control core hears from.
+pub struct CoreFeed {
+    /// `ingress`, `shard0`, `sink:pg`, ...
+    pub name: String,
+    /// CPU it runs on.
+    pub cpu: usize,
+    /// Its intervals.
+    pub collector: Collector,
+}
+
+/// One level change of the ladder.
+#[derive(Debug, Clone)]
+pub struct LevelChange {
+    /// Seconds since the run started.
+    pub at_s: f64,
+    /// Level before.
+    pub from: usize,
+    /// Level after.
+    pub to: usize,
+    /// The measurements that caused it (`e2e.p999 = 73us > 50us`), or that the interval was clean.
+    pub reason: String,
+}
+
+/// One interval as the control core saw it (for the latency-over-time chart).
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    /// Seconds since the run started.
+    pub at_s: f64,
+    /// e2e p99 and max in the interval, ns (0 when no batch finished).
+    pub e2e_p99_ns: u64,
+    /// e2e max in the interval, ns.
+    pub e2e_max_ns: u64,
+    /// Messages the shards applied in the interval.
+    pub messages: u64,
+    /// The level in force after the interval.
+    pub level: usize,
+}
+
+/// Per-core totals.
+pub struct CoreTotals {
+    /// Name.
+    pub name: String,
+    /// CPU.
+    pub cpu: usize,
+    /// Every sample the core sent, merged.
+    pub stages: StageSet,
+    /// Messages or rows handled.
+    pub items: u64,
+    /// Events emitted.
+    pub events: u64,
+    /// The last gauge the core reported (a sink's spool bytes).
+    pub gauge: u64,
+}
+
+/// What the control core hands out to the admin endpoint and the run's summary.
+pub struct ControlState {
+    /// Budgets in force.
+    pub budgets: Vec<Budget>,
+    /// The ladder.
+    pub ladder: Ladder,
+    /// Every core's totals, in feed order.
+    pub cores: Vec<CoreTotals>,
+    /// Level changes, in order.
+    pub changes: Vec<LevelChange>,
+    /// Seconds spent at each level.
+    pub time_at_level: [f64; LEVELS.len()],
+    /// Intervals over budget, per budget key.
+    pub breaches: BTreeMap<String, u64>,
+    /// Interval history (bounded: the first `MAX_TICKS`).
+    pub ticks: Vec<Tick>,
+    /// Snapshot round trips as the control core measured them.
+    pub snapshot: Histogram<u64>,
+    /// Links and their counters.
+    pub links: Vec<(String, Arc<LinkStats>)>,
+    /// Rendered configuration (for `/status`).
+    pub config: String,
+    /// When the run started.
+    pub started: Instant,
+    /// Control messages that found a full ring (a shard far behind).
+    pub dropped_controls: u64,
+}
+
+/// Interval history kept for the chart: an hour at 100 ms.
+pub const MAX_TICKS: usize = 36_000;
+
+/// Everything the control core owns while the run lasts.
+pub struct ControlCore {
+    /// The state the endpoint and the summary read.
+    pub state: ControlState,
+    feeds: Vec<CoreFeed>,
+    interval_acc: StageSet,
+    interval_messages: u64,
+    shard_controls: Vec<Producer<Control>>,
+    answers: Vec<Consumer<Snapshot>>,
+    sink_levels: Vec<Producer<u8>>,
+    directory: Consumer<([u8; 8], u16)>,
+    names: BTreeMap<[u8; 8], u16>,
+    routes: Routes,
+    interval: Duration,
+    level_since: Instant,
+    /// The admin endpoint, when enabled.
+    pub admin: Option<admin::Admin>,
+}
+
+/// What the control core needs to start.
+pub struct ControlSetup {
+    /// Budgets.
+    pub budgets: Vec<Budget>,
+    /// Ladder hysteresis.
+    pub enter_after: u32,
+    /// Intervals under budget before a level is left.
+    pub leave_after: u32,
+    /// Interval length.
+    pub interval: Duration,
+    /// Every reporting core.
+    pub feeds: Vec<CoreFeed>,
+    /// Control rings to the shards (the control core is their only producer while it runs).
+    pub shard_controls: Vec<Producer<Control>>,
+    /// Snapshot answers from the shards.
+    pub answers: Vec<Consumer<Snapshot>>,
+    /// Level rings to the sinks.
+    pub sink_levels: Vec<Producer<u8>>,
+    /// Directory entries from the ingress.
+    pub directory: Consumer<([u8; 8], u16)>,
+    /// Which shard owns which locate.
+    pub routes: Routes,
+    /// Links to report.
+    pub links: Vec<(String, Arc<LinkStats>)>,
+    /// Rendered configuration.
+    pub config: String,
+    /// The bound admin endpoint, if any.
+    pub admin: Option<admin::Admin>,
+}
+
+impl ControlCore {
+    /// A control core at level 0.
+    pub fn new(s: ControlSetup) -> ControlCore {
+        let cores = s
+            .feeds
+            .iter()
+            .map(|f| CoreTotals {
+                name: f.name.clone(),
+                cpu: f.cpu,
+                stages: StageSet::default(),
+                items: 0,
+                events: 0,
+                gauge: 0,
+            })
+            .collect();
+        let now = Instant::now();
+        ControlCore {
+            state: ControlState {
+                budgets: s.budgets,
+                ladder: Ladder::new(s.enter_after, s.leave_after),
+                cores,
+                changes: Vec::new(),
+                time_at_level: [0.0; LEVELS.len()],
+                breaches: BTreeMap::new(),
+                ticks: Vec::new(),
+                snapshot: histogram(),
+                links: s.links,
+                config: s.config,
+                started: now,
+                dropped_controls: 0,
+            },
+            feeds: s.feeds,
+            interval_acc: StageSet::default(),
+            interval_messages: 0,
+            shard_controls: s.shard_controls,
+            answers: s.answers,
+            sink_levels: s.sink_levels,
+            directory: s.directory,
+            names: BTreeMap::new(),
+            routes: s.routes,
+            interval: s.interval,
+            level_since: now,
+            admin: s.admin,
+        }
+    }
+
+    /// Runs until `stop` is set; returns itself so the caller can drain the cores' last
+    /// intervals after they exit.
+    pub fn run(mut self, stop: &AtomicBool) -> ControlCore {
+        let mut next = Instant::now() + self.interval;
+        while !stop.load(Ordering::Acquire) {
+            self.collect();
+            if Instant::now() >= next {
+                next += self.interval;
+                self.evaluate();
+            }
+            if let Some(mut a) = self.admin.take() {
+                a.poll(&mut self);
+                self.admin = Some(a);
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        self.collect();
+        self
+    }
+
+    /// Merges every interval waiting on the rings and hands the boxes back.
+    pub fn collect(&mut self) {
+        while let Some((symbol, locate)) = self.directory.try_pop() {
+            self.names.insert(symbol, locate);
+        }
+        for f in &mut self.feeds {
+            while let Some(mut iv) = f.collector.filled.try_pop() {
+                let c = &mut self.state.cores[iv.core];
+                c.stages.merge(&iv.stages);
+                c.items += iv.items;
+                c.events += iv.events;
+                if iv.gauge_set {
+                    c.gauge = iv.gauge;
+                }
+                self.interval_acc.merge(&iv.stages);
+                if f.name.starts_with("shard") {
+                    self.interval_messages += iv.items;
+                }
+                iv.stages.reset();
+                iv.items = 0;
+                iv.events = 0;
+                iv.gauge_set = false;
+                // The spare ring holds every box there is: this cannot fail.
+                let _ = f.collector.spares.try_push(iv);
+            }
+        }
+    }
+
+    /// Closes an interval: budgets, ladder, history.
+    pub fn evaluate(&mut self) {
+        let mut over = Vec::new();
+        for b in &self.state.budgets {
+            let h = self.interval_acc.get(b.stage);
+            if h.is_empty() {
+                continue;
+            }
+            let v = h.value_at_quantile(b.quantile);
+            if v > b.limit_ns {
+                over.push(format!(
+                    "{} = {} > {}",
+                    b.key(),
+                    crate::telemetry::budget::duration_text(v),
+                    crate::telemetry::budget::duration_text(b.limit_ns)
+                ));
+                *self.state.breaches.entry(b.key()).or_default() += 1;
+            }
+        }
+        let from = self.state.ladder.level;
+        if let Some(to) = self.state.ladder.step(!over.is_empty()) {
+            let reason = if over.is_empty() {
+                format!("{} clean intervals in a row", self.state.ladder.leave_after)
+            } else {
+                over.join(", ")
+            };
+            self.set_level(from, to, reason);
+        }
+        let e2e = self.interval_acc.get(Stage::E2e);
+        if self.state.ticks.len() < MAX_TICKS {
+            self.state.ticks.push(Tick {
+                at_s: self.state.started.elapsed().as_secs_f64(),
+                e2e_p99_ns: if e2e.is_empty() {
+                    0
+                } else {
+                    e2e.value_at_quantile(0.99)
+                },
+                e2e_max_ns: e2e.max(),
+                messages: self.interval_messages,
+                level: self.state.ladder.level,
+            });
+        }
+        self.interval_acc.reset();
+        self.interval_messages = 0;
+    }
+
+    fn set_level(&mut self, from: usize, to: usize, reason: String) {
+        let now = Instant::now();
+        self.state.time_at_level[from] += (now - self.level_since).as_secs_f64();
+        self.level_since = now;
+        let at_s = self.state.started.elapsed().as_secs_f64();
+        // Live, for the operator; the run's log gets every change from the summary.
+        eprintln!(
+            "tickcore: degrade level {from} -> {to} at {at_s:.2} s ({}): {reason}",
+            LEVELS[to]
+        );
+        for c in &mut self.shard_controls {
+            if c.try_push(Control::Level(to as u8)).is_err() {
+                self.state.dropped_controls += 1;
+            }
+        }
+        for s in &mut self.sink_levels {
+            if s.try_push(to as u8).is_err() {
+                self.state.dropped_controls += 1;
+            }
+        }
+        self.state.changes.push(LevelChange {
+            at_s,
+            from,
+            to,
+            reason,
+        });
+    }
+
+    /// The owning shard's snapshot of `symbol`: `Ok(None)` when the feed has not listed it,
+    /// `Err` when the shard did not answer within `patience`.
+    pub fn snapshot(
+        &mut self,
+        symbol: &str,
+        patience: Duration,
+    ) -> Result<Option<Snapshot>, String> {
+        self.collect();
+        let sym = symbol.as_bytes();
+        if sym.is_empty() || sym.len() > 8 {
+            return Ok(None);
+        }
+        let mut key = [b' '; 8];
+        key[..sym.len()].copy_from_slice(sym);
+        let Some(&locate) = self.names.get(&key) else {
+            return Ok(None);
+        };
+        let shard = self.routes.shard(locate);
+        let t0 = clock::now_ns();
+        if self.shard_controls[shard]
+            .try_push(Control::Query(locate))
+            .is_err()
+        {
+            return Err(format!("shard {shard}'s control ring is full"));
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(s) = self.answers[shard].try_pop() {
+                let dt = clock::now_ns().saturating_sub(t0);
+                self.state.snapshot.saturating_record(dt.max(1));
+                return Ok(Some(s));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("shard {shard} did not answer within {patience:?}"));
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Closes the books on the run: the cores' last intervals, the time at the last level.
+    pub fn finish(&mut self) {
+        self.collect();
+        let now = Instant::now();
+        let l = self.state.ladder.level;
+        self.state.time_at_level[l] += (now - self.level_since).as_secs_f64();
+        self.level_since = now;
+    }
+
+    /// Every stage merged over every core.
+    pub fn all_stages(&self) -> StageSet {
+        let mut all = StageSet::default();
+        for c in &self.state.cores {
+            all.merge(&c.stages);
+        }
+        all
+    }
+
+    /// Hands the shards' control rings and answer rings back (after the run, for the
+    /// engine's last queries and its stop message).
+    pub fn take_rings(&mut self) -> (Vec<Producer<Control>>, Vec<Consumer<Snapshot>>) {
+        (
+            std::mem::take(&mut self.shard_controls),
+            std::mem::take(&mut self.answers),
+        )
+    }
+}
+
+/// The percentiles every report shows, with their JSON names.
+pub const QUANTILES: [(&str, f64); 5] = [
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p999", 0.999),
+    ("p9999", 0.9999),
+];
+
+/// A stage's figures as JSON: count, p50..p99.99 and max in ns.
+pub fn stage_json(h: &Histogram<u64>) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("count".into(), h.len().into());
+    for (name, q) in QUANTILES {
+        let v = if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q)
+        };
+        m.insert(format!("{name}_ns"), v.into());
+    }
+    m.insert("max_ns".into(), h.max().into());
+    serde_json::Value::Object(m)
+}
+
+/// Every stage with samples, as JSON keyed by stage name.
+pub fn stages_json(set: &StageSet) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for s in STAGES {
+        let h = set.get(s);
+        if !h.is_empty() {
+            m.insert(s.name().into(), stage_json(h));
+        }
+    }
+    serde_json::Value::Object(m)
+}
