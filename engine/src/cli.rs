@@ -58,6 +58,56 @@ pub enum Command {
     Config(ConfigArgs),
     /// Load what the sinks spooled (build_data/spool/<sink>/) into their databases.
     Drain(DrainArgs),
+    /// Measure the engine: an open-loop replay of a generated session at a fixed offered rate.
+    ///
+    /// Message i is due i/RATE seconds after the first whatever the engine does, and latency
+    /// is counted from that due time, so queueing shows up instead of hiding (no coordinated
+    /// omission). Reports offered and achieved throughput, per-stage p50/p90/p99/p99.9/p99.99/max,
+    /// drops, degrade time, sink rows/s, peak memory and placement; writes
+    /// build_data/bench/<time>-<scope>.json and a latency chart (.svg) beside it. With
+    /// --baseline it exits 1 when a figure regressed more than --tolerance percent.
+    Bench(Box<BenchArgs>),
+}
+
+/// `tickcore bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Instrument universe of the generated session.
+    #[arg(long, value_enum, default_value = "m7")]
+    pub scope: ScopeArg,
+    /// Messages (accepts 20M, 500k).
+    #[arg(long, default_value = "2M", value_parser = parse_count)]
+    pub messages: u64,
+    /// Offered load, messages per second (accepts 1M, 500k), or max (as fast as ingress goes).
+    #[arg(long, default_value = "1M")]
+    pub rate: String,
+    /// Seed of the generated session.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Shards [default: from the configuration].
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Sinks to run, comma-separated: none, or any of pg, redis, neo4j (URLs as for `run`).
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    pub sinks: Vec<String>,
+    /// Sink settings.
+    #[command(flatten)]
+    pub sink: SinkArgs,
+    /// Where to write the JSON result [default: build_data/bench/<time>-<scope>.json].
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// An earlier result to compare with: exit 1 when a figure is worse by more than --tolerance.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Allowed regression against --baseline, percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub tolerance: f64,
+    /// Measure nothing (no clock reads, no histograms): the throughput cost of measuring.
+    #[arg(long)]
+    pub no_histograms: bool,
+    /// Placement file [default: ./affinity.toml when it exists].
+    #[arg(long, env = "TICKCORE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// `tickcore run`.
@@ -339,6 +389,7 @@ pub fn main() -> i32 {
         Command::Run(a) => cmd::run::run(&a),
         Command::Config(a) => cmd::config::run(&a),
         Command::Drain(a) => cmd::drain::run(&a),
+        Command::Bench(a) => cmd::bench::run(&a),
     };
     match result {
         Ok(()) => 0,

@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `run(&Args) -> Result<()>`.
 
+pub mod bench;
 pub mod book;
 pub mod config;
 pub mod drain;

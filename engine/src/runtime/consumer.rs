@@ -54,6 +54,9 @@ struct Names {
     by_locate: Box<[[u8; 8]]>,
 }
 
+/// How long the consumer stays awake (yielding) after its last batch before it parks.
+const STAY_AWAKE: Duration = Duration::from_millis(2);
+
 /// Drains `links` until every shard has sent its last batch.
 pub fn run(
     mut links: Vec<Receiver<Buf>>,
@@ -66,6 +69,7 @@ pub fn run(
     };
     let mut done = vec![false; links.len()];
     let mut idle = Backoff::new();
+    let mut idle_since: Option<std::time::Instant> = None;
     while done.iter().any(|d| !d) {
         let mut busy = false;
         for (i, link) in links.iter_mut().enumerate() {
@@ -77,6 +81,15 @@ pub fn run(
         }
         if busy {
             idle = Backoff::new();
+            idle_since = None;
+        } else if idle_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            < STAY_AWAKE
+        {
+            // Parked, every event batch would cost its shard a futex wake (microseconds on
+            // the shard's clock); yielding keeps the CPU free for whoever shares it.
+            std::thread::yield_now();
         } else if idle.should_park() {
             // Any link's arrival would do; wait on the first unfinished one, briefly.
             if let Some(i) = done.iter().position(|d| !d) {

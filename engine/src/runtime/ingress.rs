@@ -37,7 +37,7 @@ pub struct BytesSource<'a> {
 
 /// On a rate schedule, a batch leaves once its first message has waited this long and the
 /// ingress is ahead of the schedule (or when it is full).
-const RATE_LINGER_NS: u64 = 4_000;
+const RATE_LINGER_NS: u64 = 2_500;
 
 /// Messages between checks of the stop flag.
 const STOP_EVERY: u64 = 4096;
@@ -168,6 +168,8 @@ pub struct IngressTelemetry {
     pub reporter: Reporter,
     /// Every stock directory entry, as it is read (how control names locates for snapshots).
     pub directory: Producer<([u8; 8], u16)>,
+    /// Record the ingress stage (off: `tickcore bench --no-histograms`).
+    pub measure: bool,
 }
 
 /// One shard's outbound batch.
@@ -231,6 +233,7 @@ pub fn run(
         ..Default::default()
     };
     let mut pace = Pacer::new(speed);
+    let measure = tel.measure;
     let rep = &mut tel.reporter;
     let walked = source.pump(stop, |m| {
         r.messages += 1;
@@ -244,7 +247,7 @@ pub fn run(
                 // would cost the shard more per message than applying it), then wait.
                 for o in out.iter_mut() {
                     if o.messages > 0 && now.saturating_sub(o.first_ns) >= RATE_LINGER_NS {
-                        flush(o, false, rep);
+                        flush(o, false, rep, measure);
                     }
                 }
                 pace.wait_until(due, stop);
@@ -252,7 +255,7 @@ pub fn run(
         } else if pace.enabled() && m.len() >= 11 {
             let ts = u64::from_be_bytes([0, 0, m[5], m[6], m[7], m[8], m[9], m[10]]);
             if pace.ahead(ts) {
-                out.iter_mut().for_each(|o| flush(o, false, rep));
+                out.iter_mut().for_each(|o| flush(o, false, rep, measure));
                 pace.wait(ts, stop);
             }
         }
@@ -272,10 +275,17 @@ pub fn run(
         if locate == 0 {
             r.broadcast += 1;
             for o in out.iter_mut() {
-                push(o, m, batch_bytes, due, rep);
+                push(o, m, batch_bytes, due, rep, measure);
             }
         } else {
-            push(&mut out[routes.shard(locate)], m, batch_bytes, due, rep);
+            push(
+                &mut out[routes.shard(locate)],
+                m,
+                batch_bytes,
+                due,
+                rep,
+                measure,
+            );
         }
         rep.current.items += 1;
     });
@@ -285,7 +295,7 @@ pub fn run(
     }
     r.stopped = stop.load(Ordering::Relaxed);
     for (i, o) in out.iter_mut().enumerate() {
-        flush(o, true, rep);
+        flush(o, true, rep, measure);
         r.per_shard[i] = o.sent_messages;
         r.batches[i] = o.seq;
     }
@@ -295,24 +305,31 @@ pub fn run(
 
 /// Appends `m` to its shard's batch; `due` is its stamp on a rate schedule (0: read the clock).
 #[inline(always)]
-fn push(o: &mut Outbound, m: &[u8], batch_bytes: usize, due: u64, rep: &mut Reporter) {
-    if o.messages == 0 {
+fn push(
+    o: &mut Outbound,
+    m: &[u8],
+    batch_bytes: usize,
+    due: u64,
+    rep: &mut Reporter,
+    measure: bool,
+) {
+    if o.messages == 0 && measure {
         o.first_ns = if due > 0 { due } else { clock::now_ns() };
     }
     o.frames.extend_from_slice(&(m.len() as u16).to_be_bytes());
     o.frames.extend_from_slice(m);
     o.messages += 1;
     if o.frames.len() >= batch_bytes {
-        flush(o, false, rep);
+        flush(o, false, rep, measure);
     }
 }
 
-fn flush(o: &mut Outbound, last: bool, rep: &mut Reporter) {
+fn flush(o: &mut Outbound, last: bool, rep: &mut Reporter, measure: bool) {
     if o.messages == 0 && !last {
         return;
     }
     let buf = o.link.take();
-    let sent_ns = clock::now_ns();
+    let sent_ns = if measure { clock::now_ns() } else { 0 };
     let first = if o.messages == 0 { sent_ns } else { o.first_ns };
     let b = FeedBatch {
         seq: o.seq,
@@ -379,7 +396,7 @@ impl Pacer {
             }
             if due - now > 200_000 {
                 std::thread::sleep(std::time::Duration::from_nanos(due - now - 100_000));
-            } else if due - now > 2_000 {
+            } else if due - now > 300 {
                 // The ingress shares its CPU with the consumer and control on small machines:
                 // give them the wait, or the shards' event buffers come back late.
                 std::thread::yield_now();

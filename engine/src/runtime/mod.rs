@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub chaos: Vec<(usize, shard::Chaos)>,
     /// How long the control core (and its admin endpoint) stays up after the feed ends.
     pub admin_linger: Duration,
+    /// Skip every clock read and histogram record on ingress and shards (to measure what
+    /// measuring costs).
+    pub unmeasured: bool,
 }
 
 /// A sink's link to the control core: its persist latencies, rows and spool level out, the
@@ -221,6 +224,7 @@ pub fn run(
             reporter: reporter(format!("shard{i}"), cpu, &mut core_feeds),
             chaos: opts.chaos.iter().find(|(s, _)| *s == i).map(|(_, c)| *c),
             dedicated: cfg.cpu_is_dedicated_to_shard(i),
+            measure: !opts.unmeasured,
         };
         placement.push((format!("shard{i}"), cpu));
         let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
@@ -321,6 +325,7 @@ pub fn run(
     let tel = ingress::IngressTelemetry {
         reporter: ingress_reporter,
         directory: dir_tx,
+        measure: !opts.unmeasured,
     };
     let ingress = std::thread::scope(|s| {
         let h = std::thread::Builder::new()

@@ -160,6 +160,8 @@ pub struct ShardCtx {
     /// The shard has its CPU to itself: when idle it spins instead of parking (a wake-up
     /// costs tens of microseconds, which is the hop budget many times over).
     pub dedicated: bool,
+    /// Read the clock and record the stages (off: `tickcore bench --no-histograms`).
+    pub measure: bool,
 }
 
 /// Events of the batch being applied, and the bars being built.
@@ -325,7 +327,9 @@ fn apply(
     buf: &[u8],
     chaos_until: u64,
 ) -> bool {
-    let picked = clock::now_ns();
+    let measure = ctx.measure;
+    let now = || if measure { clock::now_ns() } else { 0 };
+    let picked = now();
     let Ok(b) = batch::read_feed(buf) else {
         rep.bad_batches += 1;
         return false;
@@ -378,7 +382,7 @@ fn apply(
     for q in &out.bbos {
         out.bbo_at[q.locate as usize] = NO_BBO;
     }
-    let applied = clock::now_ns();
+    let applied = now();
     rep.messages += n;
     rep.batches += 1;
     rep.trades += out.trades.len() as u64;
@@ -401,7 +405,26 @@ fn apply(
     let ebuf = ctx.events.take();
     let ebuf = batch::write(&ev, ebuf);
     ctx.events.send(ebuf);
-    let sent = clock::now_ns();
+    out.trades.clear();
+    out.bbos.clear();
+    out.bars.clear();
+    out.breaks.clear();
+    out.listings.clear();
+    out.states.clear();
+    if measure {
+        record(ctx, b, n, events, (picked, applied, now()));
+    }
+    last
+}
+
+/// Records one batch's stages: (picked up, applied, events sent) in engine ns.
+fn record(
+    ctx: &mut ShardCtx,
+    b: &batch::ArchivedFeedBatch<'_>,
+    n: u64,
+    events: u64,
+    (picked, applied, sent): (u64, u64, u64),
+) {
     let first = b.first_ingress_ns.to_native();
     let t = &mut ctx.reporter.current;
     t.stages
@@ -414,13 +437,6 @@ fn apply(
     t.items += n;
     t.events += events;
     ctx.reporter.tick(sent);
-    out.trades.clear();
-    out.bbos.clear();
-    out.bars.clear();
-    out.breaks.clear();
-    out.listings.clear();
-    out.states.clear();
-    last
 }
 
 /// Spins `delay_ns` (chaos), while the chaos window lasts.

@@ -1,0 +1,419 @@
+//! `tickcore bench`: an open-loop measurement of the whole engine, its JSON result, its chart,
+//! and the regression gate against a baseline.
+//!
+//! The JSON shape is an interface (scripts/bench, CI gates and people's notebooks read it):
+//! fields are only ever added. See the README's "`tickcore bench` JSON" section.
+
+use crate::cli::BenchArgs;
+use crate::config::{machine_cpus, Config, Overrides};
+use crate::control::{stage_json, QUANTILES};
+use crate::error::{Failure, Result};
+use crate::fmt::{count, rate};
+use crate::runtime::ingress::{BytesSource, Speed};
+use crate::runtime::{self, RunOptions, RunReport};
+use crate::telemetry::budget::pretty;
+use crate::telemetry::STAGES;
+use shards::synth::{generate, GenConfig, Profile, Scope};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+/// Version of the JSON shape (bumped only if a field ever changes meaning).
+pub const SHAPE: u32 = 1;
+
+/// Runs the command.
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let offered = parse_rate(&a.rate).map_err(Failure::new)?;
+    let flags = Overrides {
+        shards: a.shards,
+        ..Default::default()
+    };
+    let cfg = Config::load(
+        a.config.as_deref(),
+        |k| std::env::var(k).ok(),
+        &flags,
+        machine_cpus(),
+    )?;
+    let scope: Scope = a.scope.into();
+    eprintln!(
+        "tickcore bench: generating {} {} messages (seed {})...",
+        scope.name(),
+        count(a.messages),
+        a.seed
+    );
+    let bytes = generate(&GenConfig {
+        scope,
+        messages: a.messages,
+        seed: a.seed,
+        profile: Profile::Realistic,
+    })
+    .map_err(|e| Failure::new(e.to_string()))?;
+    eprintln!(
+        "tickcore bench: replaying at {} on {} shard(s)...",
+        offered.map_or("max".into(), rate),
+        cfg.shards.value
+    );
+    let source = BytesSource {
+        name: format!("generated {} session", scope.name()),
+        bytes: &bytes,
+        skip_corrupt: false,
+    };
+    let opts = RunOptions {
+        speed: Some(offered.map_or(Speed::Max, Speed::Rate)),
+        sinks: super::run::sink_plans(&a.sinks, &a.sink, &cfg)?,
+        unmeasured: a.no_histograms,
+        ..Default::default()
+    };
+    let stop = AtomicBool::new(false);
+    let r = runtime::run(&source, &cfg, opts, &stop)?;
+    let result = result_json(a, scope, offered, &r);
+    let path = a.json.clone().unwrap_or_else(|| default_path(scope));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::at(dir, format!("cannot create the directory: {e}")))?;
+    }
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&result).unwrap_or_default(),
+    )
+    .map_err(|e| Failure::at(&path, format!("cannot write the result: {e}")))?;
+    let svg = path.with_extension("svg");
+    std::fs::write(&svg, chart(&result, &r))
+        .map_err(|e| Failure::at(&svg, format!("cannot write the chart: {e}")))?;
+    print!("{}", table(&result));
+    println!("  wrote {} and {}", path.display(), svg.display());
+    match &a.baseline {
+        None => Ok(()),
+        Some(b) => gate(&result, b, a.tolerance),
+    }
+}
+
+/// `max`, or messages per second (`1000000`, `1M`, `500k`).
+pub fn parse_rate(s: &str) -> std::result::Result<Option<f64>, String> {
+    if s == "max" {
+        return Ok(None);
+    }
+    match crate::cli::parse_count(s) {
+        Ok(n) if n >= 1 => Ok(Some(n as f64)),
+        _ => Err(format!(
+            "--rate `{s}` is not a rate: write messages per second (1000000, 1M, 500k) or max"
+        )),
+    }
+}
+
+fn default_path(scope: Scope) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    crate::paths::bench().join(format!("{secs}-{}.json", scope.name()))
+}
+
+/// The result in its documented shape.
+fn result_json(
+    a: &BenchArgs,
+    scope: Scope,
+    offered: Option<f64>,
+    r: &RunReport,
+) -> serde_json::Value {
+    let secs = r.engine_wall.as_secs_f64().max(1e-9);
+    let n = r.shards.len() as u64;
+    let owed = r.ingress.messages + r.ingress.broadcast * n.saturating_sub(1);
+    let applied: u64 = r.shards.iter().map(|s| s.messages).sum();
+    let all = r.control.all_stages();
+    let stages: serde_json::Map<String, serde_json::Value> = STAGES
+        .iter()
+        .map(|s| (s.name().to_string(), stage_json(all.get(*s))))
+        .collect();
+    let sinks: Vec<serde_json::Value> = r
+        .sinks
+        .iter()
+        .map(|k| {
+            serde_json::json!({"name": k.name, "rows": k.rows_written,
+                "rows_per_s": k.rows_written as f64 / r.wall.as_secs_f64().max(1e-9),
+                "spool_pending_bytes": k.spool_pending_bytes, "retries": k.retries})
+        })
+        .collect();
+    let placement: serde_json::Map<String, serde_json::Value> = r
+        .placement
+        .iter()
+        .map(|(k, c)| (k.clone(), (*c).into()))
+        .collect();
+    let timeline: Vec<serde_json::Value> = r
+        .control
+        .state
+        .ticks
+        .iter()
+        .map(|t| serde_json::json!([t.at_s, t.e2e_p99_ns, t.e2e_max_ns, t.messages, t.level]))
+        .collect();
+    serde_json::json!({
+        "shape": SHAPE,
+        "scope": scope.name(),
+        "messages": r.ingress.messages,
+        "seed": a.seed,
+        "offered_rate": offered,
+        "achieved_rate": r.ingress.messages as f64 / secs,
+        "wall_s": secs,
+        "shards": r.shards.len(),
+        "sinks": sinks,
+        "histograms": !a.no_histograms,
+        "stages": stages,
+        "drops": owed.saturating_sub(applied),
+        "degrade": crate::control::admin::degrade_json(&r.control),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "placement": placement,
+        "timeline": {"columns": ["at_s", "e2e_p99_ns", "e2e_max_ns", "messages", "level"], "rows": timeline},
+    })
+}
+
+/// VmHWM of this process, bytes (0 where /proc is not there).
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The result as a table for the terminal.
+fn table(j: &serde_json::Value) -> String {
+    let mut s = format!(
+        "bench {} {} messages, {} shard(s): offered {}, achieved {}, drops {}\n",
+        j["scope"].as_str().unwrap_or("?"),
+        count(j["messages"].as_u64().unwrap_or(0)),
+        j["shards"],
+        j["offered_rate"].as_f64().map_or("max".into(), rate),
+        rate(j["achieved_rate"].as_f64().unwrap_or(0.0)),
+        j["drops"]
+    );
+    s += &format!(
+        "  {:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}\n",
+        "stage", "p50", "p90", "p99", "p99.9", "p99.99", "max", "count"
+    );
+    for st in STAGES {
+        let v = &j["stages"][st.name()];
+        if v["count"].as_u64().unwrap_or(0) == 0 {
+            continue;
+        }
+        let f = |k: &str| pretty(v[k].as_u64().unwrap_or(0));
+        s += &format!(
+            "  {:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}\n",
+            st.name(),
+            f("p50_ns"),
+            f("p90_ns"),
+            f("p99_ns"),
+            f("p999_ns"),
+            f("p9999_ns"),
+            f("max_ns"),
+            count(v["count"].as_u64().unwrap_or(0))
+        );
+    }
+    let secs = &j["degrade"]["seconds_at_level"];
+    s += &format!(
+        "  degrade: {} change(s), seconds at level {secs}; peak RSS {} MiB\n",
+        j["degrade"]["changes"].as_array().map_or(0, Vec::len),
+        j["peak_rss_bytes"].as_u64().unwrap_or(0) >> 20
+    );
+    for k in j["sinks"].as_array().into_iter().flatten() {
+        s += &format!(
+            "  sink {}: {} rows, {:.0} rows/s\n",
+            k["name"].as_str().unwrap_or("?"),
+            count(k["rows"].as_u64().unwrap_or(0)),
+            k["rows_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    s
+}
+
+/// Compares with a baseline: throughput may not fall, and no stage's p99 or p99.9 may rise,
+/// by more than `tolerance` percent. Every comparison is printed.
+fn gate(now: &serde_json::Value, baseline: &Path, tolerance: f64) -> Result<()> {
+    let text = std::fs::read_to_string(baseline)
+        .map_err(|e| Failure::at(baseline, format!("cannot read the baseline: {e}")))?;
+    let base: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::at(baseline, format!("the baseline is not a bench result: {e}")))?;
+    let tol = tolerance.max(0.0) / 100.0;
+    let mut worse = Vec::new();
+    let mut check = |what: String, was: f64, is: f64, higher_is_better: bool| {
+        if was <= 0.0 {
+            return;
+        }
+        let change = (is - was) / was;
+        let bad = if higher_is_better {
+            change < -tol
+        } else {
+            change > tol
+        };
+        println!(
+            "  gate {what}: baseline {was:.0}, now {is:.0} ({:+.1}%){}",
+            change * 100.0,
+            if bad { "  REGRESSED" } else { "" }
+        );
+        if bad {
+            worse.push(format!("{what} {:+.1}%", change * 100.0));
+        }
+    };
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    check(
+        "achieved_rate".into(),
+        f(&base["achieved_rate"]),
+        f(&now["achieved_rate"]),
+        true,
+    );
+    for st in STAGES {
+        let (b, n) = (&base["stages"][st.name()], &now["stages"][st.name()]);
+        if b["count"].as_u64().unwrap_or(0) == 0 || n["count"].as_u64().unwrap_or(0) == 0 {
+            continue;
+        }
+        for q in ["p99_ns", "p999_ns"] {
+            check(format!("{}.{q}", st.name()), f(&b[q]), f(&n[q]), false);
+        }
+    }
+    if worse.is_empty() {
+        println!(
+            "  gate: nothing regressed by more than {tolerance}% against {}",
+            baseline.display()
+        );
+        Ok(())
+    } else {
+        Err(Failure::new(format!(
+            "regressed by more than {tolerance}% against {}: {}",
+            baseline.display(),
+            worse.join(", ")
+        )))
+    }
+}
+
+const COLORS: [&str; 7] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+];
+
+/// A two-panel SVG: each stage's percentile distribution, and e2e over time.
+fn chart(j: &serde_json::Value, r: &RunReport) -> String {
+    let (w, h, pad) = (1000.0, 420.0, 60.0);
+    let panel = (w - 3.0 * pad) / 2.0;
+    let plot_h = h - 2.0 * pad;
+    // Latency axis: log10 from 10 ns to the largest max.
+    let top = STAGES
+        .iter()
+        .map(|s| j["stages"][s.name()]["max_ns"].as_f64().unwrap_or(1.0))
+        .fold(1_000.0f64, f64::max);
+    let (lo, hi) = (1.0f64, top.log10().ceil().max(2.0));
+    let y = |ns: f64| pad + plot_h - (ns.max(10.0).log10() - lo) / (hi - lo) * plot_h;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    s += &format!(
+        "<text x=\"{pad}\" y=\"20\" font-size=\"14\">tickcore bench {} {} msgs, offered {}, achieved {:.0}/s</text>\n",
+        j["scope"].as_str().unwrap_or(""),
+        j["messages"],
+        j["offered_rate"].as_f64().map_or("max".into(), |r| format!("{r:.0}/s")),
+        j["achieved_rate"].as_f64().unwrap_or(0.0)
+    );
+    // Axes and decades, both panels.
+    for x0 in [pad, 2.0 * pad + panel] {
+        s += &format!("<rect x=\"{x0}\" y=\"{pad}\" width=\"{panel}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#999\"/>\n");
+        let mut d = lo;
+        while d <= hi {
+            let yy = y(10f64.powf(d));
+            s += &format!("<line x1=\"{x0}\" x2=\"{}\" y1=\"{yy}\" y2=\"{yy}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", x0 + panel, x0 - 4.0, yy + 4.0, pretty(10f64.powf(d) as u64));
+            d += 1.0;
+        }
+    }
+    // Left: percentile distribution per stage.
+    let qs: Vec<(&str, String)> = QUANTILES
+        .iter()
+        .map(|(n, _)| (*n, format!("{n}_ns")))
+        .chain(std::iter::once(("max", "max_ns".to_string())))
+        .collect();
+    let xq = |i: usize| pad + panel * i as f64 / (qs.len() - 1) as f64;
+    for (i, (name, _)) in qs.iter().enumerate() {
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{name}</text>\n",
+            xq(i),
+            pad + plot_h + 16.0
+        );
+    }
+    s += &format!(
+        "<text x=\"{pad}\" y=\"{}\">latency by percentile, per stage</text>\n",
+        pad - 8.0
+    );
+    for (k, st) in STAGES.iter().enumerate() {
+        let v = &j["stages"][st.name()];
+        if v["count"].as_u64().unwrap_or(0) == 0 {
+            continue;
+        }
+        let pts: Vec<String> = qs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, key))| format!("{:.1},{:.1}", xq(i), y(v[key].as_f64().unwrap_or(0.0))))
+            .collect();
+        let c = COLORS[k % COLORS.len()];
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{}</text>\n",
+            pad + 8.0,
+            pad + 14.0 + 13.0 * k as f64,
+            st.name()
+        );
+    }
+    // Right: e2e p99 and max per control interval.
+    let x0 = 2.0 * pad + panel;
+    s += &format!(
+        "<text x=\"{x0}\" y=\"{}\">e2e per interval over time (p99 solid, max dotted)</text>\n",
+        pad - 8.0
+    );
+    let ticks = &r.control.state.ticks;
+    let end = ticks.last().map_or(1.0, |t| t.at_s).max(1e-3);
+    let xt = |t: f64| x0 + panel * t / end;
+    for (field, dash) in [(0usize, ""), (1, " stroke-dasharray=\"2,3\"")] {
+        let pts: Vec<String> = ticks
+            .iter()
+            .filter(|t| t.e2e_max_ns > 0)
+            .map(|t| {
+                let v = if field == 0 {
+                    t.e2e_p99_ns
+                } else {
+                    t.e2e_max_ns
+                };
+                format!("{:.1},{:.1}", xt(t.at_s), y(v as f64))
+            })
+            .collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"{dash} points=\"{}\"/>\n",
+            COLORS[4],
+            pts.join(" ")
+        );
+    }
+    for t in ticks.iter().filter(|t| t.level > 0) {
+        s += &format!(
+            "<rect x=\"{:.1}\" y=\"{}\" width=\"2\" height=\"6\" fill=\"#d62728\"/>\n",
+            xt(t.at_s),
+            pad + plot_h - 6.0
+        );
+    }
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{end:.1} s (red marks: degraded)</text>\n",
+        x0 + panel,
+        pad + plot_h + 16.0
+    );
+    s += "</svg>\n";
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("max"), Ok(None));
+        assert_eq!(parse_rate("1M"), Ok(Some(1e6)));
+        assert_eq!(parse_rate("250000"), Ok(Some(250_000.0)));
+        assert!(parse_rate("fast").unwrap_err().contains("is not a rate"));
+        assert!(parse_rate("0").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! `tickcore bench`: the JSON has every documented field, the chart is written beside it, and
+//! the baseline gate fails when the baseline holds a better figure.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn bench(args: &[&str], data: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tickcore"))
+        .arg("bench")
+        .args(args)
+        .env("TICKCORE_DATA_DIR", data)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
+    let data = std::env::temp_dir().join(format!("tickcore-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let path = data.join("r.json");
+    let p = path.to_str().unwrap();
+    let o = bench(
+        &[
+            "--scope",
+            "f2",
+            "--messages",
+            "60k",
+            "--rate",
+            "100k",
+            "--json",
+            p,
+        ],
+        &data,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for k in [
+        "scope",
+        "messages",
+        "offered_rate",
+        "achieved_rate",
+        "shards",
+        "sinks",
+        "stages",
+        "drops",
+        "degrade",
+        "peak_rss_bytes",
+        "placement",
+    ] {
+        assert!(j.get(k).is_some(), "{k} missing: {j}");
+    }
+    assert_eq!(j["scope"], "f2");
+    assert_eq!(j["offered_rate"], 100_000.0);
+    assert_eq!(j["drops"], 0);
+    for k in [
+        "count", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "p9999_ns", "max_ns",
+    ] {
+        assert!(
+            j["stages"]["e2e"][k].is_u64(),
+            "e2e.{k}: {}",
+            j["stages"]["e2e"]
+        );
+    }
+    assert!(j["stages"]["e2e"]["count"].as_u64().unwrap() > 0);
+    let svg = std::fs::read_to_string(path.with_extension("svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("polyline"),
+        "a chart"
+    );
+    // The same result as its own baseline passes; a baseline ten times faster fails.
+    let o = bench(
+        &[
+            "--scope",
+            "f2",
+            "--messages",
+            "60k",
+            "--rate",
+            "100k",
+            "--json",
+            data.join("again.json").to_str().unwrap(),
+            "--baseline",
+            p,
+            "--tolerance",
+            "1000",
+        ],
+        &data,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let mut better = j.clone();
+    better["achieved_rate"] = (j["achieved_rate"].as_f64().unwrap() * 10.0).into();
+    let b = data.join("better.json");
+    std::fs::write(&b, better.to_string()).unwrap();
+    let o = bench(
+        &[
+            "--scope",
+            "f2",
+            "--messages",
+            "60k",
+            "--rate",
+            "100k",
+            "--json",
+            data.join("third.json").to_str().unwrap(),
+            "--baseline",
+            b.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(!o.status.success(), "the gate must fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("regressed") && err.contains("achieved_rate"),
+        "{err}"
+    );
+    let o = bench(&["--rate", "fast"], &data);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a rate"));
+    let _ = std::fs::remove_dir_all(&data);
+}
