@@ -223,11 +223,7 @@ impl Sink for RedisSink {
             }
         }
         for b in &bars {
-            let key = format!("{}{}", self.prefix, sym(&b.symbol));
-            let _: () = p
-                .hset(key, (bar_name(b), bar_field(b)))
-                .await
-                .map_err(fail)?;
+            self.queue_bar(&p, b).await.map_err(fail)?;
         }
         for r in &rows.trades {
             let t = &r.trade;
@@ -294,6 +290,16 @@ impl RedisSink {
     }
 
     /// Writes every remembered hash again (the server restarted empty).
+    /// Queues the HSET of a bar's field (`bar_1s` / `bar_1m`) in its instrument's hash.
+    async fn queue_bar(
+        &self,
+        p: &fred::clients::Pipeline<Client>,
+        b: &BarRow,
+    ) -> Result<(), Error> {
+        let key = format!("{}{}", self.prefix, sym(&b.symbol));
+        p.hset::<(), _, _>(key, (bar_name(b), bar_field(b))).await
+    }
+
     async fn restore(&self) -> Result<(), String> {
         let fail = |e: Error| format!("Redis restore: {e}");
         let (states, bars): (Vec<StateRow>, Vec<BarRow>) = {
@@ -309,11 +315,7 @@ impl RedisSink {
             let _: () = p.hset(key, state_fields(s)).await.map_err(fail)?;
         }
         for b in &bars {
-            let key = format!("{}{}", self.prefix, sym(&b.symbol));
-            let _: () = p
-                .hset(key, (bar_name(b), bar_field(b)))
-                .await
-                .map_err(fail)?;
+            self.queue_bar(&p, b).await.map_err(fail)?;
         }
         for r in p.try_all::<Value>().await {
             r.map_err(fail)?;
