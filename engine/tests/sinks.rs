@@ -238,6 +238,8 @@ fn redis_holds_each_instruments_final_state_and_its_trades_once() {
         &prefix,
         "--redis-batch",
         "1000",
+        "--redis-stream-cap",
+        &STREAM_CAP.to_string(),
         "--json",
         "--dump-books",
         dump.to_str().unwrap(),
@@ -253,15 +255,33 @@ fn redis_holds_each_instruments_final_state_and_its_trades_once() {
     let mut stream_lens = Vec::new();
     let mut bars_checked = 0;
     let last = common::last_bars(&events);
+    // Every trade event, printable or not (the books count printable ones only).
+    let mut trade_events = std::collections::BTreeMap::<u16, u64>::new();
+    for l in std::fs::read_to_string(&events).unwrap().lines() {
+        if let Some(rest) = l.strip_prefix("T ") {
+            let locate = rest.split(' ').nth(1).unwrap().parse().unwrap();
+            *trade_events.entry(locate).or_default() += 1;
+        }
+    }
+    assert!(trade_events.values().sum::<u64>() > 1000);
     for line in books.lines() {
         let b: Value = serde_json::from_str(line).unwrap();
         let sym = b["symbol"].as_str().unwrap();
         if b["trades"] == 0 && b["bids"].as_array().unwrap().is_empty() {
             continue;
         }
-        stream_lens.push(redis_cli(&["xlen", &format!("{prefix}trades:{sym}")]));
-        let h = common::redis_hash(&format!("{prefix}{sym}"));
+        let len = redis_cli(&["xlen", &format!("{prefix}trades:{sym}")]);
+        // Every trade is an entry, until the cap trims (`MAXLEN ~` trims whole nodes only,
+        // so a trimmed stream keeps at least the cap).
         let locate = b["locate"].as_u64().unwrap() as u16;
+        let trades = trade_events.get(&locate).copied().unwrap_or(0);
+        let n = len.parse::<u64>().unwrap();
+        assert!(
+            n == trades || (trades > STREAM_CAP && (STREAM_CAP..=trades).contains(&n)),
+            "{sym}: {n} stream entries for {trades} trades"
+        );
+        stream_lens.push(len);
+        let h = common::redis_hash(&format!("{prefix}{sym}"));
         for (interval, field) in [(1, "bar_1s"), (60, "bar_1m")] {
             if let Some(want) = last.get(&(locate, interval)) {
                 assert_eq!(&common::parse_bar_field(&h[field]), want, "{sym} {field}");
@@ -284,6 +304,9 @@ fn redis_holds_each_instruments_final_state_and_its_trades_once() {
         .collect();
     assert_eq!(again, stream_lens, "a replay adds no stream entry");
 }
+
+/// Small enough that the busiest instruments' streams get trimmed.
+const STREAM_CAP: u64 = 2_000;
 
 #[test]
 fn an_unreachable_redis_spools_and_drain_loads_it() {

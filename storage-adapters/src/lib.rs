@@ -3,6 +3,9 @@
 //! - [`adapter`]: the loop that runs one sink on its own core: batching, spooling, retries.
 //! - [`rows`]: row batches and their spool encoding.
 //! - [`pg`]: the PostgreSQL sink (binary COPY into staging, insert skipping existing keys).
+//! - [`redis`]: the Redis sink (hashes and pub/sub through fred, trade streams through [`resp`]).
+//! - [`resp`]: a bare RESP2 pipeline in one reused buffer, the Redis sink's bulk path.
+//! - [`neo4j`]: the Bolt sink (one `UNWIND` transaction per batch).
 //! - [`spool`]: an append-only, checksummed, memory-mapped log per sink, where events wait while
 //!   their database cannot take them, and which drains in order when it can.
 //!
@@ -16,5 +19,6 @@ pub mod adapter;
 pub mod neo4j;
 pub mod pg;
 pub mod redis;
+pub mod resp;
 pub mod rows;
 pub mod spool;

@@ -1,5 +1,7 @@
 //! The Redis sink (fred): the live state of each instrument, a capped stream of its trades, and a
-//! pub/sub channel of BBO updates, written in one pipeline per batch.
+//! pub/sub channel of BBO updates. Each batch is two pipelines sent at once: the hashes and
+//! BBO messages through fred, the trades' `XADD`s through [`crate::resp`] on a second connection
+//! (fred's per-command cost was twice the server's; see that module).
 //!
 //! Keys, under a prefix (default `tickcore:`):
 //! - `{prefix}{SYMBOL}`: hash `bid_px bid_qty bid_orders ask_px ask_qty ask_orders last_px
@@ -23,12 +25,15 @@
 
 use crate::adapter::{Connect, Sink};
 use crate::pg::BarRow;
+use crate::pg::TradeRow;
+use crate::resp::Pipe;
 use crate::rows::{RowBatch, StateRow};
 use fred::prelude::*;
-use fred::types::streams::XCap;
+use fred::types::config::ServerConfig;
 use fred::types::{ClusterHash, CustomCommand};
 use shards::price::Px4;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 /// Connection settings of the Redis sink.
@@ -61,9 +66,10 @@ pub struct Memory {
 pub struct RedisSink {
     client: Client,
     prefix: String,
-    stream_cap: u64,
     memory: Arc<Mutex<Memory>>,
-    stream_keys: BTreeMap<[u8; 8], Key>,
+    stream_keys: BTreeMap<[u8; 8], Vec<u8>>,
+    pipe: Pipe,
+    cap: Vec<u8>,
 }
 
 fn sym(s: &[u8; 8]) -> &str {
@@ -82,7 +88,7 @@ impl Connect for RedisConnect {
         if let Some(p) = &self.password {
             cfg.password = Some(p.clone());
         }
-        let client = Builder::from_config(cfg)
+        let client = Builder::from_config(cfg.clone())
             .with_connection_config(|c| {
                 c.connection_timeout = std::time::Duration::from_secs(2);
                 c.internal_command_timeout = std::time::Duration::from_secs(2);
@@ -104,12 +110,14 @@ impl Connect for RedisConnect {
             .lines()
             .find_map(|l| l.strip_prefix("run_id:"))
             .map(|v| v.trim().to_string());
+        let pipe = connect_pipe(&cfg).await?;
         let sink = RedisSink {
             client,
             prefix: self.prefix.clone(),
-            stream_cap: self.stream_cap,
             memory: self.memory.clone(),
             stream_keys: BTreeMap::new(),
+            pipe,
+            cap: self.stream_cap.to_string().into_bytes(),
         };
         let restarted = {
             let m = self.memory.lock().map_err(|_| "Redis memory poisoned")?;
@@ -226,38 +234,20 @@ impl Sink for RedisSink {
             self.queue_bar(&p, b).await.map_err(fail)?;
         }
         for r in &rows.trades {
-            let t = &r.trade;
-            let key = self.stream_key(&r.symbol);
-            let id = format!("{}-{}", t.timestamp / 1_000_000, t.match_number);
-            let cap: XCap = ("MAXLEN", "~", self.stream_cap as i64)
-                .try_into()
-                .map_err(fail)?;
-            let fields: [(&str, Value); 6] = [
-                ("match", Value::Integer(t.match_number as i64)),
-                ("px", px(t.price).into()),
-                ("qty", Value::Integer(t.shares as i64)),
-                ("side", letter(t.side).into()),
-                ("kind", letter(t.kind as u8).into()),
-                ("printable", Value::Integer(i64::from(t.printable))),
-            ];
-            let _: () = p
-                .xadd(key, false, cap, id, fields.to_vec())
-                .await
-                .map_err(fail)?;
+            self.queue_xadd(r);
         }
-        let results = p.try_all::<Value>().await;
-        // Two commands per state (HSET, PUBLISH), one per bar, then one XADD per trade.
-        let mut new = (latest.len() + bars.len()) as u64;
-        let first_trade = 2 * latest.len() + bars.len();
-        for (i, r) in results.into_iter().enumerate() {
-            match r {
-                Ok(_) if i >= first_trade => new += 1,
-                Ok(_) => {}
-                // A trade already in its stream: the idempotent path, not an error.
-                Err(e) if e.details().contains("equal or smaller") => {}
-                Err(e) => return Err(format!("Redis: {e}")),
-            }
+        let pipe = &mut self.pipe;
+        // A trade already in its stream is the idempotent path (a replay or a re-sent batch).
+        let dup = |e: &str| e.contains("equal or smaller");
+        let (hashes, trades) = tokio::join!(p.try_all::<Value>(), pipe.flush(dup));
+        for r in hashes {
+            r.map_err(fail)?;
         }
+        let trades = trades?;
+        if let Some(e) = trades.error {
+            return Err(format!("Redis XADD: {e}"));
+        }
+        let new = (latest.len() + bars.len()) as u64 + trades.ok;
         let mut m = self.memory.lock().map_err(|_| "Redis memory poisoned")?;
         for s in latest {
             m.states.insert(s.state.locate, *s);
@@ -279,14 +269,44 @@ fn letter(c: u8) -> &'static str {
 }
 
 impl RedisSink {
-    /// `{prefix}trades:{SYMBOL}`, made once per symbol (a clone is a reference count).
-    fn stream_key(&mut self, symbol: &[u8; 8]) -> Key {
-        if let Some(k) = self.stream_keys.get(symbol) {
-            return k.clone();
-        }
-        let k = Key::from(format!("{}trades:{}", self.prefix, sym(symbol)));
-        self.stream_keys.insert(*symbol, k.clone());
-        k
+    /// Queues `XADD {prefix}trades:{SYMBOL} MAXLEN ~ cap <ms>-<match> match .. px .. qty ..
+    /// side .. kind .. printable ..` on the bulk pipe, with no allocation once the symbol's key
+    /// has been made.
+    fn queue_xadd(&mut self, r: &TradeRow) {
+        let t = &r.trade;
+        let prefix = &self.prefix;
+        let key = self
+            .stream_keys
+            .entry(r.symbol)
+            .or_insert_with(|| format!("{prefix}trades:{}", sym(&r.symbol)).into_bytes());
+        let p = &mut self.pipe;
+        p.begin(18);
+        p.arg(b"XADD");
+        p.arg(key);
+        p.arg(b"MAXLEN");
+        p.arg(b"~");
+        p.arg(&self.cap);
+        p.arg_fmt(|c| {
+            let _ = write!(c, "{}-{}", t.timestamp / 1_000_000, t.match_number);
+        });
+        p.arg(b"match");
+        p.arg_fmt(|c| {
+            let _ = write!(c, "{}", t.match_number);
+        });
+        p.arg(b"px");
+        p.arg_fmt(|c| {
+            let _ = write!(c, "{}", Px4(u64::from(t.price)));
+        });
+        p.arg(b"qty");
+        p.arg_fmt(|c| {
+            let _ = write!(c, "{}", t.shares);
+        });
+        p.arg(b"side");
+        p.arg(letter(t.side).as_bytes());
+        p.arg(b"kind");
+        p.arg(letter(t.kind as u8).as_bytes());
+        p.arg(b"printable");
+        p.arg(if t.printable { b"1" } else { b"0" });
     }
 
     /// Writes every remembered hash again (the server restarted empty).
@@ -322,4 +342,19 @@ impl RedisSink {
         }
         Ok(())
     }
+}
+
+/// The bulk pipe goes to the same server, user and database as the fred client.
+async fn connect_pipe(cfg: &Config) -> Result<Pipe, String> {
+    let ServerConfig::Centralized { server } = &cfg.server else {
+        return Err("the Redis sink takes one server (redis://host:port), not a cluster".into());
+    };
+    Pipe::connect(
+        &server.host,
+        server.port,
+        cfg.username.as_deref(),
+        cfg.password.as_deref(),
+        cfg.database,
+    )
+    .await
 }
