@@ -105,6 +105,11 @@ pub struct BenchArgs {
     /// Measure nothing (no clock reads, no histograms): the throughput cost of measuring.
     #[arg(long)]
     pub no_histograms: bool,
+    /// Snapshot requests per second the control core sends during the run, round-robin over
+    /// the listed symbols, to measure the `snapshot` stage (request -> owning shard -> answer);
+    /// 0 sends none. The control core's loop turns every 0.5 ms, so at most 2000/s.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=2000))]
+    pub snapshot_rate: u32,
     /// Placement file [default: ./affinity.toml when it exists].
     #[arg(long, env = "TICKCORE_CONFIG")]
     pub config: Option<PathBuf>,

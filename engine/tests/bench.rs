@@ -63,6 +63,10 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
         );
     }
     assert!(j["stages"]["e2e"]["count"].as_u64().unwrap() > 0);
+    // 0.6 s of feed at the default 1000 snapshot requests a second, each answered.
+    let snaps = j["stages"]["snapshot"]["count"].as_u64().unwrap();
+    assert!(snaps > 100, "{snaps} snapshot round trips: {}", j["stages"]);
+    assert_eq!(j["snapshot_misses"], 0);
     let svg = std::fs::read_to_string(path.with_extension("svg")).unwrap();
     assert!(
         svg.starts_with("<svg") && svg.contains("polyline"),

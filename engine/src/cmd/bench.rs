@@ -61,6 +61,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         speed: Some(offered.map_or(Speed::Max, Speed::Rate)),
         sinks: super::run::sink_plans(&a.sinks, &a.sink, &cfg)?,
         unmeasured: a.no_histograms,
+        snapshot_probe: (a.snapshot_rate > 0)
+            .then(|| std::time::Duration::from_secs_f64(1.0 / f64::from(a.snapshot_rate))),
         ..Default::default()
     };
     let stop = AtomicBool::new(false);
@@ -157,6 +159,8 @@ fn result_json(
         "histograms": !a.no_histograms,
         "stages": stages,
         "drops": owed.saturating_sub(applied),
+        "snapshot_rate": a.snapshot_rate,
+        "snapshot_misses": r.control.state.probe_misses,
         "degrade": crate::control::admin::degrade_json(&r.control),
         "peak_rss_bytes": peak_rss_bytes(),
         "placement": placement,

@@ -85,6 +85,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         chaos: a.chaos.iter().map(|c| (c.shard, c.chaos)).collect(),
         admin_linger: std::time::Duration::from_secs_f64(a.admin_linger_s.clamp(0.0, 3600.0)),
         unmeasured: false,
+        snapshot_probe: None,
     };
     let r = runtime::run(&source, &cfg, opts, &stop)?;
     if let Some(p) = &a.dump_books {

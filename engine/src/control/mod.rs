@@ -105,6 +105,8 @@ pub struct ControlState {
     pub started: Instant,
     /// Control messages that found a full ring (a shard far behind).
     pub dropped_controls: u64,
+    /// Probe snapshot requests that got no answer in time (or found a full ring).
+    pub probe_misses: u64,
 }
 
 /// Interval history kept for the chart: an hour at 100 ms.
@@ -127,6 +129,14 @@ pub struct ControlCore {
     level_since: Instant,
     /// The admin endpoint, when enabled.
     pub admin: Option<admin::Admin>,
+    probe: Option<Probe>,
+}
+
+/// Snapshot requests the control core makes on its own (see [`ControlSetup::probe`]).
+struct Probe {
+    every: Duration,
+    next: Instant,
+    turn: usize,
 }
 
 /// What the control core needs to start.
@@ -157,6 +167,9 @@ pub struct ControlSetup {
     pub config: String,
     /// The bound admin endpoint, if any.
     pub admin: Option<admin::Admin>,
+    /// Ask a shard for a snapshot this often, round-robin over the listed symbols (the
+    /// benchmark's load on the `snapshot` stage; `None` in normal runs).
+    pub probe: Option<Duration>,
 }
 
 impl ControlCore {
@@ -189,6 +202,7 @@ impl ControlCore {
                 config: s.config,
                 started: now,
                 dropped_controls: 0,
+                probe_misses: 0,
             },
             feeds: s.feeds,
             interval_acc: StageSet::default(),
@@ -202,6 +216,11 @@ impl ControlCore {
             interval: s.interval,
             level_since: now,
             admin: s.admin,
+            probe: s.probe.map(|every| Probe {
+                every,
+                next: now,
+                turn: 0,
+            }),
         }
     }
 
@@ -219,6 +238,7 @@ impl ControlCore {
                 a.poll(&mut self);
                 self.admin = Some(a);
             }
+            self.probe();
             std::thread::sleep(Duration::from_micros(500));
         }
         self.collect();
@@ -366,6 +386,25 @@ impl ControlCore {
         }
     }
 
+    /// Sends the probe's snapshot requests that are due (at most one per loop turn, so a
+    /// probe rate above the loop's can only fall behind, never burst).
+    fn probe(&mut self) {
+        let Some(p) = &mut self.probe else { return };
+        let now = Instant::now();
+        if now < p.next || self.names.is_empty() {
+            return;
+        }
+        p.next = (p.next + p.every).max(now);
+        p.turn = (p.turn + 1) % self.names.len();
+        let Some(key) = self.names.keys().nth(p.turn).copied() else {
+            return;
+        };
+        let symbol = String::from_utf8_lossy(&key).trim_end().to_string();
+        if self.snapshot(&symbol, Duration::from_millis(100)).is_err() {
+            self.state.probe_misses += 1;
+        }
+    }
+
     /// Closes the books on the run: the cores' last intervals, the time at the last level.
     pub fn finish(&mut self) {
         self.collect();
@@ -381,6 +420,7 @@ impl ControlCore {
         for c in &self.state.cores {
             all.merge(&c.stages);
         }
+        all.add(Stage::Snapshot, &self.state.snapshot);
         all
     }
 

@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// Skip every clock read and histogram record on ingress and shards (to measure what
     /// measuring costs).
     pub unmeasured: bool,
+    /// Have the control core ask for a snapshot this often (the benchmark's snapshot load).
+    pub snapshot_probe: Option<Duration>,
 }
 
 /// A sink's link to the control core: its persist latencies, rows and spool level out, the
@@ -309,6 +311,7 @@ pub fn run(
         links: links.clone(),
         config: cfg.render(),
         admin: opts.admin.take(),
+        probe: opts.snapshot_probe,
     };
     let control = {
         let stop = std::sync::Arc::clone(&control_stop);

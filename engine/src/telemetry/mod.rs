@@ -111,6 +111,12 @@ impl StageSet {
         &self.hists[stage.index()]
     }
 
+    /// Adds `h` to the histogram of `stage` (one recorded elsewhere, e.g. the control core's
+    /// snapshot round trips).
+    pub fn add(&mut self, stage: Stage, h: &Histogram<u64>) {
+        let _ = self.hists[stage.index()].add(h);
+    }
+
     /// Adds every histogram of `other`.
     pub fn merge(&mut self, other: &StageSet) {
         for (a, b) in self.hists.iter_mut().zip(&other.hists) {
