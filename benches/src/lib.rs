@@ -54,19 +54,8 @@ pub fn cycles_per_ns() -> f64 {
     dc as f64 / dt.as_nanos() as f64
 }
 
-/// The process's peak resident set (VmHWM), in bytes; 0 where /proc is not there.
-pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
+/// The process's peak resident set (VmHWM), in bytes; the engine's own reading.
+pub use tickcore::cmd::bench::peak_rss_bytes;
 
 /// Median of a few values.
 pub fn median(mut v: Vec<f64>) -> f64 {

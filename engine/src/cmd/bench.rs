@@ -169,7 +169,7 @@ fn result_json(
 }
 
 /// VmHWM of this process, bytes (0 where /proc is not there).
-fn peak_rss_bytes() -> u64 {
+pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -352,8 +352,7 @@ pub fn status(core: &ControlCore, admin: &Admin) -> serde_json::Value {
 /// The ladder as JSON: level, changes, seconds per level, breaches.
 pub fn degrade_json(core: &ControlCore) -> serde_json::Value {
     let st = &core.state;
-    let mut time = st.time_at_level;
-    time[st.ladder.level] += core.level_since.elapsed().as_secs_f64();
+    let time = core.seconds_at_level();
     let changes: Vec<serde_json::Value> = st
         .changes
         .iter()
@@ -552,8 +551,7 @@ pub fn metrics(core: &ControlCore) -> String {
         "Seconds spent at each degrade level.",
         "counter",
     );
-    let mut time = st.time_at_level;
-    time[st.ladder.level] += core.level_since.elapsed().as_secs_f64();
+    let time = core.seconds_at_level();
     for (l, t) in time.iter().enumerate() {
         let _ = writeln!(m, "tickcore_degrade_seconds_total{{level=\"{l}\"}} {t:.3}");
     }

@@ -414,6 +414,13 @@ impl ControlCore {
         self.level_since = now;
     }
 
+    /// Seconds spent at each level so far, the current level's time counted up to now.
+    pub fn seconds_at_level(&self) -> [f64; LEVELS.len()] {
+        let mut time = self.state.time_at_level;
+        time[self.state.ladder.level] += self.level_since.elapsed().as_secs_f64();
+        time
+    }
+
     /// Every stage merged over every core.
     pub fn all_stages(&self) -> StageSet {
         let mut all = StageSet::default();
