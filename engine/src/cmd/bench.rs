@@ -269,7 +269,17 @@ fn gate(now: &serde_json::Value, baseline: &Path, tolerance: f64) -> Result<()> 
         if b["count"].as_u64().unwrap_or(0) == 0 || n["count"].as_u64().unwrap_or(0) == 0 {
             continue;
         }
-        for q in ["p99_ns", "p999_ns"] {
+        let fewest = b["count"]
+            .as_u64()
+            .unwrap_or(0)
+            .min(n["count"].as_u64().unwrap_or(0));
+        // A quantile with fewer than ten samples beyond it is one or two outliers, not a
+        // figure: p99 is gated from 1,000 samples, p99.9 from 10,000.
+        for (q, tail) in [("p99_ns", 0.01), ("p999_ns", 0.001)] {
+            if (fewest as f64) * tail < 10.0 {
+                println!("  gate {}.{q}: skipped, {fewest} samples", st.name());
+                continue;
+            }
             check(format!("{}.{q}", st.name()), f(&b[q]), f(&n[q]), false);
         }
     }
