@@ -13,6 +13,21 @@ fn bench(args: &[&str], data: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// A short f2 run (60k messages at 100k/s, 0.6 s) writing its result to `json`, plus `extra`.
+fn short_bench(json: &str, extra: &[&str], data: &std::path::Path) -> std::process::Output {
+    let args = [
+        "--scope",
+        "f2",
+        "--messages",
+        "60k",
+        "--rate",
+        "100k",
+        "--json",
+        json,
+    ];
+    bench(&[&args[..], extra].concat(), data)
+}
+
 #[test]
 fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
     let data = std::env::temp_dir().join(format!("tickcore-bench-{}", std::process::id()));
@@ -20,19 +35,7 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
     std::fs::create_dir_all(&data).unwrap();
     let path = data.join("r.json");
     let p = path.to_str().unwrap();
-    let o = bench(
-        &[
-            "--scope",
-            "f2",
-            "--messages",
-            "60k",
-            "--rate",
-            "100k",
-            "--json",
-            p,
-        ],
-        &data,
-    );
+    let o = short_bench(p, &[], &data);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     for k in [
@@ -73,21 +76,10 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
         "a chart"
     );
     // The same result as its own baseline passes; a baseline ten times faster fails.
-    let o = bench(
-        &[
-            "--scope",
-            "f2",
-            "--messages",
-            "60k",
-            "--rate",
-            "100k",
-            "--json",
-            data.join("again.json").to_str().unwrap(),
-            "--baseline",
-            p,
-            "--tolerance",
-            "1000",
-        ],
+    let again = data.join("again.json");
+    let o = short_bench(
+        again.to_str().unwrap(),
+        &["--baseline", p, "--tolerance", "1000"],
         &data,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
@@ -95,19 +87,10 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
     better["achieved_rate"] = (j["achieved_rate"].as_f64().unwrap() * 10.0).into();
     let b = data.join("better.json");
     std::fs::write(&b, better.to_string()).unwrap();
-    let o = bench(
-        &[
-            "--scope",
-            "f2",
-            "--messages",
-            "60k",
-            "--rate",
-            "100k",
-            "--json",
-            data.join("third.json").to_str().unwrap(),
-            "--baseline",
-            b.to_str().unwrap(),
-        ],
+    let third = data.join("third.json");
+    let o = short_bench(
+        third.to_str().unwrap(),
+        &["--baseline", b.to_str().unwrap()],
         &data,
     );
     assert!(!o.status.success(), "the gate must fail");

@@ -24,8 +24,7 @@
 //! PostgreSQL holds every trade).
 
 use crate::adapter::{Connect, Sink};
-use crate::pg::BarRow;
-use crate::pg::TradeRow;
+use crate::pg::{BarRow, TradeRow};
 use crate::resp::Pipe;
 use crate::rows::{RowBatch, StateRow};
 use fred::prelude::*;
@@ -33,7 +32,6 @@ use fred::types::config::ServerConfig;
 use fred::types::{ClusterHash, CustomCommand};
 use shards::price::Px4;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 /// Connection settings of the Redis sink.
@@ -286,21 +284,17 @@ impl RedisSink {
         p.arg(b"MAXLEN");
         p.arg(b"~");
         p.arg(&self.cap);
-        p.arg_fmt(|c| {
-            let _ = write!(c, "{}-{}", t.timestamp / 1_000_000, t.match_number);
-        });
+        p.arg_fmt(format_args!(
+            "{}-{}",
+            t.timestamp / 1_000_000,
+            t.match_number
+        ));
         p.arg(b"match");
-        p.arg_fmt(|c| {
-            let _ = write!(c, "{}", t.match_number);
-        });
+        p.arg_fmt(format_args!("{}", t.match_number));
         p.arg(b"px");
-        p.arg_fmt(|c| {
-            let _ = write!(c, "{}", Px4(u64::from(t.price)));
-        });
+        p.arg_fmt(format_args!("{}", Px4(u64::from(t.price))));
         p.arg(b"qty");
-        p.arg_fmt(|c| {
-            let _ = write!(c, "{}", t.shares);
-        });
+        p.arg_fmt(format_args!("{}", t.shares));
         p.arg(b"side");
         p.arg(letter(t.side).as_bytes());
         p.arg(b"kind");
@@ -309,7 +303,6 @@ impl RedisSink {
         p.arg(if t.printable { b"1" } else { b"0" });
     }
 
-    /// Writes every remembered hash again (the server restarted empty).
     /// Queues the HSET of a bar's field (`bar_1s` / `bar_1m`) in its instrument's hash.
     async fn queue_bar(
         &self,
@@ -320,6 +313,7 @@ impl RedisSink {
         p.hset::<(), _, _>(key, (bar_name(b), bar_field(b))).await
     }
 
+    /// Writes every remembered hash again (the server restarted empty).
     async fn restore(&self) -> Result<(), String> {
         let fail = |e: Error| format!("Redis restore: {e}");
         let (states, bars): (Vec<StateRow>, Vec<BarRow>) = {

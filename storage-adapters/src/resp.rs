@@ -98,14 +98,14 @@ impl Pipe {
         self.out.extend_from_slice(b"\r\n");
     }
 
-    /// Appends one argument written by `f` (a number, a price) without a heap string: the text
-    /// goes to a stack buffer first because RESP puts its length in front.
-    pub fn arg_fmt(&mut self, f: impl FnOnce(&mut std::io::Cursor<[u8; 40]>)) {
-        let mut c = std::io::Cursor::new([0u8; 40]);
-        f(&mut c);
+    /// Appends one argument formatted from `a` (a number, a price) without a heap string: the
+    /// text goes to a stack buffer first because RESP puts its length in front.
+    pub fn arg_fmt(&mut self, a: std::fmt::Arguments<'_>) {
+        let mut c = std::io::Cursor::new([0u8; 48]);
+        c.write_fmt(a)
+            .expect("a formatted RESP argument fits 48 bytes (numbers and prices only)");
         let n = c.position() as usize;
-        let buf = c.into_inner();
-        self.arg(&buf[..n]);
+        self.arg(&c.get_ref()[..n]);
     }
 
     /// Queues a whole command.

@@ -364,6 +364,12 @@ impl ControlCore {
         let Some(&locate) = self.names.get(&key) else {
             return Ok(None);
         };
+        self.query(locate, patience).map(Some)
+    }
+
+    /// Asks the shard that owns `locate` for its snapshot and waits up to `patience` for it;
+    /// the round trip goes into the `snapshot` stage.
+    fn query(&mut self, locate: u16, patience: Duration) -> Result<Snapshot, String> {
         let shard = self.routes.shard(locate);
         let t0 = clock::now_ns();
         if self.shard_controls[shard]
@@ -377,7 +383,7 @@ impl ControlCore {
             if let Some(s) = self.answers[shard].try_pop() {
                 let dt = clock::now_ns().saturating_sub(t0);
                 self.state.snapshot.saturating_record(dt.max(1));
-                return Ok(Some(s));
+                return Ok(s);
             }
             if Instant::now() > deadline {
                 return Err(format!("shard {shard} did not answer within {patience:?}"));
@@ -396,11 +402,10 @@ impl ControlCore {
         }
         p.next = (p.next + p.every).max(now);
         p.turn = (p.turn + 1) % self.names.len();
-        let Some(key) = self.names.keys().nth(p.turn).copied() else {
+        let Some(&locate) = self.names.values().nth(p.turn) else {
             return;
         };
-        let symbol = String::from_utf8_lossy(&key).trim_end().to_string();
-        if self.snapshot(&symbol, Duration::from_millis(100)).is_err() {
+        if self.query(locate, Duration::from_millis(100)).is_err() {
             self.state.probe_misses += 1;
         }
     }
