@@ -312,7 +312,7 @@ impl Books {
             return;
         }
         if self.place(b, kind, order_ref, shares, price) {
-            self.publish(b, h.timestamp, sink);
+            self.publish(b, kind, h.timestamp, sink);
         }
     }
 
@@ -422,7 +422,7 @@ impl Books {
         };
         self.print(b, &t, sink);
         if self.reduce(i, exec.shares) {
-            self.publish(b, h.timestamp, sink);
+            self.publish(b, lv.side, h.timestamp, sink);
         }
     }
 
@@ -435,7 +435,7 @@ impl Books {
             self.books[lv.book as usize].anomalies.cancel_exceeds_order += 1;
         }
         if self.reduce(i, shares) {
-            self.publish(lv.book as usize, h.timestamp, sink);
+            self.publish(lv.book as usize, lv.side, h.timestamp, sink);
         }
     }
 
@@ -445,7 +445,7 @@ impl Books {
             return;
         };
         if self.remove(i) {
-            self.publish(lv.book as usize, h.timestamp, sink);
+            self.publish(lv.book as usize, lv.side, h.timestamp, sink);
         }
     }
 
@@ -472,7 +472,7 @@ impl Books {
             touched |= self.place(b, lv.side, new_ref, shares, price);
         }
         if touched {
-            self.publish(b, h.timestamp, sink);
+            self.publish(b, lv.side, h.timestamp, sink);
         }
     }
 
@@ -527,12 +527,25 @@ impl Books {
         }
     }
 
-    /// Re-reads the top of book `b`; emits a BBO event and updates the crossed/locked state
-    /// when it changed.
+    /// Re-reads the top of side `kind` of book `b`; emits a BBO event and updates the
+    /// crossed/locked state when it changed.
+    ///
+    /// Only the changed side is re-read: every change to a side's top comes through here, so
+    /// the other side's published quote is still its true top, and its best level (a line no
+    /// other part of the message touched) need not be read at all.
     #[inline(always)]
-    fn publish<S: EventSink>(&mut self, b: usize, timestamp: u64, sink: &mut S) {
+    fn publish<S: EventSink>(&mut self, b: usize, kind: SideKind, timestamp: u64, sink: &mut S) {
         let book = &self.books[b];
-        let top = (self.quote(&book.bids), self.quote(&book.asks));
+        let fresh = self.quote(book.side(kind));
+        let top = match kind {
+            SideKind::Bid => (fresh, book.top.1),
+            SideKind::Ask => (book.top.0, fresh),
+        };
+        debug_assert_eq!(
+            top,
+            (self.quote(&book.bids), self.quote(&book.asks)),
+            "the other side's published quote is its true top"
+        );
         if top == book.top {
             return;
         }

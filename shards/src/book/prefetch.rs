@@ -7,12 +7,20 @@
 //! each stage only reads what the stage before it asked the cache for:
 //!
 //! 1. `LOOKAHEAD` frames ahead: the order-table slot of the reference the message names, and
-//!    its book;
-//! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level, and reads
-//!    the book and asks for the top entries of both sides and, for an add, the entry its price
-//!    most likely has;
-//! 3. `NEAR` frames ahead: reads the sides' tops and asks for both best levels, and an add's
-//!    level when it is near the top.
+//!    its book's hot lines (sides, identity, published top; the statistics line only for the
+//!    types that print a trade);
+//! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level; for an
+//!    add, reads the book and asks for the top entries of its side and the entry its price most
+//!    likely has;
+//! 3. `NEAR` frames ahead: for an add, its level when it already exists; for an order that is
+//!    the last at its level (its removal will search the side and close the gap), the side's
+//!    top and the level's likely entry, or, when its level is the best, the next best level
+//!    (the new top the BBO will read).
+//!
+//! Why so few lines: with thousands of books the state lives in L3 or beyond, and the core can
+//! only keep a couple of dozen misses in flight. Prefetching lines a message will not read
+//! (both sides' tops, both best levels, for every message) filled those slots and stalled the
+//! prefetches that mattered; see the README for what trimming them bought.
 //!
 //! Messages are applied strictly in order. Prefetches are hints only: results never depend on them.
 
@@ -83,44 +91,53 @@ impl Books {
             let p = self.books.as_ptr().wrapping_add(b as usize) as *const u8;
             touch(p);
             touch(p.wrapping_add(64));
-            touch(p.wrapping_add(128));
+            if matches!(msg[0], b'E' | b'C' | b'P' | b'Q') {
+                touch(p.wrapping_add(128));
+            }
         }
     }
 
-    /// Stage 2: the order's level (from its slot), the top entries of both sides of the book,
-    /// and an add's likely entry.
+    /// Stage 2: the order's level (from its slot); for an add, the top entries of its side
+    /// and its likely entry.
     #[inline(always)]
     fn prefetch_order(&self, msg: &[u8]) {
         if let Some(o) = named_ref(msg).and_then(|r| self.orders.get(r)) {
             self.levels.prefetch(o.level);
         }
+        let Some(kind) = add_side(msg) else {
+            return;
+        };
         let b = self.book_index(msg);
         if b != NIL {
-            let book = &self.books[b as usize];
-            book.bids.prefetch_top();
-            book.asks.prefetch_top();
-            if let Some(kind) = add_side(msg) {
-                book.side(kind).prefetch_entry(u32::get(msg, 32));
-            }
+            let side = self.books[b as usize].side(kind);
+            side.prefetch_top();
+            side.prefetch_entry(u32::get(msg, 32));
         }
     }
 
-    /// Stage 3: both best levels (a top-of-book change reads them), and for an add the level
-    /// at its price when it already exists near the top.
+    /// Stage 3: an add's level when one exists at its price; for the last order of a level,
+    /// the entries its level's removal will search.
     #[inline(always)]
     fn prefetch_level(&self, msg: &[u8]) {
-        let b = self.book_index(msg);
-        if b == NIL {
+        if let Some(o) = named_ref(msg).and_then(|r| self.orders.get(r)) {
+            let lv = &self.levels[o.level];
+            if lv.orders == 1 {
+                let side = self.books[lv.book as usize].side(lv.side);
+                if side.best() == Some(o.level) {
+                    side.prefetch_next_best(&self.levels);
+                } else {
+                    side.prefetch_top();
+                    side.prefetch_entry(lv.price);
+                }
+            }
             return;
         }
-        let book = &self.books[b as usize];
-        for side in [&book.bids, &book.asks] {
-            if let Some(l) = side.best() {
-                self.levels.prefetch(l);
-            }
-        }
-        if let Some(kind) = add_side(msg) {
-            if let Ok(l) = book.side(kind).find(u32::get(msg, 32)) {
+        let Some(kind) = add_side(msg) else {
+            return;
+        };
+        let b = self.book_index(msg);
+        if b != NIL {
+            if let Ok(l) = self.books[b as usize].side(kind).find(u32::get(msg, 32)) {
                 self.levels.prefetch(l);
             }
         }

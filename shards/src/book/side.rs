@@ -8,6 +8,8 @@
 //! deletes reach their level from the order without searching at all; only adds and level removal
 //! search, first a few entries down from the top, then by a branch-free binary search.
 
+use super::store::NIL;
+
 /// A price level's handle in the level pool.
 pub type LevelId = u32;
 
@@ -59,6 +61,9 @@ pub struct Side {
     /// a search, and the prefetcher, can aim at a deep price's entry from the book's own line.
     top_key: u32,
     low_key: u32,
+    /// The best level ([`NIL`] when empty), kept here so that "is this level the top?" (asked by
+    /// every execute, cancel and delete) reads the book's own line instead of the entries'.
+    best: LevelId,
     entries: Vec<Entry>,
 }
 
@@ -69,6 +74,7 @@ impl Side {
             kind,
             top_key: 0,
             low_key: 0,
+            best: NIL,
             entries: Vec::with_capacity(levels),
         }
     }
@@ -91,7 +97,7 @@ impl Side {
     /// The best level, if any.
     #[inline(always)]
     pub fn best(&self) -> Option<LevelId> {
-        self.entries.last().map(|e| e.level)
+        (self.best != NIL).then_some(self.best)
     }
 
     /// Asks the cache for the top few entries, where most searches end.
@@ -101,6 +107,15 @@ impl Side {
         if n > 0 {
             crate::book::prefetch::touch(self.entries.as_ptr().wrapping_add(n - 1));
             crate::book::prefetch::touch(self.entries.as_ptr().wrapping_add(n.saturating_sub(8)));
+        }
+    }
+
+    /// Asks the cache for the level that becomes the best when the best one goes.
+    #[inline(always)]
+    pub(crate) fn prefetch_next_best(&self, levels: &super::store::Slab<super::store::Level>) {
+        let n = self.entries.len();
+        if n >= 2 {
+            levels.prefetch(self.entries[n - 2].level);
         }
     }
 
@@ -208,6 +223,7 @@ impl Side {
         self.entries.insert(pos, Entry { key, level });
         if pos + 1 == self.entries.len() {
             self.top_key = key;
+            self.best = level;
         }
         if pos == 0 {
             self.low_key = key;
@@ -221,8 +237,16 @@ impl Side {
             .search(price)
             .expect("level being removed is on its side");
         let level = self.entries.remove(pos).level;
-        if let (Some(low), Some(top)) = (self.entries.first(), self.entries.last()) {
-            (self.low_key, self.top_key) = (low.key, top.key);
+        // Only the ends' keys can change, and only when an end went: reading the worst entry on
+        // every removal was a cache miss per removed level on deep books.
+        let n = self.entries.len();
+        if n == 0 {
+            self.best = NIL;
+        } else if pos == n {
+            let top = self.entries[n - 1];
+            (self.top_key, self.best) = (top.key, top.level);
+        } else if pos == 0 {
+            self.low_key = self.entries[0].key;
         }
         level
     }
@@ -234,7 +258,10 @@ impl Side {
 
     /// True when keys strictly increase (no duplicate level, correct order).
     pub fn is_sorted(&self) -> bool {
-        let top_ok = self.entries.last().is_none_or(|t| t.key == self.top_key);
+        let top_ok = match self.entries.last() {
+            Some(t) => t.key == self.top_key && t.level == self.best,
+            None => self.best == NIL,
+        };
         let low_ok = self.entries.first().is_none_or(|l| l.key == self.low_key);
         top_ok && low_ok && self.entries.windows(2).all(|w| w[0].key < w[1].key)
     }
