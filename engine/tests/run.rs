@@ -100,22 +100,31 @@ fn sharded_books_equal_single_core_books_byte_for_byte() {
     }
 }
 
+/// Both consumer placements: inside the ingress thread (its CPU is the ingress's, the default
+/// here) and on a thread of its own (`--adapter-cpus 1`).
 #[test]
 fn every_message_reaches_its_shard_once_and_events_reach_the_consumer() {
-    let events = dir().join("events.txt");
-    let o = ok(&[
-        "run",
-        "--feed",
-        "gen:n100:200k:2",
-        "--shards",
-        "3",
-        "--assign",
-        "balanced",
-        "--json",
-        "--events",
-        events.to_str().unwrap(),
-    ]);
-    let s = summary(&o);
+    for placement in [&[][..], &["--adapter-cpus", "1"][..]] {
+        let events = dir().join(format!("events-{}.txt", placement.len()));
+        let mut args = vec![
+            "run",
+            "--feed",
+            "gen:n100:200k:2",
+            "--shards",
+            "3",
+            "--assign",
+            "balanced",
+            "--json",
+            "--events",
+            events.to_str().unwrap(),
+        ];
+        args.extend_from_slice(placement);
+        events_reach_the_consumer(&ok(&args), &events);
+    }
+}
+
+fn events_reach_the_consumer(o: &Output, events: &std::path::Path) {
+    let s = summary(o);
     let total = s["messages"].as_u64().unwrap();
     let broadcast = s["broadcast"].as_u64().unwrap();
     let shards = s["shards"].as_array().unwrap();
@@ -143,7 +152,7 @@ fn every_message_reaches_its_shard_once_and_events_reach_the_consumer() {
             "{key}: consumer saw every event"
         );
     }
-    let lines = std::fs::read_to_string(&events).unwrap();
+    let lines = std::fs::read_to_string(events).unwrap();
     let kinds = |k: char| lines.lines().filter(|l| l.starts_with(k)).count() as u64;
     assert_eq!(kinds('T'), c["trades"].as_u64().unwrap());
     assert_eq!(kinds('Q'), c["bbos"].as_u64().unwrap());

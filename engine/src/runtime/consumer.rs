@@ -1,7 +1,11 @@
 //! The event consumer: drains every shard's event link, counts events by type, writes them to a
 //! file when asked, and turns trades and closed bars into row batches for the storage adapters.
 //!
-//! Runs on the first adapter CPU. Reads each batch in place and gives the buffer straight back.
+//! Runs on the first adapter CPU: when that is the ingress CPU (the default on a small machine),
+//! inside the ingress thread, polled where the ingress would wait and after each batch it sends
+//! ([`Consumer::poll`]); otherwise on a thread of its own ([`run`]). A poll waits only while an
+//! adapter's intake ring is full (counted in `adapter_waits`).
+//! Reads each batch in place and gives the buffer straight back.
 //! An adapter takes row batches without ever waiting on its database (it spools instead), so
 //! this thread never waits on one either; shards wait only when all their event buffers are in
 //! flight (counted on the link).
@@ -57,57 +61,106 @@ struct Names {
 /// How long the consumer stays awake (yielding) after its last batch before it parks.
 const STAY_AWAKE: Duration = Duration::from_millis(2);
 
-/// Drains `links` until every shard has sent its last batch.
-pub fn run(
-    mut links: Vec<Receiver<Buf>>,
-    mut file: Option<Box<dyn Write + Send>>,
-    mut adapters: Vec<AdapterFeed>,
-) -> ConsumerReport {
-    let mut r = ConsumerReport::default();
-    let mut names = Names {
-        by_locate: vec![*b"        "; 1 << 16].into_boxed_slice(),
-    };
-    let mut done = vec![false; links.len()];
-    let mut idle = Backoff::new();
-    let mut idle_since: Option<std::time::Instant> = None;
-    while done.iter().any(|d| !d) {
+/// The consumer's state, polled either by its own thread ([`run`]) or, when it shares the
+/// ingress CPU, from the ingress thread's waits ([`Consumer::poll`]), so that two roles on one
+/// CPU take turns at points they choose instead of preempting each other.
+pub struct Consumer {
+    links: Vec<Receiver<Buf>>,
+    file: Option<Box<dyn Write + Send>>,
+    adapters: Vec<AdapterFeed>,
+    names: Names,
+    done: Vec<bool>,
+    report: ConsumerReport,
+}
+
+impl Consumer {
+    /// A consumer of `links`, writing events to `file` and rows to `adapters`.
+    pub fn new(
+        links: Vec<Receiver<Buf>>,
+        file: Option<Box<dyn Write + Send>>,
+        adapters: Vec<AdapterFeed>,
+    ) -> Self {
+        Consumer {
+            done: vec![false; links.len()],
+            links,
+            file,
+            adapters,
+            names: Names {
+                by_locate: vec![*b"        "; 1 << 16].into_boxed_slice(),
+            },
+            report: ConsumerReport::default(),
+        }
+    }
+
+    /// Takes every event batch waiting on the links; returns whether there was any.
+    pub fn poll(&mut self) -> bool {
         let mut busy = false;
-        for (i, link) in links.iter_mut().enumerate() {
+        for (i, link) in self.links.iter_mut().enumerate() {
             while let Some(buf) = link.try_recv() {
                 busy = true;
-                done[i] |= take(&buf, &mut r, &mut file, &mut names, &mut adapters);
+                let r = &mut self.report;
+                let last = take(&buf, r, &mut self.file, &mut self.names, &mut self.adapters);
+                self.done[i] |= last;
                 link.give_back(buf);
             }
         }
-        if busy {
-            idle = Backoff::new();
-            idle_since = None;
-        } else if idle_since
-            .get_or_insert_with(std::time::Instant::now)
-            .elapsed()
-            < STAY_AWAKE
-        {
-            // Parked, every event batch would cost its shard a futex wake (microseconds on
-            // the shard's clock); yielding keeps the CPU free for whoever shares it.
-            std::thread::yield_now();
-        } else if idle.should_park() {
-            // Any link's arrival would do; wait on the first unfinished one, briefly.
-            if let Some(i) = done.iter().position(|d| !d) {
-                links[i].park(Duration::from_micros(500));
+        busy
+    }
+
+    /// True once every shard has sent its last batch.
+    pub fn finished(&self) -> bool {
+        self.done.iter().all(|d| *d)
+    }
+
+    /// Waits a little for the first unfinished link.
+    fn park(&self, timeout: Duration) {
+        if let Some(i) = self.done.iter().position(|d| !d) {
+            self.links[i].park(timeout);
+        }
+    }
+
+    /// Polls until every shard has sent its last batch, flushes the event file and tells the
+    /// adapters no more rows come.
+    pub fn drain(mut self) -> ConsumerReport {
+        let mut idle = Backoff::new();
+        let mut idle_since: Option<std::time::Instant> = None;
+        while !self.finished() {
+            if self.poll() {
+                idle = Backoff::new();
+                idle_since = None;
+            } else if idle_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                < STAY_AWAKE
+            {
+                // Parked, every event batch would cost its shard a futex wake (microseconds on
+                // the shard's clock); yielding keeps the CPU free for whoever shares it.
+                std::thread::yield_now();
+            } else if idle.should_park() {
+                self.park(Duration::from_micros(500));
+            } else {
+                idle.snooze();
             }
-        } else {
-            idle.snooze();
         }
-    }
-    if let Some(f) = file.as_mut() {
-        if let Err(e) = f.flush() {
-            r.write_error.get_or_insert(e.to_string());
+        if let Some(f) = self.file.as_mut() {
+            if let Err(e) = f.flush() {
+                self.report.write_error.get_or_insert(e.to_string());
+            }
         }
+        for a in &self.adapters {
+            a.done.store(true, Ordering::Release);
+        }
+        self.report
     }
-    for a in &adapters {
-        a.done.store(true, Ordering::Release);
-    }
-    r
+}
+
+/// Drains `links` until every shard has sent its last batch.
+pub fn run(
+    links: Vec<Receiver<Buf>>,
+    file: Option<Box<dyn Write + Send>>,
+    adapters: Vec<AdapterFeed>,
+) -> ConsumerReport {
+    Consumer::new(links, file, adapters).drain()
 }
 
 fn take(

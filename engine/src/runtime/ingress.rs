@@ -207,6 +207,12 @@ pub struct IngressReport {
 
 /// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
 /// last batch, so everything handed over is applied.
+///
+/// `idle` is work of another role that shares this thread's CPU (the event consumer, on a
+/// small machine); it runs when the ingress would otherwise wait (ahead of the schedule, or
+/// every buffer of a link in flight) and after each batch sent, and returns whether it did
+/// anything. Pass `|| false` when the ingress has its CPU to itself.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     source: &impl Source,
     routes: &Routes,
@@ -215,6 +221,7 @@ pub fn run(
     speed: Speed,
     stop: &AtomicBool,
     mut tel: IngressTelemetry,
+    idle: &mut dyn FnMut() -> bool,
 ) -> IngressReport {
     let mut out: Vec<Outbound> = links
         .into_iter()
@@ -247,15 +254,16 @@ pub fn run(
                 // would cost the shard more per message than applying it), then wait.
                 for o in out.iter_mut() {
                     if o.messages > 0 && now.saturating_sub(o.first_ns) >= RATE_LINGER_NS {
-                        flush(o, false, rep, measure);
+                        flush(o, false, rep, measure, idle);
                     }
                 }
-                pace.wait_until(due, stop);
+                pace.wait_until(due, stop, idle);
             }
         } else if pace.enabled() && m.len() >= 11 {
             let ts = u64::from_be_bytes([0, 0, m[5], m[6], m[7], m[8], m[9], m[10]]);
             if pace.ahead(ts) {
-                out.iter_mut().for_each(|o| flush(o, false, rep, measure));
+                out.iter_mut()
+                    .for_each(|o| flush(o, false, rep, measure, idle));
                 pace.wait(ts, stop);
             }
         }
@@ -275,7 +283,7 @@ pub fn run(
         if locate == 0 {
             r.broadcast += 1;
             for o in out.iter_mut() {
-                push(o, m, batch_bytes, due, rep, measure);
+                push(o, m, batch_bytes, due, rep, measure, idle);
             }
         } else {
             push(
@@ -285,6 +293,7 @@ pub fn run(
                 due,
                 rep,
                 measure,
+                idle,
             );
         }
         rep.current.items += 1;
@@ -295,7 +304,7 @@ pub fn run(
     }
     r.stopped = stop.load(Ordering::Relaxed);
     for (i, o) in out.iter_mut().enumerate() {
-        flush(o, true, rep, measure);
+        flush(o, true, rep, measure, idle);
         r.per_shard[i] = o.sent_messages;
         r.batches[i] = o.seq;
     }
@@ -312,6 +321,7 @@ fn push(
     due: u64,
     rep: &mut Reporter,
     measure: bool,
+    idle: &mut dyn FnMut() -> bool,
 ) {
     if o.messages == 0 && measure {
         o.first_ns = if due > 0 { due } else { clock::now_ns() };
@@ -320,15 +330,23 @@ fn push(
     o.frames.extend_from_slice(m);
     o.messages += 1;
     if o.frames.len() >= batch_bytes {
-        flush(o, false, rep, measure);
+        flush(o, false, rep, measure, idle);
     }
 }
 
-fn flush(o: &mut Outbound, last: bool, rep: &mut Reporter, measure: bool) {
+fn flush(
+    o: &mut Outbound,
+    last: bool,
+    rep: &mut Reporter,
+    measure: bool,
+    idle: &mut dyn FnMut() -> bool,
+) {
     if o.messages == 0 && !last {
         return;
     }
-    let buf = o.link.take();
+    // A consumer polled from `idle` may be what frees the shard to give a buffer back: nap
+    // briefly, then poll it again.
+    let buf = o.link.take_with(idle, std::time::Duration::from_micros(50));
     let sent_ns = if measure { clock::now_ns() } else { 0 };
     let first = if o.messages == 0 { sent_ns } else { o.first_ns };
     let b = FeedBatch {
@@ -349,6 +367,8 @@ fn flush(o: &mut Outbound, last: bool, rep: &mut Reporter, measure: bool) {
     o.sent_messages += o.messages as u64;
     o.frames.clear();
     o.messages = 0;
+    // The sharing role gets a turn per batch even when the ingress never waits (at max speed).
+    idle();
 }
 
 /// Paces the replay by feed timestamps.
@@ -388,7 +408,7 @@ impl Pacer {
     }
 
     /// Waits until the engine clock reaches `due` (spinning the last stretch), or `stop`.
-    fn wait_until(&mut self, due: u64, stop: &AtomicBool) {
+    fn wait_until(&mut self, due: u64, stop: &AtomicBool, idle: &mut dyn FnMut() -> bool) {
         loop {
             let now = clock::now_ns();
             if now >= due || stop.load(Ordering::Relaxed) {
@@ -398,8 +418,11 @@ impl Pacer {
                 std::thread::sleep(std::time::Duration::from_nanos(due - now - 100_000));
             } else if due - now > 300 {
                 // The ingress shares its CPU with the consumer and control on small machines:
-                // give them the wait, or the shards' event buffers come back late.
-                std::thread::yield_now();
+                // give them the wait, or the shards' event buffers come back late. A consumer
+                // polled from here runs at once; a thread of its own needs the scheduler.
+                if !idle() {
+                    std::thread::yield_now();
+                }
             } else {
                 std::hint::spin_loop();
             }

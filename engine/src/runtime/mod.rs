@@ -288,13 +288,27 @@ pub fn run(
             .map_err(|e| Failure::new(format!("cannot start a storage adapter thread: {e}")))?;
         adapters.push(h);
     }
-    let consumer = std::thread::Builder::new()
-        .name("consumer".into())
-        .spawn(move || {
-            pin(consumer_cpu);
-            consumer::run(event_rx, events, feeds)
-        })
-        .map_err(|e| Failure::new(format!("cannot start the consumer thread: {e}")))?;
+    // On the ingress CPU the consumer runs inside the ingress thread, polled where the ingress
+    // would wait: two threads on one CPU preempt each other mid-batch (the scheduler's choice),
+    // one thread takes turns between batches (ours).
+    let inline = consumer_cpu == cfg.feed_cpu.value;
+    let mut consumer = consumer::Consumer::new(event_rx, events, feeds);
+    let consumer_thread = if inline {
+        None
+    } else {
+        let c = std::mem::replace(
+            &mut consumer,
+            consumer::Consumer::new(Vec::new(), None, Vec::new()),
+        );
+        let h = std::thread::Builder::new()
+            .name("consumer".into())
+            .spawn(move || {
+                pin(consumer_cpu);
+                c.drain()
+            })
+            .map_err(|e| Failure::new(format!("cannot start the consumer thread: {e}")))?;
+        Some(h)
+    };
     let control_stop = std::sync::Arc::new(AtomicBool::new(false));
     let control_cpu = cfg.control_cpu.value;
     let setup = crate::control::ControlSetup {
@@ -330,12 +344,23 @@ pub fn run(
         directory: dir_tx,
         measure: !opts.unmeasured,
     };
-    let ingress = std::thread::scope(|s| {
+    let (ingress, inline_report) = std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name("ingress".into())
             .spawn_scoped(s, || {
                 pin(feed_cpu);
-                ingress::run(source, &routes, feed_tx, batch_bytes, speed, stop, tel)
+                let idle = &mut || inline && consumer.poll();
+                let r = ingress::run(
+                    source,
+                    &routes,
+                    feed_tx,
+                    batch_bytes,
+                    speed,
+                    stop,
+                    tel,
+                    idle,
+                );
+                (r, inline.then(|| consumer.drain()))
             });
         match h {
             Ok(h) => h
@@ -349,9 +374,13 @@ pub fn run(
     // Every shard applies its last batch before it sends its last event batch, and the
     // consumer returns only after the last one from every shard: after this join, the books
     // are final and queries see the end of the feed.
-    let consumer = consumer
-        .join()
-        .map_err(|_| Failure::new("the consumer thread panicked (a bug)"))?;
+    let consumer = match (inline_report, consumer_thread) {
+        (Some(r), _) => r,
+        (None, Some(h)) => h
+            .join()
+            .map_err(|_| Failure::new("the consumer thread panicked (a bug)"))?,
+        (None, None) => unreachable!("the consumer runs inline or on a thread of its own"),
+    };
     let engine_wall = started.elapsed();
     std::thread::sleep(opts.admin_linger);
     control_stop.store(true, Ordering::Release);

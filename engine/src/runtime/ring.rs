@@ -271,6 +271,13 @@ pub fn link<B: Send>(buffers: usize, make: impl Fn() -> B) -> (Sender<B>, Receiv
 impl<B: Send> Sender<B> {
     /// An empty buffer, waiting (spin, yield, park) while all are in flight.
     pub fn take(&mut self) -> B {
+        self.take_with(&mut || false, std::time::Duration::from_millis(1))
+    }
+
+    /// As [`take`](Self::take), running `idle` (another role's work on this CPU, which says
+    /// whether it did any) while it waits; the wait starts over after work was done. Parks for
+    /// at most `nap`: the buffer may be waiting on work that only `idle` does.
+    pub fn take_with(&mut self, idle: &mut dyn FnMut() -> bool, nap: std::time::Duration) -> B {
         if let Some(b) = self.back.try_pop() {
             return b;
         }
@@ -280,10 +287,11 @@ impl<B: Send> Sender<B> {
             if let Some(b) = self.back.try_pop() {
                 return b;
             }
-            if backoff.should_park() {
+            if idle() {
+                backoff = Backoff::new();
+            } else if backoff.should_park() {
                 let back = &self.back;
-                self.producer_waker
-                    .park_unless(|| !back.is_empty(), std::time::Duration::from_millis(1));
+                self.producer_waker.park_unless(|| !back.is_empty(), nap);
             } else {
                 backoff.snooze();
             }
