@@ -109,6 +109,9 @@ pub struct ControlState {
     pub probe_misses: u64,
 }
 
+/// Pause between turns of the control loop on its own thread.
+const TICK: Duration = Duration::from_micros(500);
+
 /// Interval history kept for the chart: an hour at 100 ms.
 pub const MAX_TICKS: usize = 36_000;
 
@@ -124,8 +127,13 @@ pub struct ControlCore {
     sink_levels: Vec<Producer<u8>>,
     directory: Consumer<([u8; 8], u16)>,
     names: BTreeMap<[u8; 8], u16>,
+    /// Locates in the order their names arrived: the probe's round-robin (an index, because
+    /// the probe may run on the ingress thread, where walking the map would stall the feed).
+    probe_order: Vec<u16>,
     routes: Routes,
     interval: Duration,
+    next_evaluation: Instant,
+    next_turn_ns: u64,
     level_since: Instant,
     /// The admin endpoint, when enabled.
     pub admin: Option<admin::Admin>,
@@ -137,7 +145,21 @@ struct Probe {
     every: Duration,
     next: Instant,
     turn: usize,
+    /// The request in flight: the probe never waits for its answer, it looks on later turns.
+    pending: Option<Pending>,
 }
+
+/// A probe request waiting for its answer.
+#[derive(Clone, Copy)]
+struct Pending {
+    shard: usize,
+    sent_ns: u64,
+    deadline: Instant,
+    missed: bool,
+}
+
+/// How long a probe's answer may take before it counts as a miss.
+const PROBE_PATIENCE: Duration = Duration::from_millis(100);
 
 /// What the control core needs to start.
 pub struct ControlSetup {
@@ -212,14 +234,18 @@ impl ControlCore {
             sink_levels: s.sink_levels,
             directory: s.directory,
             names: BTreeMap::new(),
+            probe_order: Vec::new(),
             routes: s.routes,
             interval: s.interval,
+            next_evaluation: now + s.interval,
+            next_turn_ns: 0,
             level_since: now,
             admin: s.admin,
             probe: s.probe.map(|every| Probe {
                 every,
                 next: now,
                 turn: 0,
+                pending: None,
             }),
         }
     }
@@ -227,28 +253,81 @@ impl ControlCore {
     /// Runs until `stop` is set; returns itself so the caller can drain the cores' last
     /// intervals after they exit.
     pub fn run(mut self, stop: &AtomicBool) -> ControlCore {
-        let mut next = Instant::now() + self.interval;
         while !stop.load(Ordering::Acquire) {
-            self.collect();
-            if Instant::now() >= next {
-                next += self.interval;
-                self.evaluate();
-            }
-            if let Some(mut a) = self.admin.take() {
-                a.poll(&mut self);
-                self.admin = Some(a);
-            }
-            self.probe();
-            std::thread::sleep(Duration::from_micros(500));
+            self.tick();
+            self.rest(Instant::now() + TICK);
         }
         self.collect();
         self
     }
 
+    /// Waits until `until` on a thread of control's own: watching for a probe's answer
+    /// while one is out (so the snapshot stage times the round trip, not the tick), asleep
+    /// otherwise.
+    fn rest(&mut self, until: Instant) {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            if self.probe_answer() {
+                return std::thread::sleep(until - now);
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Runs on the calling thread until `deadline` (the admin endpoint's linger after a run
+    /// whose control work shared the ingress thread).
+    pub fn run_until(&mut self, deadline: Instant) {
+        loop {
+            self.tick();
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            self.rest((now + TICK).min(deadline));
+        }
+    }
+
+    /// A turn of control work if one is due ([`TICK`] after the last): how the ingress thread
+    /// runs the control core when they share a CPU.
+    pub fn turn(&mut self) {
+        // A probe's answer is looked for on every call, not every tick: the snapshot stage
+        // would otherwise time the tick (500 us), not the round trip. A ring pop costs ns.
+        if self.probe.as_ref().is_some_and(|p| p.pending.is_some()) {
+            self.probe_answer();
+        }
+        let now = clock::now_ns();
+        if now >= self.next_turn_ns {
+            self.next_turn_ns = now + TICK.as_nanos() as u64;
+            self.tick();
+        }
+    }
+
+    /// One turn of control work: merge what the cores shipped, evaluate the budgets when an
+    /// interval has passed, serve the admin endpoint, probe. Never blocks on a shard (only an
+    /// admin snapshot request waits for its answer), so the ingress thread can call it
+    /// between batches when control shares its CPU.
+    pub fn tick(&mut self) {
+        self.collect();
+        if Instant::now() >= self.next_evaluation {
+            self.next_evaluation += self.interval;
+            self.evaluate();
+        }
+        if let Some(mut a) = self.admin.take() {
+            a.poll(self);
+            self.admin = Some(a);
+        }
+        self.probe();
+    }
+
     /// Merges every interval waiting on the rings and hands the boxes back.
     pub fn collect(&mut self) {
         while let Some((symbol, locate)) = self.directory.try_pop() {
-            self.names.insert(symbol, locate);
+            if self.names.insert(symbol, locate).is_none() {
+                self.probe_order.push(locate);
+            }
         }
         for f in &mut self.feeds {
             while let Some(mut iv) = f.collector.filled.try_pop() {
@@ -370,6 +449,15 @@ impl ControlCore {
     /// Asks the shard that owns `locate` for its snapshot and waits up to `patience` for it;
     /// the round trip goes into the `snapshot` stage.
     fn query(&mut self, locate: u16, patience: Duration) -> Result<Snapshot, String> {
+        // A probe's answer still out would be taken for this one's: wait for it first.
+        let deadline = Instant::now() + patience;
+        while self.probe.as_ref().is_some_and(|p| p.pending.is_some()) {
+            self.probe_answer();
+            if Instant::now() > deadline {
+                return Err("a probe's snapshot request is still unanswered".into());
+            }
+            std::hint::spin_loop();
+        }
         let shard = self.routes.shard(locate);
         let t0 = clock::now_ns();
         if self.shard_controls[shard]
@@ -395,19 +483,56 @@ impl ControlCore {
     /// Sends the probe's snapshot requests that are due (at most one per loop turn, so a
     /// probe rate above the loop's can only fall behind, never burst).
     fn probe(&mut self) {
+        if !self.probe_answer() {
+            return;
+        }
         let Some(p) = &mut self.probe else { return };
         let now = Instant::now();
-        if now < p.next || self.names.is_empty() {
+        if now < p.next || self.probe_order.is_empty() {
             return;
         }
         p.next = (p.next + p.every).max(now);
-        p.turn = (p.turn + 1) % self.names.len();
-        let Some(&locate) = self.names.values().nth(p.turn) else {
+        p.turn = (p.turn + 1) % self.probe_order.len();
+        let locate = self.probe_order[p.turn];
+        let shard = self.routes.shard(locate);
+        let sent_ns = clock::now_ns();
+        if self.shard_controls[shard]
+            .try_push(Control::Query(locate))
+            .is_err()
+        {
+            self.state.probe_misses += 1;
             return;
+        }
+        p.pending = Some(Pending {
+            shard,
+            sent_ns,
+            deadline: now + PROBE_PATIENCE,
+            missed: false,
+        });
+    }
+
+    /// Takes the probe's answer if it came (timing it, unless it came too late to count);
+    /// returns whether no probe request is out any more.
+    fn probe_answer(&mut self) -> bool {
+        let Some(p) = &mut self.probe else {
+            return true;
         };
-        if self.query(locate, Duration::from_millis(100)).is_err() {
+        let Some(q) = &mut p.pending else {
+            return true;
+        };
+        if self.answers[q.shard].try_pop().is_some() {
+            if !q.missed {
+                let dt = clock::now_ns().saturating_sub(q.sent_ns);
+                self.state.snapshot.saturating_record(dt.max(1));
+            }
+            p.pending = None;
+            return true;
+        }
+        if !q.missed && Instant::now() > q.deadline {
+            q.missed = true;
             self.state.probe_misses += 1;
         }
+        false
     }
 
     /// Closes the books on the run: the cores' last intervals, the time at the last level.
@@ -439,6 +564,12 @@ impl ControlCore {
     /// Hands the shards' control rings and answer rings back (after the run, for the
     /// engine's last queries and its stop message).
     pub fn take_rings(&mut self) -> (Vec<Producer<Control>>, Vec<Consumer<Snapshot>>) {
+        // A probe's late answer must not reach the new owner as the answer to its own query.
+        let deadline = Instant::now() + PROBE_PATIENCE;
+        while !self.probe_answer() && Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+        self.probe = None;
         (
             std::mem::take(&mut self.shard_controls),
             std::mem::take(&mut self.answers),

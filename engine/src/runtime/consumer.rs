@@ -121,10 +121,17 @@ impl Consumer {
 
     /// Polls until every shard has sent its last batch, flushes the event file and tells the
     /// adapters no more rows come.
-    pub fn drain(mut self) -> ConsumerReport {
+    pub fn drain(self) -> ConsumerReport {
+        self.drain_with(&mut || {})
+    }
+
+    /// As [`drain`](Self::drain), giving `other` (another role on this thread) a turn each
+    /// time round.
+    pub fn drain_with(mut self, other: &mut dyn FnMut()) -> ConsumerReport {
         let mut idle = Backoff::new();
         let mut idle_since: Option<std::time::Instant> = None;
         while !self.finished() {
+            other();
             if self.poll() {
                 idle = Backoff::new();
                 idle_since = None;

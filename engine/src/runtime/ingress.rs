@@ -208,8 +208,8 @@ pub struct IngressReport {
 /// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
 /// last batch, so everything handed over is applied.
 ///
-/// `idle` is work of another role that shares this thread's CPU (the event consumer, on a
-/// small machine); it runs when the ingress would otherwise wait (ahead of the schedule, or
+/// `idle` is work of other roles that share this thread's CPU (the event consumer and the
+/// control core, on a small machine); it runs when the ingress would otherwise wait (ahead of the schedule, or
 /// every buffer of a link in flight) and after each batch sent, and returns whether it did
 /// anything. Pass `|| false` when the ingress has its CPU to itself.
 #[allow(clippy::too_many_arguments)]
@@ -308,7 +308,7 @@ pub fn run(
         r.per_shard[i] = o.sent_messages;
         r.batches[i] = o.seq;
     }
-    rep.flush(std::time::Duration::from_millis(200));
+    rep.flush_with(std::time::Duration::from_millis(200), idle);
     r
 }
 

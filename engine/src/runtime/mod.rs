@@ -327,15 +327,20 @@ pub fn run(
         admin: opts.admin.take(),
         probe: opts.snapshot_probe,
     };
-    let control = {
+    // Like the consumer, control on the ingress CPU takes its turns on the ingress thread.
+    let core = crate::control::ControlCore::new(setup);
+    let (inline_control, control_thread) = if control_cpu == cfg.feed_cpu.value {
+        (Some(core), None)
+    } else {
         let stop = std::sync::Arc::clone(&control_stop);
-        std::thread::Builder::new()
+        let h = std::thread::Builder::new()
             .name("control".into())
             .spawn(move || {
                 pin(control_cpu);
-                crate::control::ControlCore::new(setup).run(&stop)
+                core.run(&stop)
             })
-            .map_err(|e| Failure::new(format!("cannot start the control thread: {e}")))?
+            .map_err(|e| Failure::new(format!("cannot start the control thread: {e}")))?;
+        (None, Some(h))
     };
     let feed_cpu = cfg.feed_cpu.value;
     let speed = opts.speed.unwrap_or(Speed::Max);
@@ -344,12 +349,21 @@ pub fn run(
         directory: dir_tx,
         measure: !opts.unmeasured,
     };
-    let (ingress, inline_report) = std::thread::scope(|s| {
+    let (ingress, inline_report, inline_control) = std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name("ingress".into())
             .spawn_scoped(s, || {
                 pin(feed_cpu);
-                let idle = &mut || inline && consumer.poll();
+                let mut control = inline_control;
+                let control_turn = |c: &mut Option<crate::control::ControlCore>| {
+                    if let Some(c) = c.as_mut() {
+                        c.turn();
+                    }
+                };
+                let idle = &mut || {
+                    control_turn(&mut control);
+                    inline && consumer.poll()
+                };
                 let r = ingress::run(
                     source,
                     &routes,
@@ -360,7 +374,9 @@ pub fn run(
                     tel,
                     idle,
                 );
-                (r, inline.then(|| consumer.drain()))
+                let report =
+                    inline.then(|| consumer.drain_with(&mut || control_turn(&mut control)));
+                (r, report, control)
             });
         match h {
             Ok(h) => h
@@ -382,13 +398,21 @@ pub fn run(
         (None, None) => unreachable!("the consumer runs inline or on a thread of its own"),
     };
     let engine_wall = started.elapsed();
-    std::thread::sleep(opts.admin_linger);
-    control_stop.store(true, Ordering::Release);
-    let mut control = Box::new(
-        control
-            .join()
-            .map_err(|_| Failure::new("the control thread panicked (a bug)"))?,
-    );
+    let mut control = match (inline_control, control_thread) {
+        (Some(mut c), _) => {
+            c.run_until(Instant::now() + opts.admin_linger);
+            Box::new(c)
+        }
+        (None, Some(h)) => {
+            std::thread::sleep(opts.admin_linger);
+            control_stop.store(true, Ordering::Release);
+            Box::new(
+                h.join()
+                    .map_err(|_| Failure::new("the control thread panicked (a bug)"))?,
+            )
+        }
+        (None, None) => unreachable!("control runs inline or on a thread of its own"),
+    };
     let (mut controls, mut answers) = control.take_rings();
     let mut q = Queries {
         routes: &routes,

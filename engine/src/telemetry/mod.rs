@@ -225,6 +225,12 @@ impl Reporter {
 
     /// Ships whatever is recorded, now (at exit), waiting up to `patience` for a spare.
     pub fn flush(&mut self, patience: std::time::Duration) {
+        self.flush_with(patience, &mut || false)
+    }
+
+    /// As [`flush`](Self::flush), running `idle` while it waits: when the control core works
+    /// on this very thread, it is what hands the spare back.
+    pub fn flush_with(&mut self, patience: std::time::Duration, idle: &mut dyn FnMut() -> bool) {
         let t = std::time::Instant::now();
         loop {
             self.next_ns = 0;
@@ -233,7 +239,9 @@ impl Reporter {
             if before > 0 || t.elapsed() > patience {
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_micros(200));
+            if !idle() {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
         }
     }
 }
