@@ -55,6 +55,7 @@ fn link_hop(samples: u64, cpus: (usize, usize)) -> Histogram<u64> {
         let b = FeedBatch {
             seq,
             first_ingress_ns: now_ns(),
+            last_ingress_ns: now_ns(),
             sent_ns: now_ns(),
             messages: 1,
             last: false,

@@ -24,6 +24,8 @@ fn short_bench(json: &str, extra: &[&str], data: &std::path::Path) -> std::proce
         "100k",
         "--json",
         json,
+        "--noise-ms",
+        "50",
     ];
     bench(&[&args[..], extra].concat(), data)
 }
@@ -65,7 +67,19 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
             j["stages"]["e2e"]
         );
     }
-    assert!(j["stages"]["e2e"]["count"].as_u64().unwrap() > 0);
+    // Every message is timed, not only each batch's first (broadcasts once per shard).
+    let timed = j["stages"]["e2e"]["count"].as_u64().unwrap();
+    assert!(
+        timed >= j["messages"].as_u64().unwrap(),
+        "{timed} e2e samples"
+    );
+    // The machine's noise, measured on each CPU of the path.
+    let noise = &j["noise"];
+    assert!(!noise["cpus"].as_array().unwrap().is_empty(), "{noise}");
+    for k in ["floor_p99_ns", "floor_p999_ns"] {
+        assert!(noise[k].is_u64(), "noise.{k}: {noise}");
+    }
+    assert!(noise["cpus"][0]["max_gap_ns"].is_u64(), "{noise}");
     // 0.6 s of feed at the default 1000 snapshot requests a second, each answered.
     let snaps = j["stages"]["snapshot"]["count"].as_u64().unwrap();
     assert!(snaps > 100, "{snaps} snapshot round trips: {}", j["stages"]);

@@ -34,6 +34,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         machine_cpus(),
     )?;
     let scope: Scope = a.scope.into();
+    let noise = measure_noise(&cfg, a.noise_ms);
     eprintln!(
         "tickcore bench: generating {} {} messages (seed {})...",
         scope.name(),
@@ -67,7 +68,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     };
     let stop = AtomicBool::new(false);
     let r = runtime::run(&source, &cfg, opts, &stop)?;
-    let result = result_json(a, scope, offered, &r);
+    let mut result = result_json(a, scope, offered, &r);
+    result["noise"] = noise.map_or(serde_json::Value::Null, |(cpus, paths, span)| {
+        crate::telemetry::noise::json(&cpus, &paths, span)
+    });
     let path = a.json.clone().unwrap_or_else(|| default_path(scope));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
@@ -88,6 +92,36 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         Some(b) => gate(&result, b, a.tolerance),
     }
 }
+
+/// Measures the gaps of the CPUs a message crosses (ingress, then its shard) before the
+/// replay, and says what floor they put under e2e; `None` when `ms` is 0.
+fn measure_noise(cfg: &Config, ms: u64) -> Option<Noise> {
+    use crate::telemetry::noise;
+    if ms == 0 {
+        return None;
+    }
+    let span = std::time::Duration::from_millis(ms);
+    let feed = cfg.feed_cpu.value;
+    let paths: Vec<Vec<usize>> = (0..cfg.shards.value)
+        .map(|i| vec![feed, cfg.shard_cpu(i)])
+        .collect();
+    let cpus: Vec<usize> = paths.iter().flatten().copied().collect();
+    eprintln!("tickcore bench: measuring this machine's noise on CPUs {cpus:?} for {ms} ms...");
+    let probed = noise::probe(&cpus, span);
+    eprintln!(
+        "tickcore bench: the floor lost CPU time alone puts under e2e: p99 {}, p99.9 {}",
+        pretty(noise::worst_floor_ns(&probed, &paths, 0.99)),
+        pretty(noise::worst_floor_ns(&probed, &paths, 0.999))
+    );
+    Some((probed, paths, span))
+}
+
+/// The noise probe: each CPU's gaps, the CPU paths of messages, the probe's length.
+type Noise = (
+    Vec<crate::telemetry::noise::CpuNoise>,
+    Vec<Vec<usize>>,
+    std::time::Duration,
+);
 
 /// `max`, or messages per second (`1000000`, `1M`, `500k`).
 pub fn parse_rate(s: &str) -> std::result::Result<Option<f64>, String> {
@@ -210,6 +244,14 @@ fn table(j: &serde_json::Value) -> String {
             f("p9999_ns"),
             f("max_ns"),
             count(v["count"].as_u64().unwrap_or(0))
+        );
+    }
+    if let Some(n) = j["noise"].as_object() {
+        let ns = |k: &str| pretty(n[k].as_u64().unwrap_or(0));
+        s += &format!(
+            "  noise floor (this machine's lost CPU time alone): e2e p99 {}, p99.9 {}\n",
+            ns("floor_p99_ns"),
+            ns("floor_p999_ns")
         );
     }
     let secs = &j["degrade"]["seconds_at_level"];

@@ -33,6 +33,10 @@ pub struct FeedBatch<'a> {
     /// Monotonic ns (see [`crate::runtime::clock`]) when its first message was read, or was due
     /// when the replay follows a rate schedule (so queueing behind the schedule is counted).
     pub first_ingress_ns: u64,
+    /// The same for its last message (at `--speed max`, where the ingress reads the clock
+    /// once a batch, when the batch left): with `first_ingress_ns` it lets the shard time
+    /// every message, not only the batch's first.
+    pub last_ingress_ns: u64,
     /// When the ingress handed the batch to the ring.
     pub sent_ns: u64,
     /// Messages in `frames`.
@@ -111,6 +115,7 @@ mod tests {
         let buf = write(
             &FeedBatch {
                 sent_ns: 0,
+                last_ingress_ns: 0,
                 seq: 7,
                 first_ingress_ns: 11,
                 messages: 1,
@@ -177,6 +182,7 @@ mod tests {
         let buf = write(
             &FeedBatch {
                 sent_ns: 0,
+                last_ingress_ns: 0,
                 seq: 1,
                 first_ingress_ns: 0,
                 messages: 0,

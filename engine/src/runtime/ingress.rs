@@ -178,6 +178,8 @@ struct Outbound {
     frames: Vec<u8>,
     messages: u32,
     first_ns: u64,
+    /// Due time of the latest message on a rate schedule (0: read the clock when sending).
+    last_ns: u64,
     seq: u64,
     sent_messages: u64,
 }
@@ -230,6 +232,7 @@ pub fn run(
             frames: Vec::with_capacity(batch_bytes + 2 + 64),
             messages: 0,
             first_ns: 0,
+            last_ns: 0,
             seq: 0,
             sent_messages: 0,
         })
@@ -326,6 +329,7 @@ fn push(
     if o.messages == 0 && measure {
         o.first_ns = if due > 0 { due } else { clock::now_ns() };
     }
+    o.last_ns = due;
     o.frames.extend_from_slice(&(m.len() as u16).to_be_bytes());
     o.frames.extend_from_slice(m);
     o.messages += 1;
@@ -352,6 +356,7 @@ fn flush(
     let b = FeedBatch {
         seq: o.seq,
         first_ingress_ns: first,
+        last_ingress_ns: if o.last_ns > 0 { o.last_ns } else { sent_ns },
         sent_ns,
         messages: o.messages,
         last,

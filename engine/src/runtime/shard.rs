@@ -431,12 +431,32 @@ fn record(
         .record(Stage::Hop, picked.saturating_sub(b.sent_ns.to_native()));
     if let Some(per) = applied.saturating_sub(picked).checked_div(n) {
         t.stages.record_n(Stage::Apply, per, n);
-        t.stages.record(Stage::E2e, sent.saturating_sub(first));
+        let last = b.last_ingress_ns.to_native().max(first);
+        record_spread(
+            &mut t.stages,
+            sent.saturating_sub(first),
+            sent.saturating_sub(last),
+            n,
+        );
     }
     t.stages.record(Stage::Emit, sent.saturating_sub(applied));
     t.items += n;
     t.events += events;
     ctx.reporter.tick(sent);
+}
+
+/// Records e2e for each of a batch's `n` messages: the first waited `oldest` ns, the last
+/// `newest`, those between are spaced evenly (they were due evenly on a rate schedule, read
+/// back to back at max speed). One sample per batch would hide a stall: a batch that piled up
+/// a thousand messages behind a descheduled ingress would count once.
+fn record_spread(stages: &mut crate::telemetry::StageSet, oldest: u64, newest: u64, n: u64) {
+    if n <= 1 || oldest == newest {
+        return stages.record_n(Stage::E2e, oldest, n.max(1));
+    }
+    let step = (oldest - newest) as f64 / (n - 1) as f64;
+    for k in 0..n {
+        stages.record(Stage::E2e, oldest - (k as f64 * step) as u64);
+    }
 }
 
 /// Spins `delay_ns` (chaos), while the chaos window lasts.
@@ -501,4 +521,25 @@ fn snapshot(books: &Books, out: &Out, locate: u16) -> Snapshot {
         *slot = l;
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_times_each_of_its_messages_from_the_first_to_the_last() {
+        let mut set = crate::telemetry::StageSet::default();
+        record_spread(&mut set, 10_000, 1_000, 10);
+        let h = set.get(Stage::E2e);
+        assert_eq!(h.len(), 10);
+        assert!(h.equivalent(h.min(), 1_000) && h.equivalent(h.max(), 10_000));
+        assert!(
+            h.equivalent(h.value_at_quantile(0.5), 5_000),
+            "evenly spaced"
+        );
+        record_spread(&mut set, 7_000, 7_000, 3);
+        record_spread(&mut set, 7_000, 7_000, 1);
+        assert_eq!(set.get(Stage::E2e).len(), 14);
+    }
 }
