@@ -193,12 +193,12 @@ mod tests {
         // Ten 1 ms gaps in 1 s: 1% of the time lost. The share waiting over x is
         // 10 * (1 ms - x) / 1 s, which is 0.1% at x = 0.9 ms.
         let noisy = cpu(1_000_000_000, &[(1_000_000, 10)]);
-        let f = floor_ns(&[noisy.clone()], 0.999);
+        let f = floor_ns(std::slice::from_ref(&noisy), 0.999);
         let rel = (f as f64 - 900_000.0).abs() / 900_000.0;
         assert!(rel < 0.02, "p99.9 floor {f} ns, expected about 900 us");
         // At p99 the whole 1% may wait: the floor is next to nothing (the histogram's 2
         // significant digits round the gaps up a little).
-        let f99 = floor_ns(&[noisy.clone()], 0.99);
+        let f99 = floor_ns(std::slice::from_ref(&noisy), 0.99);
         assert!(f99 <= 10_000, "p99 floor {f99} ns");
         // Two such CPUs in the path double the share: p99 now has a floor of about 0.5 ms.
         let f2 = floor_ns(&[noisy.clone(), noisy], 0.99);
