@@ -242,6 +242,7 @@ pub fn run(
     let mut feeds = Vec::new();
     let mut adapters = Vec::new();
     let mut sink_levels = Vec::new();
+    let mut feed_cpu_shared = (0..n).any(|i| cfg.shard_cpu(i) == cfg.feed_cpu.value);
     for (k, plan) in opts.sinks.drain(..).enumerate() {
         let (tx, mut rx) = ring::ring::<storage_adapters::rows::RowBatch>(4096);
         let done = std::sync::Arc::new(AtomicBool::new(false));
@@ -253,6 +254,7 @@ pub fn run(
         let cpus = &cfg.adapter_cpus.value;
         let cpu = cpus[(1 + k) % cpus.len()];
         let shared = cpu == cfg.feed_cpu.value || (0..n).any(|i| cfg.shard_cpu(i) == cpu);
+        feed_cpu_shared |= cpu == cfg.feed_cpu.value;
         placement.push((format!("sink:{}", plan.settings.name), cpu));
         let (level_tx, level_rx) = ring::ring::<u8>(64);
         sink_levels.push(level_tx);
@@ -287,6 +289,11 @@ pub fn run(
             })
             .map_err(|e| Failure::new(format!("cannot start a storage adapter thread: {e}")))?;
         adapters.push(h);
+    }
+    // Consumer and control on the ingress CPU run inside the ingress thread (below); with no
+    // shard or sink thread there either, the ingress has its CPU alone and never parks.
+    if !feed_cpu_shared {
+        feed_tx.iter_mut().for_each(ring::Sender::never_park);
     }
     // On the ingress CPU the consumer runs inside the ingress thread, polled where the ingress
     // would wait: two threads on one CPU preempt each other mid-batch (the scheduler's choice),

@@ -227,6 +227,8 @@ pub struct Sender<B> {
     /// Woken when a buffer is sent.
     pub(crate) consumer_waker: Arc<Waker>,
     stats: Arc<LinkStats>,
+    /// Wait by spinning and yielding only (see [`Sender::never_park`]).
+    never_park: bool,
 }
 
 /// The consumer's end of a link: receives filled buffers, returns them empty.
@@ -257,6 +259,7 @@ pub fn link<B: Send>(buffers: usize, make: impl Fn() -> B) -> (Sender<B>, Receiv
         producer_waker: Arc::clone(&pw),
         consumer_waker: Arc::clone(&cw),
         stats: Arc::clone(&stats),
+        never_park: false,
     };
     let r = Receiver {
         forward: fc,
@@ -289,7 +292,7 @@ impl<B: Send> Sender<B> {
             }
             if idle() {
                 backoff = Backoff::new();
-            } else if backoff.should_park() {
+            } else if backoff.should_park() && !self.never_park {
                 let back = &self.back;
                 self.producer_waker.park_unless(|| !back.is_empty(), nap);
             } else {
@@ -306,6 +309,14 @@ impl<B: Send> Sender<B> {
         }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.consumer_waker.wake();
+    }
+
+    /// Makes [`take_with`](Self::take_with) wait by spinning and yielding, never parking:
+    /// for a producer with its CPU to itself, where parking frees the CPU for nobody and makes
+    /// the consumer pay a futex wake (a syscall and an IPI, microseconds on a VM) for every
+    /// buffer it hands back. Measured on v3k at max speed: 3% of the shard's time was that wake.
+    pub fn never_park(&mut self) {
+        self.never_park = true;
     }
 
     /// This link's counters.
