@@ -110,10 +110,11 @@ pub struct BenchArgs {
     /// 0 sends none. The control core's loop turns every 0.5 ms, so at most 2000/s.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=2000))]
     pub snapshot_rate: u32,
-    /// Milliseconds to measure the machine's own noise before the replay: a thread spins on
-    /// each of the engine's ingress and shard CPUs, all at once, and every time it loses its
-    /// CPU (hypervisor, interrupts) is a gap. The result reports the gaps and the e2e floor
-    /// they alone impose (`noise` in the JSON); 0 skips it.
+    /// Milliseconds per CPU to measure the machine's own noise before the replay: a thread
+    /// spins on each of the engine's ingress and shard CPUs in turn (the others idle), and
+    /// every time it loses its CPU (timer ticks, the hypervisor, interrupts) is a gap. The
+    /// result reports the gaps and the e2e floor they alone impose (`noise` in the JSON): a
+    /// tail budget below that floor cannot be met on this machine. 0 skips it.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub noise_ms: u64,
     /// Placement file [default: ./affinity.toml when it exists].
