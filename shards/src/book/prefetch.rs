@@ -28,7 +28,7 @@
 //!
 //! Messages are applied strictly in order. Prefetches are hints only: results never depend on them.
 
-use super::{Books, SideKind, NIL};
+use super::{Books, LevelId, SideKind, NIL};
 use crate::events::EventSink;
 use crate::itch::field::Field;
 use crate::itch::{walk, FrameError, WalkStats};
@@ -102,36 +102,42 @@ impl Books {
     }
 
     /// Stage 2: the order's level (from its slot); for an add, the top entries of its side
-    /// and its likely entry.
+    /// and its likely entry. Returns the order's level for stage 3 ([`NIL`] when none), so
+    /// stage 3 does not look the reference up again.
     #[inline(always)]
-    fn prefetch_order(&self, msg: &[u8]) {
+    fn prefetch_order(&self, msg: &[u8]) -> LevelId {
         if let Some(o) = named_ref(msg).and_then(|r| self.orders.get(r)) {
             self.levels.prefetch(o.level);
+            return o.level;
         }
-        let Some(kind) = add_side(msg) else {
-            return;
-        };
-        let b = self.book_index(msg);
-        if b != NIL {
-            let side = self.books[b as usize].side(kind);
-            side.prefetch_top();
-            side.prefetch_entry(u32::get(msg, 32));
+        if let Some(kind) = add_side(msg) {
+            let b = self.book_index(msg);
+            if b != NIL {
+                let side = self.books[b as usize].side(kind);
+                side.prefetch_top();
+                side.prefetch_entry(u32::get(msg, 32));
+            }
         }
+        NIL
     }
 
     /// Stage 3: for the last order of a level, the entries its level's removal will search.
+    /// `level` is what stage 2 found; messages in between may have freed it, which only makes
+    /// this hint useless (a freed slot still holds a valid book and side, and the slab never
+    /// shrinks).
     #[inline(always)]
-    fn prefetch_level(&self, msg: &[u8]) {
-        if let Some(o) = named_ref(msg).and_then(|r| self.orders.get(r)) {
-            let lv = &self.levels[o.level];
-            if lv.orders == 1 {
-                let side = self.books[lv.book as usize].side(lv.side);
-                if side.best() == Some(o.level) {
-                    side.prefetch_next_best(&self.levels);
-                } else {
-                    side.prefetch_top();
-                    side.prefetch_entry(lv.price);
-                }
+    fn prefetch_level(&self, level: LevelId) {
+        if level == NIL {
+            return;
+        }
+        let lv = &self.levels[level];
+        if lv.orders == 1 {
+            let side = self.books[lv.book as usize].side(lv.side);
+            if side.best() == Some(level) {
+                side.prefetch_next_best(&self.levels);
+            } else {
+                side.prefetch_top();
+                side.prefetch_entry(lv.price);
             }
         }
     }
@@ -144,6 +150,8 @@ impl Books {
 /// [`PREFETCH_ABOVE`], applies messages directly (measured on m7: 0.88-0.91x with prefetching).
 pub struct Pipeline<'a> {
     ring: [&'a [u8]; LOOKAHEAD],
+    /// The level stage 2 found for each message in `ring` (same index), for stage 3.
+    found: [LevelId; LOOKAHEAD],
     len: usize,
     seen: u64,
     enabled: bool,
@@ -158,6 +166,7 @@ impl Default for Pipeline<'_> {
     fn default() -> Self {
         Pipeline {
             ring: [&[]; LOOKAHEAD],
+            found: [NIL; LOOKAHEAD],
             len: 0,
             seen: 0,
             enabled: false,
@@ -169,11 +178,6 @@ impl<'a> Pipeline<'a> {
     /// Whether messages are currently prefetched (false while the state fits in cache).
     pub fn prefetching(&self) -> bool {
         self.enabled
-    }
-
-    #[inline(always)]
-    fn back(&self, k: usize) -> &'a [u8] {
-        self.ring[(self.len - 1 - k) & (LOOKAHEAD - 1)]
     }
 
     /// Queues `msg` (one frame's message bytes, already framed correctly) and applies the message
@@ -201,10 +205,12 @@ impl<'a> Pipeline<'a> {
         self.len += 1;
         books.prefetch_slot(msg);
         if self.len > LOOKAHEAD - MID {
-            books.prefetch_order(self.back(LOOKAHEAD - MID));
+            let k = (self.len - 1 - (LOOKAHEAD - MID)) & (LOOKAHEAD - 1);
+            self.found[k] = books.prefetch_order(self.ring[k]);
         }
         if self.len > LOOKAHEAD - NEAR {
-            books.prefetch_level(self.back(LOOKAHEAD - NEAR));
+            let k = (self.len - 1 - (LOOKAHEAD - NEAR)) & (LOOKAHEAD - 1);
+            books.prefetch_level(self.found[k]);
         }
     }
 
