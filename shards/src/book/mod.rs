@@ -108,7 +108,9 @@ pub struct Books {
     orders: OrderTable,
     levels: Slab<Level>,
     books: Vec<Book>,
-    by_locate: Box<[u32]>,
+    /// Dense book index by stock locate; a fixed-size array so that indexing by a `u16`
+    /// needs no bounds check on the hot path.
+    by_locate: Box<[u32; 1 << 16]>,
     recent: Box<[TradeRecord]>,
     orphan: Anomalies,
     by_type: [u64; ALL_TYPES.len() + 1],
@@ -127,7 +129,10 @@ impl Books {
             orders: OrderTable::with_capacity(cap.orders),
             levels: Slab::with_capacity(cap.levels),
             books: Vec::new(),
-            by_locate: vec![NIL; 1 << 16].into_boxed_slice(),
+            by_locate: vec![NIL; 1 << 16]
+                .into_boxed_slice()
+                .try_into()
+                .expect("exactly one entry per locate"),
             recent: vec![NO_TRADE; TRADE_MEMORY].into_boxed_slice(),
             orphan: Anomalies::default(),
             by_type: [0; ALL_TYPES.len() + 1],
@@ -313,18 +318,27 @@ impl Books {
             book.anomalies.zero_shares += 1;
             return;
         }
-        if self.orders.find(order_ref).is_some() {
-            book.anomalies.duplicate_ref += 1;
+        let Some(claim) = self.orders.claim(order_ref) else {
+            self.books[b].anomalies.duplicate_ref += 1;
             return;
-        }
-        if self.place(b, kind, order_ref, shares, price) {
+        };
+        if self.place(b, kind, claim, order_ref, shares, price) {
             self.publish(b, kind, h.timestamp, sink);
         }
     }
 
-    /// Rests a new order at the back of its level; returns whether it is at the top.
+    /// Rests a new order, whose reference `claim` holds a slot for, at the back of its level;
+    /// returns whether it is at the top.
     #[inline(always)]
-    fn place(&mut self, b: usize, kind: SideKind, order_ref: u64, shares: u32, price: u32) -> bool {
+    fn place(
+        &mut self,
+        b: usize,
+        kind: SideKind,
+        claim: order_table::Claim,
+        order_ref: u64,
+        shares: u32,
+        price: u32,
+    ) -> bool {
         let side = self.books[b].side_mut(kind);
         let level = match side.find(price) {
             Ok(l) => l,
@@ -344,12 +358,14 @@ impl Books {
         let lv = &mut self.levels[level];
         lv.orders += 1;
         lv.shares += shares as u64;
-        let fresh = self.orders.insert(Order {
-            order_ref,
-            shares,
-            level,
-        });
-        debug_assert!(fresh, "caller checked the reference is not live");
+        self.orders.fill(
+            claim,
+            Order {
+                order_ref,
+                shares,
+                level,
+            },
+        );
         at_top
     }
 
@@ -472,10 +488,10 @@ impl Books {
         let mut touched = self.remove(i);
         if shares == 0 {
             self.books[b].anomalies.zero_shares += 1;
-        } else if self.orders.find(new_ref).is_some() {
-            self.books[b].anomalies.duplicate_ref += 1;
+        } else if let Some(claim) = self.orders.claim(new_ref) {
+            touched |= self.place(b, lv.side, claim, new_ref, shares, price);
         } else {
-            touched |= self.place(b, lv.side, new_ref, shares, price);
+            self.books[b].anomalies.duplicate_ref += 1;
         }
         if touched {
             self.publish(b, lv.side, h.timestamp, sink);

@@ -51,6 +51,14 @@ const VACANT: Order = Order {
     level: NIL,
 };
 
+/// A vacant slot reserved for a new reference by [`OrderTable::claim`].
+#[derive(Debug)]
+#[must_use = "a claim does nothing until it is filled"]
+pub struct Claim {
+    slot: usize,
+    probe: usize,
+}
+
 /// Live orders by reference.
 pub struct OrderTable {
     slots: PageArray<Order>,
@@ -156,27 +164,47 @@ impl OrderTable {
     /// Inserts `o`; returns false (and changes nothing) if its reference is already live.
     #[inline]
     pub fn insert(&mut self, o: Order) -> bool {
-        debug_assert_ne!(o.level, NIL, "a live order rests on a level");
+        match self.claim(o.order_ref) {
+            Some(c) => {
+                self.fill(c, o);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The slot a new order with reference `key` would take, or `None` when `key` is already
+    /// live: one probe serves both the duplicate check and the insert. Grows the table first if
+    /// it must, so the claim holds until the table next changes; fill it before then.
+    #[inline]
+    pub fn claim(&mut self, key: u64) -> Option<Claim> {
         if (self.len + 1) * 2 > self.slots.len() {
             self.rebuild(self.slots.len() * 2, self.scrambled);
         }
-        let mut i = self.home(o.order_ref);
+        let mut i = self.home(key);
         let mut probe = 0;
         loop {
-            let s = self.slots[i];
+            let s = &self.slots[i];
             if s.level == NIL {
-                self.slots[i] = o;
-                self.len += 1;
-                if probe > MAX_PROBE && !self.scrambled {
-                    self.rebuild(self.slots.len(), true);
-                }
-                return true;
+                return Some(Claim { slot: i, probe });
             }
-            if s.order_ref == o.order_ref {
-                return false;
+            if s.order_ref == key {
+                return None;
             }
             i = (i + 1) & self.mask;
             probe += 1;
+        }
+    }
+
+    /// Puts `o`, whose reference `c` was claimed for, in the claimed slot.
+    #[inline]
+    pub fn fill(&mut self, c: Claim, o: Order) {
+        debug_assert_ne!(o.level, NIL, "a live order rests on a level");
+        debug_assert_eq!(self.slots[c.slot].level, NIL, "the claim is stale");
+        self.slots[c.slot] = o;
+        self.len += 1;
+        if c.probe > MAX_PROBE && !self.scrambled {
+            self.rebuild(self.slots.len(), true);
         }
     }
 
