@@ -69,9 +69,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let stop = AtomicBool::new(false);
     let r = runtime::run(&source, &cfg, opts, &stop)?;
     let mut result = result_json(a, scope, offered, &r);
-    result["noise"] = noise.map_or(serde_json::Value::Null, |(cpus, paths, span)| {
-        crate::telemetry::noise::json(&cpus, &paths, span)
-    });
+    result["noise"] = noise.unwrap_or(serde_json::Value::Null);
     let path = a.json.clone().unwrap_or_else(|| default_path(scope));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
@@ -94,8 +92,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
 }
 
 /// Measures the gaps of the CPUs a message crosses (ingress, then its shard) before the
-/// replay, and says what floor they put under e2e; `None` when `ms` is 0.
-fn measure_noise(cfg: &Config, ms: u64) -> Option<Noise> {
+/// replay, and says what floor they put under e2e; the JSON's `noise`, `None` when `ms` is 0.
+fn measure_noise(cfg: &Config, ms: u64) -> Option<serde_json::Value> {
     use crate::telemetry::noise;
     if ms == 0 {
         return None;
@@ -107,21 +105,15 @@ fn measure_noise(cfg: &Config, ms: u64) -> Option<Noise> {
         .collect();
     let cpus: Vec<usize> = paths.iter().flatten().copied().collect();
     eprintln!("tickcore bench: measuring this machine's noise on CPUs {cpus:?} for {ms} ms...");
-    let probed = noise::probe(&cpus, span);
+    let j = noise::json(&noise::probe(&cpus, span), &paths, span);
+    let ns = |k: &str| pretty(j[k].as_u64().unwrap_or(0));
     eprintln!(
         "tickcore bench: the floor lost CPU time alone puts under e2e: p99 {}, p99.9 {}",
-        pretty(noise::worst_floor_ns(&probed, &paths, 0.99)),
-        pretty(noise::worst_floor_ns(&probed, &paths, 0.999))
+        ns("floor_p99_ns"),
+        ns("floor_p999_ns")
     );
-    Some((probed, paths, span))
+    Some(j)
 }
-
-/// The noise probe: each CPU's gaps, the CPU paths of messages, the probe's length.
-type Noise = (
-    Vec<crate::telemetry::noise::CpuNoise>,
-    Vec<Vec<usize>>,
-    std::time::Duration,
-);
 
 /// `max`, or messages per second (`1000000`, `1M`, `500k`).
 pub fn parse_rate(s: &str) -> std::result::Result<Option<f64>, String> {

@@ -295,9 +295,7 @@ impl ControlCore {
     pub fn turn(&mut self) {
         // A probe's answer is looked for on every call, not every tick: the snapshot stage
         // would otherwise time the tick (500 us), not the round trip. A ring pop costs ns.
-        if self.probe.as_ref().is_some_and(|p| p.pending.is_some()) {
-            self.probe_answer();
-        }
+        self.probe_answer();
         let now = clock::now_ns();
         if now >= self.next_turn_ns {
             self.next_turn_ns = now + TICK.as_nanos() as u64;
@@ -450,13 +448,8 @@ impl ControlCore {
     /// the round trip goes into the `snapshot` stage.
     fn query(&mut self, locate: u16, patience: Duration) -> Result<Snapshot, String> {
         // A probe's answer still out would be taken for this one's: wait for it first.
-        let deadline = Instant::now() + patience;
-        while self.probe.as_ref().is_some_and(|p| p.pending.is_some()) {
-            self.probe_answer();
-            if Instant::now() > deadline {
-                return Err("a probe's snapshot request is still unanswered".into());
-            }
-            std::hint::spin_loop();
+        if !self.settle_probe(Instant::now() + patience) {
+            return Err("a probe's snapshot request is still unanswered".into());
         }
         let shard = self.routes.shard(locate);
         let t0 = clock::now_ns();
@@ -509,6 +502,17 @@ impl ControlCore {
             deadline: now + PROBE_PATIENCE,
             missed: false,
         });
+    }
+
+    /// Spins until no probe request is out, or `deadline`; returns whether none is.
+    fn settle_probe(&mut self, deadline: Instant) -> bool {
+        while !self.probe_answer() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+        true
     }
 
     /// Takes the probe's answer if it came (timing it, unless it came too late to count);
@@ -565,10 +569,7 @@ impl ControlCore {
     /// engine's last queries and its stop message).
     pub fn take_rings(&mut self) -> (Vec<Producer<Control>>, Vec<Consumer<Snapshot>>) {
         // A probe's late answer must not reach the new owner as the answer to its own query.
-        let deadline = Instant::now() + PROBE_PATIENCE;
-        while !self.probe_answer() && Instant::now() < deadline {
-            std::hint::spin_loop();
-        }
+        self.settle_probe(Instant::now() + PROBE_PATIENCE);
         self.probe = None;
         (
             std::mem::take(&mut self.shard_controls),

@@ -242,7 +242,8 @@ pub fn run(
     let mut feeds = Vec::new();
     let mut adapters = Vec::new();
     let mut sink_levels = Vec::new();
-    let mut feed_cpu_shared = (0..n).any(|i| cfg.shard_cpu(i) == cfg.feed_cpu.value);
+    let runs_shard = |cpu: usize| (0..n).any(|i| cfg.shard_cpu(i) == cpu);
+    let mut feed_cpu_shared = runs_shard(cfg.feed_cpu.value);
     for (k, plan) in opts.sinks.drain(..).enumerate() {
         let (tx, mut rx) = ring::ring::<storage_adapters::rows::RowBatch>(4096);
         let done = std::sync::Arc::new(AtomicBool::new(false));
@@ -253,7 +254,7 @@ pub fn run(
         });
         let cpus = &cfg.adapter_cpus.value;
         let cpu = cpus[(1 + k) % cpus.len()];
-        let shared = cpu == cfg.feed_cpu.value || (0..n).any(|i| cfg.shard_cpu(i) == cpu);
+        let shared = cpu == cfg.feed_cpu.value || runs_shard(cpu);
         feed_cpu_shared |= cpu == cfg.feed_cpu.value;
         placement.push((format!("sink:{}", plan.settings.name), cpu));
         let (level_tx, level_rx) = ring::ring::<u8>(64);

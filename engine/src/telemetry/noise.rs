@@ -12,8 +12,9 @@
 //! length, one CPU after another, the others left idle so that the machine's other work has
 //! somewhere else to run. What the thread still loses is the CPU's own noise (the hypervisor,
 //! interrupts, per-CPU kernel work), so the floor below is a lower bound: an engine that keeps
-//! every CPU busy sees more. A gap is the time between two reads beyond [`GAP_NS`]. A message arriving at a uniformly random moment inside a gap of length g
-//! waits a uniform share of g, so the share of messages that wait more than x is
+//! every CPU busy sees more. A gap is the time between two reads beyond [`GAP_NS`]. A message
+//! arriving at a uniformly random moment inside a gap of length g waits a uniform share of g,
+//! so the share of messages that wait more than x is
 //! `sum over gaps of max(g - x, 0) / probe length`; a message crosses each CPU of the path once,
 //! so the path's share is the sum over its CPUs. The floor at quantile q is the smallest x whose
 //! share is at most 1 - q. Never runs during a replay: it would steal the engine's CPUs.
@@ -70,7 +71,7 @@ impl CpuNoise {
 
 /// The latency a message crossing every CPU in `path` waits at quantile `q` from the gaps
 /// alone: the smallest x (ns) such that at most `1 - q` of messages wait longer than x.
-pub fn floor_ns(path: &[CpuNoise], q: f64) -> u64 {
+pub fn floor_ns(path: &[&CpuNoise], q: f64) -> u64 {
     let share = |x: u64| path.iter().map(|c| c.share_waiting_over(x)).sum::<f64>();
     let allowed = 1.0 - q;
     let max = path.iter().map(|c| c.gaps.max()).max().unwrap_or(0);
@@ -131,11 +132,7 @@ pub fn worst_floor_ns(probed: &[CpuNoise], paths: &[Vec<usize>], q: f64) -> u64 
     paths
         .iter()
         .map(|p| {
-            let on: Vec<CpuNoise> = probed
-                .iter()
-                .filter(|c| p.contains(&c.cpu))
-                .cloned()
-                .collect();
+            let on: Vec<&CpuNoise> = probed.iter().filter(|c| p.contains(&c.cpu)).collect();
             floor_ns(&on, q)
         })
         .max()
@@ -185,7 +182,7 @@ mod tests {
     fn a_quiet_cpu_has_no_floor() {
         let quiet = cpu(1_000_000_000, &[(2_000, 10)]);
         // 20 us of 1 s lost: 0.002% of messages wait at all, under the 1% a p99 allows.
-        assert_eq!(floor_ns(&[quiet], 0.99), 0);
+        assert_eq!(floor_ns(&[&quiet], 0.99), 0);
     }
 
     #[test]
@@ -193,15 +190,15 @@ mod tests {
         // Ten 1 ms gaps in 1 s: 1% of the time lost. The share waiting over x is
         // 10 * (1 ms - x) / 1 s, which is 0.1% at x = 0.9 ms.
         let noisy = cpu(1_000_000_000, &[(1_000_000, 10)]);
-        let f = floor_ns(std::slice::from_ref(&noisy), 0.999);
+        let f = floor_ns(&[&noisy], 0.999);
         let rel = (f as f64 - 900_000.0).abs() / 900_000.0;
         assert!(rel < 0.02, "p99.9 floor {f} ns, expected about 900 us");
         // At p99 the whole 1% may wait: the floor is next to nothing (the histogram's 2
         // significant digits round the gaps up a little).
-        let f99 = floor_ns(std::slice::from_ref(&noisy), 0.99);
+        let f99 = floor_ns(&[&noisy], 0.99);
         assert!(f99 <= 10_000, "p99 floor {f99} ns");
         // Two such CPUs in the path double the share: p99 now has a floor of about 0.5 ms.
-        let f2 = floor_ns(&[noisy.clone(), noisy], 0.99);
+        let f2 = floor_ns(&[&noisy, &noisy], 0.99);
         assert!((f2 as f64 - 500_000.0).abs() / 500_000.0 < 0.02, "{f2}");
     }
 

@@ -180,6 +180,12 @@ impl<'a> Pipeline<'a> {
         self.enabled
     }
 
+    /// Index in the ring of the message `k` places behind the newest.
+    #[inline(always)]
+    fn back(&self, k: usize) -> usize {
+        (self.len - 1 - k) & (LOOKAHEAD - 1)
+    }
+
     /// Queues `msg` (one frame's message bytes, already framed correctly) and applies the message
     /// that falls out of the window.
     #[inline(always)]
@@ -205,12 +211,11 @@ impl<'a> Pipeline<'a> {
         self.len += 1;
         books.prefetch_slot(msg);
         if self.len > LOOKAHEAD - MID {
-            let k = (self.len - 1 - (LOOKAHEAD - MID)) & (LOOKAHEAD - 1);
+            let k = self.back(LOOKAHEAD - MID);
             self.found[k] = books.prefetch_order(self.ring[k]);
         }
         if self.len > LOOKAHEAD - NEAR {
-            let k = (self.len - 1 - (LOOKAHEAD - NEAR)) & (LOOKAHEAD - 1);
-            books.prefetch_level(self.found[k]);
+            books.prefetch_level(self.found[self.back(LOOKAHEAD - NEAR)]);
         }
     }
 
