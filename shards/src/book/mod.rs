@@ -13,8 +13,10 @@
 //!   order is queue order; a direct array by reference would need gigabytes for a day;
 //! - levels in a slab ([`store`]) with stable handles, carrying their book and side, so an
 //!   order needs nothing but its level handle;
-//! - price levels per side in a sorted vector with the best last ([`side`]), because activity
-//!   clusters at the top, where insertion and removal move almost nothing;
+//! - price levels per side in a ladder of one slot per tick that follows the top ([`side`]),
+//!   because activity clusters within a few hundred ticks of the top: an add finds its level,
+//!   or its new level's place, with one load, and nothing moves; levels below the window sit in
+//!   a sorted vector;
 //! - books indexed directly by stock locate (a `u16`), no hashing at all.
 
 pub mod instrument;
@@ -22,6 +24,7 @@ pub mod order_table;
 pub mod pages;
 pub mod prefetch;
 pub mod side;
+mod sorted;
 pub mod store;
 
 pub use instrument::{Anomalies, Book, CrossState, TradeStats};

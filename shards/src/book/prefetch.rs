@@ -10,16 +10,18 @@
 //!    its book's hot lines (sides, identity, published top; the statistics line only for the
 //!    types that print a trade);
 //! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level; for an
-//!    add, reads the book and asks for the top entries of its side and the entry its price most
-//!    likely has;
-//! 3. `NEAR` frames ahead: for an order that is the last at its level (its removal will search
-//!    the side and close the gap), the side's top and the level's likely entry, or, when its
-//!    level is the best, the next best level (the new top the BBO will read).
+//!    add, reads the book and asks for its price's slot in the side's ladder (or, below the
+//!    ladder, the sorted entries a search will read);
+//! 3. `NEAR` frames ahead: for an order that is the last at its level (its removal clears its
+//!    slot), that slot, or, when its level is the best, the next best level (the new top the
+//!    BBO will read).
 //!
-//! An add's existing level is not prefetched: finding it is the whole search the apply then
-//! does again, and on thousands of thin books (1.2-1.4 orders per level) most adds open a new
-//! level from the slab's hot free list anyway. Dropping it cut 8% of the instructions of a v3k
-//! replay (cachegrind, deterministic) with the same simulated misses, and no loss in time.
+//! An add's existing level is not prefetched. Stage 3 can read it from the ladder slot stage 2
+//! asked for, but measured back to back that lost 6-7% (v3k, realistic and deep): the slot is
+//! often not there yet, and the stage then waits on it. The side's top slot is not asked for
+//! either, only the add's own: with a ladder the add reads no other line of the side
+//! (realistic v3k 1.05x without it, deep unchanged).
+
 //!
 //! Why so few lines: with thousands of books the state lives in L3 or beyond, and the core can
 //! only keep a couple of dozen misses in flight. Prefetching lines a message will not read
@@ -101,8 +103,8 @@ impl Books {
         }
     }
 
-    /// Stage 2: the order's level (from its slot); for an add, the top entries of its side
-    /// and its likely entry. Returns the order's level for stage 3 ([`NIL`] when none), so
+    /// Stage 2: the order's level (from its slot); for an add, the line of its side that holds
+    /// its price's place. Returns the order's level for stage 3 ([`NIL`] when none), so
     /// stage 3 does not look the reference up again.
     #[inline(always)]
     fn prefetch_order(&self, msg: &[u8]) -> LevelId {
@@ -113,15 +115,15 @@ impl Books {
         if let Some(kind) = add_side(msg) {
             let b = self.book_index(msg);
             if b != NIL {
-                let side = self.books[b as usize].side(kind);
-                side.prefetch_top();
-                side.prefetch_entry(u32::get(msg, 32));
+                self.books[b as usize]
+                    .side(kind)
+                    .prefetch_entry(u32::get(msg, 32));
             }
         }
         NIL
     }
 
-    /// Stage 3: for the last order of a level, the entries its level's removal will search.
+    /// Stage 3: for the last order of a level, the line its level's removal will clear.
     /// `level` is what stage 2 found; messages in between may have freed it, which only makes
     /// this hint useless (a freed slot still holds a valid book and side, and the slab never
     /// shrinks).
@@ -136,7 +138,6 @@ impl Books {
             if side.best() == Some(level) {
                 side.prefetch_next_best(&self.levels);
             } else {
-                side.prefetch_top();
                 side.prefetch_entry(lv.price);
             }
         }
