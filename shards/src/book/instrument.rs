@@ -182,8 +182,8 @@ impl Book {
             trading_state: 0,
             stats: TradeStats::default(),
             anomalies: Anomalies::default(),
-            bids: Side::new(SideKind::Bid, 64),
-            asks: Side::new(SideKind::Ask, 64),
+            bids: Side::new(SideKind::Bid, 0),
+            asks: Side::new(SideKind::Ask, 0),
             top: (Quote::default(), Quote::default()),
             cross: CrossState::Normal,
         }
@@ -221,3 +221,7 @@ impl Book {
         self.cross
     }
 }
+
+// Stage 1 of the prefetcher asks for a book's first two lines for every message, and its third
+// (statistics) for trades only: both sides, the identity and the published top must fit the two.
+const _: () = assert!(core::mem::offset_of!(Book, stats) == 128);

@@ -58,7 +58,7 @@ impl SideKind {
     }
 }
 
-/// Ticks the ladder window spans (1 KiB of slots per side, allocated with its first level).
+/// Ticks the ladder window spans (1 KiB of slots per side, allocated with the side).
 pub const WINDOW: usize = 256;
 /// Ticks left free above a new top when the window moves: the top can rise this far before the
 /// window moves again.
@@ -67,6 +67,11 @@ const HEADROOM: u32 = (WINDOW / 4) as u32;
 const CENT: u32 = 100;
 /// A position [`Side::find`] returns for a price the window does not cover yet.
 const OUTSIDE: usize = usize::MAX;
+
+const _: () = assert!(
+    core::mem::size_of::<Side>() == 40,
+    "sides, identity and top: two lines"
+);
 
 /// Price levels of one side.
 #[derive(Debug, Clone)]
@@ -81,10 +86,12 @@ pub struct Side {
     tick: u32,
     /// Levels in the window.
     on_ladder: u32,
-    /// One slot per tick from `base` ([`NIL`] when no level); empty until the first level.
-    ladder: Box<[LevelId]>,
-    /// Levels below the window.
-    deep: Sorted,
+    /// One slot per tick from `base` ([`NIL`] when no level). A thin pointer, for the same
+    /// reason as `deep`'s.
+    ladder: Box<[LevelId; WINDOW]>,
+    /// Levels below the window: behind a pointer, because they are seldom touched and the
+    /// side's hot fields, both sides and their book's identity and top must fit two lines.
+    deep: Box<Sorted>,
 }
 
 impl Side {
@@ -97,8 +104,8 @@ impl Side {
             base: 0,
             tick: 1,
             on_ladder: 0,
-            ladder: Box::new([]),
-            deep: Sorted::new(levels),
+            ladder: Box::new([NIL; WINDOW]),
+            deep: Box::new(Sorted::new(levels)),
         }
     }
 
@@ -136,7 +143,7 @@ impl Side {
             }
             i
         };
-        ((i as usize) < self.ladder.len()).then_some(i as usize)
+        ((i as usize) < WINDOW).then_some(i as usize)
     }
 
     /// Whether `key` lies on the window's grid.
@@ -226,9 +233,6 @@ impl Side {
     /// above the window, the first add below an emptied window, or a price off the grid.
     #[cold]
     fn place_moving_window(&mut self, key: u32, price: u32, level: LevelId) {
-        if self.ladder.is_empty() {
-            self.ladder = vec![NIL; WINDOW].into_boxed_slice();
-        }
         if self.best == NIL {
             self.tick = if price % CENT == 0 { CENT } else { 1 };
             self.base = self.base_below(key);
