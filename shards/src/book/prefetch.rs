@@ -9,7 +9,9 @@
 //! 1. `LOOKAHEAD` frames ahead: the order-table slot of the reference the message names, and
 //!    its book's hot lines (sides, identity, published top; the statistics line only for the
 //!    types that print a trade);
-//! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level; for an
+//! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level, and for
+//!    the table's next line when the order's line is full (a removal's backward shift reads
+//!    on into it); for an
 //!    add, reads the book and asks for its price's slot in the side's ladder (or, below the
 //!    ladder, the sorted entries a search will read);
 //! 3. `NEAR` frames ahead: for an order that is the last at its level (its removal clears its
@@ -108,9 +110,11 @@ impl Books {
     /// stage 3 does not look the reference up again.
     #[inline(always)]
     fn prefetch_order(&self, msg: &[u8]) -> LevelId {
-        if let Some(o) = named_ref(msg).and_then(|r| self.orders.get(r)) {
-            self.levels.prefetch(o.level);
-            return o.level;
+        if let Some(i) = named_ref(msg).and_then(|r| self.orders.find(r)) {
+            let level = self.orders.at(i).level;
+            self.levels.prefetch(level);
+            self.orders.prefetch_shift(i);
+            return level;
         }
         if let Some(kind) = add_side(msg) {
             let b = self.book_index(msg);
