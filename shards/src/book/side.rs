@@ -178,6 +178,14 @@ impl Side {
         }
     }
 
+    /// The level at `price` if the window holds it: [`Side::find`] without the search below
+    /// the window, for the prefetcher.
+    #[inline(always)]
+    pub(crate) fn find_in_window(&self, price: u32) -> Option<LevelId> {
+        let l = self.ladder[self.slot_of(self.kind.key(price))?];
+        (l != NIL).then_some(l)
+    }
+
     /// Levels from best to worst.
     pub fn levels(&self) -> impl Iterator<Item = LevelId> + '_ {
         let end = match self.slot_of(self.top_key) {
