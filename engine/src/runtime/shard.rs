@@ -337,8 +337,12 @@ fn apply(
     let mut n = 0u64;
     let mut listings = core::mem::take(&mut out.listings);
     let delay = ctx.chaos.map_or(0, |c| c.delay_ns);
+    // The batch's last feed time, for the clock that closes bars (a second walk over the batch
+    // just for it cost 1-2% of the shard's time on v3k).
+    let mut last_ts = None;
     let replayed = books.replay(&b.frames, false, out, |_, m| {
         n += 1;
+        last_ts = timestamp(m).or(last_ts);
         if delay > 0 {
             spin_chaos(delay, chaos_until);
         }
@@ -354,7 +358,7 @@ fn apply(
         rep.bad_batches += 1;
     }
     let last = b.last;
-    if let Some(ts) = last_timestamp(&b.frames) {
+    if let Some(ts) = last_ts {
         out.advance(ts);
     }
     if last {
@@ -486,17 +490,9 @@ fn spin_chaos(delay_ns: u64, until: u64) {
     }
 }
 
-/// Feed time of the batch's last message (the clock that closes bars).
-fn last_timestamp(frames: &[u8]) -> Option<u64> {
-    let mut ts = None;
-    let _ = shards::itch::walk(frames, false, |_, m| {
-        if m.len() >= 11 {
-            ts = Some(u64::from_be_bytes([
-                0, 0, m[5], m[6], m[7], m[8], m[9], m[10],
-            ]));
-        }
-    });
-    ts
+/// Feed time of a message (every ITCH type carries it at bytes 5..11), if it is long enough.
+fn timestamp(m: &[u8]) -> Option<u64> {
+    (m.len() >= 11).then(|| u64::from_be_bytes([0, 0, m[5], m[6], m[7], m[8], m[9], m[10]]))
 }
 
 fn snapshot(books: &Books, out: &Out, locate: u16) -> Snapshot {

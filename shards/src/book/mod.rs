@@ -612,14 +612,18 @@ impl Books {
         }
     }
 
-    /// Asks the cache for every line of `locate`'s book (top, statistics); changes nothing.
+    /// Asks the cache for the lines of `locate`'s book that its published state reads (the
+    /// top and the trade statistics; not the sides or the anomaly counters); changes nothing.
     /// For a caller about to read many books' state at once: issuing all the misses first
     /// lets them overlap instead of waiting on each in turn.
     #[inline]
     pub fn prefetch_book(&self, locate: u16) {
+        const FIRST: usize = core::mem::offset_of!(Book, top) / 64 * 64;
+        const END: usize =
+            core::mem::offset_of!(Book, stats) + core::mem::size_of::<instrument::TradeStats>();
         if let Some(b) = self.book(locate) {
             let p = b as *const Book as *const u8;
-            for line in (0..core::mem::size_of::<Book>()).step_by(64) {
+            for line in (FIRST..END).step_by(64) {
                 prefetch::touch(p.wrapping_add(line));
             }
         }
