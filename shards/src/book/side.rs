@@ -152,15 +152,14 @@ impl Side {
         self.tick == 1 || key % CENT == self.base % CENT
     }
 
-    /// Asks the cache for the level that becomes the best when the best one goes, when it is
-    /// in the same line of slots as the best.
+    /// Asks the cache for the line of slots just below the best, which the search for the next
+    /// best reads when the best level goes. Only the line: reading it here to ask for the next
+    /// best level as well made this stage wait on the line (back to back, v3k: the line alone
+    /// was 1.05x on realistic books, 1.01-1.08x on deep).
     #[inline(always)]
-    pub(crate) fn prefetch_next_best(&self, levels: &super::store::Slab<super::store::Level>) {
+    pub(crate) fn prefetch_next_best(&self) {
         if let Some(top) = self.slot_of(self.top_key).filter(|_| self.on_ladder > 1) {
-            let below = &self.ladder[top.saturating_sub(16)..top];
-            if let Some(&l) = below.iter().rev().find(|&&l| l != NIL) {
-                levels.prefetch(l);
-            }
+            crate::book::prefetch::touch(&self.ladder[top.saturating_sub(1)]);
         }
     }
 
