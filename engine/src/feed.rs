@@ -7,6 +7,7 @@
 use crate::error::{Failure, Result};
 use crate::progress::Progress;
 use shards::book::Books;
+use shards::itch::field::timestamp;
 use shards::itch::WalkStats;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -112,7 +113,7 @@ pub fn replay(feed: &Feed, books: &mut Books, skip_corrupt: bool) -> Result<Repl
                 progress.update(off as u64);
             }
             if first_ts.is_none() {
-                first_ts = Some(timestamp(msg));
+                first_ts = timestamp(msg);
             }
         })
         .map_err(|e| {
@@ -126,15 +127,13 @@ pub fn replay(feed: &Feed, books: &mut Books, skip_corrupt: bool) -> Result<Repl
         })?;
     progress.finish();
     let elapsed = start.elapsed();
-    let last_ts = (walk.frames > 0).then(|| timestamp(&bytes[last_off + 2..]));
+    let last_ts = (walk.frames > 0)
+        .then(|| timestamp(&bytes[last_off + 2..]))
+        .flatten();
     Ok(Replay {
         walk,
         elapsed,
         first_ts,
         last_ts,
     })
-}
-
-fn timestamp(msg: &[u8]) -> u64 {
-    shards::itch::field::get_u48(msg, 5)
 }

@@ -262,8 +262,11 @@ pub fn run(
                 }
                 pace.wait_until(due, stop, idle);
             }
-        } else if pace.enabled() && m.len() >= 11 {
-            let ts = u64::from_be_bytes([0, 0, m[5], m[6], m[7], m[8], m[9], m[10]]);
+        } else if let Some(ts) = pace
+            .enabled()
+            .then(|| shards::itch::field::timestamp(m))
+            .flatten()
+        {
             if pace.ahead(ts) {
                 out.iter_mut()
                     .for_each(|o| flush(o, false, rep, measure, idle));

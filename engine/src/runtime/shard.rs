@@ -342,7 +342,7 @@ fn apply(
     let mut last_ts = None;
     let replayed = books.replay(&b.frames, false, out, |_, m| {
         n += 1;
-        last_ts = timestamp(m).or(last_ts);
+        last_ts = shards::itch::field::timestamp(m).or(last_ts);
         if delay > 0 {
             spin_chaos(delay, chaos_until);
         }
@@ -488,11 +488,6 @@ fn spin_chaos(delay_ns: u64, until: u64) {
     while clock::now_ns() - start < delay_ns {
         std::hint::spin_loop();
     }
-}
-
-/// Feed time of a message (every ITCH type carries it at bytes 5..11), if it is long enough.
-fn timestamp(m: &[u8]) -> Option<u64> {
-    (m.len() >= 11).then(|| u64::from_be_bytes([0, 0, m[5], m[6], m[7], m[8], m[9], m[10]]))
 }
 
 fn snapshot(books: &Books, out: &Out, locate: u16) -> Snapshot {

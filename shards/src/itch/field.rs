@@ -55,6 +55,13 @@ pub fn get_u48(b: &[u8], off: usize) -> u64 {
     u64::from_be_bytes(raw)
 }
 
+/// Feed time of a message's raw bytes: every ITCH 5.0 type carries its nanoseconds since
+/// midnight at bytes 5..11. `None` for bytes too short to hold one.
+#[inline(always)]
+pub fn timestamp(msg: &[u8]) -> Option<u64> {
+    (msg.len() >= 11).then(|| get_u48(msg, 5))
+}
+
 /// Writes the low 48 bits of `v` as a 6-byte timestamp at `off`.
 #[inline(always)]
 pub fn put_u48(v: u64, b: &mut [u8], off: usize) {
