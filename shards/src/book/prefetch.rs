@@ -11,9 +11,8 @@
 //!    types that print a trade);
 //! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level, and for
 //!    the table's next line when the order's line is full (a removal's backward shift reads
-//!    on into it); for an
-//!    add, reads the book and asks for its price's slot in the side's ladder (or, below the
-//!    ladder, the sorted entries a search will read);
+//!    on into it); for an add, reads the book and asks for its price's slot in the side's
+//!    ladder (or, below the ladder, the sorted entries a search will read);
 //! 3. `NEAR` frames ahead: for an add, the level it joins, read from the ladder slot stage 2
 //!    asked for; for an order that is the last at its level (its removal clears its slot),
 //!    that slot, or, when its level is the best, the line of slots below it (where the search
@@ -25,7 +24,6 @@
 //! (median ratios of fourteen rounds back to back). The side's top slot is not asked for, only
 //! the add's own: with a ladder the add reads no other line of the side (realistic v3k 1.05x
 //! without it, deep unchanged).
-
 //!
 //! Why so few lines: with thousands of books the state lives in L3 or beyond, and the core can
 //! only keep a couple of dozen misses in flight. Prefetching lines a message will not read
@@ -34,7 +32,7 @@
 //!
 //! Messages are applied strictly in order. Prefetches are hints only: results never depend on them.
 
-use super::{Books, LevelId, SideKind, NIL};
+use super::{Books, LevelId, Side, SideKind, NIL};
 use crate::events::EventSink;
 use crate::itch::field::Field;
 use crate::itch::{walk, FrameError, WalkStats};
@@ -81,6 +79,14 @@ impl Books {
         self.by_locate[u16::get(msg, 1) as usize]
     }
 
+    /// For an add whose book exists: the side it rests on and its price.
+    #[inline(always)]
+    fn add_target(&self, msg: &[u8]) -> Option<(&Side, u32)> {
+        let kind = add_side(msg)?;
+        let b = self.book_index(msg);
+        (b != NIL).then(|| (self.books[b as usize].side(kind), u32::get(msg, 32)))
+    }
+
     /// Stage 1: the index slots the message will read or write, and the book's lines for
     /// sides, top and statistics.
     #[inline(always)]
@@ -118,13 +124,8 @@ impl Books {
             self.orders.prefetch_shift(i);
             return level;
         }
-        if let Some(kind) = add_side(msg) {
-            let b = self.book_index(msg);
-            if b != NIL {
-                self.books[b as usize]
-                    .side(kind)
-                    .prefetch_entry(u32::get(msg, 32));
-            }
+        if let Some((side, price)) = self.add_target(msg) {
+            side.prefetch_entry(price);
         }
         NIL
     }
@@ -137,14 +138,11 @@ impl Books {
     #[inline(always)]
     fn prefetch_level(&self, msg: &[u8], level: LevelId) {
         if level == NIL {
-            if let Some(kind) = add_side(msg) {
-                let b = self.book_index(msg);
-                if b != NIL {
-                    let side = self.books[b as usize].side(kind);
-                    if let Some(l) = side.find_in_window(u32::get(msg, 32)) {
-                        self.levels.prefetch(l);
-                    }
-                }
+            if let Some(l) = self
+                .add_target(msg)
+                .and_then(|(s, price)| s.find_in_window(price))
+            {
+                self.levels.prefetch(l);
             }
             return;
         }
