@@ -146,6 +146,12 @@ impl Side {
         ((i as usize) < WINDOW).then_some(i as usize)
     }
 
+    /// The key of window slot `i` (the inverse of [`Side::slot_of`]).
+    #[inline(always)]
+    fn key_at(&self, i: usize) -> u32 {
+        self.base + i as u32 * self.tick
+    }
+
     /// Whether `key` lies on the window's grid.
     #[inline(always)]
     fn on_grid(&self, key: u32) -> bool {
@@ -275,9 +281,9 @@ impl Side {
     /// is only asked of an empty window, and takes from `deep` the levels it now covers.
     fn move_window(&mut self, base: u32) {
         debug_assert_eq!(base % self.tick, self.base % self.tick);
-        let old_base = core::mem::replace(&mut self.base, base);
-        if base < old_base {
+        if base < self.base {
             debug_assert_eq!(self.on_ladder, 0, "the window moves down only when empty");
+            self.base = base;
             while let Some(e) = self.deep.top().filter(|e| e.key >= base) {
                 self.deep.pop_top();
                 let i = self
@@ -287,16 +293,17 @@ impl Side {
             }
             return;
         }
-        let shift = (((base - old_base) / self.tick) as usize).min(WINDOW);
+        let shift = (((base - self.base) / self.tick) as usize).min(WINDOW);
         for i in 0..shift {
             let l = core::mem::replace(&mut self.ladder[i], NIL);
             if l != NIL {
-                self.deep.push_top(old_base + i as u32 * self.tick, l);
+                self.deep.push_top(self.key_at(i), l);
                 self.on_ladder -= 1;
             }
         }
         self.ladder.copy_within(shift.., 0);
         self.ladder[WINDOW - shift..].fill(NIL);
+        self.base = base;
     }
 
     /// A price off the cent grid: every level leaves the window for `deep`, and the window
@@ -305,7 +312,7 @@ impl Side {
         for i in 0..WINDOW {
             let l = core::mem::replace(&mut self.ladder[i], NIL);
             if l != NIL {
-                self.deep.push_top(self.base + i as u32 * self.tick, l);
+                self.deep.push_top(self.key_at(i), l);
             }
         }
         self.on_ladder = 0;
@@ -344,7 +351,7 @@ impl Side {
                 .iter()
                 .rposition(|&l| l != NIL)
                 .expect("the window holds a level");
-            (self.best, self.top_key) = (self.ladder[i], self.base + i as u32 * self.tick);
+            (self.best, self.top_key) = (self.ladder[i], self.key_at(i));
         } else {
             (self.best, self.top_key) = match self.deep.top() {
                 Some(t) => (t.level, t.key),
@@ -371,7 +378,7 @@ impl Side {
             .ladder
             .iter()
             .rposition(|&l| l != NIL)
-            .map(|i| (self.ladder[i], self.base + i as u32 * self.tick))
+            .map(|i| (self.ladder[i], self.key_at(i)))
             .or(self.deep.top().map(|t| (t.level, t.key)));
         let best_ok = match best {
             Some((l, k)) => self.best == l && self.top_key == k,
