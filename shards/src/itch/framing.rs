@@ -116,6 +116,18 @@ pub fn resync(buf: &[u8], from: usize) -> Option<usize> {
     })
 }
 
+/// Counts the corrupt region that starts at `err` and returns where framing resumes.
+#[cold]
+fn skip(stats: &mut WalkStats, buf: &[u8], err: FrameError) -> usize {
+    let pos = err.offset as usize;
+    stats.first_error.get_or_insert(err);
+    stats.corrupt_regions += 1;
+    let resume = resync(buf, pos).unwrap_or(buf.len());
+    stats.truncated_tail |= matches!(err.kind, FrameErrorKind::Truncated { .. });
+    stats.skipped_bytes += (resume - pos) as u64;
+    resume
+}
+
 /// What a walk over a buffer saw besides good frames.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WalkStats {
@@ -148,41 +160,34 @@ pub fn walk<'a>(
     // Frames that start this far from the end cannot be truncated.
     let safe_end = buf.len().saturating_sub(MAX_FRAME);
     while pos < buf.len() {
-        // Fast path: one length check per frame, no truncation checks.
-        while pos < safe_end {
-            let len = u16::from_be_bytes([buf[pos], buf[pos + 1]]) as usize;
-            if LEN_BY_TYPE[buf[pos + 2] as usize] as usize != len {
-                break;
-            }
-            visit(pos, &buf[pos + 2..pos + 2 + len]);
-            stats.frames += 1;
-            pos += 2 + len;
-        }
-        if pos >= buf.len() {
-            break;
-        }
-        match frame_at(buf, pos) {
-            Ok((msg, next)) => {
-                visit(pos, msg);
-                stats.frames += 1;
-                pos = next;
-            }
-            Err(kind) => {
-                let err = FrameError {
-                    offset: pos as u64,
-                    kind,
-                };
-                if !skip_corrupt {
-                    return Err(err);
+        // Fast path: one length check per frame, no truncation checks. The visitor is called
+        // from this one place only, so it inlines into the loop.
+        let len = if pos < safe_end {
+            u16::from_be_bytes([buf[pos], buf[pos + 1]]) as usize
+        } else {
+            0
+        };
+        let (msg, next) = if len != 0 && LEN_BY_TYPE[buf[pos + 2] as usize] as usize == len {
+            (&buf[pos + 2..pos + 2 + len], pos + 2 + len)
+        } else {
+            match frame_at(buf, pos) {
+                Ok(frame) => frame,
+                Err(kind) => {
+                    let err = FrameError {
+                        offset: pos as u64,
+                        kind,
+                    };
+                    if !skip_corrupt {
+                        return Err(err);
+                    }
+                    pos = skip(&mut stats, buf, err);
+                    continue;
                 }
-                stats.first_error.get_or_insert(err);
-                stats.corrupt_regions += 1;
-                let resume = resync(buf, pos).unwrap_or(buf.len());
-                stats.truncated_tail |= matches!(kind, FrameErrorKind::Truncated { .. });
-                stats.skipped_bytes += (resume - pos) as u64;
-                pos = resume;
             }
-        }
+        };
+        visit(pos, msg);
+        stats.frames += 1;
+        pos = next;
     }
     stats.bytes = buf.len() as u64;
     Ok(stats)
