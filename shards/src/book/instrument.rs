@@ -152,8 +152,8 @@ pub enum CrossState {
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct Book {
-    pub(crate) bids: Side,
-    pub(crate) asks: Side,
+    /// Bids, then asks: indexed by [`SideKind`], so choosing a side is an offset, not a branch.
+    pub(crate) sides: [Side; 2],
     /// Symbol, space padded, from the directory or the first message that named it.
     pub symbol: Stock,
     /// Stock locate of the instrument.
@@ -182,8 +182,7 @@ impl Book {
             trading_state: 0,
             stats: TradeStats::default(),
             anomalies: Anomalies::default(),
-            bids: Side::new(SideKind::Bid, 0),
-            asks: Side::new(SideKind::Ask, 0),
+            sides: [Side::new(SideKind::Bid, 0), Side::new(SideKind::Ask, 0)],
             top: (Quote::default(), Quote::default()),
             cross: CrossState::Normal,
         }
@@ -197,18 +196,12 @@ impl Book {
     /// The side of `kind`.
     #[inline(always)]
     pub fn side(&self, kind: SideKind) -> &Side {
-        match kind {
-            SideKind::Bid => &self.bids,
-            SideKind::Ask => &self.asks,
-        }
+        &self.sides[kind as usize]
     }
 
     #[inline(always)]
     pub(crate) fn side_mut(&mut self, kind: SideKind) -> &mut Side {
-        match kind {
-            SideKind::Bid => &mut self.bids,
-            SideKind::Ask => &mut self.asks,
-        }
+        &mut self.sides[kind as usize]
     }
 
     /// Best bid and ask as last published.

@@ -568,7 +568,10 @@ impl Books {
         };
         debug_assert_eq!(
             top,
-            (self.quote(&book.bids), self.quote(&book.asks)),
+            (
+                self.quote(book.side(SideKind::Bid)),
+                self.quote(book.side(SideKind::Ask))
+            ),
             "the other side's published quote is its true top"
         );
         if top == book.top {
@@ -716,7 +719,9 @@ impl Books {
         let sides: usize = self
             .books
             .iter()
-            .map(|b| core::mem::size_of::<Book>() + b.bids.heap_bytes() + b.asks.heap_bytes())
+            .map(|b| {
+                core::mem::size_of::<Book>() + b.sides.iter().map(Side::heap_bytes).sum::<usize>()
+            })
             .sum();
         self.orders.heap_bytes()
             + self.levels.heap_bytes()
@@ -761,7 +766,10 @@ impl Books {
                     }
                 }
             }
-            let top = (self.quote(&book.bids), self.quote(&book.asks));
+            let top = (
+                self.quote(book.side(SideKind::Bid)),
+                self.quote(book.side(SideKind::Ask)),
+            );
             if top != book.top {
                 return Err(format!("{}: published top is stale", book.symbol_str()));
             }

@@ -51,10 +51,8 @@ impl SideKind {
     /// Sort key: ascending, best last.
     #[inline(always)]
     pub fn key(self, price: u32) -> u32 {
-        match self {
-            SideKind::Bid => price,
-            SideKind::Ask => !price,
-        }
+        // Branch-free: an ask's key is the price with every bit flipped.
+        price ^ 0u32.wrapping_sub(self as u32)
     }
 }
 
