@@ -215,7 +215,7 @@ impl Config {
             control_cpu: Setting::default(0),
             shards: Setting::default(1),
             assign: Setting::default(Assign::Hash),
-            feed_batch_bytes: Setting::default(32 << 10),
+            feed_batch_bytes: Setting::default(128 << 10),
             feed_buffers: Setting::default(64),
             event_buffers: Setting::default(64),
             io_memory_kib: Setting::default(1024),
