@@ -552,6 +552,14 @@ impl Books {
         }
     }
 
+    /// Both sides' best levels as they stand (for checks: the hot path re-reads one side only).
+    fn true_top(&self, book: &Book) -> (Quote, Quote) {
+        (
+            self.quote(book.side(SideKind::Bid)),
+            self.quote(book.side(SideKind::Ask)),
+        )
+    }
+
     /// Re-reads the top of side `kind` of book `b`; emits a BBO event and updates the
     /// crossed/locked state when it changed.
     ///
@@ -568,10 +576,7 @@ impl Books {
         };
         debug_assert_eq!(
             top,
-            (
-                self.quote(book.side(SideKind::Bid)),
-                self.quote(book.side(SideKind::Ask))
-            ),
+            self.true_top(book),
             "the other side's published quote is its true top"
         );
         if top == book.top {
@@ -766,11 +771,7 @@ impl Books {
                     }
                 }
             }
-            let top = (
-                self.quote(book.side(SideKind::Bid)),
-                self.quote(book.side(SideKind::Ask)),
-            );
-            if top != book.top {
+            if self.true_top(book) != book.top {
                 return Err(format!("{}: published top is stale", book.symbol_str()));
             }
         }

@@ -48,7 +48,7 @@ impl SideKind {
         }
     }
 
-    /// Sort key: ascending, best last.
+    /// Sort key: ascending, best last. Its own inverse: the key of a key is the price.
     #[inline(always)]
     pub fn key(self, price: u32) -> u32 {
         // Branch-free: an ask's key is the price with every bit flipped.
@@ -449,10 +449,7 @@ mod tests {
                     if next() % 5 < 2 && !model.is_empty() {
                         let i = next() as usize % model.len();
                         let (&k, &l) = model.iter().nth(i).unwrap();
-                        let p = match kind {
-                            SideKind::Bid => k,
-                            SideKind::Ask => !k,
-                        };
+                        let p = kind.key(k);
                         assert_eq!(side.remove(p), l, "seed {seed} step {n}");
                         model.remove(&k);
                     } else if let Err(at) = side.find(price) {
@@ -464,10 +461,7 @@ mod tests {
                 // Empty it from the top down: every removal finds the next best.
                 while let Some(&l) = side.levels().collect::<Vec<_>>().first() {
                     let (&k, _) = model.iter().find(|(_, &v)| v == l).unwrap();
-                    let p = match kind {
-                        SideKind::Bid => k,
-                        SideKind::Ask => !k,
-                    };
+                    let p = kind.key(k);
                     assert_eq!(side.remove(p), l, "seed {seed}");
                     model.remove(&k);
                     check(&side, &model, seed, usize::MAX);
