@@ -46,13 +46,18 @@ pub struct Trade {
 }
 
 /// Top of one side: price, shares and orders at the best level; all zero when the side is empty.
+///
+/// `repr(C)` with no padding, here and in [`Bbo`] and [`InstrumentState`]: the archived layout
+/// is then the native one, so rkyv writes a batch's slice of them as one copy of bytes instead
+/// of field by field (see [`copies_as_bytes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Archive, Serialize)]
 #[rkyv(derive(Debug))]
+#[repr(C)]
 pub struct Quote {
-    /// Best price, Price(4); 0 when empty.
-    pub price: u32,
     /// Shares at the best price.
     pub shares: u64,
+    /// Best price, Price(4); 0 when empty.
+    pub price: u32,
     /// Orders at the best price.
     pub orders: u32,
 }
@@ -60,15 +65,32 @@ pub struct Quote {
 /// The best bid and offer of one instrument after a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Archive, Serialize)]
 #[rkyv(derive(Debug))]
+#[repr(C)]
 pub struct Bbo {
-    /// Instrument.
-    pub locate: u16,
     /// Feed time of the message that changed it.
     pub timestamp: u64,
     /// Best bid.
     pub bid: Quote,
     /// Best ask.
     pub ask: Quote,
+    /// Instrument.
+    pub locate: u16,
+    /// Always zero: the bytes the compiler would otherwise pad with, named so that the
+    /// layout has no padding (padding would make rkyv copy field by field).
+    pub pad: [u8; 6],
+}
+
+impl Bbo {
+    /// The BBO of `locate` at feed time `timestamp`.
+    pub fn new(locate: u16, timestamp: u64, bid: Quote, ask: Quote) -> Bbo {
+        Bbo {
+            timestamp,
+            bid,
+            ask,
+            locate,
+            pad: [0; 6],
+        }
+    }
 }
 
 /// A trade that the exchange broke (`B`).
@@ -89,26 +111,40 @@ pub struct Break {
 /// (Redis) keeps per instrument. Emitted at most once per instrument per batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Archive, Serialize)]
 #[rkyv(derive(Debug))]
+#[repr(C)]
 pub struct InstrumentState {
-    /// Instrument.
-    pub locate: u16,
+    /// Sum of price x shares so far, Price(4) units, for VWAP.
+    pub notional: u128,
     /// Feed time of the last change.
     pub timestamp: u64,
     /// Best bid.
     pub bid: Quote,
     /// Best ask.
     pub ask: Quote,
-    /// Last printable trade: price (0 before the first), shares, feed time.
-    pub last_price: u32,
     /// Shares of the last printable trade.
     pub last_shares: u64,
     /// Printable trades so far (net of breaks).
     pub trades: u64,
     /// Printable volume so far (net of breaks).
     pub volume: u64,
-    /// Sum of price x shares so far, Price(4) units, for VWAP.
-    pub notional: u128,
+    /// Last printable trade: price (0 before the first), shares, feed time.
+    pub last_price: u32,
+    /// Instrument.
+    pub locate: u16,
+    /// Always zero, as [`Bbo::pad`].
+    pub pad: [u8; 10],
 }
+
+/// Whether rkyv archives a slice of `T` as one copy of its bytes.
+pub const fn copies_as_bytes<T: Archive>() -> bool {
+    T::COPY_OPTIMIZATION.is_enabled()
+}
+
+// The event types a shard sends in bulk must stay byte-copyable: a field that reintroduces
+// padding fails the build here instead of quietly slowing every batch.
+const _: () = assert!(
+    copies_as_bytes::<Quote>() && copies_as_bytes::<Bbo>() && copies_as_bytes::<InstrumentState>()
+);
 
 /// An instrument's listing, from its stock directory message (`R`): how consumers name a locate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize)]

@@ -178,6 +178,7 @@ impl RowBatch {
                 trades: r.u64()?,
                 volume: r.u64()?,
                 notional: r.u128()?,
+                pad: [0; 10],
             };
             out.states.push(StateRow { symbol, state });
         }

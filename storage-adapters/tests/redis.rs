@@ -73,6 +73,7 @@ fn state(locate: u16, symbol: &[u8; 8], trades: u64) -> StateRow {
             trades,
             volume: trades * 10,
             notional: trades as u128 * 10 * 1_000_000,
+            pad: [0; 10],
         },
     }
 }

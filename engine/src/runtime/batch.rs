@@ -141,16 +141,12 @@ mod tests {
             printable: true,
             kind: TradeKind::Executed,
         };
-        let q = Bbo {
-            locate: 3,
-            timestamp: 5,
-            bid: Quote {
-                price: 99,
-                shares: 1,
-                orders: 1,
-            },
-            ask: Quote::default(),
+        let bid = Quote {
+            price: 99,
+            shares: 1,
+            orders: 1,
         };
+        let q = Bbo::new(3, 5, bid, Quote::default());
         let buf = write(
             &EventBatch {
                 shard: 1,

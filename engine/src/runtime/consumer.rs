@@ -360,6 +360,7 @@ fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &Names) -> RowBatch {
                     trades: s.trades.to_native(),
                     volume: s.volume.to_native(),
                     notional: s.notional.to_native(),
+                    pad: [0; 10],
                 },
             }
         })

@@ -385,6 +385,7 @@ fn apply(
                 trades: st.trades,
                 volume: st.volume,
                 notional: st.notional,
+                pad: [0; 10],
             });
         }
     }

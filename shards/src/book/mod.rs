@@ -599,12 +599,7 @@ impl Books {
             book.cross = state;
         }
         book.top = top;
-        sink.on_bbo(&Bbo {
-            locate: book.locate,
-            timestamp,
-            bid: top.0,
-            ask: top.1,
-        });
+        sink.on_bbo(&Bbo::new(book.locate, timestamp, top.0, top.1));
     }
 
     /// Every book, in the order they were first seen.
