@@ -107,8 +107,10 @@ pub struct Break {
     pub reversed: bool,
 }
 
-/// The latest state of one instrument after a batch that changed it: what a live-state store
-/// (Redis) keeps per instrument. Emitted at most once per instrument per batch.
+/// The latest state of one instrument: what a live-state store (Redis) keeps per instrument.
+/// A shard emits it at most once per instrument per batch, for the instruments whose trade
+/// statistics the batch changed (a trade printed or was broken); a change of top alone travels
+/// as a [`Bbo`] only, and a consumer that keeps states folds BBOs into them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Archive, Serialize)]
 #[rkyv(derive(Debug))]
 #[repr(C)]

@@ -74,7 +74,8 @@ pub struct EventBatch<'a> {
     /// Stock directory entries the batch carried (how consumers name locates).
     #[rkyv(with = InlineAsBox)]
     pub listings: &'a [Listing],
-    /// The state, after this batch, of every instrument it changed.
+    /// The state, after this batch, of every instrument whose trades it changed (a trade
+    /// printed or was broken). Instruments whose top alone changed are in `bbos` only.
     #[rkyv(with = InlineAsBox)]
     pub states: &'a [InstrumentState],
 }

@@ -1,5 +1,7 @@
 //! The event consumer: drains every shard's event link, counts events by type, writes them to a
-//! file when asked, and turns trades and closed bars into row batches for the storage adapters.
+//! file when asked, and turns trades, closed bars and instrument states into row batches for the
+//! storage adapters. It keeps the latest state of every instrument: shards send a state only
+//! when trades changed it, and each batch's BBO changes are folded in here, off the shard.
 //!
 //! Runs on the first adapter CPU: when that is the ingress CPU (the default on a small machine),
 //! inside the ingress thread, polled where the ingress would wait and after each batch it sends
@@ -13,6 +15,7 @@
 use super::batch::{self, Buf};
 use super::clock;
 use super::ring::{Backoff, Producer, Receiver};
+use shards::events::{InstrumentState, Quote};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,6 +59,74 @@ pub struct AdapterFeed {
 /// Symbols by locate, from the listings the shards pass on.
 struct Names {
     by_locate: Box<[[u8; 8]]>,
+    /// The latest state of every instrument, by locate: shards send a state only when an
+    /// instrument's trade statistics changed, and the consumer folds each batch's BBO changes
+    /// into it, so that the adapters still get every changed instrument's full state.
+    states: Box<[InstrumentState]>,
+    /// Locates whose state the batch being read changed, each once.
+    changed: Vec<u16>,
+    marked: Box<[bool]>,
+}
+
+impl Names {
+    fn mark(&mut self, locate: u16) {
+        let m = &mut self.marked[locate as usize];
+        if !*m {
+            *m = true;
+            self.changed.push(locate);
+        }
+    }
+
+    /// Folds one batch's states and BBO changes into the table; returns the changed states.
+    fn fold(&mut self, b: &batch::ArchivedEventBatch<'_>) -> Vec<StateRow> {
+        for s in b.states.iter() {
+            let locate = s.locate.to_native();
+            self.states[locate as usize] = native_state(s);
+            self.mark(locate);
+        }
+        for q in b.bbos.iter() {
+            let locate = q.locate.to_native();
+            let st = &mut self.states[locate as usize];
+            st.locate = locate;
+            st.timestamp = st.timestamp.max(q.timestamp.to_native());
+            st.bid = native_quote(&q.bid);
+            st.ask = native_quote(&q.ask);
+            self.mark(locate);
+        }
+        let mut rows = Vec::with_capacity(self.changed.len());
+        for &l in &self.changed {
+            self.marked[l as usize] = false;
+            rows.push(StateRow {
+                symbol: self.by_locate[l as usize],
+                state: self.states[l as usize],
+            });
+        }
+        self.changed.clear();
+        rows
+    }
+}
+
+fn native_quote(q: &shards::events::ArchivedQuote) -> Quote {
+    Quote {
+        price: q.price.to_native(),
+        shares: q.shares.to_native(),
+        orders: q.orders.to_native(),
+    }
+}
+
+fn native_state(s: &shards::events::ArchivedInstrumentState) -> InstrumentState {
+    InstrumentState {
+        locate: s.locate.to_native(),
+        timestamp: s.timestamp.to_native(),
+        bid: native_quote(&s.bid),
+        ask: native_quote(&s.ask),
+        last_price: s.last_price.to_native(),
+        last_shares: s.last_shares.to_native(),
+        trades: s.trades.to_native(),
+        volume: s.volume.to_native(),
+        notional: s.notional.to_native(),
+        pad: [0; 10],
+    }
 }
 
 /// How long the consumer stays awake (yielding) after its last batch before it parks.
@@ -87,6 +158,9 @@ impl Consumer {
             adapters,
             names: Names {
                 by_locate: vec![*b"        "; 1 << 16].into_boxed_slice(),
+                states: vec![InstrumentState::default(); 1 << 16].into_boxed_slice(),
+                changed: Vec::new(),
+                marked: vec![false; 1 << 16].into_boxed_slice(),
             },
             report: ConsumerReport::default(),
         }
@@ -184,8 +258,9 @@ fn take(
     for l in b.listings.iter() {
         names.by_locate[l.locate.to_native() as usize] = l.stock;
     }
-    if !adapters.is_empty() && (!b.trades.is_empty() || !b.bars.is_empty() || !b.states.is_empty())
-    {
+    let changes =
+        !b.trades.is_empty() || !b.bars.is_empty() || !b.states.is_empty() || !b.bbos.is_empty();
+    if !adapters.is_empty() && changes {
         let rows = rows_of(b, names);
         for a in adapters.iter_mut() {
             let w = a.wants;
@@ -289,7 +364,7 @@ fn write_lines(f: &mut impl Write, b: &batch::ArchivedEventBatch<'_>) -> std::io
     Ok(())
 }
 
-fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &Names) -> RowBatch {
+fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &mut Names) -> RowBatch {
     use shards::events::{ArchivedTradeKind as K, Trade, TradeKind};
     let trades = b
         .trades
@@ -338,33 +413,7 @@ fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &Names) -> RowBatch {
             }
         })
         .collect();
-    let states = b
-        .states
-        .iter()
-        .map(|s| {
-            let locate = s.locate.to_native();
-            let q = |q: &shards::events::ArchivedQuote| shards::events::Quote {
-                price: q.price.to_native(),
-                shares: q.shares.to_native(),
-                orders: q.orders.to_native(),
-            };
-            StateRow {
-                symbol: names.by_locate[locate as usize],
-                state: shards::events::InstrumentState {
-                    locate,
-                    timestamp: s.timestamp.to_native(),
-                    bid: q(&s.bid),
-                    ask: q(&s.ask),
-                    last_price: s.last_price.to_native(),
-                    last_shares: s.last_shares.to_native(),
-                    trades: s.trades.to_native(),
-                    volume: s.volume.to_native(),
-                    notional: s.notional.to_native(),
-                    pad: [0; 10],
-                },
-            }
-        })
-        .collect();
+    let states = names.fold(b);
     RowBatch {
         trades,
         bars,
