@@ -56,8 +56,9 @@ pub struct AdapterFeed {
     pub wants: storage_adapters::adapter::Wants,
 }
 
-/// Symbols by locate, from the listings the shards pass on.
-struct Names {
+/// What the consumer knows of every instrument, by locate.
+struct Instruments {
+    /// Symbols, from the listings the shards pass on.
     by_locate: Box<[[u8; 8]]>,
     /// The latest state of every instrument, by locate: shards send a state only when an
     /// instrument's trade statistics changed, and the consumer folds each batch's BBO changes
@@ -68,7 +69,7 @@ struct Names {
     marked: Box<[bool]>,
 }
 
-impl Names {
+impl Instruments {
     fn mark(&mut self, locate: u16) {
         let m = &mut self.marked[locate as usize];
         if !*m {
@@ -139,7 +140,7 @@ pub struct Consumer {
     links: Vec<Receiver<Buf>>,
     file: Option<Box<dyn Write + Send>>,
     adapters: Vec<AdapterFeed>,
-    names: Names,
+    known: Instruments,
     done: Vec<bool>,
     report: ConsumerReport,
 }
@@ -156,7 +157,7 @@ impl Consumer {
             links,
             file,
             adapters,
-            names: Names {
+            known: Instruments {
                 by_locate: vec![*b"        "; 1 << 16].into_boxed_slice(),
                 states: vec![InstrumentState::default(); 1 << 16].into_boxed_slice(),
                 changed: Vec::new(),
@@ -173,7 +174,7 @@ impl Consumer {
             while let Some(buf) = link.try_recv() {
                 busy = true;
                 let r = &mut self.report;
-                let last = take(&buf, r, &mut self.file, &mut self.names, &mut self.adapters);
+                let last = take(&buf, r, &mut self.file, &mut self.known, &mut self.adapters);
                 self.done[i] |= last;
                 link.give_back(buf);
             }
@@ -248,7 +249,7 @@ fn take(
     buf: &[u8],
     r: &mut ConsumerReport,
     file: &mut Option<Box<dyn Write + Send>>,
-    names: &mut Names,
+    known: &mut Instruments,
     adapters: &mut [AdapterFeed],
 ) -> bool {
     let Ok(b) = batch::read_events(buf) else {
@@ -256,12 +257,12 @@ fn take(
         return false;
     };
     for l in b.listings.iter() {
-        names.by_locate[l.locate.to_native() as usize] = l.stock;
+        known.by_locate[l.locate.to_native() as usize] = l.stock;
     }
     let changes =
         !b.trades.is_empty() || !b.bars.is_empty() || !b.states.is_empty() || !b.bbos.is_empty();
     if !adapters.is_empty() && changes {
-        let rows = rows_of(b, names);
+        let rows = rows_of(b, known);
         for a in adapters.iter_mut() {
             let w = a.wants;
             let mut item = RowBatch {
@@ -364,7 +365,7 @@ fn write_lines(f: &mut impl Write, b: &batch::ArchivedEventBatch<'_>) -> std::io
     Ok(())
 }
 
-fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &mut Names) -> RowBatch {
+fn rows_of(b: &batch::ArchivedEventBatch<'_>, known: &mut Instruments) -> RowBatch {
     use shards::events::{ArchivedTradeKind as K, Trade, TradeKind};
     let trades = b
         .trades
@@ -372,7 +373,7 @@ fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &mut Names) -> RowBatch {
         .map(|t| {
             let locate = t.locate.to_native();
             TradeRow {
-                symbol: names.by_locate[locate as usize],
+                symbol: known.by_locate[locate as usize],
                 trade: Trade {
                     locate,
                     timestamp: t.timestamp.to_native(),
@@ -397,7 +398,7 @@ fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &mut Names) -> RowBatch {
         .map(|x| {
             let locate = x.locate.to_native();
             BarRow {
-                symbol: names.by_locate[locate as usize],
+                symbol: known.by_locate[locate as usize],
                 bar: shards::bars::Bar {
                     locate,
                     interval_s: x.interval_s.to_native(),
@@ -413,7 +414,7 @@ fn rows_of(b: &batch::ArchivedEventBatch<'_>, names: &mut Names) -> RowBatch {
             }
         })
         .collect();
-    let states = names.fold(b);
+    let states = known.fold(b);
     RowBatch {
         trades,
         bars,
