@@ -70,6 +70,16 @@ struct Instruments {
 }
 
 impl Instruments {
+    /// Nothing known yet: blank symbols, empty states (6 MiB, allocated once).
+    fn new() -> Self {
+        Instruments {
+            by_locate: vec![*b"        "; 1 << 16].into_boxed_slice(),
+            states: vec![InstrumentState::default(); 1 << 16].into_boxed_slice(),
+            changed: Vec::new(),
+            marked: vec![false; 1 << 16].into_boxed_slice(),
+        }
+    }
+
     fn mark(&mut self, locate: u16) {
         let m = &mut self.marked[locate as usize];
         if !*m {
@@ -157,12 +167,7 @@ impl Consumer {
             links,
             file,
             adapters,
-            known: Instruments {
-                by_locate: vec![*b"        "; 1 << 16].into_boxed_slice(),
-                states: vec![InstrumentState::default(); 1 << 16].into_boxed_slice(),
-                changed: Vec::new(),
-                marked: vec![false; 1 << 16].into_boxed_slice(),
-            },
+            known: Instruments::new(),
             report: ConsumerReport::default(),
         }
     }
@@ -430,5 +435,79 @@ fn kind_char(k: &shards::events::ArchivedTradeKind) -> char {
         K::ExecutedWithPrice => 'C',
         K::NonDisplayed => 'P',
         K::Cross => 'Q',
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batch::EventBatch;
+    use shards::events::Bbo;
+
+    fn quote(price: u32) -> Quote {
+        Quote {
+            price,
+            shares: 100,
+            orders: 1,
+        }
+    }
+
+    fn fold(known: &mut Instruments, bbos: &[Bbo], states: &[InstrumentState]) -> Vec<StateRow> {
+        let ev = EventBatch {
+            shard: 0,
+            seq: 0,
+            first_ingress_ns: 0,
+            last: false,
+            trades: &[],
+            bbos,
+            bars: &[],
+            breaks: &[],
+            listings: &[],
+            states,
+        };
+        let buf = batch::write(&ev, Buf::new());
+        known.fold(batch::read_events(&buf).expect("a batch we just wrote"))
+    }
+
+    /// A state comes from the shard only when trades changed it; BBOs fold into the latest
+    /// state, so every changed instrument still gets its full state, once per batch.
+    #[test]
+    fn bbos_fold_into_the_latest_state_of_each_instrument() {
+        let mut known = Instruments::new();
+        let traded = InstrumentState {
+            locate: 1,
+            timestamp: 50,
+            bid: quote(90),
+            ask: quote(110),
+            last_price: 100,
+            last_shares: 10,
+            trades: 3,
+            volume: 30,
+            notional: 3_000,
+            ..Default::default()
+        };
+        let bbos = [
+            Bbo::new(1, 40, quote(91), quote(110)),
+            Bbo::new(2, 45, quote(50), quote(60)),
+            Bbo::new(1, 60, quote(92), quote(109)),
+        ];
+        let rows = fold(&mut known, &bbos, &[traded]);
+        assert_eq!(rows.len(), 2, "each changed instrument once");
+        let one = rows.iter().find(|r| r.state.locate == 1).unwrap().state;
+        assert_eq!((one.bid, one.ask), (quote(92), quote(109)), "the last BBO");
+        assert_eq!(
+            one.timestamp, 60,
+            "the later of the state's and the BBOs' times"
+        );
+        assert_eq!((one.trades, one.volume, one.notional), (3, 30, 3_000));
+        let two = rows.iter().find(|r| r.state.locate == 2).unwrap().state;
+        assert_eq!((two.bid, two.trades, two.timestamp), (quote(50), 0, 45));
+
+        // A later batch that only moves the top keeps the trade statistics.
+        let rows = fold(&mut known, &[Bbo::new(1, 70, quote(93), quote(109))], &[]);
+        assert_eq!(rows.len(), 1);
+        let one = rows[0].state;
+        assert_eq!((one.bid, one.timestamp, one.trades), (quote(93), 70, 3));
+        assert!(fold(&mut known, &[], &[]).is_empty(), "marks are cleared");
     }
 }
