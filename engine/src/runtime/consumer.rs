@@ -70,11 +70,13 @@ struct Instruments {
 }
 
 impl Instruments {
-    /// Nothing known yet: blank symbols, empty states (6 MiB, allocated once).
-    fn new() -> Self {
+    /// Nothing known yet: blank symbols and, when `with_states` (some adapter takes rows, so
+    /// [`Instruments::fold`] will run), empty states: 6 MiB that a run without adapters skips.
+    fn new(with_states: bool) -> Self {
+        let states = if with_states { 1 << 16 } else { 0 };
         Instruments {
             by_locate: vec![*b"        "; 1 << 16].into_boxed_slice(),
-            states: vec![InstrumentState::default(); 1 << 16].into_boxed_slice(),
+            states: vec![InstrumentState::default(); states].into_boxed_slice(),
             changed: Vec::new(),
             marked: vec![false; 1 << 16].into_boxed_slice(),
         }
@@ -164,10 +166,10 @@ impl Consumer {
     ) -> Self {
         Consumer {
             done: vec![false; links.len()],
+            known: Instruments::new(!adapters.is_empty()),
             links,
             file,
             adapters,
-            known: Instruments::new(),
             report: ConsumerReport::default(),
         }
     }
@@ -473,7 +475,7 @@ mod tests {
     /// state, so every changed instrument still gets its full state, once per batch.
     #[test]
     fn bbos_fold_into_the_latest_state_of_each_instrument() {
-        let mut known = Instruments::new();
+        let mut known = Instruments::new(true);
         let traded = InstrumentState {
             locate: 1,
             timestamp: 50,
