@@ -413,3 +413,46 @@ fn non_printable_executions_do_not_count_and_crosses_are_detected() {
     assert_eq!(books.depth(b, SideKind::Bid).next().unwrap().shares, 80);
     books.check_invariants().unwrap();
 }
+
+/// A level holds at most `u32::MAX` shares: an add or a replace that would pass it is refused
+/// and counted, the level keeps what it had, and the refused reference is not live.
+#[test]
+fn an_add_past_a_full_level_is_refused_and_counted() {
+    let mut books = Books::default();
+    let stock = *b"AAA     ";
+    let add = |order_ref, shares| AddOrder {
+        header: h(1, 1),
+        order_ref,
+        side: b'B',
+        shares,
+        stock,
+        price: 10_000,
+    };
+    apply(add(1, 3_000_000_000).into(), &mut books);
+    apply(add(2, 1_294_967_295).into(), &mut books);
+    apply(add(3, 1).into(), &mut books);
+    let b = books.book(1).unwrap();
+    assert_eq!(b.anomalies.level_full, 1);
+    assert_eq!(books.live_orders(), 2);
+    assert_eq!(b.top().0.shares, u32::MAX as u64);
+    assert_eq!(books.order(3), None, "the refused order is not live");
+    // A replace that would overfill the level is refused too; the original order has left.
+    apply(
+        OrderReplace {
+            header: h(1, 2),
+            original_ref: 2,
+            new_ref: 4,
+            shares: 1_294_967_296,
+            price: 10_000,
+        }
+        .into(),
+        &mut books,
+    );
+    let b = books.book(1).unwrap();
+    assert_eq!(b.anomalies.level_full, 2);
+    assert_eq!(b.top().0.shares, 3_000_000_000);
+    assert_eq!((books.order(2), books.order(4)), (None, None));
+    apply(add(5, 1_294_967_295).into(), &mut books);
+    assert_eq!(books.book(1).unwrap().top().0.shares, u32::MAX as u64);
+    books.check_invariants().unwrap();
+}

@@ -124,6 +124,9 @@ anomalies! {
     bad_side,
     /// An add or replace with zero shares (nothing displayed, ignored).
     zero_shares,
+    /// An add or replace that would take its level past `u32::MAX` shares (refused; its
+    /// reference is not live).
+    level_full,
     /// The book went from uncrossed to crossed (best bid above best ask).
     crossed,
     /// The book went from uncrossed to locked (best bid equal to best ask).

@@ -289,7 +289,7 @@ impl Books {
             return None;
         };
         let lv = self.levels[self.orders.at(i).level];
-        let book = &mut self.books[lv.book as usize];
+        let book = &mut self.books[lv.book() as usize];
         if book.locate != h.locate {
             book.anomalies.locate_mismatch += 1;
         }
@@ -342,25 +342,25 @@ impl Books {
         shares: u32,
         price: u32,
     ) -> bool {
-        let side = self.books[b].side_mut(kind);
+        let book = &mut self.books[b];
+        let side = &mut book.sides[kind as usize];
         let level = match side.find(price) {
             Ok(l) => l,
             Err(pos) => {
-                let l = self.levels.alloc(Level {
-                    shares: 0,
-                    price,
-                    orders: 0,
-                    book: b as u32,
-                    side: kind,
-                });
+                let l = self.levels.alloc(Level::new(b as u32, kind, price));
                 side.insert_at(pos, price, l);
                 l
             }
         };
         let at_top = side.best() == Some(level);
         let lv = &mut self.levels[level];
+        let Some(sum) = lv.shares.checked_add(shares) else {
+            // Only an existing level can be this full, so no empty level is left behind.
+            book.anomalies.level_full += 1;
+            return false;
+        };
         lv.orders += 1;
-        lv.shares += shares as u64;
+        lv.shares = sum;
         self.orders.fill(
             claim,
             Order {
@@ -382,9 +382,9 @@ impl Books {
         }
         *self.orders.shares_at(i) = o.shares - shares;
         let lv = &mut self.levels[o.level];
-        lv.shares -= shares as u64;
+        lv.shares -= shares;
         let lv = *lv;
-        self.books[lv.book as usize].side(lv.side).best() == Some(o.level)
+        self.books[lv.book() as usize].side(lv.side()).best() == Some(o.level)
     }
 
     /// Removes the order in slot `i` from its level and the table; returns whether the level was
@@ -394,13 +394,10 @@ impl Books {
         let o = self.orders.remove_at(i);
         let lv = &mut self.levels[o.level];
         lv.orders -= 1;
-        debug_assert!(
-            lv.shares >= o.shares as u64,
-            "level shares never go negative"
-        );
-        lv.shares -= o.shares as u64;
+        debug_assert!(lv.shares >= o.shares, "level shares never go negative");
+        lv.shares -= o.shares;
         let lv = *lv;
-        let side = self.books[lv.book as usize].side_mut(lv.side);
+        let side = self.books[lv.book() as usize].side_mut(lv.side());
         let at_top = side.best() == Some(o.level);
         if lv.orders == 0 {
             debug_assert_eq!(lv.shares, 0, "an empty level holds no shares");
@@ -424,7 +421,7 @@ impl Books {
         let Some((i, lv)) = self.lookup(h, order_ref) else {
             return;
         };
-        let b = lv.book as usize;
+        let b = lv.book() as usize;
         if exec.shares > self.orders.at(i).shares {
             self.books[b].anomalies.exec_exceeds_order += 1;
         }
@@ -434,7 +431,7 @@ impl Books {
             match_number: exec.match_number,
             price: price.unwrap_or(lv.price),
             shares: exec.shares as u64,
-            side: match lv.side {
+            side: match lv.side() {
                 SideKind::Bid => b'B',
                 SideKind::Ask => b'S',
             },
@@ -447,7 +444,7 @@ impl Books {
         };
         self.print(b, &t, sink);
         if self.reduce(i, exec.shares) {
-            self.publish(b, lv.side, h.timestamp, sink);
+            self.publish(b, lv.side(), h.timestamp, sink);
         }
     }
 
@@ -457,10 +454,12 @@ impl Books {
             return;
         };
         if shares > self.orders.at(i).shares {
-            self.books[lv.book as usize].anomalies.cancel_exceeds_order += 1;
+            self.books[lv.book() as usize]
+                .anomalies
+                .cancel_exceeds_order += 1;
         }
         if self.reduce(i, shares) {
-            self.publish(lv.book as usize, lv.side, h.timestamp, sink);
+            self.publish(lv.book() as usize, lv.side(), h.timestamp, sink);
         }
     }
 
@@ -470,7 +469,7 @@ impl Books {
             return;
         };
         if self.remove(i) {
-            self.publish(lv.book as usize, lv.side, h.timestamp, sink);
+            self.publish(lv.book() as usize, lv.side(), h.timestamp, sink);
         }
     }
 
@@ -487,17 +486,17 @@ impl Books {
         let Some((i, lv)) = self.lookup(h, original) else {
             return;
         };
-        let b = lv.book as usize;
+        let b = lv.book() as usize;
         let mut touched = self.remove(i);
         if shares == 0 {
             self.books[b].anomalies.zero_shares += 1;
         } else if let Some(claim) = self.orders.claim(new_ref) {
-            touched |= self.place(b, lv.side, claim, new_ref, shares, price);
+            touched |= self.place(b, lv.side(), claim, new_ref, shares, price);
         } else {
             self.books[b].anomalies.duplicate_ref += 1;
         }
         if touched {
-            self.publish(b, lv.side, h.timestamp, sink);
+            self.publish(b, lv.side(), h.timestamp, sink);
         }
     }
 
@@ -544,7 +543,7 @@ impl Books {
                 let lv = &self.levels[l];
                 Quote {
                     price: lv.price,
-                    shares: lv.shares,
+                    shares: lv.shares as u64,
                     orders: lv.orders,
                 }
             }
@@ -642,7 +641,7 @@ impl Books {
             let lv = &self.levels[l];
             LevelInfo {
                 price: lv.price,
-                shares: lv.shares,
+                shares: lv.shares as u64,
                 orders: lv.orders,
             }
         })
@@ -668,7 +667,7 @@ impl Books {
             order_ref: o.order_ref,
             shares: o.shares,
             price: lv.price,
-            side: lv.side,
+            side: lv.side(),
             level: o.level,
         }
     }
@@ -751,11 +750,11 @@ impl Books {
                 }
                 for l in side.levels() {
                     let lv = &self.levels[l];
-                    if lv.book as usize != bi || lv.side != kind {
+                    if lv.book() as usize != bi || lv.side() != kind {
                         return Err(format!("level {l} filed under the wrong book or side"));
                     }
                     let (n, sh) = resting.remove(&l).unwrap_or_default();
-                    if n == 0 || n != lv.orders || sh != lv.shares {
+                    if n == 0 || n != lv.orders || sh != lv.shares as u64 {
                         return Err(format!(
                             "{} {kind:?} level {}: {n} orders / {sh} shares resting, level says {} / {}",
                             book.symbol_str(),

@@ -170,7 +170,7 @@ impl Books {
         }
         let lv = &self.levels[plan.found];
         if lv.orders == 1 {
-            let side = self.books[lv.book as usize].side(lv.side);
+            let side = self.books[lv.book() as usize].side(lv.side());
             if side.best() == Some(plan.found) {
                 side.prefetch_next_best();
             } else {
