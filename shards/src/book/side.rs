@@ -56,14 +56,15 @@ impl SideKind {
     }
 }
 
-/// Ticks the ladder window spans (1 KiB of slots per side, allocated with the side).
-pub const WINDOW: usize = 256;
+/// Ticks the ladder window spans (2 KiB of slots per side, allocated with the side). 512, not
+/// 256: a book 200 ticks deep (the peers' benchmark shape) stays inside the window even just
+/// after a new top has moved it (v3k deep 1.05-1.09x, realistic 1.01x, m7 1.015x, back to
+/// back), for 7 MiB more on 3,500 books.
+pub const WINDOW: usize = 512;
 /// Ticks left free above a new top when the window moves: the top can rise this far before the
-/// window moves again. An eighth, not a quarter: books 200 ticks deep (the peers' benchmark
-/// shape) then fit the window below a top that has just moved it, instead of spilling their
-/// last few ticks into the sorted part, where an add searches and a level's removal shifts
-/// (`tickcore book`, 20M messages, median ratio of nine rounds back to back: v3k deep 1.044x
-/// and 1.093x in two sets, realistic 1.035x, m7 1.03x; a sixteenth gave deep only 1.023x).
+/// window moves again. An eighth, not a quarter: with 256 ticks, a quarter left the last ticks
+/// of deep books in the sorted part, where an add searches and a removal shifts (v3k deep
+/// 1.04-1.09x, realistic 1.035x; a sixteenth gave deep only 1.023x).
 const HEADROOM: u32 = (WINDOW / 8) as u32;
 /// The grid of a side whose prices are all whole cents (Price(4)).
 const CENT: u32 = 100;
