@@ -16,8 +16,9 @@
 //!    ladder (or, below the ladder, the sorted entries a search will read);
 //! 3. `NEAR` frames ahead: for an add, the level it joins, read from the ladder slot stage 2
 //!    asked for; for an order that is the last at its level (its removal clears its slot),
-//!    that slot, or, when its level is the best, the line of slots below it (where the search
-//!    for the new top starts).
+//!    that slot, or, when its level is the best, the second best level (which becomes the top
+//!    and is published) and its line of slots when the side knows it, else the line of slots
+//!    below the best (where the search for the new top starts).
 //!
 //! The add's level at stage 3 lost 6-7% when first tried (the slot was often not there yet,
 //! and the stage waited on it), while the order table still ran at load 1/2 and its next line
@@ -172,7 +173,7 @@ impl Books {
         if lv.orders == 1 {
             let side = self.books[lv.book() as usize].side(lv.side());
             if side.best() == Some(plan.found) {
-                side.prefetch_next_best();
+                side.prefetch_best_gone(&self.levels);
             } else {
                 side.prefetch_entry(lv.price);
             }

@@ -18,6 +18,10 @@
 //! `base` is on the window's grid and inside it. A price off the cent grid turns the side to the
 //! 0.0001 grid for good (until it empties); its far levels then live in `deep`.
 //!
+//! The side also remembers the second best level when that is cheap to know, so that a removal
+//! of the best needs no search and the prefetcher can ask for the new top early; a hint kept
+//! exact where known, never guessed (invariant: `next` is the second best or [`NIL`]).
+//!
 //! A level's aggregates live in the level slab (stable handles), so executions, cancels and
 //! deletes reach their level from the order without touching the side at all.
 
@@ -80,15 +84,25 @@ const _: () = assert!(
 #[derive(Debug, Clone)]
 pub struct Side {
     kind: SideKind,
+    /// The grid step of keys (1 or [`CENT`]); a byte, so that the hot fields fit.
+    tick: u8,
+    /// Levels in the window.
+    on_ladder: u16,
     /// The best level ([`NIL`] when empty) and its key, kept here so that "is this level the
     /// top?" (asked by every execute, cancel and delete) reads the book's own line.
     best: LevelId,
     top_key: u32,
-    /// Key of slot 0, and the grid step of keys (1 or [`CENT`]).
+    /// The second best level and its key, when known ([`NIL`] when not known, or when there is
+    /// none): the level that becomes the top when the best goes, known without a search, so that
+    /// the prefetcher can ask for it as soon as it sees the best level's last order named.
+    /// Kept only where that is cheap (a new top makes the old one second; a removed best's
+    /// successor is looked for in its own line of slots): keeping it exact cost sparse books a
+    /// search of the ladder on every removal of either of the top two levels (realistic v3k
+    /// 0.91-0.97x).
+    next: LevelId,
+    next_key: u32,
+    /// Key of slot 0.
     base: u32,
-    tick: u32,
-    /// Levels in the window.
-    on_ladder: u32,
     /// One slot per tick from `base` ([`NIL`] when no level). A thin pointer, for the same
     /// reason as `deep`'s.
     ladder: Box<[LevelId; WINDOW]>,
@@ -102,11 +116,13 @@ impl Side {
     pub fn new(kind: SideKind, levels: usize) -> Self {
         Side {
             kind,
-            best: NIL,
-            top_key: 0,
-            base: 0,
             tick: 1,
             on_ladder: 0,
+            best: NIL,
+            top_key: 0,
+            next: NIL,
+            next_key: 0,
+            base: 0,
             ladder: Box::new([NIL; WINDOW]),
             deep: Box::new(Sorted::new(levels)),
         }
@@ -152,7 +168,7 @@ impl Side {
     /// The key of window slot `i` (the inverse of [`Side::slot_of`]).
     #[inline(always)]
     fn key_at(&self, i: usize) -> u32 {
-        self.base + i as u32 * self.tick
+        self.base + i as u32 * self.tick as u32
     }
 
     /// Whether `key` lies on the window's grid.
@@ -161,14 +177,21 @@ impl Side {
         self.tick == 1 || key % CENT == self.base % CENT
     }
 
-    /// Asks the cache for the line of slots just below the best, which the search for the next
-    /// best reads when the best level goes. Only the line: reading it here to ask for the next
-    /// best level as well made this stage wait on the line (back to back, v3k: the line alone
-    /// was 1.05x on realistic books, 1.01-1.08x on deep).
+    /// Asks the cache for what a removal of the best level reads: when the second best is
+    /// known, that level (which the new top publishes) and its line of slots (where the next
+    /// second best is looked for); else the line of slots below the best, where the search for
+    /// the new best starts. Only reads this side's own fields: no wait on memory.
     #[inline(always)]
-    pub(crate) fn prefetch_next_best(&self) {
-        if let Some(top) = self.slot_of(self.top_key).filter(|_| self.on_ladder > 1) {
-            crate::book::prefetch::touch(&self.ladder[top.saturating_sub(1)]);
+    pub(crate) fn prefetch_best_gone(&self, levels: &super::store::Slab<super::Level>) {
+        let (key, below) = match self.next {
+            NIL => (self.top_key, 1),
+            next => {
+                levels.prefetch(next);
+                (self.next_key, 0)
+            }
+        };
+        if let Some(i) = self.slot_of(key).filter(|_| self.on_ladder > 1) {
+            crate::book::prefetch::touch(&self.ladder[i.saturating_sub(below)]);
         }
     }
 
@@ -196,13 +219,20 @@ impl Side {
 
     /// Levels from best to worst.
     pub fn levels(&self) -> impl Iterator<Item = LevelId> + '_ {
+        self.entries().map(|(l, _)| l)
+    }
+
+    /// Levels and their keys from best to worst.
+    fn entries(&self) -> impl Iterator<Item = (LevelId, u32)> + '_ {
         let end = match self.slot_of(self.top_key) {
             Some(i) if self.on_ladder > 0 => i + 1,
             _ => 0,
         };
-        let window = self.ladder[..end].iter().rev().copied();
-        let deep = self.deep.iter_best_first().map(|e| e.level);
-        window.filter(|&l| l != NIL).chain(deep)
+        let window = self.ladder[..end].iter().enumerate().rev();
+        let window = window
+            .filter(|(_, &l)| l != NIL)
+            .map(|(i, &l)| (l, self.key_at(i)));
+        window.chain(self.deep.iter_best_first().map(|e| (e.level, e.key)))
     }
 
     /// The level at `price`, or the position a new one must take (for [`Side::insert_at`]).
@@ -234,7 +264,10 @@ impl Side {
             self.place_moving_window(key, price, level);
         }
         if self.best == NIL || key > self.top_key {
+            (self.next, self.next_key) = (self.best, self.top_key);
             (self.best, self.top_key) = (level, key);
+        } else if self.next != NIL && key > self.next_key {
+            (self.next, self.next_key) = (level, key);
         }
     }
 
@@ -250,7 +283,7 @@ impl Side {
     #[cold]
     fn place_moving_window(&mut self, key: u32, price: u32, level: LevelId) {
         if self.best == NIL {
-            self.tick = if price % CENT == 0 { CENT } else { 1 };
+            self.tick = if price % CENT == 0 { CENT as u8 } else { 1 };
             self.base = self.base_below(key);
         } else if !self.on_grid(key) {
             self.leave_grid();
@@ -275,15 +308,16 @@ impl Side {
 
     /// A base on the grid that puts `key` [`HEADROOM`] ticks below the window's top.
     fn base_below(&self, key: u32) -> u32 {
-        let ticks = (WINDOW as u32 - 1 - HEADROOM).min(key / self.tick);
-        key - ticks * self.tick
+        let tick = self.tick as u32;
+        let ticks = (WINDOW as u32 - 1 - HEADROOM).min(key / tick);
+        key - ticks * tick
     }
 
     /// Moves the window to start at `base` (on the grid), in place. Moving up sends the levels
     /// below the new base to `deep` (above all of its keys, so they go on its top); moving down
     /// is only asked of an empty window, and takes from `deep` the levels it now covers.
     fn move_window(&mut self, base: u32) {
-        debug_assert_eq!(base % self.tick, self.base % self.tick);
+        debug_assert_eq!(base % self.tick as u32, self.base % self.tick as u32);
         if base < self.base {
             debug_assert_eq!(self.on_ladder, 0, "the window moves down only when empty");
             self.base = base;
@@ -296,7 +330,7 @@ impl Side {
             }
             return;
         }
-        let shift = (((base - self.base) / self.tick) as usize).min(WINDOW);
+        let shift = (((base - self.base) / self.tick as u32) as usize).min(WINDOW);
         for i in 0..shift {
             let l = core::mem::replace(&mut self.ladder[i], NIL);
             if l != NIL {
@@ -338,12 +372,19 @@ impl Side {
                 .expect("level being removed is on its side"),
         };
         if level == self.best {
-            self.find_new_best();
+            match self.next {
+                NIL => self.find_new_best(),
+                next => (self.best, self.top_key) = (next, self.next_key),
+            }
+            self.find_next_nearby();
+        } else if level == self.next {
+            self.next = NIL;
         }
         level
     }
 
-    /// After the best level went: the highest slot still taken, else `deep`'s best.
+    /// After the best level went, its successor not known: the highest slot still taken, else
+    /// `deep`'s best.
     #[inline(always)]
     fn find_new_best(&mut self) {
         if self.on_ladder > 0 {
@@ -360,6 +401,25 @@ impl Side {
                 Some(t) => (t.level, t.key),
                 None => (NIL, 0),
             };
+        }
+    }
+
+    /// The second best level if it is cheap to tell: in the best's line of slots below it, or
+    /// `deep`'s best when the best is the window's only level; else not known.
+    #[inline(always)]
+    fn find_next_nearby(&mut self) {
+        self.next = NIL;
+        let Some(top) = self.slot_of(self.top_key).filter(|_| self.best != NIL) else {
+            return;
+        };
+        // The slots sharing the best's cache line (the ladder is only 4-byte aligned).
+        let line = top - (top.min((&self.ladder[top] as *const LevelId as usize & 63) / 4));
+        if let Some(i) = self.ladder[line..top].iter().rposition(|&l| l != NIL) {
+            (self.next, self.next_key) = (self.ladder[line + i], self.key_at(line + i));
+        } else if self.on_ladder == 1 {
+            if let Some(t) = self.deep.top() {
+                (self.next, self.next_key) = (t.level, t.key);
+            }
         }
     }
 
@@ -387,7 +447,12 @@ impl Side {
             Some((l, k)) => self.best == l && self.top_key == k,
             None => self.best == NIL,
         };
-        deep_ok && taken == self.on_ladder as usize && best_ok
+        let second = self.entries().nth(1);
+        let next_ok = match second {
+            Some((l, k)) => self.next == NIL || (self.next == l && self.next_key == k),
+            None => self.next == NIL,
+        };
+        deep_ok && taken == self.on_ladder as usize && best_ok && next_ok
     }
 }
 
@@ -434,6 +499,7 @@ mod tests {
             for kind in [SideKind::Bid, SideKind::Ask] {
                 let mut side = Side::new(kind, 0);
                 let mut model: BTreeMap<u32, LevelId> = BTreeMap::new();
+                let mut knew_next = 0;
                 let mut mid: i64 = 1_000_000 + (next() % 10_000) as i64 * 100;
                 for n in 0..4_000u32 {
                     // A drifting mid with bursts far away: the window must follow both.
@@ -462,7 +528,13 @@ mod tests {
                         model.insert(key, n);
                     }
                     check(&side, &model, seed, n as usize);
+                    knew_next += (side.next != NIL) as usize;
                 }
+                // The second best is a hint the prefetcher uses: it must often be known.
+                assert!(
+                    knew_next > 400,
+                    "seed {seed}: second best known {knew_next} times"
+                );
                 // Empty it from the top down: every removal finds the next best.
                 while let Some(&l) = side.levels().collect::<Vec<_>>().first() {
                     let (&k, _) = model.iter().find(|(_, &v)| v == l).unwrap();
