@@ -165,10 +165,16 @@ impl Side {
         ((i as usize) < WINDOW).then_some(i as usize)
     }
 
+    /// The grid step of keys, widened for arithmetic.
+    #[inline(always)]
+    fn tick(&self) -> u32 {
+        self.tick as u32
+    }
+
     /// The key of window slot `i` (the inverse of [`Side::slot_of`]).
     #[inline(always)]
     fn key_at(&self, i: usize) -> u32 {
-        self.base + i as u32 * self.tick as u32
+        self.base + i as u32 * self.tick()
     }
 
     /// Whether `key` lies on the window's grid.
@@ -288,7 +294,7 @@ impl Side {
         } else if !self.on_grid(key) {
             self.leave_grid();
         }
-        let end = self.base as u64 + WINDOW as u64 * self.tick as u64;
+        let end = self.base as u64 + WINDOW as u64 * self.tick() as u64;
         if key as u64 >= end {
             self.move_window(self.base_below(key));
         } else if key < self.base && self.on_ladder == 0 {
@@ -308,16 +314,15 @@ impl Side {
 
     /// A base on the grid that puts `key` [`HEADROOM`] ticks below the window's top.
     fn base_below(&self, key: u32) -> u32 {
-        let tick = self.tick as u32;
-        let ticks = (WINDOW as u32 - 1 - HEADROOM).min(key / tick);
-        key - ticks * tick
+        let ticks = (WINDOW as u32 - 1 - HEADROOM).min(key / self.tick());
+        key - ticks * self.tick()
     }
 
     /// Moves the window to start at `base` (on the grid), in place. Moving up sends the levels
     /// below the new base to `deep` (above all of its keys, so they go on its top); moving down
     /// is only asked of an empty window, and takes from `deep` the levels it now covers.
     fn move_window(&mut self, base: u32) {
-        debug_assert_eq!(base % self.tick as u32, self.base % self.tick as u32);
+        debug_assert_eq!(base % self.tick(), self.base % self.tick());
         if base < self.base {
             debug_assert_eq!(self.on_ladder, 0, "the window moves down only when empty");
             self.base = base;
@@ -330,7 +335,7 @@ impl Side {
             }
             return;
         }
-        let shift = (((base - self.base) / self.tick as u32) as usize).min(WINDOW);
+        let shift = (((base - self.base) / self.tick()) as usize).min(WINDOW);
         for i in 0..shift {
             let l = core::mem::replace(&mut self.ladder[i], NIL);
             if l != NIL {
