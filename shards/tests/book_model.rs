@@ -2,7 +2,7 @@
 //! valid operations with references the book has never seen and oversized executions and cancels.
 
 use proptest::prelude::*;
-use shards::book::{Books, SideKind};
+use shards::book::{Books, SideKind, MAX_REF};
 use shards::events::EventLog;
 use shards::itch::*;
 use std::collections::BTreeMap;
@@ -184,14 +184,11 @@ fn book_levels(books: &Books) -> Ladders {
     let mut out = BTreeMap::new();
     for b in books.books() {
         for (kind, s) in [(SideKind::Bid, b'B'), (SideKind::Ask, b'S')] {
-            let levels: Vec<_> = b
-                .side(kind)
-                .levels()
-                .map(|l| {
-                    let queue = books.queue(l);
+            let levels: Vec<_> = books
+                .depth(b, kind)
+                .map(|info| {
+                    let queue = books.queue(b.locate, kind, info.price);
                     let refs: Vec<u64> = queue.iter().map(|o| o.order_ref).collect();
-                    let info = books.depth(b, kind).find(|x| x.price == queue[0].price);
-                    let info = info.unwrap();
                     assert_eq!(info.orders as usize, refs.len());
                     (info.price, info.shares, refs)
                 })
@@ -454,5 +451,49 @@ fn an_add_past_a_full_level_is_refused_and_counted() {
     assert_eq!((books.order(2), books.order(4)), (None, None));
     apply(add(5, 1_294_967_295).into(), &mut books);
     assert_eq!(books.book(1).unwrap().top().0.shares, u32::MAX as u64);
+    books.check_invariants().unwrap();
+}
+
+/// A reference wider than a live order keeps is refused and counted, on an add and on a
+/// replace; a message naming it later is an unknown reference, and nothing else changes.
+#[test]
+fn a_reference_too_large_to_keep_is_refused_and_counted() {
+    let mut books = Books::default();
+    let add = |order_ref| AddOrder {
+        header: h(1, 1),
+        order_ref,
+        side: b'S',
+        shares: 100,
+        stock: *b"AAA     ",
+        price: 10_100,
+    };
+    apply(add(MAX_REF + 1).into(), &mut books);
+    apply(add(u64::MAX).into(), &mut books);
+    apply(add(MAX_REF).into(), &mut books);
+    let b = books.book(1).unwrap();
+    assert_eq!(b.anomalies.ref_too_large, 2);
+    assert_eq!(books.live_orders(), 1);
+    assert_eq!(books.order(MAX_REF).map(|o| o.shares), Some(100));
+    let replace = OrderReplace {
+        header: h(1, 2),
+        original_ref: MAX_REF,
+        new_ref: MAX_REF + 5,
+        shares: 50,
+        price: 10_100,
+    };
+    apply(replace.into(), &mut books);
+    apply(
+        OrderDelete {
+            header: h(1, 3),
+            order_ref: MAX_REF + 1,
+        }
+        .into(),
+        &mut books,
+    );
+    let b = books.book(1).unwrap();
+    assert_eq!(b.anomalies.ref_too_large, 3, "the replace's new reference");
+    assert_eq!(b.anomalies.unknown_ref, 1, "the refused add's reference");
+    assert_eq!(books.live_orders(), 0, "the replaced order left");
+    assert_eq!(b.top().1.orders, 0);
     books.check_invariants().unwrap();
 }

@@ -1,8 +1,8 @@
 //! Per-instrument state: the two sides of the book, trade statistics and anomaly counters.
 //!
-//! Owns what a reader of one instrument wants to know; the orders and levels themselves live in
-//! the shard-wide slabs. Never allocates after the book is created (its sides grow only when a
-//! book gets deeper than ever before).
+//! Owns what a reader of one instrument wants to know, and its price levels (in its sides); the
+//! orders themselves live in the shard-wide order table. Never allocates after the book is
+//! created (its sides grow only when a book gets deeper than ever before).
 
 use super::side::{Side, SideKind};
 use crate::events::Quote;
@@ -127,6 +127,9 @@ anomalies! {
     /// An add or replace that would take its level past `u32::MAX` shares (refused; its
     /// reference is not live).
     level_full,
+    /// An add or replace whose reference does not fit the 47 bits a live order keeps (refused;
+    /// real references count up from 1 and stay far below 2^47).
+    ref_too_large,
     /// The book went from uncrossed to crossed (best bid above best ask).
     crossed,
     /// The book went from uncrossed to locked (best bid equal to best ask).
@@ -185,7 +188,7 @@ impl Book {
             trading_state: 0,
             stats: TradeStats::default(),
             anomalies: Anomalies::default(),
-            sides: [Side::new(SideKind::Bid, 0), Side::new(SideKind::Ask, 0)],
+            sides: [Side::new(SideKind::Bid), Side::new(SideKind::Ask)],
             top: (Quote::default(), Quote::default()),
             cross: CrossState::Normal,
         }

@@ -1,22 +1,21 @@
 //! Full-depth (L3) order books for every instrument a shard owns.
 //!
-//! [`Books`] owns all state of one shard: a table of live orders by reference, a slab of price
-//! levels, one [`Book`] per instrument and a short memory of recent trades for `B` (broken
+//! [`Books`] owns all state of one shard: a table of live orders by reference, one [`Book`] per
+//! instrument (its two sides hold its price levels) and a short memory of recent trades for `B` (broken
 //! trade). It applies messages one at a time and reports what changed through an
-//! [`EventSink`]. It never blocks, never does I/O and never allocates per message once its slabs
+//! [`EventSink`]. It never blocks, never does I/O and never allocates per message once its tables
 //! have reached the day's high-water mark; feed anomalies are counted, never fatal.
 //!
 //! Structure choices, and why (the figures are in the top-level README):
 //! - orders stored inline in a hash table keyed by reference ([`order_table`]): E/C/X/D/U (half
-//!   of all messages) find everything they need about their order in the one slot the lookup
-//!   lands on, and reach its level by handle with no search; no queue links, because reference
-//!   order is queue order; a direct array by reference would need gigabytes for a day;
-//! - levels in a slab ([`store`]) with stable handles, carrying their book and side, so an
-//!   order needs nothing but its level handle;
-//! - price levels per side in a ladder of one slot per tick that follows the top ([`side`]),
-//!   because activity clusters within a few hundred ticks of the top: an add finds its level,
-//!   or its new level's place, with one load, and nothing moves; levels below the window sit in
-//!   a sorted vector;
+//!   of all messages) find everything they need about their order (shares, book, side, price)
+//!   in the one slot the lookup lands on; no queue links, because reference order is queue
+//!   order; a direct array by reference would need gigabytes for a day;
+//! - price levels per side in a ladder of one cell per tick that follows the top ([`side`]),
+//!   because activity clusters within a few hundred ticks of the top: a message finds its
+//!   level, or its new level's place, by price with one load, and the cell holds the level's
+//!   aggregates, so that is the only line of the side it touches; levels below the window sit
+//!   in a sorted vector;
 //! - books indexed directly by stock locate (a `u16`), no hashing at all.
 
 pub mod instrument;
@@ -25,18 +24,18 @@ pub mod pages;
 pub mod prefetch;
 pub mod side;
 mod sorted;
-pub mod store;
 
 pub use instrument::{Anomalies, Book, CrossState, TradeStats};
-pub use order_table::Order;
+pub use order_table::{Order, MAX_REF};
 pub use prefetch::Pipeline;
-pub use side::{LevelId, Side, SideKind};
-pub use store::{Level, NIL};
+pub use side::{Cell, Side, SideKind};
 
 use crate::events::{Bbo, Break, EventSink, Quote, Trade, TradeKind};
 use crate::itch::{decode, DecodeError, Header, Message, Stock, ALL_TYPES, TYPE_INDEX};
 use order_table::OrderTable;
-use store::Slab;
+
+/// Index meaning "none" (no book for a locate, no trade remembered).
+pub const NIL: u32 = u32::MAX;
 
 /// Trades remembered for `B`, by match number modulo this (a power of two).
 const TRADE_MEMORY: usize = 1 << 16;
@@ -78,16 +77,11 @@ pub struct LevelInfo {
 pub struct Capacity {
     /// Live orders at the busiest moment.
     pub orders: usize,
-    /// Live price levels, all books and sides together.
-    pub levels: usize,
 }
 
 impl Default for Capacity {
     fn default() -> Self {
-        Capacity {
-            orders: 1 << 10,
-            levels: 1 << 12,
-        }
+        Capacity { orders: 1 << 10 }
     }
 }
 
@@ -102,14 +96,15 @@ pub struct RestingOrder {
     pub price: u32,
     /// Side it rests on.
     pub side: SideKind,
-    /// Its level.
-    pub level: LevelId,
+    /// Stock locate of its book.
+    pub locate: u16,
 }
 
 /// All books of one shard.
 pub struct Books {
     orders: OrderTable,
-    levels: Slab<Level>,
+    /// Price levels open, all books and sides together.
+    live_levels: usize,
     books: Vec<Book>,
     /// Dense book index by stock locate; a fixed-size array so that indexing by a `u16`
     /// needs no bounds check on the hot path.
@@ -130,7 +125,7 @@ impl Books {
     pub fn with_capacity(cap: Capacity) -> Self {
         Books {
             orders: OrderTable::with_capacity(cap.orders),
-            levels: Slab::with_capacity(cap.levels),
+            live_levels: 0,
             books: Vec::new(),
             by_locate: vec![NIL; 1 << 16]
                 .into_boxed_slice()
@@ -280,20 +275,20 @@ impl Books {
         }
     }
 
-    /// Looks up a live order named by a message: its slot and its level. Counts an unknown
+    /// Looks up a live order named by a message: its slot and the order. Counts an unknown
     /// reference, or a locate that disagrees with the order's own (the order's book wins).
     #[inline(always)]
-    fn lookup(&mut self, h: &Header, order_ref: u64) -> Option<(usize, Level)> {
+    fn lookup(&mut self, h: &Header, order_ref: u64) -> Option<(usize, Order)> {
         let Some(i) = self.orders.find(order_ref) else {
             self.anomalies_at(h.locate).unknown_ref += 1;
             return None;
         };
-        let lv = self.levels[self.orders.at(i).level];
-        let book = &mut self.books[lv.book() as usize];
+        let o = *self.orders.at(i);
+        let book = &mut self.books[o.book()];
         if book.locate != h.locate {
             book.anomalies.locate_mismatch += 1;
         }
-        Some((i, lv))
+        Some((i, o))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -321,6 +316,10 @@ impl Books {
             book.anomalies.zero_shares += 1;
             return;
         }
+        if order_ref > MAX_REF {
+            book.anomalies.ref_too_large += 1;
+            return;
+        }
         let Some(claim) = self.orders.claim(order_ref) else {
             self.books[b].anomalies.duplicate_ref += 1;
             return;
@@ -342,33 +341,18 @@ impl Books {
         shares: u32,
         price: u32,
     ) -> bool {
-        let book = &mut self.books[b];
-        let side = &mut book.sides[kind as usize];
-        let level = match side.find(price) {
-            Ok(l) => l,
-            Err(pos) => {
-                let l = self.levels.alloc(Level::new(b as u32, kind, price));
-                side.insert_at(pos, price, l);
-                l
+        let side = self.books[b].side_mut(kind);
+        let added = side.add(price, shares);
+        let at_top = side.is_best(price);
+        match added {
+            Ok(opened) => self.live_levels += opened as usize,
+            Err(side::LevelFull) => {
+                self.books[b].anomalies.level_full += 1;
+                return false;
             }
-        };
-        let at_top = side.best() == Some(level);
-        let lv = &mut self.levels[level];
-        let Some(sum) = lv.shares.checked_add(shares) else {
-            // Only an existing level can be this full, so no empty level is left behind.
-            book.anomalies.level_full += 1;
-            return false;
-        };
-        lv.orders += 1;
-        lv.shares = sum;
-        self.orders.fill(
-            claim,
-            Order {
-                order_ref,
-                shares,
-                level,
-            },
-        );
+        }
+        let o = Order::new(order_ref, b, kind, shares, price);
+        self.orders.fill(claim, o);
         at_top
     }
 
@@ -381,10 +365,9 @@ impl Books {
             return self.remove(i);
         }
         *self.orders.shares_at(i) = o.shares - shares;
-        let lv = &mut self.levels[o.level];
-        lv.shares -= shares;
-        let lv = *lv;
-        self.books[lv.book() as usize].side(lv.side()).best() == Some(o.level)
+        let side = self.books[o.book()].side_mut(o.side());
+        side.take(o.price, shares, false);
+        side.is_best(o.price)
     }
 
     /// Removes the order in slot `i` from its level and the table; returns whether the level was
@@ -392,18 +375,10 @@ impl Books {
     #[inline(always)]
     fn remove(&mut self, i: usize) -> bool {
         let o = self.orders.remove_at(i);
-        let lv = &mut self.levels[o.level];
-        lv.orders -= 1;
-        debug_assert!(lv.shares >= o.shares, "level shares never go negative");
-        lv.shares -= o.shares;
-        let lv = *lv;
-        let side = self.books[lv.book() as usize].side_mut(lv.side());
-        let at_top = side.best() == Some(o.level);
-        if lv.orders == 0 {
-            debug_assert_eq!(lv.shares, 0, "an empty level holds no shares");
-            let l = side.remove(lv.price);
-            debug_assert_eq!(l, o.level);
-            self.levels.free(l);
+        let side = self.books[o.book()].side_mut(o.side());
+        let at_top = side.is_best(o.price);
+        if side.take(o.price, o.shares, true) {
+            self.live_levels -= 1;
         }
         at_top
     }
@@ -418,20 +393,20 @@ impl Books {
         printable: bool,
         sink: &mut S,
     ) {
-        let Some((i, lv)) = self.lookup(h, order_ref) else {
+        let Some((i, o)) = self.lookup(h, order_ref) else {
             return;
         };
-        let b = lv.book() as usize;
-        if exec.shares > self.orders.at(i).shares {
+        let b = o.book();
+        if exec.shares > o.shares {
             self.books[b].anomalies.exec_exceeds_order += 1;
         }
         let t = Trade {
             locate: self.books[b].locate,
             timestamp: h.timestamp,
             match_number: exec.match_number,
-            price: price.unwrap_or(lv.price),
+            price: price.unwrap_or(o.price),
             shares: exec.shares as u64,
-            side: match lv.side() {
+            side: match o.side() {
                 SideKind::Bid => b'B',
                 SideKind::Ask => b'S',
             },
@@ -444,32 +419,30 @@ impl Books {
         };
         self.print(b, &t, sink);
         if self.reduce(i, exec.shares) {
-            self.publish(b, lv.side(), h.timestamp, sink);
+            self.publish(b, o.side(), h.timestamp, sink);
         }
     }
 
     #[inline(always)]
     fn cancel<S: EventSink>(&mut self, h: &Header, order_ref: u64, shares: u32, sink: &mut S) {
-        let Some((i, lv)) = self.lookup(h, order_ref) else {
+        let Some((i, o)) = self.lookup(h, order_ref) else {
             return;
         };
-        if shares > self.orders.at(i).shares {
-            self.books[lv.book() as usize]
-                .anomalies
-                .cancel_exceeds_order += 1;
+        if shares > o.shares {
+            self.books[o.book()].anomalies.cancel_exceeds_order += 1;
         }
         if self.reduce(i, shares) {
-            self.publish(lv.book() as usize, lv.side(), h.timestamp, sink);
+            self.publish(o.book(), o.side(), h.timestamp, sink);
         }
     }
 
     #[inline(always)]
     fn delete<S: EventSink>(&mut self, h: &Header, order_ref: u64, sink: &mut S) {
-        let Some((i, lv)) = self.lookup(h, order_ref) else {
+        let Some((i, o)) = self.lookup(h, order_ref) else {
             return;
         };
         if self.remove(i) {
-            self.publish(lv.book() as usize, lv.side(), h.timestamp, sink);
+            self.publish(o.book(), o.side(), h.timestamp, sink);
         }
     }
 
@@ -483,20 +456,22 @@ impl Books {
         price: u32,
         sink: &mut S,
     ) {
-        let Some((i, lv)) = self.lookup(h, original) else {
+        let Some((i, o)) = self.lookup(h, original) else {
             return;
         };
-        let b = lv.book() as usize;
+        let b = o.book();
         let mut touched = self.remove(i);
         if shares == 0 {
             self.books[b].anomalies.zero_shares += 1;
+        } else if new_ref > MAX_REF {
+            self.books[b].anomalies.ref_too_large += 1;
         } else if let Some(claim) = self.orders.claim(new_ref) {
-            touched |= self.place(b, lv.side(), claim, new_ref, shares, price);
+            touched |= self.place(b, o.side(), claim, new_ref, shares, price);
         } else {
             self.books[b].anomalies.duplicate_ref += 1;
         }
         if touched {
-            self.publish(b, lv.side(), h.timestamp, sink);
+            self.publish(b, o.side(), h.timestamp, sink);
         }
     }
 
@@ -539,14 +514,11 @@ impl Books {
     #[inline(always)]
     fn quote(&self, side: &Side) -> Quote {
         match side.best() {
-            Some(l) => {
-                let lv = &self.levels[l];
-                Quote {
-                    price: lv.price,
-                    shares: lv.shares as u64,
-                    orders: lv.orders,
-                }
-            }
+            Some((price, c)) => Quote {
+                price,
+                shares: c.shares as u64,
+                orders: c.orders,
+            },
             None => Quote::default(),
         }
     }
@@ -637,24 +609,22 @@ impl Books {
         book: &'a Book,
         kind: SideKind,
     ) -> impl Iterator<Item = LevelInfo> + 'a {
-        book.side(kind).levels().map(move |l| {
-            let lv = &self.levels[l];
-            LevelInfo {
-                price: lv.price,
-                shares: lv.shares as u64,
-                orders: lv.orders,
-            }
+        book.side(kind).levels().map(|(price, c)| LevelInfo {
+            price,
+            shares: c.shares as u64,
+            orders: c.orders,
         })
     }
 
-    /// The orders queued at one level, oldest first (the L3 view). References increase with
-    /// time and a replace takes a new one, so reference order is queue order. O(live orders):
-    /// a query, never on the apply path.
-    pub fn queue(&self, level: LevelId) -> Vec<RestingOrder> {
+    /// The orders queued at one level (`locate`'s book, side `kind`, `price`), oldest first:
+    /// the L3 view. References increase with time and a replace takes a new one, so reference
+    /// order is queue order. O(live orders): a query, never on the apply path.
+    pub fn queue(&self, locate: u16, kind: SideKind, price: u32) -> Vec<RestingOrder> {
+        let b = self.by_locate[locate as usize];
         let mut q: Vec<RestingOrder> = self
             .orders
             .iter()
-            .filter(|o| o.level == level)
+            .filter(|o| o.book() as u32 == b && o.side() == kind && o.price == price)
             .map(|o| self.resting(o))
             .collect();
         q.sort_unstable_by_key(|o| o.order_ref);
@@ -662,13 +632,12 @@ impl Books {
     }
 
     fn resting(&self, o: &Order) -> RestingOrder {
-        let lv = &self.levels[o.level];
         RestingOrder {
-            order_ref: o.order_ref,
+            order_ref: o.order_ref(),
             shares: o.shares,
-            price: lv.price,
-            side: lv.side(),
-            level: o.level,
+            price: o.price,
+            side: o.side(),
+            locate: self.books[o.book()].locate,
         }
     }
 
@@ -677,23 +646,29 @@ impl Books {
         self.orders.get(order_ref).map(|o| self.resting(o))
     }
 
-    /// Whether the order table gave up on keeping runs of references together (see
+    /// Whether the order table fell back to the hash that mixes every bit of a reference (see
     /// [`order_table`]); true only for hostile reference patterns.
     pub fn index_scrambled(&self) -> bool {
         self.orders.scrambled()
     }
 
     /// Bytes of state the apply path touches: live orders with their share of the table's empty
-    /// slots, live levels, and books. Decides whether prefetching pays ([`Pipeline`]).
+    /// slots, open levels with as much again of empty cells around them, and books. Decides
+    /// whether prefetching pays ([`Pipeline`]).
     pub fn live_state_bytes(&self) -> usize {
         self.orders.len() * 2 * core::mem::size_of::<Order>()
-            + self.levels.live() * core::mem::size_of::<Level>()
+            + self.live_levels * 2 * core::mem::size_of::<Cell>()
             + self.books.len() * core::mem::size_of::<Book>()
     }
 
     /// Live orders across all books.
     pub fn live_orders(&self) -> usize {
         self.orders.len()
+    }
+
+    /// Open price levels across all books and sides.
+    pub fn live_levels(&self) -> usize {
+        self.live_levels
     }
 
     /// Messages applied, by type, in [`ALL_TYPES`] order; the last entry is always zero.
@@ -713,9 +688,9 @@ impl Books {
         a
     }
 
-    /// Heap bytes held by the order table, levels, books and the trade memory.
+    /// Heap bytes held by the order table, the books with their levels, and the trade memory.
     pub fn heap_bytes(&self) -> usize {
-        let sides: usize = self
+        let books: usize = self
             .books
             .iter()
             .map(|b| {
@@ -723,44 +698,43 @@ impl Books {
             })
             .sum();
         self.orders.heap_bytes()
-            + self.levels.heap_bytes()
             + self.by_locate.len() * 4
             + self.recent.len() * core::mem::size_of::<TradeRecord>()
-            + sides
+            + books
     }
 
     /// Checks every structural invariant; returns the first one broken. For tests: O(orders).
     pub fn check_invariants(&self) -> Result<(), String> {
-        // Per level: orders and shares resting on it, summed from the order table.
-        let mut resting: std::collections::BTreeMap<LevelId, (u32, u64)> = Default::default();
+        // Per (book, side, price): orders and shares resting there, summed from the order table.
+        type Place = (usize, u8, u32);
+        let mut resting: std::collections::BTreeMap<Place, (u32, u64)> = Default::default();
         for o in self.orders.iter() {
-            if o.shares == 0 {
-                return Err(format!("order {} has no shares", o.order_ref));
+            if o.book() >= self.books.len() {
+                return Err(format!("order {} names no book", o.order_ref()));
             }
-            let e = resting.entry(o.level).or_default();
+            let e = resting
+                .entry((o.book(), o.side() as u8, o.price))
+                .or_default();
             e.0 += 1;
             e.1 += o.shares as u64;
         }
+        let mut levels = 0;
         for (bi, book) in self.books.iter().enumerate() {
             for kind in [SideKind::Bid, SideKind::Ask] {
                 let side = book.side(kind);
-                if !side.is_sorted() {
+                if !side.is_consistent() {
                     let sym = book.symbol_str();
-                    return Err(format!("{sym}: {kind:?} levels out of order"));
+                    return Err(format!("{sym}: {kind:?} side's bookkeeping is broken"));
                 }
-                for l in side.levels() {
-                    let lv = &self.levels[l];
-                    if lv.book() as usize != bi || lv.side() != kind {
-                        return Err(format!("level {l} filed under the wrong book or side"));
-                    }
-                    let (n, sh) = resting.remove(&l).unwrap_or_default();
-                    if n == 0 || n != lv.orders || sh != lv.shares as u64 {
+                for (price, c) in side.levels() {
+                    levels += 1;
+                    let (n, sh) = resting.remove(&(bi, kind as u8, price)).unwrap_or_default();
+                    if n == 0 || n != c.orders || sh != c.shares as u64 {
                         return Err(format!(
-                            "{} {kind:?} level {}: {n} orders / {sh} shares resting, level says {} / {}",
+                            "{} {kind:?} level {price}: {n} orders / {sh} shares resting, level says {} / {}",
                             book.symbol_str(),
-                            lv.price,
-                            lv.orders,
-                            lv.shares
+                            c.orders,
+                            c.shares
                         ));
                     }
                 }
@@ -769,8 +743,16 @@ impl Books {
                 return Err(format!("{}: published top is stale", book.symbol_str()));
             }
         }
-        if let Some((l, (n, _))) = resting.into_iter().next() {
-            return Err(format!("{n} orders rest on level {l}, which no side holds"));
+        if let Some(((b, s, p), (n, _))) = resting.into_iter().next() {
+            return Err(format!(
+                "{n} orders rest at book {b} side {s} price {p}, which no side holds"
+            ));
+        }
+        if levels != self.live_levels {
+            return Err(format!(
+                "{levels} levels open, {} counted",
+                self.live_levels
+            ));
         }
         if self.orders.len() != self.orders.iter().count() {
             return Err("order table miscounts its orders".into());

@@ -1,7 +1,8 @@
 //! Live orders, stored inline in an open-addressing hash table keyed by order reference.
 //!
 //! Why inline: an execute, cancel or delete names an order by reference, and everything it needs
-//! (shares left, the level it rests on) sits in the 16-byte slot the lookup lands on. A separate
+//! (shares left, and its book, side and price, which name its level) sits in the 16-byte slot the
+//! lookup lands on. A separate
 //! order pool behind an index costs a second dependent cache miss per message; queue links to
 //! neighbouring orders cost two more on every removal. Both were measured (v3k, 20M messages):
 //! the inline table with no queue links is the layout the README's figures come from.
@@ -30,8 +31,7 @@
 //! its reserved capacity.
 
 use super::pages::PageArray;
-use super::side::LevelId;
-use super::store::NIL;
+use super::side::SideKind;
 
 /// Probe length that makes the table switch to the hash that mixes every bit.
 pub const MAX_PROBE: usize = 64;
@@ -40,22 +40,72 @@ const BIG_TABLE: usize = 1 << 16;
 /// Fibonacci hashing multiplier (2^64 / golden ratio).
 const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// A live order: 16 bytes, four per cache line. Its price, side and book are its level's.
+/// Bits of a reference a live order keeps. Real references count up from 1 through the day and
+/// stay far below this (2^47 is 140 trillion); an add whose reference does not fit is refused
+/// and counted (`ref_too_large`), never truncated.
+pub const REF_BITS: u32 = 47;
+/// The largest reference a live order can have.
+pub const MAX_REF: u64 = (1 << REF_BITS) - 1;
+
+/// A live order: 16 bytes, four per cache line. Its level is named by its book, side and
+/// price, so a message that names the order finds everything it needs in one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct Order {
-    /// Day-unique reference.
-    pub order_ref: u64,
-    /// Shares still displayed; never zero while live.
+    /// The reference in the low [`REF_BITS`] bits, the book's dense index in the next 16 (a
+    /// book per stock locate: at most 65,536), the side in the top bit.
+    tag: u64,
+    /// Shares still displayed; never zero while live, zero in an empty slot.
     pub shares: u32,
-    /// The level the order rests on; [`NIL`] marks an empty slot.
-    pub level: LevelId,
+    /// Limit price, Price(4).
+    pub price: u32,
+}
+
+impl Order {
+    /// A live order. `order_ref` must fit [`REF_BITS`] bits and `book` 16; `shares` is not zero.
+    #[inline(always)]
+    pub fn new(order_ref: u64, book: usize, side: SideKind, shares: u32, price: u32) -> Self {
+        debug_assert!(order_ref <= MAX_REF, "the caller refuses wide references");
+        debug_assert!(book < 1 << 16, "a book per stock locate");
+        debug_assert!(shares > 0, "a live order displays shares");
+        Order {
+            tag: order_ref | (book as u64) << REF_BITS | (side as u64) << 63,
+            shares,
+            price,
+        }
+    }
+
+    /// Day-unique reference.
+    #[inline(always)]
+    pub fn order_ref(&self) -> u64 {
+        self.tag & MAX_REF
+    }
+
+    /// Dense index of the order's book.
+    #[inline(always)]
+    pub fn book(&self) -> usize {
+        (self.tag >> REF_BITS) as usize & 0xFFFF
+    }
+
+    /// Side the order rests on.
+    #[inline(always)]
+    pub fn side(&self) -> SideKind {
+        match self.tag >> 63 {
+            0 => SideKind::Bid,
+            _ => SideKind::Ask,
+        }
+    }
+
+    #[inline(always)]
+    fn is_live(&self) -> bool {
+        self.shares != 0
+    }
 }
 
 const VACANT: Order = Order {
-    order_ref: 0,
+    tag: 0,
     shares: 0,
-    level: NIL,
+    price: 0,
 };
 
 /// A vacant slot reserved for a new reference by [`OrderTable::claim`].
@@ -148,7 +198,7 @@ impl OrderTable {
     /// is taken, that is past the line, in a line no other prefetch named.
     #[inline(always)]
     pub fn prefetch_shift(&self, i: usize) {
-        if self.slots[i | 3].level != NIL {
+        if self.slots[i | 3].is_live() {
             let next = ((i | 3) + 1) & self.mask;
             crate::book::prefetch::touch(self.slots.as_ptr().wrapping_add(next));
         }
@@ -160,10 +210,10 @@ impl OrderTable {
         let mut i = self.home(key);
         loop {
             let s = &self.slots[i];
-            if s.level == NIL {
+            if !s.is_live() {
                 return None;
             }
-            if s.order_ref == key {
+            if s.order_ref() == key {
                 return Some(i);
             }
             i = (i + 1) & self.mask;
@@ -191,7 +241,7 @@ impl OrderTable {
     /// Inserts `o`; returns false (and changes nothing) if its reference is already live.
     #[inline]
     pub fn insert(&mut self, o: Order) -> bool {
-        match self.claim(o.order_ref) {
+        match self.claim(o.order_ref()) {
             Some(c) => {
                 self.fill(c, o);
                 true
@@ -212,10 +262,10 @@ impl OrderTable {
         let mut probe = 0;
         loop {
             let s = &self.slots[i];
-            if s.level == NIL {
+            if !s.is_live() {
                 return Some(Claim { slot: i, probe });
             }
-            if s.order_ref == key {
+            if s.order_ref() == key {
                 return None;
             }
             i = (i + 1) & self.mask;
@@ -226,8 +276,8 @@ impl OrderTable {
     /// Puts `o`, whose reference `c` was claimed for, in the claimed slot.
     #[inline]
     pub fn fill(&mut self, c: Claim, o: Order) {
-        debug_assert_ne!(o.level, NIL, "a live order rests on a level");
-        debug_assert_eq!(self.slots[c.slot].level, NIL, "the claim is stale");
+        debug_assert!(o.is_live(), "a live order displays shares");
+        debug_assert!(!self.slots[c.slot].is_live(), "the claim is stale");
         self.slots[c.slot] = o;
         self.len += 1;
         if c.probe > MAX_PROBE && !self.scrambled {
@@ -239,7 +289,7 @@ impl OrderTable {
     #[inline]
     pub fn remove_at(&mut self, i: usize) -> Order {
         let gone = self.slots[i];
-        debug_assert_ne!(gone.level, NIL, "removing an empty slot");
+        debug_assert!(gone.is_live(), "removing an empty slot");
         self.len -= 1;
         // Backward-shift: pull later members of the probe run into the hole so that every entry
         // stays reachable from its home slot without tombstones.
@@ -247,10 +297,10 @@ impl OrderTable {
         let mut j = (i + 1) & self.mask;
         loop {
             let s = self.slots[j];
-            if s.level == NIL {
+            if !s.is_live() {
                 break;
             }
-            let home = self.home(s.order_ref);
+            let home = self.home(s.order_ref());
             if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
                 self.slots[hole] = s;
                 hole = j;
@@ -268,7 +318,7 @@ impl OrderTable {
 
     /// Every live order, in no particular order. O(capacity): for queries and checks.
     pub fn iter(&self) -> impl Iterator<Item = &Order> + '_ {
-        self.slots.iter().filter(|s| s.level != NIL)
+        self.slots.iter().filter(|s| s.is_live())
     }
 
     fn rebuild(&mut self, cap: usize, scrambled: bool) {
@@ -277,9 +327,9 @@ impl OrderTable {
         self.shift = 64 - cap.trailing_zeros();
         self.scrambled = scrambled;
         self.len = 0;
-        for &s in old.iter().filter(|s| s.level != NIL) {
-            let mut i = self.home(s.order_ref);
-            while self.slots[i].level != NIL {
+        for &s in old.iter().filter(|s| s.is_live()) {
+            let mut i = self.home(s.order_ref());
+            while self.slots[i].is_live() {
                 i = (i + 1) & self.mask;
             }
             self.slots[i] = s;
@@ -307,11 +357,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn order(k: u64, n: u32) -> Order {
-        Order {
-            order_ref: k,
-            shares: n + 1,
-            level: n,
-        }
+        let side = [SideKind::Bid, SideKind::Ask][n as usize % 2];
+        Order::new(k, n as usize % 65_536, side, n + 1, n)
     }
 
     fn check_against_model(keys: impl Iterator<Item = u64>, seed: u64) {

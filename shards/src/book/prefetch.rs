@@ -10,22 +10,18 @@
 //!    act on: the named reference, or an add's book, side and price), and asks for the
 //!    order-table slot of the reference the message names and its book's hot lines (sides,
 //!    identity, published top; the statistics line only for the types that print a trade);
-//! 2. `MID` frames ahead: reads the slot (now cached) and asks for the order's level, and for
-//!    the table's next line when the order's line is full (a removal's backward shift reads
-//!    on into it); for an add, reads the book and asks for its price's slot in the side's
-//!    ladder (or, below the ladder, the sorted entries a search will read);
-//! 3. `NEAR` frames ahead: for an add, the level it joins, read from the ladder slot stage 2
-//!    asked for; for an order that is the last at its level (its removal clears its slot),
-//!    that slot, or, when its level is the best, the second best level (which becomes the top
-//!    and is published) and its line of slots when the side knows it, else the line of slots
-//!    below the best (where the search for the new top starts).
+//! 2. `MID` frames ahead: reads the slot (now cached) and, from the book, side and price the
+//!    order keeps, asks for its level's cell in the side's ladder (or, below the ladder, the
+//!    sorted entries a search will read), and for the table's next line when the order's line is
+//!    full (a removal's backward shift reads on into it); for an add, reads the book and asks for
+//!    its price's cell;
+//! 3. `NEAR` frames ahead: for an order that is the last at the best level (its removal changes
+//!    the top), the second best level's cell when the side knows it, else the line of cells below
+//!    the best (where the search for the new top starts).
 //!
-//! The add's level at stage 3 lost 6-7% when first tried (the slot was often not there yet,
-//! and the stage waited on it), while the order table still ran at load 1/2 and its next line
-//! was not prefetched; with both fixed it gains 8% on v3k deep and changes nothing on realistic
-//! (median ratios of fourteen rounds back to back). The side's top slot is not asked for, only
-//! the add's own: with a ladder the add reads no other line of the side (realistic v3k 1.05x
-//! without it, deep unchanged).
+//! A level's aggregates live in its ladder cell, so the line stage 2 asks for is the level
+//! itself: an add or a removal reads no other line of its side. Before, the ladder slot held a
+//! handle to a level in a slab, and stage 3 had to read the slot to ask for the level.
 //!
 //! Why so few lines: with thousands of books the state lives in L3 or beyond, and the core can
 //! only keep a couple of dozen misses in flight. Prefetching lines a message will not read
@@ -34,7 +30,7 @@
 //!
 //! Messages are applied strictly in order. Prefetches are hints only: results never depend on them.
 
-use super::{Books, LevelId, SideKind, NIL};
+use super::{Books, SideKind, NIL};
 use crate::events::EventSink;
 use crate::itch::field::Field;
 use crate::itch::{walk, FrameError, WalkStats};
@@ -64,12 +60,11 @@ pub fn touch<T>(p: *const T) {
 struct Plan {
     /// The reference of the order the message acts on (`Act::Named`).
     order_ref: u64,
-    /// An add's price (`Act::Add`).
+    /// An add's price, or the price of the order stage 2 found.
     price: u32,
-    /// An add's book index (`Act::Add`); a book created after stage 1 is not prefetched.
+    /// An add's book index, or the book of the order stage 2 found; a book created after
+    /// stage 1 is not prefetched.
     book: u32,
-    /// The level stage 2 found for a named order, [`NIL`] when none.
-    found: LevelId,
     act: Act,
 }
 
@@ -80,7 +75,9 @@ enum Act {
     Other,
     /// E, C, X, D, U: look the order up, then its level.
     Named,
-    /// A, F on an existing book: the side's ladder slot for the price, then its level.
+    /// A named order stage 2 found, resting on this side of `book` at `price`.
+    Found(SideKind),
+    /// A, F on an existing book: the side's ladder cell for the price.
     Add(SideKind),
 }
 
@@ -88,7 +85,6 @@ const NO_PLAN: Plan = Plan {
     order_ref: 0,
     price: 0,
     book: NIL,
-    found: NIL,
     act: Act::Other,
 };
 
@@ -132,50 +128,35 @@ impl Books {
         plan
     }
 
-    /// Stage 2: the order's level (from its slot), kept in the plan for stage 3; for an add,
-    /// the line of its side that holds its price's place.
+    /// Stage 2: the level's cell of the named order (from its slot, whose book, side and price
+    /// are kept in the plan for stage 3), or of an add's price.
     #[inline(always)]
     fn prefetch_order(&self, plan: &mut Plan) {
         match plan.act {
             Act::Named => {
                 if let Some(i) = self.orders.find(plan.order_ref) {
-                    let level = self.orders.at(i).level;
-                    self.levels.prefetch(level);
+                    let o = self.orders.at(i);
+                    self.books[o.book()].side(o.side()).prefetch_level(o.price);
                     self.orders.prefetch_shift(i);
-                    plan.found = level;
+                    (plan.book, plan.price) = (o.book() as u32, o.price);
+                    plan.act = Act::Found(o.side());
                 }
             }
             Act::Add(kind) => self.books[plan.book as usize]
                 .side(kind)
-                .prefetch_entry(plan.price),
-            Act::Other => {}
+                .prefetch_level(plan.price),
+            Act::Other | Act::Found(_) => {}
         }
     }
 
-    /// Stage 3: for an add, the level it joins when the ladder holds it; for the last order of
-    /// a level, the line its level's removal will clear.
-    /// The level stage 2 found may have been freed by messages in between, which only makes
-    /// this hint useless (a freed slot still holds a valid book and side, and the slab never
-    /// shrinks).
+    /// Stage 3: for the last order of the best level, what the top's change will read. The
+    /// order stage 2 found may have gone since, which only makes this hint useless.
     #[inline(always)]
-    fn prefetch_level(&self, plan: &Plan) {
-        if let Act::Add(kind) = plan.act {
+    fn prefetch_top_change(&self, plan: &Plan) {
+        if let Act::Found(kind) = plan.act {
             let side = self.books[plan.book as usize].side(kind);
-            if let Some(l) = side.find_in_window(plan.price) {
-                self.levels.prefetch(l);
-            }
-            return;
-        }
-        if plan.found == NIL {
-            return;
-        }
-        let lv = &self.levels[plan.found];
-        if lv.orders == 1 {
-            let side = self.books[lv.book() as usize].side(lv.side());
-            if side.best() == Some(plan.found) {
-                side.prefetch_best_gone(&self.levels);
-            } else {
-                side.prefetch_entry(lv.price);
+            if side.is_lone_best(plan.price) {
+                side.prefetch_best_gone();
             }
         }
     }
@@ -254,7 +235,7 @@ impl<'a> Pipeline<'a> {
         }
         if self.len > LOOKAHEAD - NEAR {
             let k = self.back(LOOKAHEAD - NEAR);
-            books.prefetch_level(&self.plans[k]);
+            books.prefetch_top_change(&self.plans[k]);
         }
     }
 

@@ -1,15 +1,22 @@
-//! One side of one book: its price levels, best first, found by price in constant time.
+//! One side of one book: its price levels and their aggregates, best first, found by price in
+//! constant time.
 //!
 //! Keys are the price for bids and the bitwise complement of the price for asks, so both sides
 //! order ascending with the best last and share one code path.
 //!
 //! Why a ladder: almost all activity is within a few hundred ticks of the top, and an add must
 //! find its price's level (or the place for a new one), and a removed level must leave its
-//! place. A window of [`WINDOW`] slots, one per tick (a cent when every price so far is a whole
+//! place. A window of [`WINDOW`] cells, one per tick (a cent when every price so far is a whole
 //! cent, else 0.0001), indexed by `(key - base) / tick`, does both with one load and no memmove,
-//! and tells the prefetcher exactly which line an add will touch. A sorted vector did the same
-//! with a search (a scan from the top, interpolation, galloping) and an insertion that moved
-//! every entry above it: on 3,500 deep books that was a fifth of all instructions.
+//! and tells the prefetcher exactly which line a message will touch. A sorted vector did the
+//! same with a search (a scan from the top, interpolation, galloping) and an insertion that
+//! moved every entry above it: on 3,500 deep books that was a fifth of all instructions.
+//!
+//! Why the aggregates live in the cell: a level is its price. Nothing holds a handle to a level,
+//! so an order names its level by book, side and price, and an add, an execution or a removal
+//! reads and writes one line of the ladder, not a ladder slot and then a level elsewhere (v3k
+//! deep had as many levels as orders, and the separate level was a miss of its own on most
+//! messages). Cells may therefore move: when the window moves, and in `deep`.
 //!
 //! The window follows the top: a new best above it moves the window up (levels that fall off its
 //! bottom go to `deep`), and a side whose window has emptied moves it down to meet the next add.
@@ -20,16 +27,12 @@
 //!
 //! The side also remembers the second best level when that is cheap to know, so that a removal
 //! of the best needs no search and the prefetcher can ask for the new top early; a hint kept
-//! exact where known, never guessed (invariant: `next` is the second best or [`NIL`]).
+//! exact where known, never guessed (invariant: when `has_next`, `next_key` is the second best).
 //!
-//! A level's aggregates live in the level slab (stable handles), so executions, cancels and
-//! deletes reach their level from the order without touching the side at all.
+//! Never allocates per message: the ladder is allocated with the side, and `deep` grows only
+//! when a side is deeper below its window than ever before.
 
 use super::sorted::Sorted;
-use super::store::NIL;
-
-/// A price level's handle in the level pool.
-pub type LevelId = u32;
 
 /// `B` or `S`, as a dense index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,10 +63,66 @@ impl SideKind {
     }
 }
 
-/// Ticks the ladder window spans (2 KiB of slots per side, allocated with the side). 512, not
+/// A price level's aggregates: eight bytes, eight to a line. Empty (no level) when `orders` is
+/// zero, and then `shares` is zero too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(8))]
+pub struct Cell {
+    /// Sum of the shares of its orders; never zero while the level exists. A `u32`, like an
+    /// order's shares: an add that would take a level past `u32::MAX` shares is refused and
+    /// counted (`level_full`), which no real day comes near (a whole day's volume in the
+    /// busiest name is a few hundred million shares).
+    pub shares: u32,
+    /// Number of orders resting.
+    pub orders: u32,
+}
+
+/// An add that would take its level past `u32::MAX` shares; the level is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelFull;
+
+impl Cell {
+    const EMPTY: Cell = Cell {
+        shares: 0,
+        orders: 0,
+    };
+
+    /// Whether a level is here.
+    #[inline(always)]
+    pub fn is_level(&self) -> bool {
+        self.orders != 0
+    }
+
+    /// One more order of `shares`; returns whether that opened the level.
+    #[inline(always)]
+    fn join(&mut self, shares: u32) -> Result<bool, LevelFull> {
+        let sum = self.shares.checked_add(shares).ok_or(LevelFull)?;
+        let opened = self.orders == 0;
+        self.shares = sum;
+        self.orders += 1;
+        Ok(opened)
+    }
+
+    /// Takes `shares` off, and an order when `leaves`; returns whether the level is gone.
+    #[inline(always)]
+    fn take(&mut self, shares: u32, leaves: bool) -> bool {
+        debug_assert!(self.orders > 0, "taking from a level that is not there");
+        debug_assert!(self.shares >= shares, "level shares never go negative");
+        self.shares -= shares;
+        self.orders -= leaves as u32;
+        debug_assert!(
+            self.orders > 0 || self.shares == 0,
+            "an empty level holds no shares"
+        );
+        debug_assert!(self.orders == 0 || self.shares > 0, "a level holds shares");
+        self.orders == 0
+    }
+}
+
+/// Ticks the ladder window spans (4 KiB of cells per side, allocated with the side). 512, not
 /// 256: a book 200 ticks deep (the peers' benchmark shape) stays inside the window even just
 /// after a new top has moved it (v3k deep 1.05-1.09x, realistic 1.01x, m7 1.015x, back to
-/// back), for 7 MiB more on 3,500 books.
+/// back).
 pub const WINDOW: usize = 512;
 /// Ticks left free above a new top when the window moves: the top can rise this far before the
 /// window moves again. An eighth, not a quarter: with 256 ticks, a quarter left the last ticks
@@ -72,8 +131,6 @@ pub const WINDOW: usize = 512;
 const HEADROOM: u32 = (WINDOW / 8) as u32;
 /// The grid of a side whose prices are all whole cents (Price(4)).
 const CENT: u32 = 100;
-/// A position [`Side::find`] returns for a price the window does not cover yet.
-const OUTSIDE: usize = usize::MAX;
 
 const _: () = assert!(
     core::mem::size_of::<Side>() == 40,
@@ -86,45 +143,45 @@ pub struct Side {
     kind: SideKind,
     /// The grid step of keys (1 or [`CENT`]); a byte, so that the hot fields fit.
     tick: u8,
+    /// Whether the side holds a level; `top_key` means nothing when not.
+    has_best: bool,
+    /// Whether the second best is known (see `next_key`).
+    has_next: bool,
     /// Levels in the window.
     on_ladder: u16,
-    /// The best level ([`NIL`] when empty) and its key, kept here so that "is this level the
-    /// top?" (asked by every execute, cancel and delete) reads the book's own line.
-    best: LevelId,
+    /// Key of the best level, kept here so that "is this level the top?" (asked by every
+    /// execute, cancel and delete) reads the book's own line.
     top_key: u32,
-    /// The second best level and its key, when known ([`NIL`] when not known, or when there is
-    /// none): the level that becomes the top when the best goes, known without a search, so that
-    /// the prefetcher can ask for it as soon as it sees the best level's last order named.
-    /// Kept only where that is cheap (a new top makes the old one second; a removed best's
-    /// successor is looked for in its own line of slots): keeping it exact cost sparse books a
-    /// search of the ladder on every removal of either of the top two levels (realistic v3k
-    /// 0.91-0.97x).
-    next: LevelId,
+    /// Key of the second best level, when `has_next`: the level that becomes the top when the
+    /// best goes, known without a search, so that the prefetcher can ask for it as soon as it
+    /// sees the best level's last order named. Kept only where that is cheap (a new top makes
+    /// the old one second; a removed best's successor is looked for in its own line of cells):
+    /// keeping it exact cost sparse books a search of the ladder on every removal of either of
+    /// the top two levels (realistic v3k 0.91-0.97x).
     next_key: u32,
-    /// Key of slot 0.
+    /// Key of cell 0.
     base: u32,
-    /// One slot per tick from `base` ([`NIL`] when no level). A thin pointer, for the same
-    /// reason as `deep`'s.
-    ladder: Box<[LevelId; WINDOW]>,
+    /// One cell per tick from `base`. A thin pointer, for the same reason as `deep`'s.
+    ladder: Box<[Cell; WINDOW]>,
     /// Levels below the window: behind a pointer, because they are seldom touched and the
     /// side's hot fields, both sides and their book's identity and top must fit two lines.
     deep: Box<Sorted>,
 }
 
 impl Side {
-    /// An empty side with room for `levels` levels below its window.
-    pub fn new(kind: SideKind, levels: usize) -> Self {
+    /// An empty side.
+    pub fn new(kind: SideKind) -> Self {
         Side {
             kind,
             tick: 1,
+            has_best: false,
+            has_next: false,
             on_ladder: 0,
-            best: NIL,
             top_key: 0,
-            next: NIL,
             next_key: 0,
             base: 0,
-            ladder: Box::new([NIL; WINDOW]),
-            deep: Box::new(Sorted::new(levels)),
+            ladder: Box::new([Cell::EMPTY; WINDOW]),
+            deep: Box::new(Sorted::new()),
         }
     }
 
@@ -140,16 +197,49 @@ impl Side {
 
     /// True when the side holds no level.
     pub fn is_empty(&self) -> bool {
-        self.best == NIL
+        !self.has_best
     }
 
-    /// The best level, if any.
+    /// The best level's price and aggregates, if any.
     #[inline(always)]
-    pub fn best(&self) -> Option<LevelId> {
-        (self.best != NIL).then_some(self.best)
+    pub fn best(&self) -> Option<(u32, Cell)> {
+        if !self.has_best {
+            return None;
+        }
+        let cell = match self.slot_of(self.top_key) {
+            Some(i) => self.ladder[i],
+            None => {
+                self.deep
+                    .top()
+                    .expect("a best below the window is deep's top")
+                    .cell
+            }
+        };
+        Some((self.kind.key(self.top_key), cell))
     }
 
-    /// The window slot of `key`, if the window covers it.
+    /// Whether the level at `price` is the best.
+    #[inline(always)]
+    pub fn is_best(&self, price: u32) -> bool {
+        self.has_best && self.kind.key(price) == self.top_key
+    }
+
+    /// The aggregates of the level at `price`, if there is one.
+    pub fn level(&self, price: u32) -> Option<Cell> {
+        let key = self.kind.key(price);
+        if !self.has_best {
+            return None;
+        }
+        if let Some(i) = self.slot_of(key) {
+            return Some(self.ladder[i]).filter(Cell::is_level);
+        }
+        if key >= self.base {
+            return None;
+        }
+        self.deep.search(key).ok().map(|i| self.deep.cell(i))
+    }
+
+    /// The window cell of `key`, if the window covers it.
     #[inline(always)]
     fn slot_of(&self, key: u32) -> Option<usize> {
         let d = key.checked_sub(self.base)?;
@@ -171,7 +261,7 @@ impl Side {
         self.tick as u32
     }
 
-    /// The key of window slot `i` (the inverse of [`Side::slot_of`]).
+    /// The key of window cell `i` (the inverse of [`Side::slot_of`]).
     #[inline(always)]
     fn key_at(&self, i: usize) -> u32 {
         self.base + i as u32 * self.tick()
@@ -184,26 +274,23 @@ impl Side {
     }
 
     /// Asks the cache for what a removal of the best level reads: when the second best is
-    /// known, that level (which the new top publishes) and its line of slots (where the next
-    /// second best is looked for); else the line of slots below the best, where the search for
-    /// the new best starts. Only reads this side's own fields: no wait on memory.
+    /// known, its cell (which the new top publishes, and where the next second best is looked
+    /// for); else the line of cells below the best, where the search for the new best starts.
+    /// Only reads this side's own fields: no wait on memory.
     #[inline(always)]
-    pub(crate) fn prefetch_best_gone(&self, levels: &super::store::Slab<super::Level>) {
-        let (key, below) = match self.next {
-            NIL => (self.top_key, 1),
-            next => {
-                levels.prefetch(next);
-                (self.next_key, 0)
-            }
+    pub(crate) fn prefetch_best_gone(&self) {
+        let (key, below) = match self.has_next {
+            true => (self.next_key, 0),
+            false => (self.top_key, 1),
         };
         if let Some(i) = self.slot_of(key).filter(|_| self.on_ladder > 1) {
             crate::book::prefetch::touch(&self.ladder[i.saturating_sub(below)]);
         }
     }
 
-    /// Asks the cache for the line that holds `price`'s place.
+    /// Asks the cache for the line that holds `price`'s level, or its place.
     #[inline(always)]
-    pub(crate) fn prefetch_entry(&self, price: u32) {
+    pub(crate) fn prefetch_level(&self, price: u32) {
         let key = self.kind.key(price);
         match self.slot_of(key) {
             Some(i) => crate::book::prefetch::touch(&self.ladder[i]),
@@ -215,83 +302,93 @@ impl Side {
         }
     }
 
-    /// The level at `price` if the window holds it: [`Side::find`] without the search below
-    /// the window, for the prefetcher.
+    /// Whether the level at `price` is the best and holds one order: a removal of that order
+    /// changes the top. For the prefetcher; reads the level's cell.
     #[inline(always)]
-    pub(crate) fn find_in_window(&self, price: u32) -> Option<LevelId> {
-        let l = self.ladder[self.slot_of(self.kind.key(price))?];
-        (l != NIL).then_some(l)
+    pub(crate) fn is_lone_best(&self, price: u32) -> bool {
+        self.is_best(price) && self.slot_of(self.top_key).map(|i| self.ladder[i].orders) == Some(1)
     }
 
-    /// Levels from best to worst.
-    pub fn levels(&self) -> impl Iterator<Item = LevelId> + '_ {
-        self.entries().map(|(l, _)| l)
-    }
-
-    /// Levels and their keys from best to worst.
-    fn entries(&self) -> impl Iterator<Item = (LevelId, u32)> + '_ {
+    /// Levels, price and aggregates, from best to worst.
+    pub fn levels(&self) -> impl Iterator<Item = (u32, Cell)> + '_ {
         let end = match self.slot_of(self.top_key) {
             Some(i) if self.on_ladder > 0 => i + 1,
             _ => 0,
         };
         let window = self.ladder[..end].iter().enumerate().rev();
         let window = window
-            .filter(|(_, &l)| l != NIL)
-            .map(|(i, &l)| (l, self.key_at(i)));
-        window.chain(self.deep.iter_best_first().map(|e| (e.level, e.key)))
+            .filter(|(_, c)| c.is_level())
+            .map(|(i, &c)| (self.key_at(i), c));
+        let deep = self.deep.iter_best_first().map(|e| (e.key, e.cell));
+        window.chain(deep).map(|(k, c)| (self.kind.key(k), c))
     }
 
-    /// The level at `price`, or the position a new one must take (for [`Side::insert_at`]).
+    /// Adds one order of `shares` at `price`, opening its level when there is none; returns
+    /// whether it opened one. A level that would pass `u32::MAX` shares is left as it was.
     #[inline(always)]
-    pub fn find(&self, price: u32) -> Result<LevelId, usize> {
+    pub fn add(&mut self, price: u32, shares: u32) -> Result<bool, LevelFull> {
         let key = self.kind.key(price);
-        if let Some(i) = self.slot_of(key) {
-            let l = self.ladder[i];
-            return if l != NIL { Ok(l) } else { Err(i) };
+        let opened = match self.slot_of(key).filter(|_| self.has_best) {
+            Some(i) => self.ladder[i].join(shares)?,
+            None => self.add_outside(key, price, shares)?,
+        };
+        if opened {
+            self.opened(key);
         }
-        if key >= self.base {
-            return Err(OUTSIDE);
-        }
-        match self.deep.search(key) {
-            Ok(i) => Ok(self.deep.level(i)),
-            Err(i) => Err(WINDOW + i),
-        }
+        Ok(opened)
     }
 
-    /// Places a new level at the position [`Side::find`] returned, the side unchanged since.
+    /// An add the window does not cover where it stands: below it, or one that moves it (the
+    /// side's first level, a new top above the window, the first add below an emptied window,
+    /// or a price off the grid).
+    #[inline(never)]
+    fn add_outside(&mut self, key: u32, price: u32, shares: u32) -> Result<bool, LevelFull> {
+        let below = self.has_best && key < self.base && self.on_ladder > 0 && self.on_grid(key);
+        if !below {
+            self.make_room(key, price);
+        }
+        let opened = match self.slot_of(key) {
+            Some(i) => self.ladder[i].join(shares)?,
+            None => {
+                debug_assert!(key < self.base);
+                match self.deep.search(key) {
+                    Ok(i) => self.deep.cell_mut(i).join(shares)?,
+                    Err(pos) => {
+                        let mut cell = Cell::EMPTY;
+                        cell.join(shares)?;
+                        self.deep.insert_at(pos, key, cell);
+                        return Ok(true);
+                    }
+                }
+            }
+        };
+        Ok(opened)
+    }
+
+    /// Bookkeeping for a level just opened at `key`.
     #[inline(always)]
-    pub fn insert_at(&mut self, pos: usize, price: u32, level: LevelId) {
-        let key = self.kind.key(price);
-        if pos < WINDOW && self.best != NIL {
-            self.fill_slot(pos, level);
-        } else if (WINDOW..OUTSIDE).contains(&pos) && self.on_ladder > 0 && self.on_grid(key) {
-            self.deep.insert_at(pos - WINDOW, key, level);
-        } else {
-            self.place_moving_window(key, price, level);
+    fn opened(&mut self, key: u32) {
+        if self.slot_of(key).is_some() {
+            self.on_ladder += 1;
         }
-        if self.best == NIL || key > self.top_key {
-            (self.next, self.next_key) = (self.best, self.top_key);
-            (self.best, self.top_key) = (level, key);
-        } else if self.next != NIL && key > self.next_key {
-            (self.next, self.next_key) = (level, key);
+        if !self.has_best || key > self.top_key {
+            (self.has_next, self.next_key) = (self.has_best, self.top_key);
+            (self.has_best, self.top_key) = (true, key);
+        } else if self.has_next && key > self.next_key {
+            self.next_key = key;
         }
     }
 
-    #[inline(always)]
-    fn fill_slot(&mut self, i: usize, level: LevelId) {
-        debug_assert_eq!(self.ladder[i], NIL);
-        self.ladder[i] = level;
-        self.on_ladder += 1;
-    }
-
-    /// A new level the window cannot take where it stands: the side's first level, a new top
-    /// above the window, the first add below an emptied window, or a price off the grid.
+    /// Moves the window, or sets the side up, so that `key` is in the window or below it on its
+    /// grid. Every level stays, in the window or in `deep`.
     #[cold]
-    fn place_moving_window(&mut self, key: u32, price: u32, level: LevelId) {
-        if self.best == NIL {
+    fn make_room(&mut self, key: u32, price: u32) {
+        if !self.has_best {
             self.tick = if price % CENT == 0 { CENT as u8 } else { 1 };
             self.base = self.base_below(key);
-        } else if !self.on_grid(key) {
+            return;
+        }
+        if !self.on_grid(key) {
             self.leave_grid();
         }
         let end = self.base as u64 + WINDOW as u64 * self.tick() as u64;
@@ -301,14 +398,6 @@ impl Side {
             // Meet the add, but keep `deep`'s best (above it, or the add itself) in the window.
             let anchor = self.deep.top().map_or(key, |t| t.key.max(key));
             self.move_window(self.base_below(anchor));
-        }
-        match self.slot_of(key) {
-            Some(i) => self.fill_slot(i, level),
-            None => {
-                debug_assert!(key < self.base);
-                let pos = self.deep.search(key).expect_err("a new level is new");
-                self.deep.insert_at(pos, key, level);
-            }
         }
     }
 
@@ -331,20 +420,21 @@ impl Side {
                 let i = self
                     .slot_of(e.key)
                     .expect("a key above the base is in the window");
-                self.fill_slot(i, e.level);
+                self.ladder[i] = e.cell;
+                self.on_ladder += 1;
             }
             return;
         }
         let shift = (((base - self.base) / self.tick()) as usize).min(WINDOW);
         for i in 0..shift {
-            let l = core::mem::replace(&mut self.ladder[i], NIL);
-            if l != NIL {
-                self.deep.push_top(self.key_at(i), l);
+            let c = core::mem::replace(&mut self.ladder[i], Cell::EMPTY);
+            if c.is_level() {
+                self.deep.push_top(self.key_at(i), c);
                 self.on_ladder -= 1;
             }
         }
         self.ladder.copy_within(shift.., 0);
-        self.ladder[WINDOW - shift..].fill(NIL);
+        self.ladder[WINDOW - shift..].fill(Cell::EMPTY);
         self.base = base;
     }
 
@@ -352,9 +442,9 @@ impl Side {
     /// restarts, empty, on the 0.0001 grid just above `deep`'s best (the next add moves it).
     fn leave_grid(&mut self) {
         for i in 0..WINDOW {
-            let l = core::mem::replace(&mut self.ladder[i], NIL);
-            if l != NIL {
-                self.deep.push_top(self.key_at(i), l);
+            let c = core::mem::replace(&mut self.ladder[i], Cell::EMPTY);
+            if c.is_level() {
+                self.deep.push_top(self.key_at(i), c);
             }
         }
         self.on_ladder = 0;
@@ -362,33 +452,54 @@ impl Side {
         self.base = self.deep.top().map_or(0, |t| t.key.saturating_add(1));
     }
 
-    /// Removes the level at `price`; it must be there.
+    /// Takes `shares` off the level at `price`, and one order when `leaves`; the level goes
+    /// when its last order leaves. The level must be there. Returns whether it went.
     #[inline(always)]
-    pub fn remove(&mut self, price: u32) -> LevelId {
+    pub fn take(&mut self, price: u32, shares: u32, leaves: bool) -> bool {
         let key = self.kind.key(price);
-        let level = match self.slot_of(key).filter(|&i| self.ladder[i] != NIL) {
+        let gone = match self.slot_of(key) {
             Some(i) => {
-                self.on_ladder -= 1;
-                core::mem::replace(&mut self.ladder[i], NIL)
+                let gone = self.ladder[i].take(shares, leaves);
+                self.on_ladder -= gone as u16;
+                gone
             }
-            None => self
-                .deep
-                .remove(key)
-                .expect("level being removed is on its side"),
+            None => self.take_deep(key, shares, leaves),
         };
-        if level == self.best {
-            match self.next {
-                NIL => self.find_new_best(),
-                next => (self.best, self.top_key) = (next, self.next_key),
-            }
-            self.find_next_nearby();
-        } else if level == self.next {
-            self.next = NIL;
+        if gone {
+            self.closed(key);
         }
-        level
+        gone
     }
 
-    /// After the best level went, its successor not known: the highest slot still taken, else
+    /// [`Side::take`] for a level below the window.
+    #[inline(never)]
+    fn take_deep(&mut self, key: u32, shares: u32, leaves: bool) -> bool {
+        let i = self
+            .deep
+            .search(key)
+            .expect("a level taken from is on its side");
+        let gone = self.deep.cell_mut(i).take(shares, leaves);
+        if gone {
+            self.deep.remove_at(i);
+        }
+        gone
+    }
+
+    /// Bookkeeping for the level at `key`, just gone.
+    #[inline(always)]
+    fn closed(&mut self, key: u32) {
+        if key == self.top_key {
+            match self.has_next {
+                false => self.find_new_best(),
+                true => self.top_key = self.next_key,
+            }
+            self.find_next_nearby();
+        } else if key == self.next_key {
+            self.has_next = false;
+        }
+    }
+
+    /// After the best level went, its successor not known: the highest cell still taken, else
     /// `deep`'s best.
     #[inline(always)]
     fn find_new_best(&mut self) {
@@ -398,66 +509,69 @@ impl Side {
                 .expect("the best was in the window");
             let i = self.ladder[..top]
                 .iter()
-                .rposition(|&l| l != NIL)
+                .rposition(Cell::is_level)
                 .expect("the window holds a level");
-            (self.best, self.top_key) = (self.ladder[i], self.key_at(i));
+            self.top_key = self.key_at(i);
         } else {
-            (self.best, self.top_key) = match self.deep.top() {
-                Some(t) => (t.level, t.key),
-                None => (NIL, 0),
-            };
+            match self.deep.top() {
+                Some(t) => self.top_key = t.key,
+                None => self.has_best = false,
+            }
         }
     }
 
-    /// The second best level if it is cheap to tell: in the best's line of slots below it, or
+    /// The second best level if it is cheap to tell: in the best's line of cells below it, or
     /// `deep`'s best when the best is the window's only level; else not known.
     #[inline(always)]
     fn find_next_nearby(&mut self) {
-        self.next = NIL;
-        let Some(top) = self.slot_of(self.top_key).filter(|_| self.best != NIL) else {
+        self.has_next = false;
+        let Some(top) = self.slot_of(self.top_key).filter(|_| self.has_best) else {
             return;
         };
-        // The slots sharing the best's cache line (the ladder is only 4-byte aligned).
-        let line = top - (top.min((&self.ladder[top] as *const LevelId as usize & 63) / 4));
-        if let Some(i) = self.ladder[line..top].iter().rposition(|&l| l != NIL) {
-            (self.next, self.next_key) = (self.ladder[line + i], self.key_at(line + i));
+        // The cells sharing the best's cache line.
+        let size = core::mem::size_of::<Cell>();
+        let line = top - top.min((&self.ladder[top] as *const Cell as usize & 63) / size);
+        if let Some(i) = self.ladder[line..top].iter().rposition(Cell::is_level) {
+            (self.has_next, self.next_key) = (true, self.key_at(line + i));
         } else if self.on_ladder == 1 {
             if let Some(t) = self.deep.top() {
-                (self.next, self.next_key) = (t.level, t.key);
+                (self.has_next, self.next_key) = (true, t.key);
             }
         }
     }
 
     /// Bytes held on the heap.
     pub fn heap_bytes(&self) -> usize {
-        self.ladder.len() * core::mem::size_of::<LevelId>() + self.deep.heap_bytes()
+        core::mem::size_of::<[Cell; WINDOW]>() + self.deep.heap_bytes()
     }
 
     /// True when the side's bookkeeping is consistent: `deep` sorted and below the window, the
-    /// window's count right, every key on the grid, and the best the highest level.
-    pub fn is_sorted(&self) -> bool {
-        let taken = self.ladder.iter().filter(|&&l| l != NIL).count();
+    /// window's count right, every key on the grid, every level holding orders and shares, and
+    /// the best and the second best (when known) right.
+    pub fn is_consistent(&self) -> bool {
+        let taken = self.ladder.iter().filter(|c| c.is_level()).count();
+        let cells_ok = self
+            .ladder
+            .iter()
+            .copied()
+            .chain(self.deep.iter_best_first().map(|e| e.cell))
+            .all(|c| (c.orders == 0) == (c.shares == 0));
         let deep_ok = self.deep.is_sorted()
             && self
                 .deep
                 .iter_best_first()
-                .all(|e| e.key < self.base && self.on_grid(e.key));
-        let best = self
-            .ladder
-            .iter()
-            .rposition(|&l| l != NIL)
-            .map(|i| (self.ladder[i], self.key_at(i)))
-            .or(self.deep.top().map(|t| (t.level, t.key)));
-        let best_ok = match best {
-            Some((l, k)) => self.best == l && self.top_key == k,
-            None => self.best == NIL,
+                .all(|e| e.key < self.base && self.on_grid(e.key) && e.cell.is_level());
+        let keys: Vec<u32> = self.levels().map(|(p, _)| self.kind.key(p)).collect();
+        let best_ok = match keys.first() {
+            Some(&k) => self.has_best && self.top_key == k,
+            None => !self.has_best,
         };
-        let second = self.entries().nth(1);
-        let next_ok = match second {
-            Some((l, k)) => self.next == NIL || (self.next == l && self.next_key == k),
-            None => self.next == NIL,
+        let next_ok = match keys.get(1) {
+            Some(&k) => !self.has_next || self.next_key == k,
+            None => !self.has_next,
         };
-        deep_ok && taken == self.on_ladder as usize && best_ok && next_ok
+        let all_seen = keys.len() == self.len();
+        deep_ok && cells_ok && all_seen && taken == self.on_ladder as usize && best_ok && next_ok
     }
 }
 
@@ -476,12 +590,19 @@ mod tests {
         }
     }
 
-    /// The side against a sorted map after every step: lookups, the best, the order of the
-    /// levels and the bookkeeping.
-    fn check(side: &Side, model: &BTreeMap<u32, LevelId>, seed: u64, step: usize) {
-        // Keys ascend towards the best on both sides.
-        let want: Vec<LevelId> = model.values().rev().copied().collect();
-        let got: Vec<LevelId> = side.levels().collect();
+    /// Key -> aggregates, ascending towards the best on both sides.
+    type Model = BTreeMap<u32, Cell>;
+
+    /// The side against a sorted map after every step: the levels best first with their
+    /// aggregates, the best, lookups and the bookkeeping.
+    fn check(side: &Side, model: &Model, seed: u64, step: usize) {
+        let kind = side.kind();
+        let want: Vec<(u32, Cell)> = model
+            .iter()
+            .rev()
+            .map(|(&k, &c)| (kind.key(k), c))
+            .collect();
+        let got: Vec<(u32, Cell)> = side.levels().collect();
         assert_eq!(got, want, "seed {seed} step {step}: levels best first");
         assert_eq!(
             side.best(),
@@ -489,21 +610,41 @@ mod tests {
             "seed {seed} step {step}"
         );
         assert_eq!(side.len(), model.len(), "seed {seed} step {step}");
-        assert!(side.is_sorted(), "seed {seed} step {step}: bookkeeping");
+        assert!(side.is_consistent(), "seed {seed} step {step}: bookkeeping");
+    }
+
+    /// Takes one order, or part of one, off the level at `key` in both the side and the model,
+    /// keeping at least a share per order that stays.
+    fn take_some(side: &mut Side, model: &mut Model, key: u32, r: u64, seed: u64, n: u32) {
+        let c = model[&key];
+        let spare = c.shares - c.orders; // shares beyond one per order
+        let leaves = r % 3 != 0 || spare == 0;
+        let shares = match (leaves, c.orders) {
+            (true, 1) => c.shares,
+            (true, _) => 1 + (r >> 8) as u32 % (spare + 1),
+            (false, _) => 1 + (r >> 8) as u32 % spare,
+        };
+        let gone = side.take(side.kind().key(key), shares, leaves);
+        let m = model.get_mut(&key).unwrap();
+        (m.shares, m.orders) = (m.shares - shares, m.orders - leaves as u32);
+        assert_eq!(gone, m.orders == 0, "seed {seed} step {n}");
+        if m.orders == 0 {
+            model.remove(&key);
+        }
     }
 
     /// Random adds and removals on both sides, on the cent grid, the 0.0001 grid and a cent
     /// grid with the odd sub-penny price; prices drift far and wide so that the window moves up
     /// and down, spills into `deep` and leaves the grid. Every answer agrees with a sorted map.
     #[test]
-    fn find_insert_remove_agree_with_a_sorted_map() {
+    fn add_and_take_agree_with_a_sorted_map() {
         for seed in 1..=60u64 {
             let mut next = rng(seed);
             let (step, odd) =
                 [(100u32, 0u64), (1, 0), (100, 97), (500, 0), (100, 0)][seed as usize % 5];
             for kind in [SideKind::Bid, SideKind::Ask] {
-                let mut side = Side::new(kind, 0);
-                let mut model: BTreeMap<u32, LevelId> = BTreeMap::new();
+                let mut side = Side::new(kind);
+                let mut model = Model::new();
                 let mut knew_next = 0;
                 let mut mid: i64 = 1_000_000 + (next() % 10_000) as i64 * 100;
                 for n in 0..4_000u32 {
@@ -517,23 +658,25 @@ mod tests {
                         price += 1;
                     }
                     let key = kind.key(price);
-                    match (side.find(price), model.get(&key)) {
-                        (Ok(l), Some(&m)) => assert_eq!(l, m, "seed {seed} step {n}"),
-                        (Err(_), None) => {}
-                        (got, want) => panic!("seed {seed} step {n}: {got:?} vs {want:?}"),
-                    }
+                    assert_eq!(
+                        side.level(price),
+                        model.get(&key).copied(),
+                        "seed {seed} step {n}"
+                    );
                     if next() % 5 < 2 && !model.is_empty() {
                         let i = next() as usize % model.len();
-                        let (&k, &l) = model.iter().nth(i).unwrap();
-                        let p = kind.key(k);
-                        assert_eq!(side.remove(p), l, "seed {seed} step {n}");
-                        model.remove(&k);
-                    } else if let Err(at) = side.find(price) {
-                        side.insert_at(at, price, n);
-                        model.insert(key, n);
+                        let k = *model.keys().nth(i).unwrap();
+                        take_some(&mut side, &mut model, k, next(), seed, n);
+                    } else {
+                        let shares = 1 + (next() % 1000) as u32;
+                        let opened = side.add(price, shares).unwrap();
+                        let m = model.entry(key).or_default();
+                        assert_eq!(opened, m.orders == 0, "seed {seed} step {n}");
+                        m.shares += shares;
+                        m.orders += 1;
                     }
                     check(&side, &model, seed, n as usize);
-                    knew_next += (side.next != NIL) as usize;
+                    knew_next += side.has_next as usize;
                 }
                 // The second best is a hint the prefetcher uses: it must often be known.
                 assert!(
@@ -541,11 +684,15 @@ mod tests {
                     "seed {seed}: second best known {knew_next} times"
                 );
                 // Empty it from the top down: every removal finds the next best.
-                while let Some(&l) = side.levels().collect::<Vec<_>>().first() {
-                    let (&k, _) = model.iter().find(|(_, &v)| v == l).unwrap();
-                    let p = kind.key(k);
-                    assert_eq!(side.remove(p), l, "seed {seed}");
-                    model.remove(&k);
+                while let Some((price, c)) = side.best() {
+                    let shares = if c.orders == 1 { c.shares } else { 1 };
+                    assert_eq!(side.take(price, shares, true), c.orders == 1, "seed {seed}");
+                    let key = kind.key(price);
+                    let m = model.get_mut(&key).unwrap();
+                    (m.shares, m.orders) = (m.shares - shares, m.orders - 1);
+                    if m.orders == 0 {
+                        model.remove(&key);
+                    }
                     check(&side, &model, seed, usize::MAX);
                 }
             }
@@ -557,18 +704,33 @@ mod tests {
     #[test]
     fn extreme_prices_stay_in_order() {
         for kind in [SideKind::Bid, SideKind::Ask] {
-            let mut side = Side::new(kind, 0);
-            let mut model = BTreeMap::new();
+            let mut side = Side::new(kind);
+            let mut model = Model::new();
             for (n, price) in [0u32, 100, u32::MAX, u32::MAX - 99, 5_000, 1]
                 .into_iter()
                 .enumerate()
             {
-                if let Err(at) = side.find(price) {
-                    side.insert_at(at, price, n as u32);
-                    model.insert(kind.key(price), n as u32);
-                }
+                side.add(price, 7).unwrap();
+                let m = model.entry(kind.key(price)).or_default();
+                (m.shares, m.orders) = (m.shares + 7, m.orders + 1);
                 check(&side, &model, 0, n);
             }
         }
+    }
+
+    /// A level cannot pass `u32::MAX` shares; the refused add changes nothing.
+    #[test]
+    fn a_full_level_refuses_an_add_and_stays_as_it_was() {
+        let mut side = Side::new(SideKind::Bid);
+        assert_eq!(side.add(10_000, u32::MAX - 5), Ok(true));
+        assert_eq!(side.add(10_000, 6), Err(LevelFull));
+        assert_eq!(side.add(10_000, 5), Ok(false));
+        assert_eq!(
+            side.level(10_000),
+            Some(Cell {
+                shares: u32::MAX,
+                orders: 2
+            })
+        );
     }
 }

@@ -3,26 +3,26 @@
 //!
 //! Why a sorted vector here: these are the levels far from the top (or every level of a side
 //! whose prices fit no grid), which change rarely, so the memmove an insertion costs is rare too,
-//! and a deep book's levels sit eight to a line. A search scans a few entries down from the top,
+//! and a deep book's levels sit four to a line. A search scans a few entries down from the top,
 //! then interpolates between the worst and best keys, gallops out from the guess and bisects.
 //! Knows keys only: the owning [`Side`](super::Side) turns prices into keys.
 
-use super::side::LevelId;
+use super::side::Cell;
 
-/// One level: its key and its handle.
+/// One level: its key and its aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     /// Price for bids, its complement for asks: ascending, best last.
     pub key: u32,
-    /// The level's handle in the slab.
-    pub level: LevelId,
+    /// The level's shares and orders.
+    pub cell: Cell,
 }
 
 /// Entries scanned linearly from the top before searching further down.
 const TOP_SCAN: usize = 4;
 
 /// Levels sorted by key, best last.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Sorted {
     /// Keys of the best and the worst entry (meaningless when empty), for the interpolated guess.
     top_key: u32,
@@ -31,13 +31,9 @@ pub struct Sorted {
 }
 
 impl Sorted {
-    /// Empty, with room for `levels` entries.
-    pub fn new(levels: usize) -> Self {
-        Sorted {
-            top_key: 0,
-            low_key: 0,
-            entries: Vec::with_capacity(levels),
-        }
+    /// Empty; allocates on the first entry.
+    pub fn new() -> Self {
+        Sorted::default()
     }
 
     /// Number of entries.
@@ -52,10 +48,16 @@ impl Sorted {
         self.entries.last().copied()
     }
 
-    /// The level at position `i` (from [`Sorted::search`]).
+    /// The aggregates at position `i` (from [`Sorted::search`]).
     #[inline(always)]
-    pub fn level(&self, i: usize) -> LevelId {
-        self.entries[i].level
+    pub fn cell(&self, i: usize) -> Cell {
+        self.entries[i].cell
+    }
+
+    /// The aggregates at position `i` (from [`Sorted::search`]), to change in place.
+    #[inline(always)]
+    pub fn cell_mut(&mut self, i: usize) -> &mut Cell {
+        &mut self.entries[i].cell
     }
 
     /// Entries from best to worst.
@@ -157,10 +159,10 @@ impl Sorted {
 
     /// Places a new entry at the position [`Sorted::search`] returned.
     #[inline(always)]
-    pub fn insert_at(&mut self, pos: usize, key: u32, level: LevelId) {
+    pub fn insert_at(&mut self, pos: usize, key: u32, cell: Cell) {
         debug_assert!(pos == 0 || self.entries[pos - 1].key < key);
         debug_assert!(pos == self.entries.len() || self.entries[pos].key > key);
-        self.entries.insert(pos, Entry { key, level });
+        self.entries.insert(pos, Entry { key, cell });
         if pos + 1 == self.entries.len() {
             self.top_key = key;
         }
@@ -170,9 +172,9 @@ impl Sorted {
     }
 
     /// Appends an entry above every other one.
-    pub fn push_top(&mut self, key: u32, level: LevelId) {
+    pub fn push_top(&mut self, key: u32, cell: Cell) {
         let n = self.entries.len();
-        self.insert_at(n, key, level);
+        self.insert_at(n, key, cell);
     }
 
     /// Removes and returns the best entry.
@@ -184,11 +186,10 @@ impl Sorted {
         Some(e)
     }
 
-    /// Removes the entry of `key`, if there is one, and returns its level.
+    /// Removes the entry at position `pos` (from [`Sorted::search`]).
     #[inline(always)]
-    pub fn remove(&mut self, key: u32) -> Option<LevelId> {
-        let pos = self.search(key).ok()?;
-        let level = self.entries.remove(pos).level;
+    pub fn remove_at(&mut self, pos: usize) {
+        self.entries.remove(pos);
         // Only the ends' keys can change, and only when an end went: reading the worst entry on
         // every removal was a cache miss per removed level on deep books.
         let n = self.entries.len();
@@ -197,7 +198,6 @@ impl Sorted {
         } else if n > 0 && pos == 0 {
             self.low_key = self.entries[0].key;
         }
-        Some(level)
     }
 
     /// Bytes held on the heap.
