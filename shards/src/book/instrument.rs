@@ -140,6 +140,7 @@ anomalies! {
 
 /// Whether the top of the book is crossed, locked or neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
 pub enum CrossState {
     /// Best bid below best ask, or a side empty.
     #[default]
@@ -152,10 +153,10 @@ pub enum CrossState {
 
 /// One instrument's book and day state.
 ///
-/// Laid out hot first, one cache line per group: the two sides (touched by every order message),
-/// then identity and top of book (touched by adds and top changes), then trade statistics, then
-/// the anomaly counters that a clean feed never touches.
-#[derive(Debug, Clone)]
+/// Laid out hot first, one cache line per group: both sides' heads and the book's identity
+/// (read by every order message), then the published top (read when the top changes), then
+/// trade statistics, then the anomaly counters that a clean feed never touches.
+#[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 pub struct Book {
     /// Bids, then asks: indexed by [`SideKind`], so choosing a side is an offset, not a branch.
@@ -167,7 +168,9 @@ pub struct Book {
     /// Trading state from the last `H` (`T` trading, `H` halted, ...); 0 before any.
     pub trading_state: u8,
     pub(crate) cross: CrossState,
+    _line0: [u8; 8],
     pub(crate) top: (Quote, Quote),
+    _line1: [u8; 32],
     /// Trades, volume and prices.
     pub stats: TradeStats,
     /// Anomalies seen on this instrument.
@@ -191,6 +194,8 @@ impl Book {
             sides: [Side::new(SideKind::Bid), Side::new(SideKind::Ask)],
             top: (Quote::default(), Quote::default()),
             cross: CrossState::Normal,
+            _line0: [0; 8],
+            _line1: [0; 32],
         }
     }
 
@@ -199,15 +204,11 @@ impl Book {
         crate::symbol::trim(&self.symbol)
     }
 
-    /// The side of `kind`.
+    /// The head of side `kind` (where its levels are, and its best; the levels themselves are
+    /// in [`Books::depth`](super::Books::depth)).
     #[inline(always)]
     pub fn side(&self, kind: SideKind) -> &Side {
         &self.sides[kind as usize]
-    }
-
-    #[inline(always)]
-    pub(crate) fn side_mut(&mut self, kind: SideKind) -> &mut Side {
-        &mut self.sides[kind as usize]
     }
 
     /// Best bid and ask as last published.
@@ -221,6 +222,13 @@ impl Book {
     }
 }
 
-// Stage 1 of the prefetcher asks for a book's first two lines for every message, and its third
-// (statistics) for trades only: both sides, the identity and the published top must fit the two.
+// SAFETY: integers, byte arrays, and enums whose zero is a variant (`SideKind::Bid`,
+// `CrossState::Normal`, both `repr(u8)`): all-zero bytes are a valid (empty, unnamed) book,
+// which `Books` overwrites with `Book::new` before use.
+unsafe impl super::pages::Zeroed for Book {}
+
+// Stage 1 of the prefetcher asks for a book's first line for every message, its third
+// (statistics) for trades only, and stage 2 its second (the published top) when the message
+// will change the top: each group must sit in its own line.
+const _: () = assert!(core::mem::offset_of!(Book, top) == 64);
 const _: () = assert!(core::mem::offset_of!(Book, stats) == 128);

@@ -102,6 +102,9 @@ impl Order {
     }
 }
 
+// SAFETY: integers only; the all-zero order is `VACANT`, an empty slot.
+unsafe impl super::pages::Zeroed for Order {}
+
 const VACANT: Order = Order {
     tag: 0,
     shares: 0,
@@ -130,7 +133,7 @@ impl OrderTable {
     pub fn with_capacity(live: usize) -> Self {
         let cap = (live.max(8) * 2).next_power_of_two();
         OrderTable {
-            slots: PageArray::filled(cap, VACANT),
+            slots: PageArray::zeroed(cap),
             mask: cap - 1,
             shift: 64 - cap.trailing_zeros(),
             len: 0,
@@ -322,7 +325,7 @@ impl OrderTable {
     }
 
     fn rebuild(&mut self, cap: usize, scrambled: bool) {
-        let old = core::mem::replace(&mut self.slots, PageArray::filled(cap, VACANT));
+        let old = core::mem::replace(&mut self.slots, PageArray::zeroed(cap));
         self.mask = cap - 1;
         self.shift = 64 - cap.trailing_zeros();
         self.scrambled = scrambled;

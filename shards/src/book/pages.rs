@@ -6,7 +6,10 @@
 //! this project's 2-vCPU VM, huge pages took the v3k replay from 3.4 s to 2.2 s (20M messages).
 //! `MADV_HUGEPAGE` is only a hint: where THP is off the array still works, at 4 KiB pages.
 //!
-//! Holds plain `Copy` data only; never grows (the owner rebuilds into a bigger array).
+//! The shard's ladder arena lives here too, for the same reason: thousands of sides' windows.
+//!
+//! Holds plain `Copy` data only; never grows (the owner rebuilds into a bigger array, or
+//! reserves the largest it will need as zeroed pages, which cost nothing until touched).
 
 use memmap2::{Advice, MmapMut};
 
@@ -18,21 +21,52 @@ const WORTH_IT: usize = HUGE;
 
 /// A `[T]` of fixed length in its own anonymous mapping.
 pub struct PageArray<T: Copy> {
+    /// Owns the memory; read only through `ptr`.
     map: MmapMut,
-    offset: usize,
+    /// The first `T`: the mapping's start, moved up to a 2 MiB boundary for a huge array.
+    /// Kept, not recomputed, because every access of the hot arrays goes through it.
+    ptr: core::ptr::NonNull<T>,
     len: usize,
-    _t: core::marker::PhantomData<T>,
+}
+
+// SAFETY: a `PageArray` owns its mapping outright (like a `Vec`); `ptr` points into it and is
+// never shared with anything else.
+unsafe impl<T: Copy + Send> Send for PageArray<T> {}
+// SAFETY: as above; shared access only reads.
+unsafe impl<T: Copy + Sync> Sync for PageArray<T> {}
+
+/// A type for which all-zero bytes are a valid value: fresh anonymous memory, which the kernel
+/// hands out zeroed, already holds an array of it.
+///
+/// # Safety
+/// Every byte zero must be a valid value of the type.
+pub unsafe trait Zeroed: Copy {}
+
+impl<T: Zeroed> PageArray<T> {
+    /// `len` all-zero `T`s. Writes nothing: only the pages touched later become resident (and
+    /// are zeroed by the kernel then), so a large array costs address space until it is used,
+    /// and an array that would otherwise grow by copying can be reserved at its largest.
+    pub fn zeroed(len: usize) -> Self {
+        Self::map(len)
+    }
 }
 
 impl<T: Copy> PageArray<T> {
     /// `len` copies of `value`. Aborts like `Vec` does when memory is exhausted.
     pub fn filled(len: usize, value: T) -> Self {
+        let mut a = Self::map(len);
+        a.fill(value);
+        a
+    }
+
+    /// A mapping for `len` `T`s, zeroed by the kernel: valid only as bytes until filled.
+    fn map(len: usize) -> Self {
         const { assert!(core::mem::align_of::<T>() <= 4096) };
         let bytes = len.max(1) * core::mem::size_of::<T>();
         let huge = bytes >= WORTH_IT;
         let pad = if huge { HUGE } else { 0 };
-        let map = MmapMut::map_anon(bytes + pad).unwrap_or_else(|e| {
-            panic!("out of memory: cannot map {bytes} bytes for an order table: {e}")
+        let mut map = MmapMut::map_anon(bytes + pad).unwrap_or_else(|e| {
+            panic!("out of memory: cannot map {bytes} bytes for the books: {e}")
         });
         let base = map.as_ptr() as usize;
         let offset = if huge {
@@ -44,14 +78,12 @@ impl<T: Copy> PageArray<T> {
             // A hint: failure (THP compiled out, `never`) only costs speed.
             let _ = map.advise_range(Advice::HugePage, offset, bytes);
         }
-        let mut a = PageArray {
+        let ptr = map.as_mut_ptr().wrapping_add(offset) as *mut T;
+        PageArray {
+            ptr: core::ptr::NonNull::new(ptr).expect("a mapping is never at address 0"),
             map,
-            offset,
             len,
-            _t: core::marker::PhantomData,
-        };
-        a.fill(value);
-        a
+        }
     }
 
     fn fill(&mut self, value: T) {
@@ -70,10 +102,11 @@ impl<T: Copy> core::ops::Deref for PageArray<T> {
     type Target = [T];
     #[inline(always)]
     fn deref(&self) -> &[T] {
-        // SAFETY: the mapping is page aligned plus `offset` (a multiple of 2 MiB or zero), so it
+        // SAFETY: `ptr` is the mapping's page-aligned start plus a multiple of 2 MiB or zero, so it
         // is aligned for `T` (align <= 4096, checked above); it holds `len` initialised `T`s
-        // (written by `fill` before any read) and lives as long as `self`.
-        unsafe { core::slice::from_raw_parts(self.map.as_ptr().add(self.offset).cast(), self.len) }
+        // (the kernel's zeroes for a `Zeroed` type, else written by `fill` before any read) and
+        // lives as long as `self`.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -81,16 +114,86 @@ impl<T: Copy> core::ops::DerefMut for PageArray<T> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`, and `&mut self` makes the borrow unique. Zeroed anonymous memory
-        // is read only through `fill`'s writes, which never read the old bytes as a `T`.
-        unsafe {
-            core::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(self.offset).cast(), self.len)
+        // is a valid `T` for a `Zeroed` type, and otherwise is written by `fill`, which never
+        // reads the old bytes as a `T`, before anything else sees it.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+/// A vector of at most a fixed number of `T`s in one [`PageArray`] reserved at that size: it
+/// never moves or copies, and uses resident memory only for what it holds.
+pub struct PageVec<T: Zeroed> {
+    items: PageArray<T>,
+    len: usize,
+}
+
+impl<T: Zeroed> PageVec<T> {
+    /// Empty, with room for `cap` items.
+    pub fn with_capacity(cap: usize) -> Self {
+        PageVec {
+            items: PageArray::zeroed(cap),
+            len: 0,
         }
+    }
+
+    /// Appends `item`. Panics past the capacity, which the owner sizes to what can exist.
+    pub fn push(&mut self, item: T) {
+        assert!(self.len < self.items.len(), "a PageVec is full");
+        self.items[self.len] = item;
+        self.len += 1;
+    }
+}
+
+impl<T: Zeroed> core::ops::Deref for PageVec<T> {
+    type Target = [T];
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` never exceeds the array's length (`push` checks), and the first `len`
+        // items are initialised (zeroed, then pushed).
+        unsafe { core::slice::from_raw_parts(self.items.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Zeroed> core::ops::DerefMut for PageVec<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.items.ptr.as_ptr(), self.len) }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::PageArray;
+    use super::{PageArray, Zeroed};
+
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    struct Pair(u64, u32);
+    // SAFETY: two integers; zero is a valid value of each.
+    unsafe impl Zeroed for Pair {}
+
+    #[test]
+    fn a_page_vec_holds_what_is_pushed_up_to_its_capacity() {
+        let mut v = super::PageVec::<Pair>::with_capacity(3);
+        assert!(v.is_empty());
+        v.push(Pair(1, 2));
+        v.push(Pair(3, 4));
+        assert_eq!(&v[..], &[Pair(1, 2), Pair(3, 4)]);
+        v.push(Pair(5, 6));
+        assert!(std::panic::catch_unwind(move || v.push(Pair(7, 8))).is_err());
+    }
+
+    #[test]
+    fn zeroed_arrays_read_as_zero_and_hold_what_is_written() {
+        for len in [0usize, 1, (64 << 20) / 16] {
+            let mut a = PageArray::<Pair>::zeroed(len);
+            assert_eq!(a.len(), len);
+            if len > 0 {
+                assert_eq!((a[0], a[len - 1]), (Pair(0, 0), Pair(0, 0)));
+                a[len / 2] = Pair(3, 4);
+                assert_eq!(a[len / 2], Pair(3, 4));
+            }
+        }
+    }
 
     #[test]
     fn small_and_huge_arrays_hold_what_is_written() {

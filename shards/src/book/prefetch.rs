@@ -8,13 +8,14 @@
 //!
 //! 1. `LOOKAHEAD` frames ahead: decodes the frame once into a plan (what the later stages
 //!    act on: the named reference, or an add's book, side and price), and asks for the
-//!    order-table slot of the reference the message names and its book's hot lines (sides,
-//!    identity, published top; the statistics line only for the types that print a trade);
+//!    order-table slot of the reference the message names and its book's first line (both
+//!    sides' heads and the identity; the statistics line too for the types that print a trade);
 //! 2. `MID` frames ahead: reads the slot (now cached) and, from the book, side and price the
 //!    order keeps, asks for its level's cell in the side's ladder (or, below the ladder, the
 //!    sorted entries a search will read), and for the table's next line when the order's line is
 //!    full (a removal's backward shift reads on into it); for an add, reads the book and asks for
-//!    its price's cell;
+//!    its price's cell; and the book's published top when the message will change it (the named
+//!    order is at the best, or the add at or above it);
 //! 3. `NEAR` frames ahead: for an order that is the last at the best level (its removal changes
 //!    the top), the second best level's cell when the side knows it, else the line of cells below
 //!    the best (where the search for the new top starts).
@@ -90,7 +91,7 @@ const NO_PLAN: Plan = Plan {
 
 impl Books {
     /// Stage 1: decodes what the later stages need, and asks for the index slots the message
-    /// will read or write and the book's lines for sides, top and statistics.
+    /// will read or write and the book's lines for sides and statistics.
     #[inline(always)]
     fn plan(&self, msg: &[u8]) -> Plan {
         let b = self.by_locate[u16::get(msg, 1) as usize];
@@ -120,12 +121,17 @@ impl Books {
         if b != NIL {
             let p = self.books.as_ptr().wrapping_add(b as usize) as *const u8;
             touch(p);
-            touch(p.wrapping_add(64));
             if matches!(msg[0], b'E' | b'C' | b'P' | b'Q') {
                 touch(p.wrapping_add(128));
             }
         }
         plan
+    }
+
+    /// Asks for book `b`'s published top, which a message that changes the top reads.
+    #[inline(always)]
+    fn prefetch_top(&self, b: usize) {
+        touch((self.books.as_ptr().wrapping_add(b) as *const u8).wrapping_add(64));
     }
 
     /// Stage 2: the level's cell of the named order (from its slot, whose book, side and price
@@ -136,15 +142,23 @@ impl Books {
             Act::Named => {
                 if let Some(i) = self.orders.find(plan.order_ref) {
                     let o = self.orders.at(i);
-                    self.books[o.book()].side(o.side()).prefetch_level(o.price);
+                    let side = self.side(o.book(), o.side());
+                    side.prefetch_level(o.price);
+                    if side.head.is_best(o.price) {
+                        self.prefetch_top(o.book());
+                    }
                     self.orders.prefetch_shift(i);
                     (plan.book, plan.price) = (o.book() as u32, o.price);
                     plan.act = Act::Found(o.side());
                 }
             }
-            Act::Add(kind) => self.books[plan.book as usize]
-                .side(kind)
-                .prefetch_level(plan.price),
+            Act::Add(kind) => {
+                let side = self.side(plan.book as usize, kind);
+                side.prefetch_level(plan.price);
+                if side.head.tops(plan.price) {
+                    self.prefetch_top(plan.book as usize);
+                }
+            }
             Act::Other | Act::Found(_) => {}
         }
     }
@@ -154,7 +168,7 @@ impl Books {
     #[inline(always)]
     fn prefetch_top_change(&self, plan: &Plan) {
         if let Act::Found(kind) = plan.act {
-            let side = self.books[plan.book as usize].side(kind);
+            let side = self.side(plan.book as usize, kind);
             if side.is_lone_best(plan.price) {
                 side.prefetch_best_gone();
             }

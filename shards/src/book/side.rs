@@ -29,8 +29,11 @@
 //! of the best needs no search and the prefetcher can ask for the new top early; a hint kept
 //! exact where known, never guessed (invariant: when `has_next`, `next_key` is the second best).
 //!
-//! Never allocates per message: the ladder is allocated with the side, and `deep` grows only
-//! when a side is deeper below its window than ever before.
+//! The side's head ([`Side`]: grid, base, best, second best) lives in its book's first line;
+//! its cells live in the shard's ladder arena and its levels below the window in the shard's
+//! `deep` vectors, and [`SideRef`] / [`SideMut`] put the three together. Never allocates per
+//! message: the arena grows only when a book is created, and `deep` only when a side is deeper
+//! below its window than ever before.
 
 use super::sorted::Sorted;
 
@@ -119,7 +122,7 @@ impl Cell {
     }
 }
 
-/// Ticks the ladder window spans (4 KiB of cells per side, allocated with the side). 512, not
+/// Ticks the ladder window spans (4 KiB of cells per side, in the shard's ladder arena). 512, not
 /// 256: a book 200 ticks deep (the peers' benchmark shape) stays inside the window even just
 /// after a new top has moved it (v3k deep 1.05-1.09x, realistic 1.01x, m7 1.015x, back to
 /// back).
@@ -132,13 +135,51 @@ const HEADROOM: u32 = (WINDOW / 8) as u32;
 /// The grid of a side whose prices are all whole cents (Price(4)).
 const CENT: u32 = 100;
 
+/// One side's window of cells, and a line of padding so that the arena's windows start a line
+/// apart modulo 4 KiB: windows 4 KiB apart put every side's top (which sits at the same cell
+/// after each move of its window) in the same few cache sets, and evicted each other.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct Ladder {
+    cells: [Cell; WINDOW],
+    _stagger: [Cell; 64 / core::mem::size_of::<Cell>()],
+}
+
+impl core::ops::Deref for Ladder {
+    type Target = [Cell; WINDOW];
+    #[inline(always)]
+    fn deref(&self) -> &[Cell; WINDOW] {
+        &self.cells
+    }
+}
+
+impl core::ops::DerefMut for Ladder {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [Cell; WINDOW] {
+        &mut self.cells
+    }
+}
+
+// SAFETY: cells of two `u32`s, and zero cells are empty ones.
+unsafe impl super::pages::Zeroed for Ladder {}
+
+/// A window with no level.
+pub const EMPTY_LADDER: Ladder = Ladder {
+    cells: [Cell::EMPTY; WINDOW],
+    _stagger: [Cell::EMPTY; 64 / core::mem::size_of::<Cell>()],
+};
+
 const _: () = assert!(
-    core::mem::size_of::<Side>() == 40,
-    "sides, identity and top: two lines"
+    core::mem::size_of::<Side>() == 20,
+    "both sides and the book's identity share one line"
 );
 
-/// Price levels of one side.
-#[derive(Debug, Clone)]
+/// The head of one side: where its levels are and which is the best. Twenty bytes and no
+/// pointer, so that both sides and their book's identity fit the book's first line, the only
+/// line of the book most messages read; the cells live in the shard's ladder arena and the
+/// levels below the window in its `deep` vectors, both found by the side's index.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
 pub struct Side {
     kind: SideKind,
     /// The grid step of keys (1 or [`CENT`]); a byte, so that the hot fields fit.
@@ -161,11 +202,6 @@ pub struct Side {
     next_key: u32,
     /// Key of cell 0.
     base: u32,
-    /// One cell per tick from `base`. A thin pointer, for the same reason as `deep`'s.
-    ladder: Box<[Cell; WINDOW]>,
-    /// Levels below the window: behind a pointer, because they are seldom touched and the
-    /// side's hot fields, both sides and their book's identity and top must fit two lines.
-    deep: Box<Sorted>,
 }
 
 impl Side {
@@ -180,8 +216,6 @@ impl Side {
             top_key: 0,
             next_key: 0,
             base: 0,
-            ladder: Box::new([Cell::EMPTY; WINDOW]),
-            deep: Box::new(Sorted::new()),
         }
     }
 
@@ -190,32 +224,9 @@ impl Side {
         self.kind
     }
 
-    /// Number of price levels.
-    pub fn len(&self) -> usize {
-        self.on_ladder as usize + self.deep.len()
-    }
-
     /// True when the side holds no level.
     pub fn is_empty(&self) -> bool {
         !self.has_best
-    }
-
-    /// The best level's price and aggregates, if any.
-    #[inline(always)]
-    pub fn best(&self) -> Option<(u32, Cell)> {
-        if !self.has_best {
-            return None;
-        }
-        let cell = match self.slot_of(self.top_key) {
-            Some(i) => self.ladder[i],
-            None => {
-                self.deep
-                    .top()
-                    .expect("a best below the window is deep's top")
-                    .cell
-            }
-        };
-        Some((self.kind.key(self.top_key), cell))
     }
 
     /// Whether the level at `price` is the best.
@@ -224,19 +235,10 @@ impl Side {
         self.has_best && self.kind.key(price) == self.top_key
     }
 
-    /// The aggregates of the level at `price`, if there is one.
-    pub fn level(&self, price: u32) -> Option<Cell> {
-        let key = self.kind.key(price);
-        if !self.has_best {
-            return None;
-        }
-        if let Some(i) = self.slot_of(key) {
-            return Some(self.ladder[i]).filter(Cell::is_level);
-        }
-        if key >= self.base {
-            return None;
-        }
-        self.deep.search(key).ok().map(|i| self.deep.cell(i))
+    /// Whether an add at `price` would be at or above the best: the top changes.
+    #[inline(always)]
+    pub fn tops(&self, price: u32) -> bool {
+        !self.has_best || self.kind.key(price) >= self.top_key
     }
 
     /// The window cell of `key`, if the window covers it.
@@ -273,96 +275,10 @@ impl Side {
         self.tick == 1 || key % CENT == self.base % CENT
     }
 
-    /// Asks the cache for what a removal of the best level reads: when the second best is
-    /// known, its cell (which the new top publishes, and where the next second best is looked
-    /// for); else the line of cells below the best, where the search for the new best starts.
-    /// Only reads this side's own fields: no wait on memory.
-    #[inline(always)]
-    pub(crate) fn prefetch_best_gone(&self) {
-        let (key, below) = match self.has_next {
-            true => (self.next_key, 0),
-            false => (self.top_key, 1),
-        };
-        if let Some(i) = self.slot_of(key).filter(|_| self.on_ladder > 1) {
-            crate::book::prefetch::touch(&self.ladder[i.saturating_sub(below)]);
-        }
-    }
-
-    /// Asks the cache for the line that holds `price`'s level, or its place.
-    #[inline(always)]
-    pub(crate) fn prefetch_level(&self, price: u32) {
-        let key = self.kind.key(price);
-        match self.slot_of(key) {
-            Some(i) => crate::book::prefetch::touch(&self.ladder[i]),
-            None if key < self.base => {
-                self.deep.prefetch_top();
-                self.deep.prefetch_key(key);
-            }
-            None => {}
-        }
-    }
-
-    /// Whether the level at `price` is the best and holds one order: a removal of that order
-    /// changes the top. For the prefetcher; reads the level's cell.
-    #[inline(always)]
-    pub(crate) fn is_lone_best(&self, price: u32) -> bool {
-        self.is_best(price) && self.slot_of(self.top_key).map(|i| self.ladder[i].orders) == Some(1)
-    }
-
-    /// Levels, price and aggregates, from best to worst.
-    pub fn levels(&self) -> impl Iterator<Item = (u32, Cell)> + '_ {
-        let end = match self.slot_of(self.top_key) {
-            Some(i) if self.on_ladder > 0 => i + 1,
-            _ => 0,
-        };
-        let window = self.ladder[..end].iter().enumerate().rev();
-        let window = window
-            .filter(|(_, c)| c.is_level())
-            .map(|(i, &c)| (self.key_at(i), c));
-        let deep = self.deep.iter_best_first().map(|e| (e.key, e.cell));
-        window.chain(deep).map(|(k, c)| (self.kind.key(k), c))
-    }
-
-    /// Adds one order of `shares` at `price`, opening its level when there is none; returns
-    /// whether it opened one. A level that would pass `u32::MAX` shares is left as it was.
-    #[inline(always)]
-    pub fn add(&mut self, price: u32, shares: u32) -> Result<bool, LevelFull> {
-        let key = self.kind.key(price);
-        let opened = match self.slot_of(key).filter(|_| self.has_best) {
-            Some(i) => self.ladder[i].join(shares)?,
-            None => self.add_outside(key, price, shares)?,
-        };
-        if opened {
-            self.opened(key);
-        }
-        Ok(opened)
-    }
-
-    /// An add the window does not cover where it stands: below it, or one that moves it (the
-    /// side's first level, a new top above the window, the first add below an emptied window,
-    /// or a price off the grid).
-    #[inline(never)]
-    fn add_outside(&mut self, key: u32, price: u32, shares: u32) -> Result<bool, LevelFull> {
-        let below = self.has_best && key < self.base && self.on_ladder > 0 && self.on_grid(key);
-        if !below {
-            self.make_room(key, price);
-        }
-        let opened = match self.slot_of(key) {
-            Some(i) => self.ladder[i].join(shares)?,
-            None => {
-                debug_assert!(key < self.base);
-                match self.deep.search(key) {
-                    Ok(i) => self.deep.cell_mut(i).join(shares)?,
-                    Err(pos) => {
-                        let mut cell = Cell::EMPTY;
-                        cell.join(shares)?;
-                        self.deep.insert_at(pos, key, cell);
-                        return Ok(true);
-                    }
-                }
-            }
-        };
-        Ok(opened)
+    /// A base on the grid that puts `key` [`HEADROOM`] ticks below the window's top.
+    fn base_below(&self, key: u32) -> u32 {
+        let ticks = (WINDOW as u32 - 1 - HEADROOM).min(key / self.tick());
+        key - ticks * self.tick()
     }
 
     /// Bookkeeping for a level just opened at `key`.
@@ -378,89 +294,290 @@ impl Side {
             self.next_key = key;
         }
     }
+}
+
+/// A side's head with its cells, shared: what reads of its levels work on.
+#[derive(Clone, Copy)]
+pub struct SideRef<'a> {
+    pub(crate) head: &'a Side,
+    pub(crate) ladder: &'a Ladder,
+    pub(crate) deep: &'a Sorted,
+}
+
+/// A side's head with its cells, exclusive: what changes to its levels work on.
+pub struct SideMut<'a> {
+    pub(crate) head: &'a mut Side,
+    pub(crate) ladder: &'a mut Ladder,
+    pub(crate) deep: &'a mut Sorted,
+}
+
+impl<'a> SideRef<'a> {
+    /// Number of price levels.
+    pub fn len(self) -> usize {
+        self.head.on_ladder as usize + self.deep.len()
+    }
+
+    /// True when the side holds no level.
+    pub fn is_empty(self) -> bool {
+        self.head.is_empty()
+    }
+
+    /// The best level's price and aggregates, if any.
+    #[inline(always)]
+    pub fn best(self) -> Option<(u32, Cell)> {
+        let h = self.head;
+        if !h.has_best {
+            return None;
+        }
+        let cell = match h.slot_of(h.top_key) {
+            Some(i) => self.ladder[i],
+            None => {
+                self.deep
+                    .top()
+                    .expect("a best below the window is deep's top")
+                    .cell
+            }
+        };
+        Some((h.kind.key(h.top_key), cell))
+    }
+
+    /// The aggregates of the level at `price`, if there is one.
+    pub fn level(self, price: u32) -> Option<Cell> {
+        let h = self.head;
+        let key = h.kind.key(price);
+        if !h.has_best {
+            return None;
+        }
+        if let Some(i) = h.slot_of(key) {
+            return Some(self.ladder[i]).filter(Cell::is_level);
+        }
+        if key >= h.base {
+            return None;
+        }
+        self.deep.search(key).ok().map(|i| self.deep.cell(i))
+    }
+
+    /// Asks the cache for what a removal of the best level reads: when the second best is
+    /// known, its cell (which the new top publishes, and where the next second best is looked
+    /// for); else the line of cells below the best, where the search for the new best starts.
+    /// Only reads the side's head: no wait on memory.
+    #[inline(always)]
+    pub(crate) fn prefetch_best_gone(self) {
+        let h = self.head;
+        let (key, below) = match h.has_next {
+            true => (h.next_key, 0),
+            false => (h.top_key, 1),
+        };
+        if let Some(i) = h.slot_of(key).filter(|_| h.on_ladder > 1) {
+            crate::book::prefetch::touch(&self.ladder[i.saturating_sub(below)]);
+        }
+    }
+
+    /// Asks the cache for the line that holds `price`'s level, or its place.
+    #[inline(always)]
+    pub(crate) fn prefetch_level(self, price: u32) {
+        let key = self.head.kind.key(price);
+        match self.head.slot_of(key) {
+            Some(i) => crate::book::prefetch::touch(&self.ladder[i]),
+            None if key < self.head.base => {
+                self.deep.prefetch_top();
+                self.deep.prefetch_key(key);
+            }
+            None => {}
+        }
+    }
+
+    /// Whether the level at `price` is the best and holds one order: a removal of that order
+    /// changes the top. For the prefetcher; reads the level's cell.
+    #[inline(always)]
+    pub(crate) fn is_lone_best(self, price: u32) -> bool {
+        let h = self.head;
+        h.is_best(price) && h.slot_of(h.top_key).map(|i| self.ladder[i].orders) == Some(1)
+    }
+
+    /// Levels, price and aggregates, from best to worst.
+    pub fn levels(self) -> impl Iterator<Item = (u32, Cell)> + 'a {
+        let (h, ladder, deep): (&'a Side, &'a Ladder, &'a Sorted) =
+            (self.head, self.ladder, self.deep);
+        let end = match h.slot_of(h.top_key) {
+            Some(i) if h.on_ladder > 0 => i + 1,
+            _ => 0,
+        };
+        let window = ladder[..end].iter().enumerate().rev();
+        let window = window
+            .filter(|(_, c)| c.is_level())
+            .map(move |(i, &c)| (h.key_at(i), c));
+        let deep = deep.iter_best_first().map(|e| (e.key, e.cell));
+        window.chain(deep).map(move |(k, c)| (h.kind.key(k), c))
+    }
+
+    /// True when the side's bookkeeping is consistent: `deep` sorted and below the window, the
+    /// window's count right, every key on the grid, every level holding orders and shares, and
+    /// the best and the second best (when known) right.
+    pub fn is_consistent(self) -> bool {
+        let h = self.head;
+        let taken = self.ladder.iter().filter(|c| c.is_level()).count();
+        let cells_ok = self
+            .ladder
+            .iter()
+            .copied()
+            .chain(self.deep.iter_best_first().map(|e| e.cell))
+            .all(|c| (c.orders == 0) == (c.shares == 0));
+        let deep_ok = self.deep.is_sorted()
+            && self
+                .deep
+                .iter_best_first()
+                .all(|e| e.key < h.base && h.on_grid(e.key) && e.cell.is_level());
+        let keys: Vec<u32> = self.levels().map(|(p, _)| h.kind.key(p)).collect();
+        let best_ok = match keys.first() {
+            Some(&k) => h.has_best && h.top_key == k,
+            None => !h.has_best,
+        };
+        let next_ok = match keys.get(1) {
+            Some(&k) => !h.has_next || h.next_key == k,
+            None => !h.has_next,
+        };
+        let all_seen = keys.len() == self.len();
+        deep_ok && cells_ok && all_seen && taken == h.on_ladder as usize && best_ok && next_ok
+    }
+}
+
+impl SideMut<'_> {
+    /// The same side, shared.
+    #[inline(always)]
+    pub fn as_ref(&self) -> SideRef<'_> {
+        SideRef {
+            head: &*self.head,
+            ladder: &*self.ladder,
+            deep: &*self.deep,
+        }
+    }
+
+    /// Adds one order of `shares` at `price`, opening its level when there is none; returns
+    /// whether it opened one. A level that would pass `u32::MAX` shares is left as it was.
+    #[inline(always)]
+    pub fn add(&mut self, price: u32, shares: u32) -> Result<bool, LevelFull> {
+        let key = self.head.kind.key(price);
+        let opened = match self.head.slot_of(key).filter(|_| self.head.has_best) {
+            Some(i) => self.ladder[i].join(shares)?,
+            None => self.add_outside(key, price, shares)?,
+        };
+        if opened {
+            self.head.opened(key);
+        }
+        Ok(opened)
+    }
+
+    /// An add the window does not cover where it stands: below it, or one that moves it (the
+    /// side's first level, a new top above the window, the first add below an emptied window,
+    /// or a price off the grid).
+    #[inline(never)]
+    fn add_outside(&mut self, key: u32, price: u32, shares: u32) -> Result<bool, LevelFull> {
+        let h = &*self.head;
+        let below = h.has_best && key < h.base && h.on_ladder > 0 && h.on_grid(key);
+        if !below {
+            self.make_room(key, price);
+        }
+        let opened = match self.head.slot_of(key) {
+            Some(i) => self.ladder[i].join(shares)?,
+            None => {
+                debug_assert!(key < self.head.base);
+                match self.deep.search(key) {
+                    Ok(i) => self.deep.cell_mut(i).join(shares)?,
+                    Err(pos) => {
+                        let mut cell = Cell::EMPTY;
+                        cell.join(shares)?;
+                        self.deep.insert_at(pos, key, cell);
+                        return Ok(true);
+                    }
+                }
+            }
+        };
+        Ok(opened)
+    }
 
     /// Moves the window, or sets the side up, so that `key` is in the window or below it on its
     /// grid. Every level stays, in the window or in `deep`.
     #[cold]
     fn make_room(&mut self, key: u32, price: u32) {
-        if !self.has_best {
-            self.tick = if price % CENT == 0 { CENT as u8 } else { 1 };
-            self.base = self.base_below(key);
+        let h = &mut *self.head;
+        if !h.has_best {
+            h.tick = if price % CENT == 0 { CENT as u8 } else { 1 };
+            h.base = h.base_below(key);
             return;
         }
-        if !self.on_grid(key) {
+        if !h.on_grid(key) {
             self.leave_grid();
         }
-        let end = self.base as u64 + WINDOW as u64 * self.tick() as u64;
-        if key as u64 >= end {
-            self.move_window(self.base_below(key));
-        } else if key < self.base && self.on_ladder == 0 {
+        let h = &*self.head;
+        let end = h.base as u64 + WINDOW as u64 * h.tick() as u64;
+        let to = if key as u64 >= end {
+            h.base_below(key)
+        } else if key < h.base && h.on_ladder == 0 {
             // Meet the add, but keep `deep`'s best (above it, or the add itself) in the window.
-            let anchor = self.deep.top().map_or(key, |t| t.key.max(key));
-            self.move_window(self.base_below(anchor));
-        }
-    }
-
-    /// A base on the grid that puts `key` [`HEADROOM`] ticks below the window's top.
-    fn base_below(&self, key: u32) -> u32 {
-        let ticks = (WINDOW as u32 - 1 - HEADROOM).min(key / self.tick());
-        key - ticks * self.tick()
+            h.base_below(self.deep.top().map_or(key, |t| t.key.max(key)))
+        } else {
+            return;
+        };
+        self.move_window(to);
     }
 
     /// Moves the window to start at `base` (on the grid), in place. Moving up sends the levels
     /// below the new base to `deep` (above all of its keys, so they go on its top); moving down
     /// is only asked of an empty window, and takes from `deep` the levels it now covers.
     fn move_window(&mut self, base: u32) {
-        debug_assert_eq!(base % self.tick(), self.base % self.tick());
-        if base < self.base {
-            debug_assert_eq!(self.on_ladder, 0, "the window moves down only when empty");
-            self.base = base;
+        let h = &mut *self.head;
+        debug_assert_eq!(base % h.tick(), h.base % h.tick());
+        if base < h.base {
+            debug_assert_eq!(h.on_ladder, 0, "the window moves down only when empty");
+            h.base = base;
             while let Some(e) = self.deep.top().filter(|e| e.key >= base) {
                 self.deep.pop_top();
-                let i = self
+                let i = h
                     .slot_of(e.key)
                     .expect("a key above the base is in the window");
                 self.ladder[i] = e.cell;
-                self.on_ladder += 1;
+                h.on_ladder += 1;
             }
             return;
         }
-        let shift = (((base - self.base) / self.tick()) as usize).min(WINDOW);
+        let shift = (((base - h.base) / h.tick()) as usize).min(WINDOW);
         for i in 0..shift {
             let c = core::mem::replace(&mut self.ladder[i], Cell::EMPTY);
             if c.is_level() {
-                self.deep.push_top(self.key_at(i), c);
-                self.on_ladder -= 1;
+                self.deep.push_top(h.key_at(i), c);
+                h.on_ladder -= 1;
             }
         }
         self.ladder.copy_within(shift.., 0);
         self.ladder[WINDOW - shift..].fill(Cell::EMPTY);
-        self.base = base;
+        h.base = base;
     }
 
     /// A price off the cent grid: every level leaves the window for `deep`, and the window
     /// restarts, empty, on the 0.0001 grid just above `deep`'s best (the next add moves it).
     fn leave_grid(&mut self) {
+        let h = &mut *self.head;
         for i in 0..WINDOW {
             let c = core::mem::replace(&mut self.ladder[i], Cell::EMPTY);
             if c.is_level() {
-                self.deep.push_top(self.key_at(i), c);
+                self.deep.push_top(h.key_at(i), c);
             }
         }
-        self.on_ladder = 0;
-        self.tick = 1;
-        self.base = self.deep.top().map_or(0, |t| t.key.saturating_add(1));
+        h.on_ladder = 0;
+        h.tick = 1;
+        h.base = self.deep.top().map_or(0, |t| t.key.saturating_add(1));
     }
 
     /// Takes `shares` off the level at `price`, and one order when `leaves`; the level goes
     /// when its last order leaves. The level must be there. Returns whether it went.
     #[inline(always)]
     pub fn take(&mut self, price: u32, shares: u32, leaves: bool) -> bool {
-        let key = self.kind.key(price);
-        let gone = match self.slot_of(key) {
+        let key = self.head.kind.key(price);
+        let gone = match self.head.slot_of(key) {
             Some(i) => {
                 let gone = self.ladder[i].take(shares, leaves);
-                self.on_ladder -= gone as u16;
+                self.head.on_ladder -= gone as u16;
                 gone
             }
             None => self.take_deep(key, shares, leaves),
@@ -471,7 +588,7 @@ impl Side {
         gone
     }
 
-    /// [`Side::take`] for a level below the window.
+    /// [`SideMut::take`] for a level below the window.
     #[inline(never)]
     fn take_deep(&mut self, key: u32, shares: u32, leaves: bool) -> bool {
         let i = self
@@ -488,14 +605,14 @@ impl Side {
     /// Bookkeeping for the level at `key`, just gone.
     #[inline(always)]
     fn closed(&mut self, key: u32) {
-        if key == self.top_key {
-            match self.has_next {
+        if key == self.head.top_key {
+            match self.head.has_next {
                 false => self.find_new_best(),
-                true => self.top_key = self.next_key,
+                true => self.head.top_key = self.head.next_key,
             }
             self.find_next_nearby();
-        } else if key == self.next_key {
-            self.has_next = false;
+        } else if key == self.head.next_key {
+            self.head.has_next = false;
         }
     }
 
@@ -503,19 +620,18 @@ impl Side {
     /// `deep`'s best.
     #[inline(always)]
     fn find_new_best(&mut self) {
-        if self.on_ladder > 0 {
-            let top = self
-                .slot_of(self.top_key)
-                .expect("the best was in the window");
+        let h = &mut *self.head;
+        if h.on_ladder > 0 {
+            let top = h.slot_of(h.top_key).expect("the best was in the window");
             let i = self.ladder[..top]
                 .iter()
                 .rposition(Cell::is_level)
                 .expect("the window holds a level");
-            self.top_key = self.key_at(i);
+            h.top_key = h.key_at(i);
         } else {
             match self.deep.top() {
-                Some(t) => self.top_key = t.key,
-                None => self.has_best = false,
+                Some(t) => h.top_key = t.key,
+                None => h.has_best = false,
             }
         }
     }
@@ -524,54 +640,21 @@ impl Side {
     /// `deep`'s best when the best is the window's only level; else not known.
     #[inline(always)]
     fn find_next_nearby(&mut self) {
-        self.has_next = false;
-        let Some(top) = self.slot_of(self.top_key).filter(|_| self.has_best) else {
+        let h = &mut *self.head;
+        h.has_next = false;
+        let Some(top) = h.slot_of(h.top_key).filter(|_| h.has_best) else {
             return;
         };
         // The cells sharing the best's cache line.
         let size = core::mem::size_of::<Cell>();
         let line = top - top.min((&self.ladder[top] as *const Cell as usize & 63) / size);
         if let Some(i) = self.ladder[line..top].iter().rposition(Cell::is_level) {
-            (self.has_next, self.next_key) = (true, self.key_at(line + i));
-        } else if self.on_ladder == 1 {
+            (h.has_next, h.next_key) = (true, h.key_at(line + i));
+        } else if h.on_ladder == 1 {
             if let Some(t) = self.deep.top() {
-                (self.has_next, self.next_key) = (true, t.key);
+                (h.has_next, h.next_key) = (true, t.key);
             }
         }
-    }
-
-    /// Bytes held on the heap.
-    pub fn heap_bytes(&self) -> usize {
-        core::mem::size_of::<[Cell; WINDOW]>() + self.deep.heap_bytes()
-    }
-
-    /// True when the side's bookkeeping is consistent: `deep` sorted and below the window, the
-    /// window's count right, every key on the grid, every level holding orders and shares, and
-    /// the best and the second best (when known) right.
-    pub fn is_consistent(&self) -> bool {
-        let taken = self.ladder.iter().filter(|c| c.is_level()).count();
-        let cells_ok = self
-            .ladder
-            .iter()
-            .copied()
-            .chain(self.deep.iter_best_first().map(|e| e.cell))
-            .all(|c| (c.orders == 0) == (c.shares == 0));
-        let deep_ok = self.deep.is_sorted()
-            && self
-                .deep
-                .iter_best_first()
-                .all(|e| e.key < self.base && self.on_grid(e.key) && e.cell.is_level());
-        let keys: Vec<u32> = self.levels().map(|(p, _)| self.kind.key(p)).collect();
-        let best_ok = match keys.first() {
-            Some(&k) => self.has_best && self.top_key == k,
-            None => !self.has_best,
-        };
-        let next_ok = match keys.get(1) {
-            Some(&k) => !self.has_next || self.next_key == k,
-            None => !self.has_next,
-        };
-        let all_seen = keys.len() == self.len();
-        deep_ok && cells_ok && all_seen && taken == self.on_ladder as usize && best_ok && next_ok
     }
 }
 
@@ -593,29 +676,65 @@ mod tests {
     /// Key -> aggregates, ascending towards the best on both sides.
     type Model = BTreeMap<u32, Cell>;
 
+    /// A side that owns its cells, as the books' arena and `deep` vectors would hold them.
+    struct Owned {
+        head: Side,
+        ladder: Box<Ladder>,
+        deep: Sorted,
+    }
+
+    impl Owned {
+        fn new(kind: SideKind) -> Self {
+            Owned {
+                head: Side::new(kind),
+                ladder: Box::new(EMPTY_LADDER),
+                deep: Sorted::new(),
+            }
+        }
+
+        fn m(&mut self) -> SideMut<'_> {
+            SideMut {
+                head: &mut self.head,
+                ladder: &mut self.ladder,
+                deep: &mut self.deep,
+            }
+        }
+
+        fn r(&self) -> SideRef<'_> {
+            SideRef {
+                head: &self.head,
+                ladder: &self.ladder,
+                deep: &self.deep,
+            }
+        }
+    }
+
     /// The side against a sorted map after every step: the levels best first with their
     /// aggregates, the best, lookups and the bookkeeping.
-    fn check(side: &Side, model: &Model, seed: u64, step: usize) {
-        let kind = side.kind();
+    fn check(side: &Owned, model: &Model, seed: u64, step: usize) {
+        let kind = side.head.kind();
         let want: Vec<(u32, Cell)> = model
             .iter()
             .rev()
             .map(|(&k, &c)| (kind.key(k), c))
             .collect();
-        let got: Vec<(u32, Cell)> = side.levels().collect();
+        let got: Vec<(u32, Cell)> = side.r().levels().collect();
         assert_eq!(got, want, "seed {seed} step {step}: levels best first");
         assert_eq!(
-            side.best(),
+            side.r().best(),
             want.first().copied(),
             "seed {seed} step {step}"
         );
-        assert_eq!(side.len(), model.len(), "seed {seed} step {step}");
-        assert!(side.is_consistent(), "seed {seed} step {step}: bookkeeping");
+        assert_eq!(side.r().len(), model.len(), "seed {seed} step {step}");
+        assert!(
+            side.r().is_consistent(),
+            "seed {seed} step {step}: bookkeeping"
+        );
     }
 
     /// Takes one order, or part of one, off the level at `key` in both the side and the model,
     /// keeping at least a share per order that stays.
-    fn take_some(side: &mut Side, model: &mut Model, key: u32, r: u64, seed: u64, n: u32) {
+    fn take_some(side: &mut Owned, model: &mut Model, key: u32, r: u64, seed: u64, n: u32) {
         let c = model[&key];
         let spare = c.shares - c.orders; // shares beyond one per order
         let leaves = r % 3 != 0 || spare == 0;
@@ -624,7 +743,8 @@ mod tests {
             (true, _) => 1 + (r >> 8) as u32 % (spare + 1),
             (false, _) => 1 + (r >> 8) as u32 % spare,
         };
-        let gone = side.take(side.kind().key(key), shares, leaves);
+        let price = side.head.kind().key(key);
+        let gone = side.m().take(price, shares, leaves);
         let m = model.get_mut(&key).unwrap();
         (m.shares, m.orders) = (m.shares - shares, m.orders - leaves as u32);
         assert_eq!(gone, m.orders == 0, "seed {seed} step {n}");
@@ -643,7 +763,7 @@ mod tests {
             let (step, odd) =
                 [(100u32, 0u64), (1, 0), (100, 97), (500, 0), (100, 0)][seed as usize % 5];
             for kind in [SideKind::Bid, SideKind::Ask] {
-                let mut side = Side::new(kind);
+                let mut side = Owned::new(kind);
                 let mut model = Model::new();
                 let mut knew_next = 0;
                 let mut mid: i64 = 1_000_000 + (next() % 10_000) as i64 * 100;
@@ -659,7 +779,7 @@ mod tests {
                     }
                     let key = kind.key(price);
                     assert_eq!(
-                        side.level(price),
+                        side.r().level(price),
                         model.get(&key).copied(),
                         "seed {seed} step {n}"
                     );
@@ -669,14 +789,14 @@ mod tests {
                         take_some(&mut side, &mut model, k, next(), seed, n);
                     } else {
                         let shares = 1 + (next() % 1000) as u32;
-                        let opened = side.add(price, shares).unwrap();
+                        let opened = side.m().add(price, shares).unwrap();
                         let m = model.entry(key).or_default();
                         assert_eq!(opened, m.orders == 0, "seed {seed} step {n}");
                         m.shares += shares;
                         m.orders += 1;
                     }
                     check(&side, &model, seed, n as usize);
-                    knew_next += side.has_next as usize;
+                    knew_next += side.head.has_next as usize;
                 }
                 // The second best is a hint the prefetcher uses: it must often be known.
                 assert!(
@@ -684,9 +804,13 @@ mod tests {
                     "seed {seed}: second best known {knew_next} times"
                 );
                 // Empty it from the top down: every removal finds the next best.
-                while let Some((price, c)) = side.best() {
+                while let Some((price, c)) = side.r().best() {
                     let shares = if c.orders == 1 { c.shares } else { 1 };
-                    assert_eq!(side.take(price, shares, true), c.orders == 1, "seed {seed}");
+                    assert_eq!(
+                        side.m().take(price, shares, true),
+                        c.orders == 1,
+                        "seed {seed}"
+                    );
                     let key = kind.key(price);
                     let m = model.get_mut(&key).unwrap();
                     (m.shares, m.orders) = (m.shares - shares, m.orders - 1);
@@ -704,13 +828,13 @@ mod tests {
     #[test]
     fn extreme_prices_stay_in_order() {
         for kind in [SideKind::Bid, SideKind::Ask] {
-            let mut side = Side::new(kind);
+            let mut side = Owned::new(kind);
             let mut model = Model::new();
             for (n, price) in [0u32, 100, u32::MAX, u32::MAX - 99, 5_000, 1]
                 .into_iter()
                 .enumerate()
             {
-                side.add(price, 7).unwrap();
+                side.m().add(price, 7).unwrap();
                 let m = model.entry(kind.key(price)).or_default();
                 (m.shares, m.orders) = (m.shares + 7, m.orders + 1);
                 check(&side, &model, 0, n);
@@ -721,12 +845,12 @@ mod tests {
     /// A level cannot pass `u32::MAX` shares; the refused add changes nothing.
     #[test]
     fn a_full_level_refuses_an_add_and_stays_as_it_was() {
-        let mut side = Side::new(SideKind::Bid);
-        assert_eq!(side.add(10_000, u32::MAX - 5), Ok(true));
-        assert_eq!(side.add(10_000, 6), Err(LevelFull));
-        assert_eq!(side.add(10_000, 5), Ok(false));
+        let mut side = Owned::new(SideKind::Bid);
+        assert_eq!(side.m().add(10_000, u32::MAX - 5), Ok(true));
+        assert_eq!(side.m().add(10_000, 6), Err(LevelFull));
+        assert_eq!(side.m().add(10_000, 5), Ok(false));
         assert_eq!(
-            side.level(10_000),
+            side.r().level(10_000),
             Some(Cell {
                 shares: u32::MAX,
                 orders: 2
