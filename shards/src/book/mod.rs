@@ -1,10 +1,11 @@
 //! Full-depth (L3) order books for every instrument a shard owns.
 //!
 //! [`Books`] owns all state of one shard: a table of live orders by reference, one [`Book`] per
-//! instrument (its two sides hold its price levels) and a short memory of recent trades for `B` (broken
-//! trade). It applies messages one at a time and reports what changed through an
-//! [`EventSink`]. It never blocks, never does I/O and never allocates per message once its tables
-//! have reached the day's high-water mark; feed anomalies are counted, never fatal.
+//! instrument with its two sides' heads, the sides' price levels (an arena of ladder windows
+//! and a sorted vector per side below them), and a short memory of recent trades for `B`
+//! (broken trade). It applies messages one at a time and reports what changed through an
+//! [`EventSink`]. It never blocks, never does I/O and never allocates per message once its
+//! tables have reached the day's high-water mark; feed anomalies are counted, never fatal.
 //!
 //! Structure choices, and why (the figures are in the top-level README):
 //! - orders stored inline in a hash table keyed by reference ([`order_table`]): E/C/X/D/U (half
