@@ -9,20 +9,24 @@ use crate::events::Quote;
 use crate::itch::Stock;
 
 /// Trades, volume and prices of the day, printable executions only.
+///
+/// `repr(C)`, in this order, so that everything [`TradeStats::record`] writes sits in the
+/// struct's first 64 bytes: the one line of the book the prefetcher asks for ahead of a trade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct TradeStats {
+    /// Sum of price x shares, in Price(4) units, for VWAP.
+    pub notional: u128,
     /// Printable trades.
     pub trades: u64,
     /// Shares traded (printable).
     pub volume: u64,
-    /// Sum of price x shares, in Price(4) units, for VWAP.
-    pub notional: u128,
-    /// Last printable trade price; 0 before the first.
-    pub last_price: u32,
     /// Shares of the last printable trade.
     pub last_shares: u64,
     /// Feed time of the last printable trade.
     pub last_timestamp: u64,
+    /// Last printable trade price; 0 before the first.
+    pub last_price: u32,
     /// Day high; 0 before the first trade.
     pub high: u32,
     /// Day low; `u32::MAX` before the first trade.
@@ -32,6 +36,11 @@ pub struct TradeStats {
     /// Trades broken by `B` and taken back out of the figures above (high and low stay).
     pub broken: u64,
 }
+
+const _: () = assert!(
+    core::mem::offset_of!(TradeStats, low) + 4 <= 64,
+    "a trade's statistics fit one line"
+);
 
 impl Default for TradeStats {
     fn default() -> Self {
