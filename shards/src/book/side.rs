@@ -281,12 +281,9 @@ impl Side {
         key - ticks * self.tick()
     }
 
-    /// Bookkeeping for a level just opened at `key`.
+    /// Bookkeeping of the best and second best for a level just opened at `key`.
     #[inline(always)]
     fn opened(&mut self, key: u32) {
-        if self.slot_of(key).is_some() {
-            self.on_ladder += 1;
-        }
         if !self.has_best || key > self.top_key {
             (self.has_next, self.next_key) = (self.has_best, self.top_key);
             (self.has_best, self.top_key) = (true, key);
@@ -459,12 +456,21 @@ impl SideMut<'_> {
     pub fn add(&mut self, price: u32, shares: u32) -> Result<bool, LevelFull> {
         let key = self.head.kind.key(price);
         let opened = match self.head.slot_of(key).filter(|_| self.head.has_best) {
-            Some(i) => self.ladder[i].join(shares)?,
+            Some(i) => self.join_window(i, shares)?,
             None => self.add_outside(key, price, shares)?,
         };
         if opened {
             self.head.opened(key);
         }
+        Ok(opened)
+    }
+
+    /// One more order of `shares` in window cell `i`, counted in the window when it opens the
+    /// level there; returns whether it did.
+    #[inline(always)]
+    fn join_window(&mut self, i: usize, shares: u32) -> Result<bool, LevelFull> {
+        let opened = self.ladder[i].join(shares)?;
+        self.head.on_ladder += opened as u16;
         Ok(opened)
     }
 
@@ -479,7 +485,7 @@ impl SideMut<'_> {
             self.make_room(key, price);
         }
         let opened = match self.head.slot_of(key) {
-            Some(i) => self.ladder[i].join(shares)?,
+            Some(i) => self.join_window(i, shares)?,
             None => {
                 debug_assert!(key < self.head.base);
                 match self.deep.search(key) {
