@@ -711,11 +711,6 @@ impl Books {
         self.orders.len()
     }
 
-    /// Open price levels across all books and sides.
-    pub fn live_levels(&self) -> usize {
-        self.live_levels
-    }
-
     /// Messages applied, by type, in [`ALL_TYPES`] order; the last entry is always zero.
     pub fn by_type(&self) -> &[u64; ALL_TYPES.len() + 1] {
         &self.by_type

@@ -163,12 +163,6 @@ impl core::ops::DerefMut for Ladder {
 // SAFETY: cells of two `u32`s, and zero cells are empty ones.
 unsafe impl super::pages::Zeroed for Ladder {}
 
-/// A window with no level.
-pub const EMPTY_LADDER: Ladder = Ladder {
-    cells: [Cell::EMPTY; WINDOW],
-    _stagger: [Cell::EMPTY; 64 / core::mem::size_of::<Cell>()],
-};
-
 const _: () = assert!(
     core::mem::size_of::<Side>() == 20,
     "both sides and the book's identity share one line"
@@ -440,16 +434,6 @@ impl<'a> SideRef<'a> {
 }
 
 impl SideMut<'_> {
-    /// The same side, shared.
-    #[inline(always)]
-    pub fn as_ref(&self) -> SideRef<'_> {
-        SideRef {
-            head: &*self.head,
-            ladder: &*self.ladder,
-            deep: &*self.deep,
-        }
-    }
-
     /// Adds one order of `shares` at `price`, opening its level when there is none; returns
     /// whether it opened one. A level that would pass `u32::MAX` shares is left as it was.
     #[inline(always)]
@@ -693,7 +677,10 @@ mod tests {
         fn new(kind: SideKind) -> Self {
             Owned {
                 head: Side::new(kind),
-                ladder: Box::new(EMPTY_LADDER),
+                ladder: Box::new(Ladder {
+                    cells: [Cell::EMPTY; WINDOW],
+                    _stagger: [Cell::EMPTY; 64 / core::mem::size_of::<Cell>()],
+                }),
                 deep: Sorted::new(),
             }
         }
