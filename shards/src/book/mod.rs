@@ -356,21 +356,33 @@ impl Books {
             book.anomalies.bad_side += 1;
             return;
         };
-        if shares == 0 {
-            book.anomalies.zero_shares += 1;
-            return;
-        }
-        if order_ref > MAX_REF {
-            book.anomalies.ref_too_large += 1;
-            return;
-        }
-        let Some(claim) = self.orders.claim(order_ref) else {
-            self.books[b].anomalies.duplicate_ref += 1;
+        let Some(claim) = self.admit(b, order_ref, shares) else {
             return;
         };
         if self.place(b, kind, claim, order_ref, shares, price) {
             self.publish(b, kind, h.timestamp, sink);
         }
+    }
+
+    /// The table slot for a new order of book `b` (an add's, or a replace's new one), or
+    /// `None` with the reason counted: no shares, a reference too wide to keep, or one that is
+    /// already live.
+    #[inline(always)]
+    fn admit(&mut self, b: usize, order_ref: u64, shares: u32) -> Option<order_table::Claim> {
+        let anomalies = &mut self.books[b].anomalies;
+        if shares == 0 {
+            anomalies.zero_shares += 1;
+            return None;
+        }
+        if order_ref > MAX_REF {
+            anomalies.ref_too_large += 1;
+            return None;
+        }
+        let claim = self.orders.claim(order_ref);
+        if claim.is_none() {
+            self.books[b].anomalies.duplicate_ref += 1;
+        }
+        claim
     }
 
     /// Rests a new order, whose reference `claim` holds a slot for, at the back of its level;
@@ -505,14 +517,8 @@ impl Books {
         };
         let b = o.book();
         let mut touched = self.remove(i);
-        if shares == 0 {
-            self.books[b].anomalies.zero_shares += 1;
-        } else if new_ref > MAX_REF {
-            self.books[b].anomalies.ref_too_large += 1;
-        } else if let Some(claim) = self.orders.claim(new_ref) {
+        if let Some(claim) = self.admit(b, new_ref, shares) {
             touched |= self.place(b, o.side(), claim, new_ref, shares, price);
-        } else {
-            self.books[b].anomalies.duplicate_ref += 1;
         }
         if touched {
             self.publish(b, o.side(), h.timestamp, sink);
