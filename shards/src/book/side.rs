@@ -142,8 +142,11 @@ const CENT: u32 = 100;
 #[repr(C)]
 pub struct Ladder {
     cells: [Cell; WINDOW],
-    _stagger: [Cell; 64 / core::mem::size_of::<Cell>()],
+    _stagger: [Cell; STAGGER],
 }
+
+/// Cells of padding after each window: one line.
+const STAGGER: usize = 64 / core::mem::size_of::<Cell>();
 
 impl core::ops::Deref for Ladder {
     type Target = [Cell; WINDOW];
@@ -679,7 +682,7 @@ mod tests {
                 head: Side::new(kind),
                 ladder: Box::new(Ladder {
                     cells: [Cell::EMPTY; WINDOW],
-                    _stagger: [Cell::EMPTY; 64 / core::mem::size_of::<Cell>()],
+                    _stagger: [Cell::EMPTY; STAGGER],
                 }),
                 deep: Sorted::new(),
             }
