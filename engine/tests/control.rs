@@ -119,7 +119,7 @@ fn http(addr: &str, method: &str, path: &str, body: &str, auth: Option<&str>) ->
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
@@ -223,6 +223,132 @@ fn the_admin_endpoint_serves_metrics_status_snapshots_and_budgets() {
         "{}",
         v["snapshot"]
     );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs `args` with its admin endpoint on an ephemeral port, doing `meanwhile(addr)` once the
+/// endpoint is up; the run's `--json` summary.
+fn run_with_admin(args: &[&str], meanwhile: impl FnOnce(&str)) -> Value {
+    let mut c = tickcore();
+    c.args(args)
+        .args(["--admin", "127.0.0.1:0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let l = lines
+            .next()
+            .expect("the run printed its admin address")
+            .unwrap();
+        if let Some(a) = l.strip_prefix("tickcore: admin endpoint on http://") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    meanwhile(&addr);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What a run did to the feed: messages and events per shard (batching may differ).
+fn feed_outcome(v: &Value) -> Vec<String> {
+    v["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {} {} {}",
+                s["messages"], s["trades"], s["bbos"], s["bars"], s["breaks"]
+            )
+        })
+        .chain([v["messages"].to_string()])
+        .collect()
+}
+
+#[test]
+fn a_hundred_idle_connections_neither_stop_the_feed_nor_the_endpoint() {
+    let args = ["run", "--feed", "gen:m7:400k:4", "--speed", "400000/s"];
+    let clean = run_with_admin(&args, |_| {});
+    let held = run_with_admin(&args, |addr| {
+        // Connected, silent: until 2026-12-05 each held the feed for 200 ms.
+        let idle: Vec<TcpStream> = (0..100)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        for _ in 0..3 {
+            let (st, text) = http(addr, "GET", "/metrics", "", None);
+            assert_eq!(st, 200);
+            assert!(text.contains("tickcore_admin_connections"), "{text}");
+        }
+        drop(idle);
+    });
+    assert_eq!(feed_outcome(&held), feed_outcome(&clean));
+    assert_eq!(held["stopped"], false);
+}
+
+#[test]
+fn the_endpoint_answers_while_a_realtime_replay_waits_for_its_next_message() {
+    // A generated session opens with hours of quiet feed time: at real time the ingress
+    // waits for the open, and the endpoint must answer meanwhile.
+    let (mut child, addr) = start(
+        &[
+            "run",
+            "--feed",
+            "gen:m7:50k:1",
+            "--speed",
+            "realtime",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    for path in ["/status", "/metrics", "/budgets"] {
+        let (st, _) = http(&addr, "GET", path, "", None);
+        assert_eq!(st, 200, "{path}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_is_cut_off() {
+    let (mut child, addr) = start(
+        &[
+            "run",
+            "--feed",
+            "gen:f2:20k:1",
+            "--admin",
+            "127.0.0.1:0",
+            "--admin-linger-s",
+            "30",
+        ],
+        None,
+    );
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /metr").unwrap();
+    // The server closes it at its head timeout (2 s); the read waits for that event.
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let got = slow.read_to_end(&mut buf);
+    assert!(
+        got.is_ok()
+            || got
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "cut off, not left hanging: {got:?}"
+    );
+    // ... and counted.
+    let (_, text) = http(&addr, "GET", "/metrics", "", None);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("tickcore_admin_timed_out_total "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.ends_with(" 1"), "{line}");
     let _ = child.kill();
     let _ = child.wait();
 }

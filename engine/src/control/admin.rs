@@ -1,5 +1,5 @@
-//! The admin endpoint on the control core: a small HTTP/1.1 server (one request per
-//! connection) over a non-blocking listener the control loop polls between intervals.
+//! The admin endpoint: an HTTP/1.1 server (hyper on a current-thread tokio runtime) on a
+//! thread of its own, which asks the control core for every answer over the [`desk`] rings.
 //!
 //! - `GET /metrics`: Prometheus text exposition (format 0.0.4);
 //! - `GET /status`: the same as JSON, plus configuration and uptime;
@@ -7,31 +7,62 @@
 //! - `GET /budgets`, `PUT /budgets` (`apply.p99=2us,e2e.p999=50us`, or a JSON object of the
 //!   same): change budgets while running; bad input is a 400 with the reason.
 //!
+//! Why a thread of its own: until 2026-12-05 the endpoint was a hand-written server polled by
+//! the control loop, which runs on the ingress thread on a small machine; a client that
+//! connected and sent nothing held the feed for its 200 ms read timeout, so 20 idle
+//! connections stopped the feed for seconds (e2e p50 3 s). Now no socket is read where the
+//! feed runs: the ingress pays one ring pop per control turn.
+//!
 //! Binds loopback unless told otherwise; any other address needs `TICKCORE_ADMIN_TOKEN`, and
-//! then every request must carry `Authorization: Bearer <token>`. Limits: 16 KiB of request
-//! head, 64 KiB of body, 200 ms to send it; a client slower than that is cut off, so it can
-//! hold the control loop for at most that long (and never a shard).
+//! then every request must carry `Authorization: Bearer <token>`. Limits: [`MAX_CONNECTIONS`]
+//! open at once (one more is answered 503 and closed), [`HEAD_TIMEOUT`] to send a request head
+//! (also how long an idle keep-alive connection stays), [`BODY_TIMEOUT`] and 64 KiB for a body,
+//! [`CONNECTION_LIFETIME`] in all.
 
+use super::desk::{self, AdminDesk, Ask, AskKind, Reply};
 use super::{stage_json, stages_json, ControlCore, QUANTILES};
 use crate::telemetry::budget::{self, LEVELS};
 use crate::telemetry::STAGES;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-const MAX_HEAD: usize = 16 << 10;
 const MAX_BODY: usize = 64 << 10;
-const CLIENT_PATIENCE: Duration = Duration::from_millis(200);
+/// Connections open at once at most.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time to send a request head, and the most an idle keep-alive connection stays open.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time to send a request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connection's whole life at most.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// How long a request waits for control's reply (a snapshot waits for its shard too).
+const REPLY_PATIENCE: Duration = Duration::from_secs(2);
 
-/// A bound admin endpoint.
+/// A bound admin endpoint, not yet serving.
 pub struct Admin {
     listener: TcpListener,
     token: Option<String>,
     /// The address it listens on (with the real port when `:0` was asked).
     pub addr: SocketAddr,
+}
+
+/// The endpoint's counters; written by its thread only, read by control for `/metrics`.
+#[derive(Debug, Default)]
+pub struct AdminStats {
     /// Requests answered.
-    pub requests: u64,
+    pub requests: AtomicU64,
+    /// Connections refused because [`MAX_CONNECTIONS`] were open.
+    pub refused: AtomicU64,
+    /// Connections cut off at a timeout (slow head, slow body, or their lifetime).
+    pub timed_out: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
 }
 
 /// Where the endpoint should listen.
@@ -95,191 +126,262 @@ impl Admin {
             listener,
             token,
             addr,
-            requests: 0,
         }))
     }
 
-    /// Answers every connection waiting now.
-    pub fn poll(&mut self, core: &mut ControlCore) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            self.requests += 1;
-            let _ = self.serve(stream, core);
-        }
+    /// Starts serving on a thread of its own, pinned to `cpu`; control answers through the
+    /// returned [`desk::ControlDesk`]. The thread ends once `stop` is set.
+    pub fn start(
+        self,
+        cpu: usize,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<(desk::ControlDesk, std::thread::JoinHandle<()>)> {
+        let stats = Arc::new(AdminStats::default());
+        let (admin_end, control_end) = desk::desk(self.addr, Arc::clone(&stats));
+        let h = std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                serve(self, admin_end, stats, &stop);
+            })?;
+        Ok((control_end, h))
     }
+}
 
-    fn serve(&self, mut stream: TcpStream, core: &mut ControlCore) -> std::io::Result<()> {
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(CLIENT_PATIENCE))?;
-        let response = match read_request(&mut stream) {
-            Ok(req) => self.route(&req, core),
-            Err(e) => Response::text(400, &e),
+/// The endpoint's side of the desk, shared by its connections (one thread: `Rc`, no lock).
+struct Pending {
+    desk: AdminDesk,
+    next_id: u64,
+    waiting: HashMap<u64, tokio::sync::oneshot::Sender<Reply>>,
+    /// Wakes the reply pump when a request goes out.
+    wake: Rc<tokio::sync::Notify>,
+}
+
+type Shared = Rc<RefCell<Pending>>;
+
+fn serve(admin: Admin, desk: AdminDesk, stats: Arc<AdminStats>, stop: &AtomicBool) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return eprintln!("tickcore: admin endpoint off: no runtime: {e}"),
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let _ = admin.listener.set_nonblocking(true);
+        let listener = match tokio::net::TcpListener::from_std(admin.listener) {
+            Ok(l) => l,
+            Err(e) => return eprintln!("tickcore: admin endpoint off: {e}"),
         };
-        stream.write_all(&response.bytes())?;
-        stream.flush()
-    }
-
-    fn route(&self, req: &Request, core: &mut ControlCore) -> Response {
-        if let Some(t) = &self.token {
-            let want = format!("Bearer {t}");
-            if req.header("authorization") != Some(want.as_str()) {
-                return Response::text(
-                    401,
-                    "missing or wrong token: send Authorization: Bearer <TICKCORE_ADMIN_TOKEN>",
-                );
+        let wake = Rc::new(tokio::sync::Notify::new());
+        let shared: Shared = Rc::new(RefCell::new(Pending {
+            desk,
+            next_id: 0,
+            waiting: HashMap::new(),
+            wake: Rc::clone(&wake),
+        }));
+        tokio::task::spawn_local(pump_replies(Rc::clone(&shared), wake));
+        let token: Rc<Option<String>> = Rc::new(admin.token);
+        let mut check = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    connection(stream, &shared, &token, &stats);
+                }
+                _ = check.tick() => {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
             }
         }
-        let path = req.path.split('?').next().unwrap_or("");
-        match (req.method.as_str(), path) {
-            ("GET", "/metrics") => Response {
-                status: 200,
-                kind: "text/plain; version=0.0.4",
-                body: metrics(core),
-            },
-            ("GET", "/status") => Response::json(200, &status(core, self)),
-            ("GET", "/budgets") => Response::json(200, &budgets_json(core)),
-            ("PUT", "/budgets") => match parse_budget_body(&req.body) {
-                Ok(list) => {
-                    for b in list {
-                        budget::upsert(&mut core.state.budgets, b);
-                    }
-                    Response::json(200, &budgets_json(core))
-                }
-                Err(e) => Response::text(400, &e),
-            },
-            ("GET", p) if p.starts_with("/snapshot/") => {
-                let sym = &p["/snapshot/".len()..];
-                match core.snapshot(sym, Duration::from_millis(500)) {
-                    Ok(Some(s)) => Response::json(200, &crate::cmd::run::snapshot_json(&s)),
-                    Ok(None) => {
-                        Response::text(404, &format!("no instrument `{sym}` in the feed so far"))
-                    }
-                    Err(e) => Response::text(503, &e),
+    });
+}
+
+/// Serves one connection on its own task, within the limits.
+fn connection(
+    stream: tokio::net::TcpStream,
+    shared: &Shared,
+    token: &Rc<Option<String>>,
+    stats: &Arc<AdminStats>,
+) {
+    if stats.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS as u64 {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_local(refuse(stream));
+        return;
+    }
+    stats.open.fetch_add(1, Ordering::Relaxed);
+    let (shared, token, stats) = (Rc::clone(shared), Rc::clone(token), Arc::clone(stats));
+    tokio::task::spawn_local(async move {
+        let svc_stats = Arc::clone(&stats);
+        let svc = hyper::service::service_fn(move |req| {
+            let (shared, token, stats) = (
+                Rc::clone(&shared),
+                Rc::clone(&token),
+                Arc::clone(&svc_stats),
+            );
+            async move {
+                let reply = handle(req, &shared, &token, &stats).await;
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, std::convert::Infallible>(response(reply))
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            .keep_alive(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+        match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+            Ok(Err(e)) if e.is_timeout() => {
+                stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// Tells a client over the connection limit why, and closes.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!("more than {MAX_CONNECTIONS} admin connections are open; try again\n");
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(BODY_TIMEOUT, async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await
+    })
+    .await;
+}
+
+/// Hands control's replies to the requests waiting for them; polls the ring only while a
+/// request is out (every 100 us: the endpoint's CPU is shared with the feed on a small box,
+/// and an admin answer may take a millisecond).
+async fn pump_replies(shared: Shared, wake: Rc<tokio::sync::Notify>) {
+    loop {
+        let idle = {
+            let mut p = shared.borrow_mut();
+            while let Some(r) = p.desk.replies.try_pop() {
+                if let Some(tx) = p.waiting.remove(&r.id) {
+                    let _ = tx.send(r);
                 }
             }
-            (_, "/metrics" | "/status" | "/budgets") => Response::text(405, "method not allowed"),
-            _ => Response::text(
+            p.waiting.is_empty()
+        };
+        if idle {
+            wake.notified().await;
+        } else {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+}
+
+/// Sends `kind` to control and waits for its reply.
+async fn ask(shared: &Shared, kind: AskKind) -> Reply {
+    let rx = {
+        let mut p = shared.borrow_mut();
+        if p.waiting.len() >= desk::MAX_ASKS {
+            return Reply::text(0, 503, "too many admin requests in flight; try again");
+        }
+        let id = p.next_id;
+        p.next_id += 1;
+        if p.desk.asks.try_push(Ask { id, kind }).is_err() {
+            return Reply::text(id, 503, "too many admin requests in flight; try again");
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        p.waiting.insert(id, tx);
+        p.wake.notify_one();
+        rx
+    };
+    match tokio::time::timeout(REPLY_PATIENCE, rx).await {
+        Ok(Ok(r)) => r,
+        _ => Reply::text(
+            0,
+            503,
+            &format!("the control core did not answer within {REPLY_PATIENCE:?}"),
+        ),
+    }
+}
+
+/// Routes one request.
+async fn handle(
+    req: hyper::Request<hyper::body::Incoming>,
+    shared: &Shared,
+    token: &Option<String>,
+    _stats: &AdminStats,
+) -> Reply {
+    if let Some(t) = token {
+        let want = format!("Bearer {t}");
+        let got = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if got != Some(want.as_str()) {
+            return Reply::text(
+                0,
+                401,
+                "missing or wrong token: send Authorization: Bearer <TICKCORE_ADMIN_TOKEN>",
+            );
+        }
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    use hyper::Method;
+    let kind = match (&method, path.as_str()) {
+        (&Method::GET, "/metrics") => AskKind::Metrics,
+        (&Method::GET, "/status") => AskKind::Status,
+        (&Method::GET, "/budgets") => AskKind::Budgets,
+        (&Method::PUT, "/budgets") => match read_body(req).await {
+            Ok(body) => match parse_budget_body(&body) {
+                Ok(list) => AskKind::PutBudgets(list),
+                Err(e) => return Reply::text(0, 400, &e),
+            },
+            Err(e) => return Reply::text(0, 400, &e),
+        },
+        (&Method::GET, p) if p.starts_with("/snapshot/") => {
+            AskKind::Snapshot(p["/snapshot/".len()..].to_string())
+        }
+        (_, "/metrics" | "/status" | "/budgets") => {
+            return Reply::text(0, 405, "method not allowed")
+        }
+        _ => {
+            return Reply::text(
+                0,
                 404,
                 "no such path: try /metrics /status /snapshot/SYMBOL /budgets",
-            ),
-        }
-    }
-}
-
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn read_request(s: &mut TcpStream) -> Result<Request, String> {
-    let start = Instant::now();
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD || start.elapsed() > CLIENT_PATIENCE {
-            return Err("request head too large or too slow".into());
-        }
-        match s.read(&mut chunk) {
-            Ok(0) => return Err("connection closed before the request ended".into()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("reading the request: {e}")),
+            )
         }
     };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "request head is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split(' ');
-    let (method, path) = match (first.next(), first.next()) {
-        (Some(m), Some(p)) if !m.is_empty() => (m.to_string(), p.to_string()),
-        _ => return Err("bad request line".into()),
-    };
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().map_err(|_| "bad Content-Length"))
-        .transpose()?
-        .unwrap_or(0);
-    if len > MAX_BODY {
-        return Err(format!(
-            "body of {len} bytes is over the {MAX_BODY}-byte limit"
-        ));
-    }
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        if start.elapsed() > CLIENT_PATIENCE {
-            return Err("request body too slow".into());
-        }
-        match s.read(&mut chunk) {
-            Ok(0) => return Err("connection closed before the body ended".into()),
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("reading the body: {e}")),
-        }
-    }
-    body.truncate(len);
-    Ok(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
+    ask(shared, kind).await
 }
 
-struct Response {
-    status: u16,
-    kind: &'static str,
-    body: String,
+/// A request body, at most 64 KiB, within [`BODY_TIMEOUT`].
+async fn read_body(req: hyper::Request<hyper::body::Incoming>) -> Result<Vec<u8>, String> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(format!("request body not sent within {BODY_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(format!("request body: {e} (limit {MAX_BODY} bytes)")),
+        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+    }
 }
 
-impl Response {
-    fn text(status: u16, msg: &str) -> Response {
-        Response {
-            status,
-            kind: "text/plain; charset=utf-8",
-            body: format!("{msg}\n"),
-        }
-    }
-    fn json(status: u16, v: &serde_json::Value) -> Response {
-        Response {
-            status,
-            kind: "application/json",
-            body: v.to_string(),
-        }
-    }
-    fn bytes(&self) -> Vec<u8> {
-        let reason = match self.status {
-            200 => "OK",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            _ => "Service Unavailable",
-        };
-        let mut out = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.status,
-            self.kind,
-            self.body.len()
-        )
-        .into_bytes();
-        out.extend_from_slice(self.body.as_bytes());
-        out
-    }
+fn response(r: Reply) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(r.body)));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(r.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(r.kind),
+    );
+    resp
 }
 
 /// Budgets from a `PUT /budgets` body: `stage.pNN=DUR` entries (commas or newlines), or a JSON
@@ -307,7 +409,7 @@ fn parse_budget_body(body: &[u8]) -> Result<Vec<budget::Budget>, String> {
     }
 }
 
-fn budgets_json(core: &ControlCore) -> serde_json::Value {
+pub fn budgets_json(core: &ControlCore) -> serde_json::Value {
     let m: serde_json::Map<String, serde_json::Value> = core
         .state
         .budgets
@@ -318,7 +420,7 @@ fn budgets_json(core: &ControlCore) -> serde_json::Value {
 }
 
 /// `/status`: cores with their stages, links, sinks, the ladder, budgets, configuration.
-pub fn status(core: &ControlCore, admin: &Admin) -> serde_json::Value {
+pub fn status(core: &ControlCore) -> serde_json::Value {
     let st = &core.state;
     let cores: Vec<serde_json::Value> = st
         .cores
@@ -339,7 +441,7 @@ pub fn status(core: &ControlCore, admin: &Admin) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "uptime_s": st.started.elapsed().as_secs_f64(),
-        "admin": admin.addr.to_string(),
+        "admin": core.desk_addr(),
         "cores": cores,
         "links": links,
         "degrade": degrade_json(core),
@@ -375,6 +477,45 @@ fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The endpoint's own counters.
+fn admin_metrics(core: &ControlCore, m: &mut String) {
+    let Some(stats) = core.desk_stats() else {
+        return;
+    };
+    for (name, help, kind, v) in [
+        (
+            "tickcore_admin_requests_total",
+            "Admin requests answered.",
+            "counter",
+            &stats.requests,
+        ),
+        (
+            "tickcore_admin_refused_total",
+            "Admin connections refused over the connection limit.",
+            "counter",
+            &stats.refused,
+        ),
+        (
+            "tickcore_admin_timed_out_total",
+            "Admin connections cut off at a timeout.",
+            "counter",
+            &stats.timed_out,
+        ),
+        (
+            "tickcore_admin_connections",
+            "Admin connections open now.",
+            "gauge",
+            &stats.open,
+        ),
+    ] {
+        let _ = writeln!(
+            m,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+            load(v)
+        );
+    }
+}
+
 /// Prometheus label value escaping.
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -386,6 +527,7 @@ fn esc(s: &str) -> String {
 pub fn metrics(core: &ControlCore) -> String {
     let st = &core.state;
     let mut m = String::new();
+    admin_metrics(core, &mut m);
     let _ = writeln!(
         m,
         "# HELP tickcore_stage_latency_ns Latency of each pipeline stage per core, nanoseconds."

@@ -12,6 +12,8 @@
 //! is counted, not waited on.
 
 pub mod admin;
+pub mod desk;
+pub mod queries;
 
 use crate::runtime::clock;
 use crate::runtime::ingress::Routes;
@@ -107,6 +109,16 @@ pub struct ControlState {
     pub dropped_controls: u64,
     /// Probe snapshot requests that got no answer in time (or found a full ring).
     pub probe_misses: u64,
+    /// The answer to the engine's own last query ([`ControlCore::snapshot_now`]).
+    last_answer: Option<Snapshot>,
+}
+
+/// Why a snapshot request was not sent.
+enum AskError {
+    /// The feed has not listed the symbol.
+    Unknown,
+    /// The shard has too many requests out, or its ring is full.
+    Busy(String),
 }
 
 /// Pause between turns of the control loop on its own thread.
@@ -135,8 +147,10 @@ pub struct ControlCore {
     next_evaluation: Instant,
     next_turn_ns: u64,
     level_since: Instant,
-    /// The admin endpoint, when enabled.
-    pub admin: Option<admin::Admin>,
+    /// The admin endpoint's requests and replies, when it is on.
+    desk: Option<desk::ControlDesk>,
+    /// Every snapshot request out to a shard, whoever asked.
+    queries: queries::Outstanding,
     probe: Option<Probe>,
 }
 
@@ -145,21 +159,13 @@ struct Probe {
     every: Duration,
     next: Instant,
     turn: usize,
-    /// The request in flight: the probe never waits for its answer, it looks on later turns.
-    pending: Option<Pending>,
-}
-
-/// A probe request waiting for its answer.
-#[derive(Clone, Copy)]
-struct Pending {
-    shard: usize,
-    sent_ns: u64,
-    deadline: Instant,
-    missed: bool,
 }
 
 /// How long a probe's answer may take before it counts as a miss.
 const PROBE_PATIENCE: Duration = Duration::from_millis(100);
+
+/// How long an admin request waits for its shard's snapshot.
+pub const ADMIN_PATIENCE: Duration = Duration::from_millis(500);
 
 /// What the control core needs to start.
 pub struct ControlSetup {
@@ -185,10 +191,12 @@ pub struct ControlSetup {
     pub routes: Routes,
     /// Links to report.
     pub links: Vec<(String, Arc<LinkStats>)>,
+    /// Shards (one control ring and one answer ring each).
+    pub shard_count: usize,
     /// Rendered configuration.
     pub config: String,
-    /// The bound admin endpoint, if any.
-    pub admin: Option<admin::Admin>,
+    /// The admin endpoint's end of its rings to control, if the endpoint is on.
+    pub desk: Option<desk::ControlDesk>,
     /// Ask a shard for a snapshot this often, round-robin over the listed symbols (the
     /// benchmark's load on the `snapshot` stage; `None` in normal runs).
     pub probe: Option<Duration>,
@@ -225,6 +233,7 @@ impl ControlCore {
                 started: now,
                 dropped_controls: 0,
                 probe_misses: 0,
+                last_answer: None,
             },
             feeds: s.feeds,
             interval_acc: StageSet::default(),
@@ -235,17 +244,17 @@ impl ControlCore {
             directory: s.directory,
             names: BTreeMap::new(),
             probe_order: Vec::new(),
+            queries: queries::Outstanding::new(s.shard_count),
             routes: s.routes,
             interval: s.interval,
             next_evaluation: now + s.interval,
             next_turn_ns: 0,
             level_since: now,
-            admin: s.admin,
+            desk: s.desk,
             probe: s.probe.map(|every| Probe {
                 every,
                 next: now,
                 turn: 0,
-                pending: None,
             }),
         }
     }
@@ -261,16 +270,16 @@ impl ControlCore {
         self
     }
 
-    /// Waits until `until` on a thread of control's own: watching for a probe's answer
-    /// while one is out (so the snapshot stage times the round trip, not the tick), asleep
-    /// otherwise.
+    /// Waits until `until` on a thread of control's own: watching for answers while a
+    /// snapshot request is out (so the snapshot stage times the round trip, not the tick),
+    /// asleep otherwise.
     fn rest(&mut self, until: Instant) {
         loop {
             let now = Instant::now();
             if now >= until {
                 return;
             }
-            if self.probe_answer() {
+            if self.answers_in() {
                 return std::thread::sleep(until - now);
             }
             std::thread::yield_now();
@@ -293,9 +302,9 @@ impl ControlCore {
     /// A turn of control work if one is due ([`TICK`] after the last): how the ingress thread
     /// runs the control core when they share a CPU.
     pub fn turn(&mut self) {
-        // A probe's answer is looked for on every call, not every tick: the snapshot stage
-        // would otherwise time the tick (500 us), not the round trip. A ring pop costs ns.
-        self.probe_answer();
+        // Answers are looked for on every call, not every tick: the snapshot stage would
+        // otherwise time the tick (500 us), not the round trip. A ring pop costs ns.
+        self.answers_in();
         let now = clock::now_ns();
         if now >= self.next_turn_ns {
             self.next_turn_ns = now + TICK.as_nanos() as u64;
@@ -304,20 +313,56 @@ impl ControlCore {
     }
 
     /// One turn of control work: merge what the cores shipped, evaluate the budgets when an
-    /// interval has passed, serve the admin endpoint, probe. Never blocks on a shard (only an
-    /// admin snapshot request waits for its answer), so the ingress thread can call it
-    /// between batches when control shares its CPU.
+    /// interval has passed, answer the admin endpoint's requests, probe. Never blocks: a
+    /// snapshot request is sent and its answer taken on a later turn, so the ingress thread
+    /// can call this between batches when control shares its CPU.
     pub fn tick(&mut self) {
         self.collect();
         if Instant::now() >= self.next_evaluation {
             self.next_evaluation += self.interval;
             self.evaluate();
         }
-        if let Some(mut a) = self.admin.take() {
-            a.poll(self);
-            self.admin = Some(a);
-        }
+        self.serve_desk();
         self.probe();
+    }
+
+    /// Answers what the admin endpoint asked since the last turn.
+    fn serve_desk(&mut self) {
+        while let Some(ask) = self.desk.as_mut().and_then(|d| d.asks.try_pop()) {
+            if let Some(reply) = self.answer(ask) {
+                if let Some(d) = &mut self.desk {
+                    d.reply(reply);
+                }
+            }
+        }
+    }
+
+    /// The reply to `ask` now, or `None` when it waits for a shard's answer.
+    fn answer(&mut self, ask: desk::Ask) -> Option<desk::Reply> {
+        use desk::{AskKind, Reply};
+        Some(match ask.kind {
+            AskKind::Metrics => Reply::metrics(ask.id, admin::metrics(self)),
+            AskKind::Status => Reply::json(ask.id, 200, admin::status(self)),
+            AskKind::Budgets => Reply::json(ask.id, 200, admin::budgets_json(self)),
+            AskKind::PutBudgets(list) => {
+                for b in list {
+                    crate::telemetry::budget::upsert(&mut self.state.budgets, b);
+                }
+                Reply::json(ask.id, 200, admin::budgets_json(self))
+            }
+            AskKind::Snapshot(sym) => {
+                let asker = queries::Asker::Admin(ask.id);
+                match self.ask_snapshot(&sym, asker, ADMIN_PATIENCE) {
+                    Ok(()) => return None,
+                    Err(AskError::Unknown) => Reply::text(
+                        ask.id,
+                        404,
+                        &format!("no instrument `{sym}` in the feed so far"),
+                    ),
+                    Err(AskError::Busy(e)) => Reply::text(ask.id, 503, &e),
+                }
+            }
+        })
     }
 
     /// Merges every interval waiting on the rings and hands the boxes back.
@@ -424,119 +469,142 @@ impl ControlCore {
         });
     }
 
-    /// The owning shard's snapshot of `symbol`: `Ok(None)` when the feed has not listed it,
-    /// `Err` when the shard did not answer within `patience`.
-    pub fn snapshot(
-        &mut self,
-        symbol: &str,
-        patience: Duration,
-    ) -> Result<Option<Snapshot>, String> {
+    /// The locate the feed listed `symbol` under, if it did.
+    fn locate_of(&mut self, symbol: &str) -> Option<u16> {
         self.collect();
         let sym = symbol.as_bytes();
         if sym.is_empty() || sym.len() > 8 {
-            return Ok(None);
+            return None;
         }
         let mut key = [b' '; 8];
         key[..sym.len()].copy_from_slice(sym);
-        let Some(&locate) = self.names.get(&key) else {
-            return Ok(None);
-        };
-        self.query(locate, patience).map(Some)
+        self.names.get(&key).copied()
     }
 
-    /// Asks the shard that owns `locate` for its snapshot and waits up to `patience` for it;
-    /// the round trip goes into the `snapshot` stage.
-    fn query(&mut self, locate: u16, patience: Duration) -> Result<Snapshot, String> {
-        // A probe's answer still out would be taken for this one's: wait for it first.
-        if !self.settle_probe(Instant::now() + patience) {
-            return Err("a probe's snapshot request is still unanswered".into());
-        }
+    /// Sends a snapshot request for `symbol` on behalf of `asker`; its answer is taken by
+    /// [`answers_in`](Self::answers_in) on a later turn.
+    fn ask_snapshot(
+        &mut self,
+        symbol: &str,
+        asker: queries::Asker,
+        patience: Duration,
+    ) -> Result<(), AskError> {
+        let locate = self.locate_of(symbol).ok_or(AskError::Unknown)?;
+        self.ask_locate(locate, asker, patience)
+    }
+
+    fn ask_locate(
+        &mut self,
+        locate: u16,
+        asker: queries::Asker,
+        patience: Duration,
+    ) -> Result<(), AskError> {
         let shard = self.routes.shard(locate);
-        let t0 = clock::now_ns();
+        if !self.queries.has_room(shard) {
+            return Err(AskError::Busy(format!(
+                "shard {shard} has {} snapshot requests out; try again",
+                queries::MAX_OUT
+            )));
+        }
         if self.shard_controls[shard]
             .try_push(Control::Query(locate))
             .is_err()
         {
-            return Err(format!("shard {shard}'s control ring is full"));
+            return Err(AskError::Busy(format!(
+                "shard {shard}'s control ring is full"
+            )));
         }
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(s) = self.answers[shard].try_pop() {
-                let dt = clock::now_ns().saturating_sub(t0);
-                self.state.snapshot.saturating_record(dt.max(1));
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("shard {shard} did not answer within {patience:?}"));
-            }
-            std::hint::spin_loop();
-        }
+        self.queries
+            .sent(shard, asker, clock::now_ns(), Instant::now() + patience);
+        Ok(())
     }
 
-    /// Sends the probe's snapshot requests that are due (at most one per loop turn, so a
-    /// probe rate above the loop's can only fall behind, never burst).
-    fn probe(&mut self) {
-        if !self.probe_answer() {
-            return;
+    /// Takes every answer the shards sent, hands each to whoever asked (timing the round
+    /// trip), and expires requests past their deadline. Returns whether no request is out.
+    fn answers_in(&mut self) -> bool {
+        let now = Instant::now();
+        let now_ns = clock::now_ns();
+        for shard in 0..self.answers.len() {
+            while let Some(snap) = self.answers[shard].try_pop() {
+                let Some(q) = self.queries.answered(shard) else {
+                    debug_assert!(false, "an answer no request waited for");
+                    continue;
+                };
+                if q.expired {
+                    continue;
+                }
+                let dt = now_ns.saturating_sub(q.sent_ns);
+                self.state.snapshot.saturating_record(dt.max(1));
+                match q.asker {
+                    queries::Asker::Probe => {}
+                    queries::Asker::Admin(id) => {
+                        if let Some(d) = &mut self.desk {
+                            let body = crate::cmd::run::snapshot_json(&snap);
+                            d.reply(desk::Reply::json(id, 200, body));
+                        }
+                    }
+                    queries::Asker::Engine => self.state.last_answer = Some(snap),
+                }
+            }
         }
+        for q in self.queries.expire(now) {
+            match q.asker {
+                queries::Asker::Probe => self.state.probe_misses += 1,
+                queries::Asker::Admin(id) => {
+                    if let Some(d) = &mut self.desk {
+                        let msg =
+                            format!("shard {} did not answer within {ADMIN_PATIENCE:?}", q.shard);
+                        d.reply(desk::Reply::text(id, 503, &msg));
+                    }
+                }
+                queries::Asker::Engine => {}
+            }
+        }
+        self.queries.is_empty()
+    }
+
+    /// Sends the probe's snapshot request when one is due and none of the probe's is out.
+    fn probe(&mut self) {
         let Some(p) = &mut self.probe else { return };
         let now = Instant::now();
-        if now < p.next || self.probe_order.is_empty() {
+        if now < p.next || self.probe_order.is_empty() || self.queries.probe_out() {
             return;
         }
         p.next = (p.next + p.every).max(now);
         p.turn = (p.turn + 1) % self.probe_order.len();
         let locate = self.probe_order[p.turn];
-        let shard = self.routes.shard(locate);
-        let sent_ns = clock::now_ns();
-        if self.shard_controls[shard]
-            .try_push(Control::Query(locate))
+        if self
+            .ask_locate(locate, queries::Asker::Probe, PROBE_PATIENCE)
             .is_err()
         {
             self.state.probe_misses += 1;
-            return;
         }
-        p.pending = Some(Pending {
-            shard,
-            sent_ns,
-            deadline: now + PROBE_PATIENCE,
-            missed: false,
-        });
     }
 
-    /// Spins until no probe request is out, or `deadline`; returns whether none is.
-    fn settle_probe(&mut self, deadline: Instant) -> bool {
-        while !self.probe_answer() {
-            if Instant::now() > deadline {
-                return false;
-            }
+    /// The owning shard's snapshot of `symbol`, through the same path as every other
+    /// request, waiting on this thread up to `patience` (the run's end-of-feed queries).
+    /// `None`: the feed never listed it, or its shard did not answer in time.
+    pub fn snapshot_now(&mut self, symbol: &str, patience: Duration) -> Option<Snapshot> {
+        self.state.last_answer = None;
+        self.ask_snapshot(symbol, queries::Asker::Engine, patience)
+            .ok()?;
+        while !self.answers_in() {
             std::hint::spin_loop();
         }
-        true
+        self.state.last_answer.take()
     }
 
-    /// Takes the probe's answer if it came (timing it, unless it came too late to count);
-    /// returns whether no probe request is out any more.
-    fn probe_answer(&mut self) -> bool {
-        let Some(p) = &mut self.probe else {
-            return true;
-        };
-        let Some(q) = &mut p.pending else {
-            return true;
-        };
-        if self.answers[q.shard].try_pop().is_some() {
-            if !q.missed {
-                let dt = clock::now_ns().saturating_sub(q.sent_ns);
-                self.state.snapshot.saturating_record(dt.max(1));
-            }
-            p.pending = None;
-            return true;
+    /// Tells every shard to finish (after the run's last query). Waits for requests still
+    /// out first, so no shard is stopped with a question unanswered.
+    pub fn stop_shards(&mut self) {
+        let deadline = Instant::now() + PROBE_PATIENCE.max(ADMIN_PATIENCE);
+        while !self.answers_in() && Instant::now() < deadline {
+            std::hint::spin_loop();
         }
-        if !q.missed && Instant::now() > q.deadline {
-            q.missed = true;
-            self.state.probe_misses += 1;
+        for c in &mut self.shard_controls {
+            // Room is certain: nothing else is queued once every request was answered.
+            let _ = c.try_push(Control::Stop);
         }
-        false
     }
 
     /// Closes the books on the run: the cores' last intervals, the time at the last level.
@@ -555,6 +623,16 @@ impl ControlCore {
         time
     }
 
+    /// Where the admin endpoint listens, if it is on.
+    pub fn desk_addr(&self) -> Option<String> {
+        self.desk.as_ref().map(|d| d.addr.to_string())
+    }
+
+    /// The admin endpoint's counters, if it is on.
+    pub fn desk_stats(&self) -> Option<&admin::AdminStats> {
+        self.desk.as_ref().map(|d| &*d.stats)
+    }
+
     /// Every stage merged over every core.
     pub fn all_stages(&self) -> StageSet {
         let mut all = StageSet::default();
@@ -563,18 +641,6 @@ impl ControlCore {
         }
         all.add(Stage::Snapshot, &self.state.snapshot);
         all
-    }
-
-    /// Hands the shards' control rings and answer rings back (after the run, for the
-    /// engine's last queries and its stop message).
-    pub fn take_rings(&mut self) -> (Vec<Producer<Control>>, Vec<Consumer<Snapshot>>) {
-        // A probe's late answer must not reach the new owner as the answer to its own query.
-        self.settle_probe(Instant::now() + PROBE_PATIENCE);
-        self.probe = None;
-        (
-            std::mem::take(&mut self.shard_controls),
-            std::mem::take(&mut self.answers),
-        )
     }
 }
 

@@ -270,7 +270,7 @@ pub fn run(
             if pace.ahead(ts) {
                 out.iter_mut()
                     .for_each(|o| flush(o, false, rep, measure, idle));
-                pace.wait(ts, stop);
+                pace.wait(ts, stop, idle);
             }
         }
         let locate = if m.len() >= 3 {
@@ -442,16 +442,21 @@ impl Pacer {
     }
 
     /// Waits until `ts` is due, or until `stop` is set (a feed's clock can jump by hours,
-    /// from the pre-open to the open; a stop must not wait for it).
-    fn wait(&mut self, ts: u64, stop: &AtomicBool) {
+    /// from the pre-open to the open; a stop must not wait for it). The roles sharing this
+    /// thread get their turns meanwhile: a replay waiting hours for the open must still
+    /// answer the admin endpoint (it did not, until 2026-12-05).
+    fn wait(&mut self, ts: u64, stop: &AtomicBool, idle: &mut dyn FnMut() -> bool) {
         let due = self.due(ts);
-        let nap = std::time::Duration::from_millis(20);
+        let nap = std::time::Duration::from_millis(1);
         loop {
             let now = std::time::Instant::now();
             if now >= due || stop.load(Ordering::Relaxed) {
                 return;
             }
             let left = due - now;
+            if idle() {
+                continue;
+            }
             if left > std::time::Duration::from_micros(200) {
                 std::thread::sleep((left - std::time::Duration::from_micros(100)).min(nap));
             } else {

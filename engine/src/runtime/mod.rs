@@ -319,6 +319,16 @@ pub fn run(
     };
     let control_stop = std::sync::Arc::new(AtomicBool::new(false));
     let control_cpu = cfg.control_cpu.value;
+    let admin_stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (desk, admin_thread) = match opts.admin.take() {
+        Some(a) => {
+            let (d, h) = a
+                .start(control_cpu, std::sync::Arc::clone(&admin_stop))
+                .map_err(|e| Failure::new(format!("cannot start the admin thread: {e}")))?;
+            (Some(d), Some(h))
+        }
+        None => (None, None),
+    };
     let setup = crate::control::ControlSetup {
         budgets: cfg.budgets.iter().map(|b| b.value).collect(),
         enter_after: cfg.degrade_enter.value as u32,
@@ -331,8 +341,9 @@ pub fn run(
         directory: dir_rx,
         routes: routes.clone(),
         links: links.clone(),
+        shard_count: n,
         config: cfg.render(),
-        admin: opts.admin.take(),
+        desk,
         probe: opts.snapshot_probe,
     };
     // Like the consumer, control on the ingress CPU takes its turns on the ingress thread.
@@ -421,21 +432,17 @@ pub fn run(
         }
         (None, None) => unreachable!("control runs inline or on a thread of its own"),
     };
-    let (mut controls, mut answers) = control.take_rings();
-    let mut q = Queries {
-        routes: &routes,
-        directory: &ingress.directory,
-        controls: &mut controls,
-        answers: &mut answers,
-    };
+    // The endpoint's last request is answered (or expired) by now: control no longer turns.
+    admin_stop.store(true, Ordering::Release);
+    if let Some(h) = admin_thread {
+        let _ = h.join();
+    }
     let snapshots = opts
         .queries
         .iter()
-        .map(|s| (s.clone(), q.snapshot(s)))
+        .map(|s| (s.clone(), control.snapshot_now(s, QUERY_PATIENCE)))
         .collect();
-    for c in controls.iter_mut() {
-        let _ = c.try_push(Control::Stop);
-    }
+    control.stop_shards();
     let mut books = Vec::with_capacity(n);
     let mut shards = Vec::with_capacity(n);
     for (i, h) in handles.into_iter().enumerate() {
@@ -487,41 +494,5 @@ fn start_failure(i: usize, cpu: usize, cfg: &Config, e: &glommio::GlommioError<(
     ))
 }
 
-/// Routes snapshot requests over the control rings to the owning shard.
-pub struct Queries<'a> {
-    routes: &'a Routes,
-    directory: &'a [([u8; 8], u16)],
-    controls: &'a mut [ring::Producer<Control>],
-    answers: &'a mut [ring::Consumer<Snapshot>],
-}
-
-impl Queries<'_> {
-    /// The owning shard's snapshot of `symbol`, or `None` when the feed never listed it.
-    pub fn snapshot(&mut self, symbol: &str) -> Option<Snapshot> {
-        let mut key = [b' '; 8];
-        let sym = symbol.as_bytes();
-        if sym.is_empty() || sym.len() > 8 {
-            return None;
-        }
-        key[..sym.len()].copy_from_slice(sym);
-        let &(_, locate) = self.directory.iter().rev().find(|(s, _)| *s == key)?;
-        let shard = self.routes.shard(locate);
-        if self.controls[shard]
-            .try_push(Control::Query(locate))
-            .is_err()
-        {
-            return None;
-        }
-        let mut backoff = ring::Backoff::new();
-        loop {
-            if let Some(s) = self.answers[shard].try_pop() {
-                return Some(s);
-            }
-            if backoff.should_park() {
-                std::thread::sleep(Duration::from_micros(50));
-            } else {
-                backoff.snooze();
-            }
-        }
-    }
-}
+/// How long the run's end-of-feed queries (`--query`) wait for their shard.
+const QUERY_PATIENCE: Duration = Duration::from_secs(5);

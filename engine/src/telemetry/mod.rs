@@ -121,14 +121,18 @@ impl StageSet {
     /// Adds every histogram of `other`.
     pub fn merge(&mut self, other: &StageSet) {
         for (a, b) in self.hists.iter_mut().zip(&other.hists) {
-            // Same bounds on both sides: adding cannot fail.
+            // Same bounds on both sides: adding cannot fail (and an empty one adds nothing).
             let _ = a.add(b);
         }
     }
 
-    /// Empties every histogram (keeps their memory).
+    /// Empties every histogram (keeps their memory); an empty one is left alone (a reset
+    /// clears all 30 KiB of counters, and a core records three or four stages of seven).
     pub fn reset(&mut self) {
-        self.hists.iter_mut().for_each(Histogram::reset);
+        self.hists
+            .iter_mut()
+            .filter(|h| !h.is_empty())
+            .for_each(Histogram::reset);
     }
 }
 

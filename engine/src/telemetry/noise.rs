@@ -8,11 +8,14 @@
 //! gaps on the engine's CPUs before it replays, and reports the floor beside the figures, so an
 //! operator can tell a slow engine from a noisy machine.
 //!
-//! Method: a thread pinned to one CPU reads the engine clock back to back for the probe's
-//! length, one CPU after another, the others left idle so that the machine's other work has
-//! somewhere else to run. What the thread still loses is the CPU's own noise (the hypervisor,
-//! interrupts, per-CPU kernel work), so the floor below is a lower bound: an engine that keeps
-//! every CPU busy sees more. A gap is the time between two reads beyond [`GAP_NS`]. A message
+//! Method: a thread pinned to each CPU of the engine's path reads the engine clock back to back
+//! for the probe's length, all of them at once, as the engine keeps them busy. Probing one CPU
+//! at a time (as this module did until 2026-12-05) leaves the others idle, so the machine's
+//! other work (here: kdamond, RabbitMQ's Erlang schedulers, NATS, Redis) runs there and the
+//! probe misses it; a `sched_switch` trace of a 1M/s bench run showed the ingress preempted
+//! 1,280 times in 3.5 s for 74 ms in all, up to 4 ms at a time by kdamond, while the one-CPU
+//! probe minutes before had put the p99 floor at 7 us. Busy together, the probe threads lose
+//! what the engine's threads lose. A gap is the time between two reads beyond [`GAP_NS`]. A message
 //! arriving at a uniformly random moment inside a gap of length g waits a uniform share of g,
 //! so the share of messages that wait more than x is
 //! `sum over gaps of max(g - x, 0) / probe length`; a message crosses each CPU of the path once,
@@ -91,15 +94,16 @@ pub fn floor_ns(path: &[&CpuNoise], q: f64) -> u64 {
     hi
 }
 
-/// Spins on each CPU of `cpus` in turn for `span`, the others left idle, recording its gaps.
+/// Spins on every CPU of `cpus` at once for `span`, recording each one's gaps.
 pub fn probe(cpus: &[usize], span: Duration) -> Vec<CpuNoise> {
     let mut unique = cpus.to_vec();
     unique.sort_unstable();
     unique.dedup();
-    unique
+    let spinners: Vec<_> = unique
         .iter()
-        .filter_map(|&cpu| std::thread::spawn(move || spin(cpu, span)).join().ok())
-        .collect()
+        .map(|&cpu| std::thread::spawn(move || spin(cpu, span)))
+        .collect();
+    spinners.into_iter().filter_map(|h| h.join().ok()).collect()
 }
 
 fn spin(cpu: usize, span: Duration) -> CpuNoise {
@@ -156,6 +160,7 @@ pub fn json(probed: &[CpuNoise], paths: &[Vec<usize>], span: Duration) -> serde_
         .collect();
     serde_json::json!({
         "probe_s": span.as_secs_f64(),
+        "probe_mode": "all CPUs of the path at once",
         "cpus": cpus,
         "floor_p99_ns": worst_floor_ns(probed, paths, 0.99),
         "floor_p999_ns": worst_floor_ns(probed, paths, 0.999),
