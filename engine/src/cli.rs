@@ -155,8 +155,10 @@ pub struct RunArgs {
     /// On corrupt framing, resynchronise and count instead of stopping.
     #[arg(long)]
     pub skip_corrupt: bool,
-    /// Storage sinks to feed, comma-separated: pg (or none). A sink with no URL writes to its
-    /// spool only (build_data/spool/<sink>/), for `tickcore drain` to load later.
+    /// Storage sinks to feed, comma-separated: none, or any of pg, redis, neo4j. A sink given a
+    /// URL (--pg, --redis, --neo4j, or TICKCORE_PG / _REDIS / _NEO4J) runs whether listed here
+    /// or not. A listed sink with no URL writes to its spool only (build_data/spool/<sink>/),
+    /// for `tickcore drain` to load later.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     pub sinks: Vec<String>,
     /// Sink settings.

@@ -80,6 +80,15 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
         assert!(noise[k].is_u64(), "noise.{k}: {noise}");
     }
     assert!(noise["cpus"][0]["max_gap_ns"].is_u64(), "{noise}");
+    // e2e over that floor, per quantile (null only where the floor is zero).
+    for q in ["p99", "p999"] {
+        let r = &j["vs_floor"][q];
+        assert!(
+            r.is_f64() || (r.is_null() && noise[format!("floor_{q}_ns")] == 0),
+            "vs_floor.{q}: {}",
+            j["vs_floor"]
+        );
+    }
     // 0.6 s of feed at the default 1000 snapshot requests a second, each answered.
     let snaps = j["stages"]["snapshot"]["count"].as_u64().unwrap();
     assert!(snaps > 100, "{snaps} snapshot round trips: {}", j["stages"]);
@@ -99,6 +108,11 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
             if k.ends_with("_ns") {
                 *v = (v.as_u64().unwrap() * 100 + 1_000_000).into();
             }
+        }
+    }
+    for q in ["p99", "p999"] {
+        if let Some(r) = j["vs_floor"][q].as_f64() {
+            looser["vs_floor"][q] = (r * 100.0 + 100.0).into();
         }
     }
     let l = data.join("looser.json");

@@ -134,6 +134,28 @@ fn trades_and_bars_land_exactly_once_even_when_the_feed_is_replayed() {
 }
 
 #[test]
+fn a_database_url_alone_turns_its_sink_on() {
+    let f = Fixture::new("url_alone");
+    std::fs::create_dir_all(&f.data).unwrap();
+    let url = f.url();
+    let args = [
+        "run",
+        "--feed",
+        "gen:f2:40k:3",
+        "--pg",
+        &url,
+        "--session-date",
+        "2026-12-02",
+        "--json",
+    ];
+    let s = json(&f.ok(&args));
+    assert_eq!(s["sinks"][0]["name"], "pg", "{}", s["sinks"]);
+    let trades = s["consumer"]["trades"].as_i64().unwrap();
+    assert!(trades > 0);
+    assert_eq!(f.count("SELECT count(*) FROM tickcore.trades"), trades);
+}
+
+#[test]
 fn an_unreachable_database_spools_and_drain_loads_it_later() {
     let f = Fixture::new("spool");
     let dead = "postgres://postgres@127.0.0.1:1/nowhere";

@@ -6,7 +6,7 @@
 
 use crate::cli::BenchArgs;
 use crate::config::{machine_cpus, Config, Overrides};
-use crate::control::{stage_json, QUANTILES};
+use crate::control::{stage_json_of, QUANTILES};
 use crate::error::{Failure, Result};
 use crate::fmt::{count, rate};
 use crate::runtime::ingress::{BytesSource, Speed};
@@ -34,7 +34,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         machine_cpus(),
     )?;
     let scope: Scope = a.scope.into();
-    let noise = measure_noise(&cfg, a.noise_ms);
+    let before = probe_noise(&cfg, a.noise_ms);
     eprintln!(
         "tickcore bench: generating {} {} messages (seed {})...",
         scope.name(),
@@ -69,7 +69,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let stop = AtomicBool::new(false);
     let r = runtime::run(&source, &cfg, opts, &stop)?;
     let mut result = result_json(a, scope, offered, &r);
-    result["noise"] = noise.unwrap_or(serde_json::Value::Null);
+    // The floor brackets the replay: probed before and after it, the gaps of both together.
+    let after = probe_noise(&cfg, a.noise_ms);
+    result["noise"] = noise_json(&cfg, a.noise_ms, before, after);
+    result["vs_floor"] = vs_floor(&result);
     let path = a.json.clone().unwrap_or_else(|| default_path(scope));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
@@ -91,28 +94,56 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
 }
 
-/// Measures the gaps of the CPUs a message crosses (ingress, then its shard) before the
-/// replay, and says what floor they put under e2e; the JSON's `noise`, `None` when `ms` is 0.
-fn measure_noise(cfg: &Config, ms: u64) -> Option<serde_json::Value> {
+/// The paths a message takes (ingress CPU, then its shard's).
+fn noise_paths(cfg: &Config) -> Vec<Vec<usize>> {
+    let feed = cfg.feed_cpu.value;
+    (0..cfg.shards.value)
+        .map(|i| vec![feed, cfg.shard_cpu(i)])
+        .collect()
+}
+
+/// Probes the gaps of the CPUs a message crosses for `ms` (nothing when 0).
+fn probe_noise(cfg: &Config, ms: u64) -> Vec<crate::telemetry::noise::CpuNoise> {
+    if ms == 0 {
+        return Vec::new();
+    }
+    let cpus: Vec<usize> = noise_paths(cfg).into_iter().flatten().collect();
+    eprintln!("tickcore bench: measuring this machine's noise on CPUs {cpus:?} for {ms} ms...");
+    crate::telemetry::noise::probe(&cpus, std::time::Duration::from_millis(ms))
+}
+
+/// The JSON's `noise`, from the probes before and after the replay together (`null` when
+/// `ms` is 0), and what floor they put under e2e.
+fn noise_json(
+    cfg: &Config,
+    ms: u64,
+    before: Vec<crate::telemetry::noise::CpuNoise>,
+    after: Vec<crate::telemetry::noise::CpuNoise>,
+) -> serde_json::Value {
     use crate::telemetry::noise;
     if ms == 0 {
-        return None;
+        return serde_json::Value::Null;
     }
-    let span = std::time::Duration::from_millis(ms);
-    let feed = cfg.feed_cpu.value;
-    let paths: Vec<Vec<usize>> = (0..cfg.shards.value)
-        .map(|i| vec![feed, cfg.shard_cpu(i)])
-        .collect();
-    let cpus: Vec<usize> = paths.iter().flatten().copied().collect();
-    eprintln!("tickcore bench: measuring this machine's noise on CPUs {cpus:?} for {ms} ms...");
-    let j = noise::json(&noise::probe(&cpus, span), &paths, span);
+    let both = noise::combine(before, after);
+    let span = std::time::Duration::from_millis(2 * ms);
+    let j = noise::json(&both, &noise_paths(cfg), span);
     let ns = |k: &str| pretty(j[k].as_u64().unwrap_or(0));
     eprintln!(
         "tickcore bench: the floor lost CPU time alone puts under e2e: p99 {}, p99.9 {}",
         ns("floor_p99_ns"),
         ns("floor_p999_ns")
     );
-    Some(j)
+    j
+}
+
+/// e2e over the floor at p99 and p99.9 (`null` where either is missing or the floor is 0).
+fn vs_floor(j: &serde_json::Value) -> serde_json::Value {
+    let ratio = |q: &str| {
+        let e2e = j["stages"]["e2e"][format!("{q}_ns")].as_f64()?;
+        let floor = j["noise"][format!("floor_{q}_ns")].as_f64()?;
+        (floor > 0.0).then(|| e2e / floor)
+    };
+    serde_json::json!({"p99": ratio("p99"), "p999": ratio("p999")})
 }
 
 /// `max`, or messages per second (`1000000`, `1M`, `500k`).
@@ -149,7 +180,7 @@ fn result_json(
     let all = r.control.all_stages();
     let stages: serde_json::Map<String, serde_json::Value> = STAGES
         .iter()
-        .map(|s| (s.name().to_string(), stage_json(all.get(*s))))
+        .map(|s| (s.name().to_string(), stage_json_of(&all, *s)))
         .collect();
     let sinks: Vec<serde_json::Value> = r
         .sinks
@@ -225,7 +256,8 @@ fn table(j: &serde_json::Value) -> String {
         if v["count"].as_u64().unwrap_or(0) == 0 {
             continue;
         }
-        let f = |k: &str| pretty(v[k].as_u64().unwrap_or(0));
+        // `null`: the quantile fell among samples over a minute (beyond the histograms).
+        let f = |k: &str| v[k].as_u64().map_or("> 60s".into(), pretty);
         s += &format!(
             "  {:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}\n",
             st.name(),
@@ -240,10 +272,17 @@ fn table(j: &serde_json::Value) -> String {
     }
     if let Some(n) = j["noise"].as_object() {
         let ns = |k: &str| pretty(n[k].as_u64().unwrap_or(0));
+        let x = |q: &str| {
+            j["vs_floor"][q]
+                .as_f64()
+                .map_or("-".into(), |r| format!("{r:.1}x"))
+        };
         s += &format!(
-            "  noise floor (this machine's lost CPU time alone): e2e p99 {}, p99.9 {}\n",
+            "  noise floor (this machine's lost CPU time alone): e2e p99 {}, p99.9 {}; e2e / floor: p99 {}, p99.9 {}\n",
             ns("floor_p99_ns"),
-            ns("floor_p999_ns")
+            ns("floor_p999_ns"),
+            x("p99"),
+            x("p999")
         );
     }
     let secs = &j["degrade"]["seconds_at_level"];
@@ -282,8 +321,9 @@ fn gate(now: &serde_json::Value, baseline: &Path, tolerance: f64) -> Result<()> 
         } else {
             change > tol
         };
+        let digits = if was < 100.0 { 2 } else { 0 };
         println!(
-            "  gate {what}: baseline {was:.0}, now {is:.0} ({:+.1}%){}",
+            "  gate {what}: baseline {was:.digits$}, now {is:.digits$} ({:+.1}%){}",
             change * 100.0,
             if bad { "  REGRESSED" } else { "" }
         );
@@ -315,6 +355,13 @@ fn gate(now: &serde_json::Value, baseline: &Path, tolerance: f64) -> Result<()> 
                 continue;
             }
             check(format!("{}.{q}", st.name()), f(&b[q]), f(&n[q]), false);
+        }
+    }
+    // e2e over the machine's floor in the same run: the engine's own share of the tail, which
+    // a noisy hour moves less than the tail itself.
+    for q in ["p99", "p999"] {
+        if let (Some(b), Some(n)) = (base["vs_floor"][q].as_f64(), now["vs_floor"][q].as_f64()) {
+            check(format!("vs_floor.{q}"), b, n, false);
         }
     }
     if worse.is_empty() {

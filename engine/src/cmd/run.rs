@@ -112,14 +112,16 @@ pub fn run(a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The storage adapters `--sinks` asks for.
+/// The storage adapters to run: those `--sinks` names, and every sink given a URL (`--pg`,
+/// `--redis`, `--neo4j` or their TICKCORE_* variables). A URL alone used to write nothing,
+/// silently; an operator who names a database means to write to it.
 pub fn sink_plans(
     names: &[String],
     a: &crate::cli::SinkArgs,
     cfg: &Config,
 ) -> Result<Vec<runtime::SinkPlan>> {
     let mut plans = Vec::new();
-    for n in names {
+    for n in &effective_sinks(names, a) {
         match n.as_str() {
             "none" | "" => {}
             "pg" => plans.push(pg_plan(a, cfg)),
@@ -133,6 +135,17 @@ pub fn sink_plans(
         }
     }
     Ok(plans)
+}
+
+/// `names` with every sink that has a URL added (once, after those named).
+pub fn effective_sinks(names: &[String], a: &crate::cli::SinkArgs) -> Vec<String> {
+    let mut all: Vec<String> = names.to_vec();
+    for (name, url) in [("pg", &a.pg), ("redis", &a.redis), ("neo4j", &a.neo4j)] {
+        if url.is_some() && !all.iter().any(|n| n == name) {
+            all.push(name.to_string());
+        }
+    }
+    all
 }
 
 /// Batching, spool and retry settings shared by every sink: `batch` rows or `linger_ms`, a

@@ -655,17 +655,42 @@ pub const QUANTILES: [(&str, f64); 5] = [
 
 /// A stage's figures as JSON: count, p50..p99.99 and max in ns.
 pub fn stage_json(h: &Histogram<u64>) -> serde_json::Value {
+    stage_json_beyond(h, 0)
+}
+
+/// One stage of `set` as JSON, its samples beyond the histogram's range included.
+pub fn stage_json_of(set: &StageSet, stage: Stage) -> serde_json::Value {
+    stage_json_beyond(set.get(stage), set.beyond(stage))
+}
+
+/// As [`stage_json`], with `beyond` more samples over [`crate::telemetry::MAX_NS`]: they count
+/// in `count` and `beyond_range`, and a quantile (or the max) that falls among them is `null`
+/// (beyond the range), never a clamped number.
+fn stage_json_beyond(h: &Histogram<u64>, beyond: u64) -> serde_json::Value {
+    let within = h.len();
+    let total = within + beyond;
     let mut m = serde_json::Map::new();
-    m.insert("count".into(), h.len().into());
+    m.insert("count".into(), total.into());
     for (name, q) in QUANTILES {
-        let v = if h.is_empty() {
-            0
+        let rank = (q * total as f64).ceil() as u64;
+        let v: serde_json::Value = if total == 0 {
+            0.into()
+        } else if rank > within {
+            serde_json::Value::Null
         } else {
-            h.value_at_quantile(q)
+            h.value_at_quantile(rank as f64 / within as f64).into()
         };
-        m.insert(format!("{name}_ns"), v.into());
+        m.insert(format!("{name}_ns"), v);
     }
-    m.insert("max_ns".into(), h.max().into());
+    let max: serde_json::Value = if beyond > 0 {
+        serde_json::Value::Null
+    } else {
+        h.max().into()
+    };
+    m.insert("max_ns".into(), max);
+    if beyond > 0 {
+        m.insert("beyond_range".into(), beyond.into());
+    }
     serde_json::Value::Object(m)
 }
 
@@ -673,9 +698,8 @@ pub fn stage_json(h: &Histogram<u64>) -> serde_json::Value {
 pub fn stages_json(set: &StageSet) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for s in STAGES {
-        let h = set.get(s);
-        if !h.is_empty() {
-            m.insert(s.name().into(), stage_json(h));
+        if !set.get(s).is_empty() || set.beyond(s) > 0 {
+            m.insert(s.name().into(), stage_json_of(set, s));
         }
     }
     serde_json::Value::Object(m)

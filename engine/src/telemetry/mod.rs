@@ -72,7 +72,8 @@ impl Stage {
     }
 }
 
-/// Highest latency a histogram tracks: one minute (higher values are clamped to it).
+/// Highest latency a histogram tracks: one minute. A higher value is counted apart, as
+/// beyond the range ([`StageSet::beyond`]), never clamped into a quantile.
 pub const MAX_NS: u64 = 60_000_000_000;
 
 /// A fresh histogram: 1 ns to a minute, two significant digits (1% resolution; about 30 KiB,
@@ -84,12 +85,15 @@ pub fn histogram() -> Histogram<u64> {
 /// One core's histograms, one per stage it records (the others stay empty).
 pub struct StageSet {
     hists: [Histogram<u64>; STAGES.len()],
+    /// Samples over [`MAX_NS`], per stage.
+    beyond: [u64; STAGES.len()],
 }
 
 impl Default for StageSet {
     fn default() -> Self {
         StageSet {
             hists: std::array::from_fn(|_| histogram()),
+            beyond: [0; STAGES.len()],
         }
     }
 }
@@ -98,13 +102,26 @@ impl StageSet {
     /// Records one latency.
     #[inline]
     pub fn record(&mut self, stage: Stage, ns: u64) {
-        self.hists[stage.index()].saturating_record(ns.clamp(1, MAX_NS));
+        self.record_n(stage, ns, 1);
     }
 
     /// Records `n` samples of the same latency.
     #[inline]
     pub fn record_n(&mut self, stage: Stage, ns: u64, n: u64) {
-        let _ = self.hists[stage.index()].record_n(ns.clamp(1, MAX_NS), n);
+        if ns > MAX_NS {
+            return self.record_beyond(stage, n);
+        }
+        let _ = self.hists[stage.index()].record_n(ns.max(1), n);
+    }
+
+    #[cold]
+    fn record_beyond(&mut self, stage: Stage, n: u64) {
+        self.beyond[stage.index()] += n;
+    }
+
+    /// Samples of `stage` over [`MAX_NS`] (not in its histogram).
+    pub fn beyond(&self, stage: Stage) -> u64 {
+        self.beyond[stage.index()]
     }
 
     /// The histogram of `stage`.
@@ -124,6 +141,9 @@ impl StageSet {
             // Same bounds on both sides: adding cannot fail (and an empty one adds nothing).
             let _ = a.add(b);
         }
+        for (a, b) in self.beyond.iter_mut().zip(other.beyond) {
+            *a += b;
+        }
     }
 
     /// Empties every histogram (keeps their memory); an empty one is left alone (a reset
@@ -133,6 +153,7 @@ impl StageSet {
             .iter_mut()
             .filter(|h| !h.is_empty())
             .for_each(Histogram::reset);
+        self.beyond = [0; STAGES.len()];
     }
 }
 
@@ -286,6 +307,33 @@ mod tests {
         // Control never gave any back: only the spares went out; the rest is still here.
         let sent: u64 = shipped.iter().map(|i| i.stages.get(Stage::Hop).len()).sum();
         assert_eq!(sent + r.current.stages.get(Stage::Hop).len(), 20);
+    }
+
+    #[test]
+    fn a_value_past_the_old_2_pow_24_limit_shows_up_as_itself() {
+        let mut set = StageSet::default();
+        // 50 ms, three times 2^24 ns: what `--rate max` printed as 16,777,215 ns before.
+        set.record_n(Stage::E2e, 50_000_000, 100);
+        let p99 = set.get(Stage::E2e).value_at_quantile(0.99);
+        assert!((p99 as f64 - 5e7).abs() / 5e7 < 0.01, "{p99}");
+    }
+
+    #[test]
+    fn a_value_past_a_minute_is_counted_beyond_the_range_not_clamped() {
+        let mut set = StageSet::default();
+        set.record(Stage::Hop, 500);
+        set.record_n(Stage::Hop, 2 * 60_000_000_000, 3);
+        assert_eq!(set.get(Stage::Hop).len(), 1, "not in the histogram");
+        assert_eq!(set.beyond(Stage::Hop), 3);
+        let mut merged = StageSet::default();
+        merged.merge(&set);
+        assert_eq!(merged.beyond(Stage::Hop), 3);
+        let j = crate::control::stage_json_of(&merged, Stage::Hop);
+        assert_eq!(j["count"], 4);
+        assert_eq!(j["beyond_range"], 3);
+        assert!(j["p50_ns"].is_null() && j["max_ns"].is_null(), "{j}");
+        merged.reset();
+        assert_eq!(merged.beyond(Stage::Hop), 0);
     }
 
     #[test]

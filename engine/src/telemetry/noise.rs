@@ -130,6 +130,20 @@ fn spin(cpu: usize, span: Duration) -> CpuNoise {
     }
 }
 
+/// Two probes of the same CPUs as one: each CPU's gaps and spans added.
+pub fn combine(mut a: Vec<CpuNoise>, b: Vec<CpuNoise>) -> Vec<CpuNoise> {
+    for n in b {
+        match a.iter_mut().find(|c| c.cpu == n.cpu) {
+            Some(c) => {
+                let _ = c.gaps.add(&n.gaps);
+                c.span_ns += n.span_ns;
+            }
+            None => a.push(n),
+        }
+    }
+    a
+}
+
 /// The worst floor at `q` over `paths` (each the CPUs one message crosses), from the CPUs
 /// measured in `probed`.
 pub fn worst_floor_ns(probed: &[CpuNoise], paths: &[Vec<usize>], q: f64) -> u64 {
@@ -213,6 +227,16 @@ mod tests {
         assert_eq!(c.gaps_over(10_000), 2);
         assert!((c.lost_share(10_000) - 0.1).abs() < 0.002);
         assert!((c.lost_share(1_000) - 0.12).abs() < 0.002);
+    }
+
+    #[test]
+    fn two_probes_combine_into_one_per_cpu() {
+        let a = vec![cpu(1_000, &[(2_000, 1)])];
+        let mut b = cpu(3_000, &[(5_000, 2)]);
+        b.cpu = 0;
+        let c = combine(a, vec![b]);
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].span_ns, c[0].gaps.len()), (4_000, 3));
     }
 
     #[test]
