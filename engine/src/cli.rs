@@ -54,8 +54,9 @@ pub enum Command {
     /// SIGINT/SIGTERM stop the feed, drain every ring and print the summary; a second signal
     /// exits at once. Without --feed, runs a generated m7 session (2,000,000 messages, seed 1).
     Run(Box<RunArgs>),
-    /// Print the effective configuration and where each value came from.
-    Config(ConfigArgs),
+    /// Print the effective configuration, where each value came from, and the plan (threads,
+    /// roles, CPUs, priorities) that `tickcore run` launches with the same flags.
+    Config(Box<ConfigArgs>),
     /// Load what the sinks spooled (build_data/spool/<sink>/) into their databases.
     Drain(DrainArgs),
     /// Measure the engine: an open-loop replay of a generated session at a fixed offered rate.
@@ -237,6 +238,15 @@ pub struct ConfigArgs {
     /// Placement and sizes, as `tickcore run` takes them.
     #[command(flatten)]
     pub tune: crate::config::Overrides,
+    /// Sinks, as `tickcore run` takes them (they change the plan: each runs on a thread).
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    pub sinks: Vec<String>,
+    /// Sink URLs, as `tickcore run` takes them (a URL turns its sink on).
+    #[command(flatten)]
+    pub sink: SinkArgs,
+    /// The admin endpoint, as `tickcore run` takes it (off: no admin thread in the plan).
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin: Option<crate::control::admin::AdminAddr>,
 }
 
 /// A feed to replay.

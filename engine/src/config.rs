@@ -417,30 +417,6 @@ impl Config {
             && !self.adapter_cpus.value.contains(&cpu)
     }
 
-    /// Roles by CPU, for CPUs that run more than one role (empty when every role has its own).
-    pub fn shared_cpus(&self) -> Vec<(usize, Vec<String>)> {
-        let mut roles: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
-        roles
-            .entry(self.feed_cpu.value)
-            .or_default()
-            .push("feed".into());
-        for i in 0..self.shards.value {
-            roles
-                .entry(self.shard_cpu(i))
-                .or_default()
-                .push(format!("shard{i}"));
-        }
-        roles
-            .entry(self.adapter_cpus.value[0])
-            .or_default()
-            .push("consumer".into());
-        roles
-            .entry(self.control_cpu.value)
-            .or_default()
-            .push("control".into());
-        roles.into_iter().filter(|(_, r)| r.len() > 1).collect()
-    }
-
     /// `key = value  # source` lines, for `tickcore config`.
     pub fn render(&self) -> String {
         let list = |v: &[usize]| {

@@ -278,3 +278,45 @@ fn help_explains_every_command() {
         );
     }
 }
+
+/// `tickcore config` prints the very plan `tickcore run` launches with the same flags.
+#[rstest::rstest]
+#[case::default_two_cpus(&[][..])]
+#[case::a_spooling_sink_and_no_endpoint(&["--sinks", "redis", "--admin", "off"][..])]
+#[case::two_shards_on_one_cpu(&["--shards", "2", "--shard-cpus", "1"][..])]
+fn config_prints_the_plan_run_launches(#[case] flags: &[&str]) {
+    let data = tmp(&format!("plan-{}", flags.len()));
+    let with = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tickcore"))
+            .args(args)
+            .args(flags)
+            .env("TICKCORE_DATA_DIR", &data)
+            .env_remove("TICKCORE_PG")
+            .env_remove("TICKCORE_REDIS")
+            .env_remove("TICKCORE_NEO4J")
+            .output()
+            .expect("binary runs")
+    };
+    let mut run_args = vec!["run", "--feed", "gen:f2:5k:1", "--json"];
+    if !flags.contains(&"--admin") {
+        run_args.extend(["--admin", "127.0.0.1:0"]);
+    }
+    let o = with(&run_args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ran: Vec<String> = v["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    let o = with(&["config"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with("thread "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(printed, ran, "{flags:?}");
+    assert!(!ran.is_empty());
+}

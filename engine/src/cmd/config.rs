@@ -1,4 +1,5 @@
-//! `tickcore config`: prints the configuration in force and where each value came from.
+//! `tickcore config`: prints the configuration in force, where each value came from, and the
+//! plan (threads, roles, CPUs) that `tickcore run` launches from it.
 
 use crate::cli::ConfigArgs;
 use crate::config::{machine_cpus, Config};
@@ -15,8 +16,15 @@ pub fn run(a: &ConfigArgs) -> Result<()> {
     )?;
     print!("{}", c.render());
     println!("# this machine: {cpus} CPUs");
-    for (cpu, roles) in c.shared_cpus() {
-        println!("# CPU {cpu} is shared by {}", roles.join(", "));
+    let sinks = crate::cmd::run::effective_sinks(&a.sinks, &a.sink);
+    let admin = a.admin.as_ref() != Some(&crate::control::admin::AdminAddr::Off);
+    let plan = crate::runtime::plan::Plan::new(&c, &sinks, admin);
+    println!("# the plan `tickcore run` launches with these flags:");
+    for l in plan.lines() {
+        println!("{l}");
+    }
+    for (cpu, threads) in plan.shared_cpus() {
+        println!("# CPU {cpu} is shared by threads {}", threads.join(", "));
     }
     Ok(())
 }

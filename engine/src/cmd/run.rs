@@ -34,13 +34,6 @@ pub fn run(a: &RunArgs) -> Result<()> {
             .as_ref()
             .map_or("built-in defaults".into(), |p| p.display().to_string())
     ));
-    for (cpu, roles) in cfg.shared_cpus() {
-        log.line(&format!(
-            "note: this machine has {cpus} CPUs, so CPU {cpu} runs {} (roles share CPUs; \
-             latency suffers, results do not)",
-            roles.join(", ")
-        ));
-    }
     let feed = load_feed(a.feed.as_ref())?;
     let stop = Arc::new(AtomicBool::new(false));
     install_signals(&stop)?;
@@ -123,7 +116,6 @@ pub fn sink_plans(
     let mut plans = Vec::new();
     for n in &effective_sinks(names, a) {
         match n.as_str() {
-            "none" | "" => {}
             "pg" => plans.push(pg_plan(a, cfg)),
             "redis" => plans.push(redis_plan(a, cfg)),
             "neo4j" => plans.push(neo4j_plan(a, cfg)),
@@ -139,7 +131,11 @@ pub fn sink_plans(
 
 /// `names` with every sink that has a URL added (once, after those named).
 pub fn effective_sinks(names: &[String], a: &crate::cli::SinkArgs) -> Vec<String> {
-    let mut all: Vec<String> = names.to_vec();
+    let mut all: Vec<String> = names
+        .iter()
+        .filter(|n| !matches!(n.as_str(), "none" | ""))
+        .cloned()
+        .collect();
     for (name, url) in [("pg", &a.pg), ("redis", &a.redis), ("neo4j", &a.neo4j)] {
         if url.is_some() && !all.iter().any(|n| n == name) {
             all.push(name.to_string());
@@ -493,6 +489,7 @@ fn summary_json(r: &RunReport, feed: &Feed) -> serde_json::Value {
         "wall_s": secs,
         "wall_with_sinks_s": r.wall.as_secs_f64(),
         "msgs_per_s": r.ingress.messages as f64 / secs.max(1e-9),
+        "plan": r.plan.lines(),
         "placement": r.placement.iter().map(|(n, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
         "shards": r.shards.iter().map(|s| serde_json::json!({
             "id": s.id, "messages": s.messages, "batches": s.batches, "trades": s.trades,

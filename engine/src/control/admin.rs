@@ -129,11 +129,12 @@ impl Admin {
         }))
     }
 
-    /// Starts serving on a thread of its own, pinned to `cpu`; control answers through the
+    /// Starts serving on a thread of its own, pinned to `cpu` at `nice`; control answers through the
     /// returned [`desk::ControlDesk`]. The thread ends once `stop` is set.
     pub fn start(
         self,
         cpu: usize,
+        nice: i32,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<(desk::ControlDesk, std::thread::JoinHandle<()>)> {
         let stats = Arc::new(AdminStats::default());
@@ -142,6 +143,7 @@ impl Admin {
             .name("admin".into())
             .spawn(move || {
                 let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                crate::runtime::set_nice(nice);
                 serve(self, admin_end, stats, &stop);
             })?;
         Ok((control_end, h))

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod clock;
 pub mod consumer;
 pub mod ingress;
+pub mod plan;
 pub mod ring;
 pub mod shard;
 
@@ -133,6 +134,8 @@ pub struct RunReport {
     pub engine_wall: Duration,
     /// Roles and their CPUs.
     pub placement: Vec<(String, usize)>,
+    /// The plan the run was launched from.
+    pub plan: plan::Plan,
     /// Every storage adapter.
     pub sinks: Vec<storage_adapters::adapter::SinkReport>,
     /// The control core: merged stage histograms, the ladder's history, budgets.
@@ -158,16 +161,15 @@ fn pin(cpu: usize) {
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
 }
 
-/// Nice value of a storage adapter whose CPU also runs ingress or a shard: the scheduler then
-/// gives the data path the CPU first, and the sink takes what is left (its backlog waits in
-/// its queue and spool, never in the rings). Adapters on CPUs of their own keep priority 0.
-const SHARED_ADAPTER_NICE: i32 = 10;
-
-fn lower_priority() {
+/// Gives the calling thread the plan's nice value (0 leaves it alone).
+pub fn set_nice(nice: i32) {
+    if nice == 0 {
+        return;
+    }
     // SAFETY: setpriority on this thread's own id (gettid); no memory is passed.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, SHARED_ADAPTER_NICE);
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, nice);
     }
 }
 
@@ -181,6 +183,8 @@ pub fn run(
     let started = Instant::now();
     clock::now_ns();
     raise_memlock();
+    let sink_names: Vec<String> = opts.sinks.iter().map(|p| p.settings.name.clone()).collect();
+    let plan = plan::Plan::new(cfg, &sink_names, opts.admin.is_some());
     let n = cfg.shards.value;
     let routes = Routes::new(n, cfg.assign.value, source.whole());
     let batch_bytes = cfg.feed_batch_bytes.value;
@@ -191,7 +195,6 @@ pub fn run(
     let mut answers = Vec::new();
     let mut links = Vec::new();
     let mut handles = Vec::new();
-    let mut placement = vec![("feed".to_string(), cfg.feed_cpu.value)];
     let interval_ns = cfg.control_interval_ms.value as u64 * 1_000_000;
     let mut core_feeds = Vec::new();
     let reporter = |name: String, cpu: usize, feeds: &mut Vec<crate::control::CoreFeed>| {
@@ -216,7 +219,7 @@ pub fn run(
         event_rx.push(erx);
         controls.push(ctx_p);
         answers.push(ans_c);
-        let cpu = cfg.shard_cpu(i);
+        let cpu = plan.thread_of(&plan::Role::Shard(i)).cpu;
         let ctx = shard::ShardCtx {
             id: i,
             feed: frx,
@@ -225,10 +228,9 @@ pub fn run(
             answers: ans_p,
             reporter: reporter(format!("shard{i}"), cpu, &mut core_feeds),
             chaos: opts.chaos.iter().find(|(s, _)| *s == i).map(|(_, c)| *c),
-            dedicated: cfg.cpu_is_dedicated_to_shard(i),
+            dedicated: plan.thread_of(&plan::Role::Shard(i)).wait == plan::Wait::Spin,
             measure: !opts.unmeasured,
         };
-        placement.push((format!("shard{i}"), cpu));
         let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
             .name(&format!("shard{i}"))
             .io_memory(cfg.io_memory_kib.value << 10)
@@ -236,45 +238,37 @@ pub fn run(
             .map_err(|e| start_failure(i, cpu, cfg, &e))?;
         handles.push(h);
     }
-    let consumer_cpu = cfg.adapter_cpus.value[0];
-    placement.push(("consumer".to_string(), consumer_cpu));
+    let consumer_cpu = plan.thread_of(&plan::Role::Consumer).cpu;
     let events = opts.events.take();
     let mut feeds = Vec::new();
     let mut adapters = Vec::new();
     let mut sink_levels = Vec::new();
-    let runs_shard = |cpu: usize| (0..n).any(|i| cfg.shard_cpu(i) == cpu);
-    let mut feed_cpu_shared = runs_shard(cfg.feed_cpu.value);
-    for (k, plan) in opts.sinks.drain(..).enumerate() {
+    for sink in opts.sinks.drain(..) {
         let (tx, mut rx) = ring::ring::<storage_adapters::rows::RowBatch>(4096);
         let done = std::sync::Arc::new(AtomicBool::new(false));
         feeds.push(consumer::AdapterFeed {
             tx,
             done: std::sync::Arc::clone(&done),
-            wants: plan.wants,
+            wants: sink.wants,
         });
-        let cpus = &cfg.adapter_cpus.value;
-        let cpu = cpus[(1 + k) % cpus.len()];
-        let shared = cpu == cfg.feed_cpu.value || runs_shard(cpu);
-        feed_cpu_shared |= cpu == cfg.feed_cpu.value;
-        placement.push((format!("sink:{}", plan.settings.name), cpu));
+        let thread = plan.thread_of(&plan::Role::Sink(sink.settings.name.clone()));
+        let (cpu, nice) = (thread.cpu, thread.nice);
         let (level_tx, level_rx) = ring::ring::<u8>(64);
         sink_levels.push(level_tx);
         let observer = SinkObserver {
-            reporter: reporter(format!("sink:{}", plan.settings.name), cpu, &mut core_feeds),
+            reporter: reporter(format!("sink:{}", sink.settings.name), cpu, &mut core_feeds),
             level: level_rx,
             hold: false,
         };
         let h = std::thread::Builder::new()
-            .name(format!("sink-{}", plan.settings.name))
+            .name(format!("sink-{}", sink.settings.name))
             .spawn(move || {
                 pin(cpu);
-                if shared {
-                    lower_priority();
-                }
+                set_nice(nice);
                 use storage_adapters::adapter::Intake;
                 storage_adapters::adapter::run(
-                    plan.connect,
-                    plan.settings,
+                    sink.connect,
+                    sink.settings,
                     move || {
                         if let Some(b) = rx.try_pop() {
                             return Intake::Rows(b);
@@ -291,15 +285,11 @@ pub fn run(
             .map_err(|e| Failure::new(format!("cannot start a storage adapter thread: {e}")))?;
         adapters.push(h);
     }
-    // Consumer and control on the ingress CPU run inside the ingress thread (below); with no
-    // shard or sink thread there either, the ingress has its CPU alone and never parks.
-    if !feed_cpu_shared {
+    // The plan says whether the ingress may park, and which roles take turns inside it.
+    if plan.threads[0].wait == plan::Wait::Spin {
         feed_tx.iter_mut().for_each(ring::Sender::never_park);
     }
-    // On the ingress CPU the consumer runs inside the ingress thread, polled where the ingress
-    // would wait: two threads on one CPU preempt each other mid-batch (the scheduler's choice),
-    // one thread takes turns between batches (ours).
-    let inline = consumer_cpu == cfg.feed_cpu.value;
+    let inline = plan.on_ingress_thread(&plan::Role::Consumer);
     let mut consumer = consumer::Consumer::new(event_rx, events, feeds);
     let consumer_thread = if inline {
         None
@@ -318,12 +308,13 @@ pub fn run(
         Some(h)
     };
     let control_stop = std::sync::Arc::new(AtomicBool::new(false));
-    let control_cpu = cfg.control_cpu.value;
+    let control_cpu = plan.thread_of(&plan::Role::Control).cpu;
     let admin_stop = std::sync::Arc::new(AtomicBool::new(false));
     let (desk, admin_thread) = match opts.admin.take() {
         Some(a) => {
+            let t = plan.thread_of(&plan::Role::Admin);
             let (d, h) = a
-                .start(control_cpu, std::sync::Arc::clone(&admin_stop))
+                .start(t.cpu, t.nice, std::sync::Arc::clone(&admin_stop))
                 .map_err(|e| Failure::new(format!("cannot start the admin thread: {e}")))?;
             (Some(d), Some(h))
         }
@@ -348,7 +339,7 @@ pub fn run(
     };
     // Like the consumer, control on the ingress CPU takes its turns on the ingress thread.
     let core = crate::control::ControlCore::new(setup);
-    let (inline_control, control_thread) = if control_cpu == cfg.feed_cpu.value {
+    let (inline_control, control_thread) = if plan.on_ingress_thread(&plan::Role::Control) {
         (Some(core), None)
     } else {
         let stop = std::sync::Arc::clone(&control_stop);
@@ -460,7 +451,6 @@ pub fn run(
             full_waits: s.full_waits.load(Ordering::Relaxed),
         })
         .collect();
-    placement.push(("control".to_string(), cfg.control_cpu.value));
     let mut sinks = Vec::new();
     for h in adapters {
         sinks.push(
@@ -478,7 +468,8 @@ pub fn run(
         snapshots,
         wall: started.elapsed(),
         engine_wall,
-        placement,
+        placement: plan.placement(),
+        plan,
         sinks,
         control,
     })

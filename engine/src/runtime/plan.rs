@@ -1,0 +1,327 @@
+//! The run's plan: which thread runs which roles on which CPU, at what priority and how it
+//! waits, computed purely from the configuration (and which sinks and endpoint are on).
+//!
+//! The runtime launches exactly this plan and `tickcore config` prints it, so what an operator
+//! reads is what runs. Roles that share a CPU share a thread where one of them is the feed
+//! (ingress): two threads on one CPU preempt each other mid-batch at the scheduler's choice,
+//! one thread takes turns between batches at ours. A thread that shares its CPU with the data
+//! path and can wait (a sink, the admin endpoint) runs at a lower priority.
+//!
+//! Owns placement rules only: never starts a thread, never reads the machine.
+
+use crate::config::Config;
+
+/// A role of the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Reads the feed and batches it per shard.
+    Ingress,
+    /// Shard `i`: books, bars, per-core cache.
+    Shard(usize),
+    /// Takes every shard's event batches; feeds the sinks.
+    Consumer,
+    /// Histograms, budgets, the degrade ladder, snapshot requests.
+    Control,
+    /// The admin HTTP endpoint.
+    Admin,
+    /// A storage adapter.
+    Sink(String),
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Ingress => write!(f, "ingress"),
+            Role::Shard(i) => write!(f, "shard{i}"),
+            Role::Consumer => write!(f, "consumer"),
+            Role::Control => write!(f, "control"),
+            Role::Admin => write!(f, "admin"),
+            Role::Sink(s) => write!(f, "sink:{s}"),
+        }
+    }
+}
+
+/// How a thread waits when it has nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Spins: it has its CPU to itself, and a wake-up costs tens of microseconds.
+    Spin,
+    /// Spins, yields, then parks until woken: its CPU has other work.
+    SpinThenPark,
+    /// Sleeps on a timer or a socket: its work can wait.
+    Sleep,
+}
+
+/// One thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadPlan {
+    /// Thread name.
+    pub name: String,
+    /// The CPU it is pinned to.
+    pub cpu: usize,
+    /// Roles it runs, the first the one it is named for; the others take turns inside it.
+    pub roles: Vec<Role>,
+    /// Its nice value (0: the data path's; higher yields the CPU to it).
+    pub nice: i32,
+    /// How it waits (for the ingress: whether it may park waiting for a free buffer).
+    pub wait: Wait,
+}
+
+/// Nice value of a thread that shares its CPU with the data path and can wait: the scheduler
+/// gives the data path the CPU first (a sink's backlog waits in its queue and spool, never in
+/// the rings).
+pub const SHARED_NICE: i32 = 10;
+
+/// Every thread of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// In start order.
+    pub threads: Vec<ThreadPlan>,
+}
+
+impl Plan {
+    /// The plan for `cfg`, with storage adapters `sinks` (by name) and the admin endpoint on
+    /// or off.
+    pub fn new(cfg: &Config, sinks: &[String], admin: bool) -> Plan {
+        let feed = cfg.feed_cpu.value;
+        let consumer_cpu = cfg.adapter_cpus.value[0];
+        let control_cpu = cfg.control_cpu.value;
+        let n = cfg.shards.value;
+        let runs_shard = |cpu: usize| (0..n).any(|i| cfg.shard_cpu(i) == cpu);
+        let adapter_cpu = |k: usize| {
+            let cpus = &cfg.adapter_cpus.value;
+            cpus[(1 + k) % cpus.len()]
+        };
+        let mut ingress = vec![Role::Ingress];
+        if consumer_cpu == feed {
+            ingress.push(Role::Consumer);
+        }
+        if control_cpu == feed {
+            ingress.push(Role::Control);
+        }
+        // The ingress never parks without a shard or sink on its CPU: the endpoint beside it
+        // sleeps on its socket and gets the CPU when the ingress yields (it spins, then yields).
+        let alone = !runs_shard(feed) && !(0..sinks.len()).any(|k| adapter_cpu(k) == feed);
+        let mut threads = vec![ThreadPlan {
+            name: "ingress".into(),
+            cpu: feed,
+            roles: ingress,
+            nice: 0,
+            wait: if alone {
+                Wait::Spin
+            } else {
+                Wait::SpinThenPark
+            },
+        }];
+        for i in 0..n {
+            threads.push(ThreadPlan {
+                name: format!("shard{i}"),
+                cpu: cfg.shard_cpu(i),
+                roles: vec![Role::Shard(i)],
+                nice: 0,
+                wait: if cfg.cpu_is_dedicated_to_shard(i) {
+                    Wait::Spin
+                } else {
+                    Wait::SpinThenPark
+                },
+            });
+        }
+        if consumer_cpu != feed {
+            threads.push(own(
+                "consumer",
+                consumer_cpu,
+                Role::Consumer,
+                Wait::SpinThenPark,
+            ));
+        }
+        if control_cpu != feed {
+            threads.push(own("control", control_cpu, Role::Control, Wait::Sleep));
+        }
+        let data_path = |cpu: usize| cpu == feed || runs_shard(cpu);
+        for (k, s) in sinks.iter().enumerate() {
+            let cpu = adapter_cpu(k);
+            let mut t = own(
+                &format!("sink-{s}"),
+                cpu,
+                Role::Sink(s.clone()),
+                Wait::Sleep,
+            );
+            t.nice = if data_path(cpu) { SHARED_NICE } else { 0 };
+            threads.push(t);
+        }
+        if admin {
+            let mut t = own("admin", control_cpu, Role::Admin, Wait::Sleep);
+            t.nice = if data_path(control_cpu) {
+                SHARED_NICE
+            } else {
+                0
+            };
+            threads.push(t);
+        }
+        Plan { threads }
+    }
+
+    /// The thread that runs `role`.
+    pub fn thread_of(&self, role: &Role) -> &ThreadPlan {
+        self.threads
+            .iter()
+            .find(|t| t.roles.contains(role))
+            .expect("every role of a run is planned")
+    }
+
+    /// Whether `role` takes its turns inside the ingress thread.
+    pub fn on_ingress_thread(&self, role: &Role) -> bool {
+        self.threads[0].roles.contains(role)
+    }
+
+    /// Role -> CPU, for the run's summary (the ingress keeps its old key, `feed`: the bench
+    /// JSON's fields only ever get added).
+    pub fn placement(&self) -> Vec<(String, usize)> {
+        self.threads
+            .iter()
+            .flat_map(|t| t.roles.iter().map(|r| (r.to_string(), t.cpu)))
+            .map(|(r, c)| (if r == "ingress" { "feed".into() } else { r }, c))
+            .collect()
+    }
+
+    /// CPUs that run more than one thread, with their threads: where roles share a CPU,
+    /// latency suffers (results do not).
+    pub fn shared_cpus(&self) -> Vec<(usize, Vec<String>)> {
+        let mut by_cpu: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+        for t in &self.threads {
+            by_cpu.entry(t.cpu).or_default().push(t.name.clone());
+        }
+        by_cpu.into_iter().filter(|(_, t)| t.len() > 1).collect()
+    }
+
+    /// One line per thread, as `tickcore config` and `run --json` show it.
+    pub fn lines(&self) -> Vec<String> {
+        self.threads
+            .iter()
+            .map(|t| {
+                let roles: Vec<String> = t.roles.iter().map(Role::to_string).collect();
+                let wait = match t.wait {
+                    Wait::Spin => "spins",
+                    Wait::SpinThenPark => "spins then parks",
+                    Wait::Sleep => "sleeps",
+                };
+                format!(
+                    "thread {:<12} CPU {:<3} nice {:<3} {wait:<17} runs {}",
+                    t.name,
+                    t.cpu,
+                    t.nice,
+                    roles.join(" + ")
+                )
+            })
+            .collect()
+    }
+}
+
+fn own(name: &str, cpu: usize, role: Role, wait: Wait) -> ThreadPlan {
+    ThreadPlan {
+        name: name.into(),
+        cpu,
+        roles: vec![role],
+        nice: 0,
+        wait,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn cfg(cpus: usize, o: Overrides) -> Config {
+        Config::load(None, |_| None, &o, cpus).expect("valid configuration")
+    }
+
+    fn sinks(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_default_on_two_cpus_keeps_the_ingress_thread_for_consumer_and_control() {
+        let p = Plan::new(&cfg(2, Overrides::default()), &[], true);
+        let t = &p.threads;
+        assert_eq!(t[0].roles, [Role::Ingress, Role::Consumer, Role::Control]);
+        assert_eq!((t[0].cpu, t[0].wait), (0, Wait::Spin));
+        assert_eq!(
+            (t[1].name.as_str(), t[1].cpu, t[1].wait),
+            ("shard0", 1, Wait::Spin)
+        );
+        assert_eq!(
+            (t[2].name.as_str(), t[2].cpu, t[2].nice),
+            ("admin", 0, SHARED_NICE)
+        );
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn sinks_on_the_data_paths_cpus_run_at_a_lower_priority() {
+        let p = Plan::new(
+            &cfg(2, Overrides::default()),
+            &sinks(&["pg", "redis"]),
+            false,
+        );
+        let pg = p.thread_of(&Role::Sink("pg".into()));
+        assert_eq!((pg.cpu, pg.nice, pg.wait), (0, SHARED_NICE, Wait::Sleep));
+        assert_eq!(p.threads[0].wait, Wait::SpinThenPark);
+    }
+
+    #[test]
+    fn a_single_cpu_machine_puts_everything_on_cpu_0_and_nothing_spins() {
+        let p = Plan::new(&cfg(1, Overrides::default()), &sinks(&["pg"]), true);
+        assert!(p.threads.iter().all(|t| t.cpu == 0));
+        assert!(
+            p.threads.iter().all(|t| t.wait != Wait::Spin),
+            "{:?}",
+            p.lines()
+        );
+    }
+
+    #[test]
+    fn a_large_machine_gives_every_role_its_own_cpu() {
+        let o = Overrides {
+            feed_cpu: Some(0),
+            shard_cpus: Some(vec![2, 3, 4, 5]),
+            adapter_cpus: Some(vec![6, 7, 8]),
+            control_cpu: Some(1),
+            ..Default::default()
+        };
+        let p = Plan::new(&cfg(16, o), &sinks(&["pg", "redis", "neo4j"]), true);
+        assert_eq!(p.threads[0].roles, [Role::Ingress]);
+        assert_eq!(p.threads[0].wait, Wait::Spin);
+        for i in 0..4 {
+            let s = p.thread_of(&Role::Shard(i));
+            assert_eq!((s.cpu, s.wait), (2 + i, Wait::Spin));
+        }
+        assert_eq!(p.thread_of(&Role::Consumer).cpu, 6);
+        assert_eq!(p.thread_of(&Role::Control).cpu, 1);
+        let cpus: Vec<usize> = ["pg", "redis", "neo4j"]
+            .iter()
+            .map(|s| p.thread_of(&Role::Sink(s.to_string())).cpu)
+            .collect();
+        assert_eq!(
+            cpus,
+            [7, 8, 6],
+            "after the consumer, round the adapter CPUs"
+        );
+        assert!(
+            p.threads.iter().all(|t| t.nice == 0),
+            "no one shares the data path's CPUs"
+        );
+        assert_eq!(p.thread_of(&Role::Admin).cpu, 1, "beside control");
+    }
+
+    #[test]
+    fn two_shards_on_one_cpu_park_when_idle() {
+        let o = Overrides {
+            shards: Some(2),
+            shard_cpus: Some(vec![1]),
+            ..Default::default()
+        };
+        let p = Plan::new(&cfg(2, o), &[], false);
+        assert!(p.threads[1..3].iter().all(|t| t.wait == Wait::SpinThenPark));
+    }
+}
