@@ -111,6 +111,11 @@ pub struct Overrides {
     /// glommio io_uring buffer memory per shard, KiB (locked memory).
     #[arg(long)]
     pub io_memory_kib: Option<usize>,
+    /// Live orders each shard reserves room for, allocated and touched before the feed starts
+    /// (16 bytes a slot, four slots an order: 2^19 orders is 32 MiB a shard). Past it the
+    /// table grows by copying, mid-feed.
+    #[arg(long)]
+    pub shard_orders: Option<usize>,
     /// Rows per PostgreSQL batch (flush at this many rows...).
     #[arg(long)]
     pub pg_batch: Option<usize>,
@@ -174,6 +179,8 @@ pub struct Config {
     pub event_buffers: Setting<usize>,
     /// glommio io memory per shard, KiB.
     pub io_memory_kib: Setting<usize>,
+    /// Live orders each shard reserves room for.
+    pub shard_orders: Setting<usize>,
     /// Rows per PostgreSQL batch (flush at this many rows...).
     pub pg_batch: Setting<usize>,
     /// ...or when the oldest row has waited this long, ms (PostgreSQL).
@@ -201,6 +208,7 @@ const SHARDS: (usize, usize) = (1, 256);
 const BATCH_BYTES: (usize, usize) = (256, 16 << 20);
 const BUFFERS: (usize, usize) = (2, 4096);
 const IO_MEMORY_KIB: (usize, usize) = (64, 1 << 20);
+const SHARD_ORDERS: (usize, usize) = (1 << 10, 1 << 26);
 
 impl Config {
     /// Defaults for a machine with `cpus` CPUs: ingress, adapters and control share CPU 0, one
@@ -219,6 +227,7 @@ impl Config {
             feed_buffers: Setting::default(64),
             event_buffers: Setting::default(64),
             io_memory_kib: Setting::default(1024),
+            shard_orders: Setting::default(1 << 19),
             pg_batch: Setting::default(5000),
             pg_linger_ms: Setting::default(50),
             redis_batch: Setting::default(5000),
@@ -324,6 +333,7 @@ impl Config {
         self.feed_buffers.set(o.feed_buffers, s);
         self.event_buffers.set(o.event_buffers, s);
         self.io_memory_kib.set(o.io_memory_kib, s);
+        self.shard_orders.set(o.shard_orders, s);
         self.pg_batch.set(o.pg_batch, s);
         self.pg_linger_ms.set(o.pg_linger_ms, s);
         self.redis_batch.set(o.redis_batch, s);
@@ -384,6 +394,7 @@ impl Config {
         range("feed_buffers", &self.feed_buffers, BUFFERS)?;
         range("event_buffers", &self.event_buffers, BUFFERS)?;
         range("io_memory_kib", &self.io_memory_kib, IO_MEMORY_KIB)?;
+        range("shard_orders", &self.shard_orders, SHARD_ORDERS)?;
         range("pg_batch", &self.pg_batch, (1, 1_000_000))?;
         range("pg_linger_ms", &self.pg_linger_ms, (0, 60_000))?;
         range("redis_batch", &self.redis_batch, (1, 1_000_000))?;
@@ -469,6 +480,11 @@ impl Config {
                 "io_memory_kib",
                 self.io_memory_kib.value.to_string(),
                 self.io_memory_kib.source,
+            ),
+            (
+                "shard_orders",
+                self.shard_orders.value.to_string(),
+                self.shard_orders.source,
             ),
             (
                 "pg_batch",
@@ -581,6 +597,7 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         feed_buffers: one(&env, "feed_buffers")?,
         event_buffers: one(&env, "event_buffers")?,
         io_memory_kib: one(&env, "io_memory_kib")?,
+        shard_orders: one(&env, "shard_orders")?,
         pg_batch: one(&env, "pg_batch")?,
         pg_linger_ms: one(&env, "pg_linger_ms")?,
         redis_batch: one(&env, "redis_batch")?,

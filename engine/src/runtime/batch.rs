@@ -88,6 +88,9 @@ where
     >,
 {
     buf.clear();
+    // The high-level API's thread-local arena: trades and listings (not plain bytes to rkyv)
+    // need scratch in proportion to their count, which a fixed stack buffer cannot give
+    // (tried 2026-12-05; the long-batch test below fails with 256 bytes).
     match rkyv::api::high::to_bytes_in::<_, RkyvError>(value, buf) {
         Ok(b) => b,
         // Writing into a growable in-memory buffer cannot fail short of running out of memory.
@@ -171,6 +174,59 @@ mod tests {
             shards::events::ArchivedTradeKind::Executed
         );
         assert_eq!(e.bbos[0].bid.price.to_native(), 99);
+    }
+
+    #[test]
+    fn a_long_batch_of_every_record_type_round_trips() {
+        let t = Trade {
+            locate: 3,
+            timestamp: 5,
+            match_number: 9,
+            price: 1,
+            shares: 1,
+            side: b'S',
+            printable: true,
+            kind: TradeKind::Executed,
+        };
+        let trades = vec![t; 10_000];
+        let states = vec![InstrumentState::default(); 5_000];
+        let buf = write(
+            &EventBatch {
+                shard: 0,
+                seq: 1,
+                first_ingress_ns: 0,
+                last: true,
+                trades: &trades,
+                bbos: &[],
+                bars: &[],
+                breaks: &[],
+                listings: &[Listing {
+                    locate: 1,
+                    stock: *b"AAPL    ",
+                }; 300],
+                states: &states,
+            },
+            Buf::new(),
+        );
+        let e = read_events(&buf).unwrap();
+        assert_eq!(
+            (e.trades.len(), e.states.len(), e.listings.len()),
+            (10_000, 5_000, 300)
+        );
+        let frames = vec![7u8; 200_000];
+        let b = write(
+            &FeedBatch {
+                seq: 0,
+                first_ingress_ns: 0,
+                last_ingress_ns: 0,
+                sent_ns: 0,
+                messages: 1,
+                last: false,
+                frames: &frames,
+            },
+            Buf::new(),
+        );
+        assert_eq!(read_feed(&b).unwrap().frames.len(), 200_000);
     }
 
     #[test]

@@ -161,6 +161,30 @@ fn pin(cpu: usize) {
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
 }
 
+/// Makes every page under `s` resident now (a volatile read and write back of one byte per
+/// 4 KiB page: nothing changes), so the run does not fault them in on the hot path. For
+/// memory from `vec![0; n]`, which the allocator hands out as untouched zero pages.
+pub fn prefault<T: Copy>(s: &mut [T]) {
+    let bytes = core::mem::size_of_val(s);
+    let base = s.as_mut_ptr() as *mut u8;
+    for off in (0..bytes).step_by(4096) {
+        // SAFETY: `off < bytes`, inside `s`, which we borrow mutably; the byte is written back
+        // unchanged, so every `T` keeps its value.
+        unsafe {
+            let p = base.add(off);
+            p.write_volatile(p.read_volatile());
+        }
+    }
+}
+
+/// A buffer with `bytes` of capacity, every page of it written once (then emptied).
+pub fn touched_buf(bytes: usize) -> Buf {
+    let mut b = Buf::with_capacity(bytes);
+    b.resize(bytes, 0);
+    b.clear();
+    b
+}
+
 /// Gives the calling thread the plan's nice value (0 leaves it alone).
 pub fn set_nice(nice: i32) {
     if nice == 0 {
@@ -188,7 +212,9 @@ pub fn run(
     let n = cfg.shards.value;
     let routes = Routes::new(n, cfg.assign.value, source.whole());
     let batch_bytes = cfg.feed_batch_bytes.value;
-    let feed_buf = || Buf::with_capacity(batch_bytes + 256);
+    // Every buffer is touched now: a link's 64 buffers are first used one by one during the
+    // first batches, each page faulting in on the hot path.
+    let feed_buf = || touched_buf(batch_bytes + 256);
     let mut feed_tx = Vec::new();
     let mut event_rx = Vec::new();
     let mut controls = Vec::new();
@@ -208,9 +234,10 @@ pub fn run(
     };
     let ingress_reporter = reporter("ingress".into(), cfg.feed_cpu.value, &mut core_feeds);
     let (dir_tx, dir_rx) = ring::ring::<([u8; 8], u16)>(1 << 16);
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for i in 0..n {
         let (ftx, frx) = ring::link(cfg.feed_buffers.value, feed_buf);
-        let (etx, erx) = ring::link(cfg.event_buffers.value, || Buf::with_capacity(64 << 10));
+        let (etx, erx) = ring::link(cfg.event_buffers.value, || touched_buf(64 << 10));
         let (ctx_p, ctx_c) = ring::ring::<Control>(16);
         let (ans_p, ans_c) = ring::ring::<Snapshot>(16);
         links.push((format!("ingress->shard{i}"), ftx.stats()));
@@ -229,6 +256,8 @@ pub fn run(
             reporter: reporter(format!("shard{i}"), cpu, &mut core_feeds),
             chaos: opts.chaos.iter().find(|(s, _)| *s == i).map(|(_, c)| *c),
             dedicated: plan.thread_of(&plan::Role::Shard(i)).wait == plan::Wait::Spin,
+            orders: cfg.shard_orders.value,
+            ready: std::sync::Arc::clone(&ready),
             measure: !opts.unmeasured,
         };
         let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
@@ -352,6 +381,7 @@ pub fn run(
             .map_err(|e| Failure::new(format!("cannot start the control thread: {e}")))?;
         (None, Some(h))
     };
+    wait_for_shards(&ready, n)?;
     let feed_cpu = cfg.feed_cpu.value;
     let speed = opts.speed.unwrap_or(Speed::Max);
     let tel = ingress::IngressTelemetry {
@@ -474,6 +504,25 @@ pub fn run(
         control,
     })
 }
+
+/// Waits until all `n` shards have set up (order tables reserved and touched): the feed's
+/// clock starts after, so the first second runs like every other.
+fn wait_for_shards(ready: &std::sync::atomic::AtomicUsize, n: usize) -> Result<()> {
+    let deadline = Instant::now() + SHARD_SETUP_PATIENCE;
+    while ready.load(Ordering::Acquire) < n {
+        if Instant::now() > deadline {
+            return Err(Failure::new(format!(
+                "shards did not set up within {SHARD_SETUP_PATIENCE:?} (reserving shard_orders \
+                 for each: lower it, or check free memory)"
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
+/// How long shards may take to reserve and touch their memory.
+const SHARD_SETUP_PATIENCE: Duration = Duration::from_secs(60);
 
 fn start_failure(i: usize, cpu: usize, cfg: &Config, e: &glommio::GlommioError<()>) -> Failure {
     Failure::new(format!(

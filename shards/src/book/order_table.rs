@@ -129,9 +129,12 @@ pub struct OrderTable {
 }
 
 impl OrderTable {
-    /// A table that holds `live` orders before it must grow.
+    /// A table that holds `live` orders before it must grow (at the load its size allows).
     pub fn with_capacity(live: usize) -> Self {
-        let cap = (live.max(8) * 2).next_power_of_two();
+        let mut cap = (live.max(8) * 2).next_power_of_two();
+        if cap >= BIG_TABLE {
+            cap = (live * 4).next_power_of_two();
+        }
         OrderTable {
             slots: PageArray::zeroed(cap),
             mask: cap - 1,
@@ -139,6 +142,11 @@ impl OrderTable {
             len: 0,
             scrambled: false,
         }
+    }
+
+    /// Writes every slot's page now (the slots stay empty), so no lookup faults one in later.
+    pub fn touch(&mut self) {
+        self.slots.touch();
     }
 
     /// Live orders.
