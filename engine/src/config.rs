@@ -116,6 +116,10 @@ pub struct Overrides {
     /// table grows by copying, mid-feed.
     #[arg(long)]
     pub shard_orders: Option<usize>,
+    /// Books (instruments) each shard touches room for before the feed starts: their ladder
+    /// windows, 8 KiB a book (4,096 books is 34 MiB a shard). Books past it fault in as they open.
+    #[arg(long)]
+    pub shard_books: Option<usize>,
     /// Rows per PostgreSQL batch (flush at this many rows...).
     #[arg(long)]
     pub pg_batch: Option<usize>,
@@ -181,6 +185,8 @@ pub struct Config {
     pub io_memory_kib: Setting<usize>,
     /// Live orders each shard reserves room for.
     pub shard_orders: Setting<usize>,
+    /// Books each shard touches room for.
+    pub shard_books: Setting<usize>,
     /// Rows per PostgreSQL batch (flush at this many rows...).
     pub pg_batch: Setting<usize>,
     /// ...or when the oldest row has waited this long, ms (PostgreSQL).
@@ -209,6 +215,7 @@ const BATCH_BYTES: (usize, usize) = (256, 16 << 20);
 const BUFFERS: (usize, usize) = (2, 4096);
 const IO_MEMORY_KIB: (usize, usize) = (64, 1 << 20);
 const SHARD_ORDERS: (usize, usize) = (1 << 10, 1 << 26);
+const SHARD_BOOKS: (usize, usize) = (0, 1 << 16);
 
 impl Config {
     /// Defaults for a machine with `cpus` CPUs: ingress, adapters and control share CPU 0, one
@@ -228,6 +235,7 @@ impl Config {
             event_buffers: Setting::default(64),
             io_memory_kib: Setting::default(1024),
             shard_orders: Setting::default(1 << 19),
+            shard_books: Setting::default(4096),
             pg_batch: Setting::default(5000),
             pg_linger_ms: Setting::default(50),
             redis_batch: Setting::default(5000),
@@ -334,6 +342,7 @@ impl Config {
         self.event_buffers.set(o.event_buffers, s);
         self.io_memory_kib.set(o.io_memory_kib, s);
         self.shard_orders.set(o.shard_orders, s);
+        self.shard_books.set(o.shard_books, s);
         self.pg_batch.set(o.pg_batch, s);
         self.pg_linger_ms.set(o.pg_linger_ms, s);
         self.redis_batch.set(o.redis_batch, s);
@@ -395,6 +404,7 @@ impl Config {
         range("event_buffers", &self.event_buffers, BUFFERS)?;
         range("io_memory_kib", &self.io_memory_kib, IO_MEMORY_KIB)?;
         range("shard_orders", &self.shard_orders, SHARD_ORDERS)?;
+        range("shard_books", &self.shard_books, SHARD_BOOKS)?;
         range("pg_batch", &self.pg_batch, (1, 1_000_000))?;
         range("pg_linger_ms", &self.pg_linger_ms, (0, 60_000))?;
         range("redis_batch", &self.redis_batch, (1, 1_000_000))?;
@@ -485,6 +495,11 @@ impl Config {
                 "shard_orders",
                 self.shard_orders.value.to_string(),
                 self.shard_orders.source,
+            ),
+            (
+                "shard_books",
+                self.shard_books.value.to_string(),
+                self.shard_books.source,
             ),
             (
                 "pg_batch",
@@ -598,6 +613,7 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         event_buffers: one(&env, "event_buffers")?,
         io_memory_kib: one(&env, "io_memory_kib")?,
         shard_orders: one(&env, "shard_orders")?,
+        shard_books: one(&env, "shard_books")?,
         pg_batch: one(&env, "pg_batch")?,
         pg_linger_ms: one(&env, "pg_linger_ms")?,
         redis_batch: one(&env, "redis_batch")?,

@@ -201,7 +201,19 @@ fn result_json(
         .state
         .ticks
         .iter()
-        .map(|t| serde_json::json!([t.at_s, t.e2e_p99_ns, t.e2e_max_ns, t.messages, t.level]))
+        .map(|t| {
+            serde_json::json!([
+                t.at_s,
+                t.e2e_p99_ns,
+                t.e2e_max_ns,
+                t.messages,
+                t.level,
+                t.ingress_lost_ns,
+                t.shard_lost_ns,
+                t.control_turn_max_ns,
+                t.steal_ns
+            ])
+        })
         .collect();
     serde_json::json!({
         "shape": SHAPE,
@@ -221,7 +233,10 @@ fn result_json(
         "degrade": crate::control::admin::degrade_json(&r.control),
         "peak_rss_bytes": peak_rss_bytes(),
         "placement": placement,
-        "timeline": {"columns": ["at_s", "e2e_p99_ns", "e2e_max_ns", "messages", "level"], "rows": timeline},
+        "timeline": {"columns": ["at_s", "e2e_p99_ns", "e2e_max_ns", "messages", "level",
+            "ingress_lost_ns", "shard_lost_ns", "control_turn_max_ns", "steal_ns"], "rows": timeline},
+        "lost_cpu_ns": r.control.state.lost.iter().map(|(n, v)| (n.clone(), (*v).into()))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
     })
 }
 

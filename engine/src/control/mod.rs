@@ -61,6 +61,16 @@ pub struct Tick {
     pub e2e_max_ns: u64,
     /// Messages the shards applied in the interval.
     pub messages: u64,
+    /// CPU time the ingress thread lost to other tasks while runnable in the interval, ns
+    /// (see [`crate::telemetry::lost`]).
+    pub ingress_lost_ns: u64,
+    /// The same for the shard that lost most.
+    pub shard_lost_ns: u64,
+    /// The longest turn of control work in the interval, ns: on a small machine it runs on
+    /// the ingress thread, and the feed waits for it.
+    pub control_turn_max_ns: u64,
+    /// Hypervisor steal on the data path's CPUs in the interval, ns (10 ms resolution).
+    pub steal_ns: u64,
     /// The level in force after the interval.
     pub level: usize,
 }
@@ -97,6 +107,9 @@ pub struct ControlState {
     pub breaches: BTreeMap<String, u64>,
     /// Interval history (bounded: the first `MAX_TICKS`).
     pub ticks: Vec<Tick>,
+    /// Watched threads (`ingress`, `shard0`, ...) and the CPU time each lost to other tasks
+    /// while runnable over the whole run, ns.
+    pub lost: Vec<(String, u64)>,
     /// Snapshot round trips as the control core measured them.
     pub snapshot: Histogram<u64>,
     /// Links and their counters.
@@ -151,6 +164,10 @@ pub struct ControlCore {
     desk: Option<desk::ControlDesk>,
     /// Every snapshot request out to a shard, whoever asked.
     queries: queries::Outstanding,
+    /// The watcher's samples of lost CPU time, and this interval's sums so far.
+    lost: Option<Consumer<crate::telemetry::lost::Sample>>,
+    interval_lost: Vec<u64>,
+    interval_turn_max: u64,
     probe: Option<Probe>,
 }
 
@@ -197,6 +214,8 @@ pub struct ControlSetup {
     pub config: String,
     /// The admin endpoint's end of its rings to control, if the endpoint is on.
     pub desk: Option<desk::ControlDesk>,
+    /// The watcher's samples and the names of the threads it watches, in its order.
+    pub lost: Option<(Consumer<crate::telemetry::lost::Sample>, Vec<String>)>,
     /// Ask a shard for a snapshot this often, round-robin over the listed symbols (the
     /// benchmark's load on the `snapshot` stage; `None` in normal runs).
     pub probe: Option<Duration>,
@@ -205,6 +224,16 @@ pub struct ControlSetup {
 impl ControlCore {
     /// A control core at level 0.
     pub fn new(s: ControlSetup) -> ControlCore {
+        let (lost_rx, lost_names) = match s.lost {
+            Some((rx, names)) => (Some(rx), names),
+            None => (None, Vec::new()),
+        };
+        // The watcher's last figure is steal: keep it as a pseudo-thread named so.
+        let mut lost_names = lost_names;
+        if lost_rx.is_some() {
+            lost_names.push("steal".into());
+        }
+        let watched = lost_names.len();
         let cores = s
             .feeds
             .iter()
@@ -227,6 +256,7 @@ impl ControlCore {
                 time_at_level: [0.0; LEVELS.len()],
                 breaches: BTreeMap::new(),
                 ticks: Vec::new(),
+                lost: lost_names.into_iter().map(|n| (n, 0)).collect(),
                 snapshot: histogram(),
                 links: s.links,
                 config: s.config,
@@ -245,6 +275,9 @@ impl ControlCore {
             names: BTreeMap::new(),
             probe_order: Vec::new(),
             queries: queries::Outstanding::new(s.shard_count),
+            interval_lost: vec![0; watched],
+            interval_turn_max: 0,
+            lost: lost_rx,
             routes: s.routes,
             interval: s.interval,
             next_evaluation: now + s.interval,
@@ -309,6 +342,8 @@ impl ControlCore {
         if now >= self.next_turn_ns {
             self.next_turn_ns = now + TICK.as_nanos() as u64;
             self.tick();
+            let took = clock::now_ns().saturating_sub(now);
+            self.interval_turn_max = self.interval_turn_max.max(took);
         }
     }
 
@@ -367,6 +402,16 @@ impl ControlCore {
 
     /// Merges every interval waiting on the rings and hands the boxes back.
     pub fn collect(&mut self) {
+        while let Some(sample) = self.lost.as_mut().and_then(Consumer::try_pop) {
+            for (i, ns) in sample.into_iter().enumerate() {
+                if let (Some(acc), Some(total)) =
+                    (self.interval_lost.get_mut(i), self.state.lost.get_mut(i))
+                {
+                    *acc += ns;
+                    total.1 += ns;
+                }
+            }
+        }
         while let Some((symbol, locate)) = self.directory.try_pop() {
             if self.names.insert(symbol, locate).is_none() {
                 self.probe_order.push(locate);
@@ -435,10 +480,28 @@ impl ControlCore {
                 e2e_max_ns: e2e.max(),
                 messages: self.interval_messages,
                 level: self.state.ladder.level,
+                ingress_lost_ns: self.lost_of(|n| n == "ingress"),
+                shard_lost_ns: self.lost_of(|n| n.starts_with("shard")),
+                control_turn_max_ns: self.interval_turn_max,
+                steal_ns: self.lost_of(|n| n == "steal"),
             });
         }
+        self.interval_lost.iter_mut().for_each(|v| *v = 0);
+        self.interval_turn_max = 0;
         self.interval_acc.reset();
         self.interval_messages = 0;
+    }
+
+    /// The most any watched thread named as `which` says lost in this interval.
+    fn lost_of(&self, which: impl Fn(&str) -> bool) -> u64 {
+        self.state
+            .lost
+            .iter()
+            .zip(&self.interval_lost)
+            .filter(|((n, _), _)| which(n))
+            .map(|(_, &v)| v)
+            .max()
+            .unwrap_or(0)
     }
 
     fn set_level(&mut self, from: usize, to: usize, reason: String) {

@@ -235,6 +235,8 @@ pub fn run(
     let ingress_reporter = reporter("ingress".into(), cfg.feed_cpu.value, &mut core_feeds);
     let (dir_tx, dir_rx) = ring::ring::<([u8; 8], u16)>(1 << 16);
     let ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ingress_tid = crate::telemetry::lost::Tid::default();
+    let mut watched = vec![("ingress".to_string(), ingress_tid.clone())];
     for i in 0..n {
         let (ftx, frx) = ring::link(cfg.feed_buffers.value, feed_buf);
         let (etx, erx) = ring::link(cfg.event_buffers.value, || touched_buf(64 << 10));
@@ -257,7 +259,13 @@ pub fn run(
             chaos: opts.chaos.iter().find(|(s, _)| *s == i).map(|(_, c)| *c),
             dedicated: plan.thread_of(&plan::Role::Shard(i)).wait == plan::Wait::Spin,
             orders: cfg.shard_orders.value,
+            books: cfg.shard_books.value,
             ready: std::sync::Arc::clone(&ready),
+            tid: {
+                let t = crate::telemetry::lost::Tid::default();
+                watched.push((format!("shard{i}"), t.clone()));
+                t
+            },
             measure: !opts.unmeasured,
         };
         let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
@@ -349,6 +357,20 @@ pub fn run(
         }
         None => (None, None),
     };
+    let watch = plan.thread_of(&plan::Role::Watch);
+    let (names, tids): (Vec<String>, Vec<_>) = watched.into_iter().unzip();
+    let mut path_cpus: Vec<usize> = plan.threads[..=n].iter().map(|t| t.cpu).collect();
+    path_cpus.sort_unstable();
+    path_cpus.dedup();
+    let (lost_rx, watch_thread) = crate::telemetry::lost::watch(
+        tids,
+        path_cpus,
+        Duration::from_nanos(interval_ns),
+        watch.cpu,
+        watch.nice,
+        std::sync::Arc::clone(&admin_stop),
+    )
+    .map_err(|e| Failure::new(format!("cannot start the watch thread: {e}")))?;
     let setup = crate::control::ControlSetup {
         budgets: cfg.budgets.iter().map(|b| b.value).collect(),
         enter_after: cfg.degrade_enter.value as u32,
@@ -364,6 +386,7 @@ pub fn run(
         shard_count: n,
         config: cfg.render(),
         desk,
+        lost: Some((lost_rx, names)),
         probe: opts.snapshot_probe,
     };
     // Like the consumer, control on the ingress CPU takes its turns on the ingress thread.
@@ -394,6 +417,7 @@ pub fn run(
             .name("ingress".into())
             .spawn_scoped(s, || {
                 pin(feed_cpu);
+                ingress_tid.set_to_current();
                 let mut control = inline_control;
                 let control_turn = |c: &mut Option<crate::control::ControlCore>| {
                     if let Some(c) = c.as_mut() {
@@ -458,6 +482,7 @@ pub fn run(
     if let Some(h) = admin_thread {
         let _ = h.join();
     }
+    let _ = watch_thread.join();
     let snapshots = opts
         .queries
         .iter()

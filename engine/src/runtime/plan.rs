@@ -26,6 +26,8 @@ pub enum Role {
     Admin,
     /// A storage adapter.
     Sink(String),
+    /// Samples the CPU time the data path's threads lose to other tasks (`telemetry::lost`).
+    Watch,
 }
 
 impl std::fmt::Display for Role {
@@ -37,6 +39,7 @@ impl std::fmt::Display for Role {
             Role::Control => write!(f, "control"),
             Role::Admin => write!(f, "admin"),
             Role::Sink(s) => write!(f, "sink:{s}"),
+            Role::Watch => write!(f, "watch"),
         }
     }
 }
@@ -158,6 +161,14 @@ impl Plan {
             };
             threads.push(t);
         }
+        // Wakes once an interval for a few procfs reads, beside control.
+        let mut watch = own("watch", control_cpu, Role::Watch, Wait::Sleep);
+        watch.nice = if data_path(control_cpu) {
+            SHARED_NICE
+        } else {
+            0
+        };
+        threads.push(watch);
         Plan { threads }
     }
 
@@ -254,7 +265,8 @@ mod tests {
             (t[2].name.as_str(), t[2].cpu, t[2].nice),
             ("admin", 0, SHARED_NICE)
         );
-        assert_eq!(t.len(), 3);
+        assert_eq!((t[3].name.as_str(), t[3].wait), ("watch", Wait::Sleep));
+        assert_eq!(t.len(), 4);
     }
 
     #[test]

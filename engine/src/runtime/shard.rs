@@ -164,8 +164,12 @@ pub struct ShardCtx {
     pub measure: bool,
     /// Live orders to reserve (and touch) room for before the feed starts.
     pub orders: usize,
+    /// Books to touch room for before the feed starts.
+    pub books: usize,
     /// Counted up once this shard is set up; the ingress starts when every shard has.
     pub ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// This thread's id, for the watcher of lost CPU time.
+    pub tid: crate::telemetry::lost::Tid,
 }
 
 /// Events of the batch being applied, and the bars being built.
@@ -255,10 +259,11 @@ impl EventSink for Out {
 /// Runs a shard until it has applied the last feed batch and been told to stop; returns its
 /// books and report.
 pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
+    ctx.tid.set_to_current();
     // Everything the feed will touch is resident before it starts: the order table (growing
     // it mid-feed copied it, up to tens of ms on v3k) and the per-locate tables below.
     let mut books = Books::with_capacity(shards::book::Capacity { orders: ctx.orders });
-    books.touch();
+    books.touch(ctx.books);
     let mut rep = ShardReport {
         id: ctx.id,
         ..Default::default()

@@ -99,7 +99,15 @@ impl<T: Copy> PageArray<T> {
     where
         T: Zeroed,
     {
-        let bytes = self.len * core::mem::size_of::<T>();
+        self.touch_first(self.len);
+    }
+
+    /// As [`touch`](Self::touch), for the first `n` items only (all of them if fewer).
+    pub fn touch_first(&mut self, n: usize)
+    where
+        T: Zeroed,
+    {
+        let bytes = n.min(self.len) * core::mem::size_of::<T>();
         let base = self.ptr.as_ptr() as *mut u8;
         for off in (0..bytes).step_by(4096) {
             // SAFETY: `off < bytes`, inside the array's own mapping; a volatile write of the
@@ -144,6 +152,11 @@ pub struct PageVec<T: Zeroed> {
 }
 
 impl<T: Zeroed> PageVec<T> {
+    /// Makes the first `n` slots resident now (see [`PageArray::touch`]).
+    pub fn touch_first(&mut self, n: usize) {
+        self.items.touch_first(n);
+    }
+
     /// Empty, with room for `cap` items.
     pub fn with_capacity(cap: usize) -> Self {
         PageVec {
