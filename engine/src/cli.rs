@@ -406,6 +406,7 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    let _events = crate::log::init_events();
     let result = match cli.command {
         Command::Gen(a) => cmd::gen::run(&a),
         Command::Inspect(a) => cmd::inspect::run(&a),

@@ -1,6 +1,12 @@
 //! Run logs: one file per run under `build_data/logs/`, echoed to stderr when it is a terminal.
 //!
 //! A log that cannot be opened never stops a run: the engine says so once on stderr and goes on.
+//!
+//! Lines that the engine's own threads say while a feed runs (a degrade level change, from
+//! control, which shares the ingress thread on a small machine) go through `tracing` to a
+//! non-blocking stderr writer ([`init_events`]): the saying thread formats the line and hands
+//! it to a writer thread, never waiting on the terminal. Never call `eprintln!` from the
+//! ingress, a shard or control.
 
 use std::io::{IsTerminal, Write};
 
@@ -40,4 +46,20 @@ impl Log {
             eprintln!("{msg}");
         }
     }
+}
+
+/// Routes `tracing` events to stderr through a writer thread, as bare lines (no time, level
+/// or target: they read like the engine's other `tickcore: ...` lines). Keep the guard alive
+/// until the end of `main`: dropping it flushes what is queued. Lines beyond the writer's
+/// queue (128,000) are dropped, never waited for.
+pub fn init_events() -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+    guard
 }

@@ -509,8 +509,9 @@ impl ControlCore {
         self.state.time_at_level[from] += (now - self.level_since).as_secs_f64();
         self.level_since = now;
         let at_s = self.state.started.elapsed().as_secs_f64();
-        // Live, for the operator; the run's log gets every change from the summary.
-        eprintln!(
+        // Live, for the operator (through the non-blocking writer: control may be running on
+        // the ingress thread); the run's log gets every change from the summary.
+        tracing::warn!(
             "tickcore: degrade level {from} -> {to} at {at_s:.2} s ({}): {reason}",
             LEVELS[to]
         );
