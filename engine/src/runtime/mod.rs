@@ -1,32 +1,42 @@
-//! The thread-per-core runtime: one feed ingress thread, shard cores (glommio executors), and an
-//! event consumer, each pinned to the CPU the configuration gives it, talking only over SPSC
-//! links ([`ring`]) that carry rkyv batches ([`batch`]).
+//! The thread-per-core runtime: one feed ingress thread, shard cores (glommio executors), an
+//! event consumer, control, storage adapters, the admin endpoint and a watcher, each pinned
+//! where the [`plan`] says, talking only over SPSC links ([`ring`]) that carry rkyv batches
+//! ([`batch`]).
 //!
 //! ```text
-//!  ingress (feed_cpu) --FeedBatch--> shard i (shard_cpus[i]) --EventBatch--> consumer (adapter_cpus[0])
-//!        one link per shard            books, bars, per-core cache          one link per shard
-//!  engine (caller's thread) --Control--> shard i --Snapshot--> engine
+//!  ingress --FeedBatch--> shard i --EventBatch--> consumer --rows--> sink k
+//!     \--directory--> control --Control--> shard i --Snapshot--> control <--desk--> admin
+//!  every core --histograms--> control <--lost CPU time-- watch
 //! ```
 //!
+//! A run is assembled in four steps: [`plan::Plan`] (which thread runs which roles on which
+//! CPU, computed from the configuration alone), [`topology::Topology`] (every ring, and each
+//! role's bundle of ends), [`launch`] (one thread per planned thread, one loop shape each),
+//! then the ingress on a scoped thread of [`run`] and the shutdown steps of [`shut_down`].
+//! A new role (a feed receiver, a gateway) is a role in the plan, a bundle in the topology
+//! and a start in launch, not a branch here.
+//!
 //! Nothing mutable is shared between cores: a shard owns its books outright and hands them back
-//! only when it exits. Owns thread start-up, pinning, shutdown order and the run's report; never
-//! touches book logic.
+//! only when it exits. Never touches book logic.
 
 pub mod batch;
 pub mod clock;
 pub mod consumer;
 pub mod ingress;
+pub mod launch;
 pub mod plan;
 pub mod ring;
 pub mod shard;
+pub mod topology;
 
 use crate::config::Config;
 use crate::error::{Failure, Result};
 use batch::Buf;
 use ingress::{IngressReport, Routes, Source, Speed};
-use shard::{Control, ShardReport, Snapshot};
+use shard::{ShardReport, Snapshot};
 use shards::book::Books;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a run should do besides replaying.
@@ -55,7 +65,7 @@ pub struct RunOptions {
 
 /// A sink's link to the control core: its persist latencies, rows and spool level out, the
 /// degrade level in.
-struct SinkObserver {
+pub struct SinkObserver {
     reporter: crate::telemetry::Reporter,
     level: ring::Consumer<u8>,
     hold: bool,
@@ -197,7 +207,9 @@ pub fn set_nice(nice: i32) {
     }
 }
 
-/// Runs `source` through the engine as `cfg` places it, until the feed ends or `stop` is set.
+/// Runs `source` through the engine as `cfg` places it, until the feed ends or `stop` is set:
+/// plans the threads, builds the rings, launches every role, runs the ingress on a scoped
+/// thread of this call, and shuts down in the order [`shut_down`] writes out.
 pub fn run(
     source: &(impl Source + Sync),
     cfg: &Config,
@@ -209,324 +221,285 @@ pub fn run(
     raise_memlock();
     let sink_names: Vec<String> = opts.sinks.iter().map(|p| p.settings.name.clone()).collect();
     let plan = plan::Plan::new(cfg, &sink_names, opts.admin.is_some());
-    let n = cfg.shards.value;
-    let routes = Routes::new(n, cfg.assign.value, source.whole());
-    let batch_bytes = cfg.feed_batch_bytes.value;
-    // Every buffer is touched now: a link's 64 buffers are first used one by one during the
-    // first batches, each page faulting in on the hot path.
-    let feed_buf = || touched_buf(batch_bytes + 256);
-    let mut feed_tx = Vec::new();
-    let mut event_rx = Vec::new();
-    let mut controls = Vec::new();
-    let mut answers = Vec::new();
-    let mut links = Vec::new();
-    let mut handles = Vec::new();
-    let interval_ns = cfg.control_interval_ms.value as u64 * 1_000_000;
-    let mut core_feeds = Vec::new();
-    let reporter = |name: String, cpu: usize, feeds: &mut Vec<crate::control::CoreFeed>| {
-        let (r, collector) = crate::telemetry::reporting(feeds.len(), interval_ns);
-        feeds.push(crate::control::CoreFeed {
-            name,
-            cpu,
-            collector,
-        });
-        r
-    };
-    let ingress_reporter = reporter("ingress".into(), cfg.feed_cpu.value, &mut core_feeds);
-    let (dir_tx, dir_rx) = ring::ring::<([u8; 8], u16)>(1 << 16);
-    let ready = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let ingress_tid = crate::telemetry::lost::Tid::default();
-    let mut watched = vec![("ingress".to_string(), ingress_tid.clone())];
-    for i in 0..n {
-        let (ftx, frx) = ring::link(cfg.feed_buffers.value, feed_buf);
-        let (etx, erx) = ring::link(cfg.event_buffers.value, || touched_buf(64 << 10));
-        let (ctx_p, ctx_c) = ring::ring::<Control>(16);
-        let (ans_p, ans_c) = ring::ring::<Snapshot>(16);
-        links.push((format!("ingress->shard{i}"), ftx.stats()));
-        links.push((format!("shard{i}->consumer"), etx.stats()));
-        feed_tx.push(ftx);
-        event_rx.push(erx);
-        controls.push(ctx_p);
-        answers.push(ans_c);
-        let cpu = plan.thread_of(&plan::Role::Shard(i)).cpu;
-        let ctx = shard::ShardCtx {
-            id: i,
-            feed: frx,
-            events: etx,
-            control: ctx_c,
-            answers: ans_p,
-            reporter: reporter(format!("shard{i}"), cpu, &mut core_feeds),
-            chaos: opts.chaos.iter().find(|(s, _)| *s == i).map(|(_, c)| *c),
-            dedicated: plan.thread_of(&plan::Role::Shard(i)).wait == plan::Wait::Spin,
-            orders: cfg.shard_orders.value,
-            books: cfg.shard_books.value,
-            ready: std::sync::Arc::clone(&ready),
-            tid: {
-                let t = crate::telemetry::lost::Tid::default();
-                watched.push((format!("shard{i}"), t.clone()));
-                t
-            },
-            measure: !opts.unmeasured,
-        };
-        let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
-            .name(&format!("shard{i}"))
-            .io_memory(cfg.io_memory_kib.value << 10)
-            .spawn(move || shard::run(ctx))
-            .map_err(|e| start_failure(i, cpu, cfg, &e))?;
-        handles.push(h);
-    }
-    let consumer_cpu = plan.thread_of(&plan::Role::Consumer).cpu;
-    let events = opts.events.take();
-    let mut feeds = Vec::new();
-    let mut adapters = Vec::new();
-    let mut sink_levels = Vec::new();
-    for sink in opts.sinks.drain(..) {
-        let (tx, mut rx) = ring::ring::<storage_adapters::rows::RowBatch>(4096);
-        let done = std::sync::Arc::new(AtomicBool::new(false));
-        feeds.push(consumer::AdapterFeed {
-            tx,
-            done: std::sync::Arc::clone(&done),
-            wants: sink.wants,
-        });
-        let thread = plan.thread_of(&plan::Role::Sink(sink.settings.name.clone()));
-        let (cpu, nice) = (thread.cpu, thread.nice);
-        let (level_tx, level_rx) = ring::ring::<u8>(64);
-        sink_levels.push(level_tx);
-        let observer = SinkObserver {
-            reporter: reporter(format!("sink:{}", sink.settings.name), cpu, &mut core_feeds),
-            level: level_rx,
-            hold: false,
-        };
-        let h = std::thread::Builder::new()
-            .name(format!("sink-{}", sink.settings.name))
-            .spawn(move || {
-                pin(cpu);
-                set_nice(nice);
-                use storage_adapters::adapter::Intake;
-                storage_adapters::adapter::run(
-                    sink.connect,
-                    sink.settings,
-                    move || {
-                        if let Some(b) = rx.try_pop() {
-                            return Intake::Rows(b);
-                        }
-                        if done.load(Ordering::Acquire) {
-                            // The consumer set `done` after its last push: one more look is final.
-                            return rx.try_pop().map_or(Intake::End, Intake::Rows);
-                        }
-                        Intake::Idle
-                    },
-                    observer,
-                )
-            })
-            .map_err(|e| Failure::new(format!("cannot start a storage adapter thread: {e}")))?;
-        adapters.push(h);
-    }
-    // The plan says whether the ingress may park, and which roles take turns inside it.
-    if plan.threads[0].wait == plan::Wait::Spin {
-        feed_tx.iter_mut().for_each(ring::Sender::never_park);
-    }
-    let inline = plan.on_ingress_thread(&plan::Role::Consumer);
-    let mut consumer = consumer::Consumer::new(event_rx, events, feeds);
-    let consumer_thread = if inline {
-        None
-    } else {
-        let c = std::mem::replace(
-            &mut consumer,
-            consumer::Consumer::new(Vec::new(), None, Vec::new()),
-        );
-        let h = std::thread::Builder::new()
-            .name("consumer".into())
-            .spawn(move || {
-                pin(consumer_cpu);
-                c.drain()
-            })
-            .map_err(|e| Failure::new(format!("cannot start the consumer thread: {e}")))?;
-        Some(h)
-    };
-    let control_stop = std::sync::Arc::new(AtomicBool::new(false));
-    let control_cpu = plan.thread_of(&plan::Role::Control).cpu;
-    let admin_stop = std::sync::Arc::new(AtomicBool::new(false));
-    let (desk, admin_thread) = match opts.admin.take() {
+    let topo = topology::Topology::build(cfg, &plan, &mut opts, source.whole());
+    let topology::Topology {
+        routes,
+        ingress,
+        shards,
+        consumer,
+        sinks,
+        control: mut setup,
+        ready,
+        watched,
+        links,
+    } = topo;
+    let shards = launch::shards(shards, &plan, cfg)?;
+    let adapters = launch::sinks(sinks, &plan)?;
+    let consumer = launch::consumer(consumer, &plan)?;
+    // The endpoint and the watcher sleep beside control and stop together, after it.
+    let side_stop = Arc::new(AtomicBool::new(false));
+    let admin = match opts.admin.take() {
         Some(a) => {
             let t = plan.thread_of(&plan::Role::Admin);
-            let (d, h) = a
-                .start(t.cpu, t.nice, std::sync::Arc::clone(&admin_stop))
+            let (desk, h) = a
+                .start(t.cpu, t.nice, Arc::clone(&side_stop))
                 .map_err(|e| Failure::new(format!("cannot start the admin thread: {e}")))?;
-            (Some(d), Some(h))
+            setup.desk = Some(desk);
+            Some(h)
         }
-        None => (None, None),
+        None => None,
     };
-    let watch = plan.thread_of(&plan::Role::Watch);
     let (names, tids): (Vec<String>, Vec<_>) = watched.into_iter().unzip();
-    let mut path_cpus: Vec<usize> = plan.threads[..=n].iter().map(|t| t.cpu).collect();
+    let watch = plan.thread_of(&plan::Role::Watch);
+    let mut path_cpus: Vec<usize> = plan.threads[..=cfg.shards.value]
+        .iter()
+        .map(|t| t.cpu)
+        .collect();
     path_cpus.sort_unstable();
     path_cpus.dedup();
-    let (lost_rx, watch_thread) = crate::telemetry::lost::watch(
+    let (lost_rx, watcher) = crate::telemetry::lost::watch(
         tids,
         path_cpus,
-        Duration::from_nanos(interval_ns),
+        setup.interval,
         watch.cpu,
         watch.nice,
-        std::sync::Arc::clone(&admin_stop),
+        Arc::clone(&side_stop),
     )
     .map_err(|e| Failure::new(format!("cannot start the watch thread: {e}")))?;
-    let setup = crate::control::ControlSetup {
-        budgets: cfg.budgets.iter().map(|b| b.value).collect(),
-        enter_after: cfg.degrade_enter.value as u32,
-        leave_after: cfg.degrade_leave.value as u32,
-        interval: Duration::from_nanos(interval_ns),
-        feeds: core_feeds,
-        shard_controls: std::mem::take(&mut controls),
-        answers: std::mem::take(&mut answers),
-        sink_levels,
-        directory: dir_rx,
-        routes: routes.clone(),
-        links: links.clone(),
-        shard_count: n,
-        config: cfg.render(),
-        desk,
-        lost: Some((lost_rx, names)),
-        probe: opts.snapshot_probe,
-    };
-    // Like the consumer, control on the ingress CPU takes its turns on the ingress thread.
-    let core = crate::control::ControlCore::new(setup);
-    let (inline_control, control_thread) = if plan.on_ingress_thread(&plan::Role::Control) {
-        (Some(core), None)
-    } else {
-        let stop = std::sync::Arc::clone(&control_stop);
-        let h = std::thread::Builder::new()
-            .name("control".into())
-            .spawn(move || {
-                pin(control_cpu);
-                core.run(&stop)
-            })
-            .map_err(|e| Failure::new(format!("cannot start the control thread: {e}")))?;
-        (None, Some(h))
-    };
-    wait_for_shards(&ready, n)?;
-    let feed_cpu = cfg.feed_cpu.value;
-    let speed = opts.speed.unwrap_or(Speed::Max);
-    let tel = ingress::IngressTelemetry {
-        reporter: ingress_reporter,
-        directory: dir_tx,
+    setup.lost = Some((lost_rx, names));
+    let control_stop = Arc::new(AtomicBool::new(false));
+    let control = launch::control(
+        crate::control::ControlCore::new(setup),
+        &plan,
+        &control_stop,
+    )?;
+    wait_for_shards(&ready, cfg.shards.value)?;
+    let feed = IngressRun {
+        source,
+        routes: &routes,
+        bundle: ingress,
+        cpu: plan.threads[0].cpu,
+        batch_bytes: cfg.feed_batch_bytes.value,
+        speed: opts.speed.unwrap_or(Speed::Max),
         measure: !opts.unmeasured,
+        stop,
     };
-    let (ingress, inline_report, inline_control) = std::thread::scope(|s| {
-        let h = std::thread::Builder::new()
-            .name("ingress".into())
-            .spawn_scoped(s, || {
-                pin(feed_cpu);
-                ingress_tid.set_to_current();
-                let mut control = inline_control;
-                let control_turn = |c: &mut Option<crate::control::ControlCore>| {
-                    if let Some(c) = c.as_mut() {
-                        c.turn();
-                    }
-                };
-                let idle = &mut || {
-                    control_turn(&mut control);
-                    inline && consumer.poll()
-                };
-                let r = ingress::run(
-                    source,
-                    &routes,
-                    feed_tx,
-                    batch_bytes,
-                    speed,
-                    stop,
-                    tel,
-                    idle,
-                );
-                let report =
-                    inline.then(|| consumer.drain_with(&mut || control_turn(&mut control)));
-                (r, report, control)
-            });
-        match h {
-            Ok(h) => h
-                .join()
-                .map_err(|_| Failure::new("the ingress thread panicked (a bug)")),
-            Err(e) => Err(Failure::new(format!(
-                "cannot start the ingress thread: {e}"
-            ))),
-        }
-    })?;
-    // Every shard applies its last batch before it sends its last event batch, and the
-    // consumer returns only after the last one from every shard: after this join, the books
-    // are final and queries see the end of the feed.
-    let consumer = match (inline_report, consumer_thread) {
-        (Some(r), _) => r,
-        (None, Some(h)) => h
-            .join()
-            .map_err(|_| Failure::new("the consumer thread panicked (a bug)"))?,
-        (None, None) => unreachable!("the consumer runs inline or on a thread of its own"),
-    };
+    let (ingress, consumer, control) = feed.run(consumer, control)?;
     let engine_wall = started.elapsed();
-    let mut control = match (inline_control, control_thread) {
-        (Some(mut c), _) => {
+    let threads = Threads {
+        control,
+        control_stop,
+        side_stop,
+        side: admin.into_iter().chain([watcher]).collect(),
+        shards,
+        adapters,
+    };
+    let done = shut_down(threads, &opts)?;
+    Ok(RunReport {
+        ingress,
+        shards: done.shards,
+        consumer,
+        links: topology::link_reports(&links),
+        books: done.books,
+        snapshots: done.snapshots,
+        wall: started.elapsed(),
+        engine_wall,
+        placement: plan.placement(),
+        plan,
+        sinks: done.sinks,
+        control: done.control,
+    })
+}
+
+/// The ingress's run: the feed, its routes and links, and how to pace.
+struct IngressRun<'a, S: Source + Sync> {
+    source: &'a S,
+    routes: &'a Routes,
+    bundle: topology::IngressBundle,
+    cpu: usize,
+    batch_bytes: usize,
+    speed: Speed,
+    measure: bool,
+    stop: &'a AtomicBool,
+}
+
+/// Where control is after launch: on a thread of its own, or to be turned by the ingress.
+type ControlAt = std::result::Result<
+    std::thread::JoinHandle<crate::control::ControlCore>,
+    crate::control::ControlCore,
+>;
+/// Where the consumer is after launch.
+type ConsumerAt =
+    std::result::Result<std::thread::JoinHandle<consumer::ConsumerReport>, consumer::Consumer>;
+
+impl<S: Source + Sync> IngressRun<'_, S> {
+    /// Runs the ingress on its pinned thread, giving the roles the plan put inside it
+    /// (consumer, control) their turns, until the feed ends and, with the consumer inside, every
+    /// shard's last events are in. Returns its report, the consumer's, and control.
+    fn run(
+        self,
+        consumer: ConsumerAt,
+        control: ControlAt,
+    ) -> Result<(IngressReport, consumer::ConsumerReport, ControlAt)> {
+        let (consumer_thread, mut inline_consumer) = split(consumer);
+        let (control_thread, mut inline_control) = split(control);
+        let IngressRun {
+            source,
+            routes,
+            bundle,
+            cpu,
+            batch_bytes,
+            speed,
+            measure,
+            stop,
+        } = self;
+        let (report, inline_report, inline_control) = std::thread::scope(|s| {
+            let h = std::thread::Builder::new()
+                .name("ingress".into())
+                .spawn_scoped(s, move || {
+                    pin(cpu);
+                    bundle.tid.set_to_current();
+                    let turn = |c: &mut Option<crate::control::ControlCore>| {
+                        if let Some(c) = c.as_mut() {
+                            c.turn();
+                        }
+                    };
+                    let tel = ingress::IngressTelemetry {
+                        reporter: bundle.reporter,
+                        directory: bundle.directory,
+                        measure,
+                    };
+                    let idle = &mut || {
+                        turn(&mut inline_control);
+                        inline_consumer.as_mut().is_some_and(|c| c.poll())
+                    };
+                    let r = ingress::run(
+                        source,
+                        routes,
+                        bundle.links,
+                        batch_bytes,
+                        speed,
+                        stop,
+                        tel,
+                        idle,
+                    );
+                    let report =
+                        inline_consumer.map(|c| c.drain_with(&mut || turn(&mut inline_control)));
+                    (r, report, inline_control)
+                });
+            match h {
+                Ok(h) => h
+                    .join()
+                    .map_err(|_| Failure::new("the ingress thread panicked (a bug)")),
+                Err(e) => Err(Failure::new(format!(
+                    "cannot start the ingress thread: {e}"
+                ))),
+            }
+        })?;
+        // Every shard applies its last batch before it sends its last event batch, and the
+        // consumer returns only after the last one from every shard: after this, the books
+        // are final and queries see the end of the feed.
+        let consumer = match (inline_report, consumer_thread) {
+            (Some(r), _) => r,
+            (None, Some(h)) => h
+                .join()
+                .map_err(|_| Failure::new("the consumer thread panicked (a bug)"))?,
+            (None, None) => unreachable!("the consumer runs inline or on a thread of its own"),
+        };
+        let control = match (inline_control, control_thread) {
+            (Some(c), _) => Err(c),
+            (None, Some(h)) => Ok(h),
+            (None, None) => unreachable!("control runs inline or on a thread of its own"),
+        };
+        Ok((report, consumer, control))
+    }
+}
+
+/// A launched role's thread, or the role itself to run inline.
+fn split<T, R>(
+    at: std::result::Result<std::thread::JoinHandle<T>, R>,
+) -> (Option<std::thread::JoinHandle<T>>, Option<R>) {
+    match at {
+        Ok(h) => (Some(h), None),
+        Err(r) => (None, Some(r)),
+    }
+}
+
+/// Every thread still running once the feed has ended.
+struct Threads {
+    control: ControlAt,
+    control_stop: Arc<AtomicBool>,
+    side_stop: Arc<AtomicBool>,
+    /// The admin endpoint and the watcher.
+    side: Vec<std::thread::JoinHandle<()>>,
+    shards: Vec<launch::ShardHandle>,
+    adapters: Vec<std::thread::JoinHandle<storage_adapters::adapter::SinkReport>>,
+}
+
+/// What the shutdown collects.
+struct Finished {
+    control: Box<crate::control::ControlCore>,
+    snapshots: Vec<(String, Option<Snapshot>)>,
+    books: Vec<Books>,
+    shards: Vec<ShardReport>,
+    sinks: Vec<storage_adapters::adapter::SinkReport>,
+}
+
+/// Shuts the run down once the feed has ended (the ingress has sent every shard its last
+/// batch and the consumer has every shard's last events), in this order:
+/// 1. control stays up for the linger (the admin endpoint answers from it), then stops;
+/// 2. the admin endpoint and the watcher stop (nothing answers them any more);
+/// 3. the run's `--query` snapshots are asked, through control, of the shards;
+/// 4. the shards are told to stop, and hand back their books and reports;
+/// 5. the sinks finish (their rings closed by the consumer: drain, or leave it spooled);
+/// 6. control takes the cores' last intervals and closes the time at the last level.
+fn shut_down(t: Threads, opts: &RunOptions) -> Result<Finished> {
+    let mut control = match t.control {
+        Err(mut c) => {
             c.run_until(Instant::now() + opts.admin_linger);
             Box::new(c)
         }
-        (None, Some(h)) => {
+        Ok(h) => {
             std::thread::sleep(opts.admin_linger);
-            control_stop.store(true, Ordering::Release);
+            t.control_stop.store(true, Ordering::Release);
             Box::new(
                 h.join()
                     .map_err(|_| Failure::new("the control thread panicked (a bug)"))?,
             )
         }
-        (None, None) => unreachable!("control runs inline or on a thread of its own"),
     };
-    // The endpoint's last request is answered (or expired) by now: control no longer turns.
-    admin_stop.store(true, Ordering::Release);
-    if let Some(h) = admin_thread {
+    t.side_stop.store(true, Ordering::Release);
+    for h in t.side {
         let _ = h.join();
     }
-    let _ = watch_thread.join();
     let snapshots = opts
         .queries
         .iter()
         .map(|s| (s.clone(), control.snapshot_now(s, QUERY_PATIENCE)))
         .collect();
     control.stop_shards();
-    let mut books = Vec::with_capacity(n);
-    let mut shards = Vec::with_capacity(n);
-    for (i, h) in handles.into_iter().enumerate() {
+    let (mut books, mut shards) = (Vec::new(), Vec::new());
+    for (i, h) in t.shards.into_iter().enumerate() {
         let (b, r) = h
             .join()
             .map_err(|e| Failure::new(format!("shard {i} failed: {e}")))?;
         books.push(b);
         shards.push(r);
     }
-    let links = links
-        .iter()
-        .map(|(name, s)| LinkReport {
-            name: name.clone(),
-            sent: s.sent.load(Ordering::Relaxed),
-            full_waits: s.full_waits.load(Ordering::Relaxed),
-        })
-        .collect();
     let mut sinks = Vec::new();
-    for h in adapters {
+    for h in t.adapters {
         sinks.push(
             h.join()
                 .map_err(|_| Failure::new("a storage adapter thread panicked (a bug)"))?,
         );
     }
     control.finish();
-    Ok(RunReport {
-        ingress,
-        shards,
-        consumer,
-        links,
-        books,
-        snapshots,
-        wall: started.elapsed(),
-        engine_wall,
-        placement: plan.placement(),
-        plan,
-        sinks,
+    Ok(Finished {
         control,
+        snapshots,
+        books,
+        shards,
+        sinks,
     })
 }
 
@@ -548,16 +521,6 @@ fn wait_for_shards(ready: &std::sync::atomic::AtomicUsize, n: usize) -> Result<(
 
 /// How long shards may take to reserve and touch their memory.
 const SHARD_SETUP_PATIENCE: Duration = Duration::from_secs(60);
-
-fn start_failure(i: usize, cpu: usize, cfg: &Config, e: &glommio::GlommioError<()>) -> Failure {
-    Failure::new(format!(
-        "cannot start shard {i} on CPU {cpu}: {e}. Shards run on glommio, which needs io_uring \
-         (check that `sysctl kernel.io_uring_disabled` is 0 and that the container's seccomp \
-         profile allows io_uring_setup) and locked memory (raise `ulimit -l`, or lower \
-         io_memory_kib, now {} KiB per shard)",
-        cfg.io_memory_kib.value
-    ))
-}
 
 /// How long the run's end-of-feed queries (`--query`) wait for their shard.
 const QUERY_PATIENCE: Duration = Duration::from_secs(5);
