@@ -98,8 +98,13 @@ fn start(args: &[&str], token: Option<&str>) -> (Child, String) {
         c.env("TICKCORE_ADMIN_TOKEN", t);
     }
     let mut child = c.spawn().unwrap();
-    let err = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(err).lines();
+    let addr = admin_addr(&mut child);
+    (child, addr)
+}
+
+/// The admin address a run prints on stderr; the rest of its stderr is read and dropped.
+fn admin_addr(child: &mut Child) -> String {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let l = lines
             .next()
@@ -110,7 +115,7 @@ fn start(args: &[&str], token: Option<&str>) -> (Child, String) {
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    addr
 }
 
 /// One HTTP request; (status, body).
@@ -236,17 +241,7 @@ fn run_with_admin(args: &[&str], meanwhile: impl FnOnce(&str)) -> Value {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let l = lines
-            .next()
-            .expect("the run printed its admin address")
-            .unwrap();
-        if let Some(a) = l.strip_prefix("tickcore: admin endpoint on http://") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let addr = admin_addr(&mut child);
     meanwhile(&addr);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{args:?}");
