@@ -225,7 +225,7 @@ fn connection(
                 Arc::clone(&svc_stats),
             );
             async move {
-                let reply = handle(req, &shared, &token, &stats).await;
+                let reply = handle(req, &shared, &token).await;
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 Ok::<_, std::convert::Infallible>(response(reply))
             }
@@ -317,7 +317,6 @@ async fn handle(
     req: hyper::Request<hyper::body::Incoming>,
     shared: &Shared,
     token: &Option<String>,
-    _stats: &AdminStats,
 ) -> Reply {
     if let Some(t) = token {
         let want = format!("Bearer {t}");

@@ -234,7 +234,7 @@ pub fn run(
             link,
             frames: {
                 let mut f = vec![0u8; batch_bytes + 2 + 64];
-                super::prefault(&mut f);
+                shards::book::pages::prefault(&mut f);
                 f.clear();
                 f
             },

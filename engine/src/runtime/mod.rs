@@ -171,22 +171,6 @@ fn pin(cpu: usize) {
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
 }
 
-/// Makes every page under `s` resident now (a volatile read and write back of one byte per
-/// 4 KiB page: nothing changes), so the run does not fault them in on the hot path. For
-/// memory from `vec![0; n]`, which the allocator hands out as untouched zero pages.
-pub fn prefault<T: Copy>(s: &mut [T]) {
-    let bytes = core::mem::size_of_val(s);
-    let base = s.as_mut_ptr() as *mut u8;
-    for off in (0..bytes).step_by(4096) {
-        // SAFETY: `off < bytes`, inside `s`, which we borrow mutably; the byte is written back
-        // unchanged, so every `T` keeps its value.
-        unsafe {
-            let p = base.add(off);
-            p.write_volatile(p.read_volatile());
-        }
-    }
-}
-
 /// A buffer with `bytes` of capacity, every page of it written once (then emptied).
 pub fn touched_buf(bytes: usize) -> Buf {
     let mut b = Buf::with_capacity(bytes);

@@ -284,8 +284,8 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         bbo_at: vec![NO_BBO; 1 << 16].into_boxed_slice(),
         coalesced: 0,
     };
-    super::prefault(&mut out.marked);
-    super::prefault(&mut out.changed_at);
+    shards::book::pages::prefault(&mut out.marked);
+    shards::book::pages::prefault(&mut out.changed_at);
     ctx.ready.fetch_add(1, std::sync::atomic::Ordering::Release);
     let mut chaos_until = 0u64;
     let mut fed_last = false;

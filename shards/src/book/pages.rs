@@ -35,6 +35,22 @@ unsafe impl<T: Copy + Send> Send for PageArray<T> {}
 // SAFETY: as above; shared access only reads.
 unsafe impl<T: Copy + Sync> Sync for PageArray<T> {}
 
+/// Makes every page under `s` resident now (a volatile read and write back of one byte per
+/// 4 KiB page: nothing changes), so a hot path does not fault them in later. For memory the
+/// kernel or the allocator hands out as untouched zero pages.
+pub fn prefault<T: Copy>(s: &mut [T]) {
+    let bytes = core::mem::size_of_val(s);
+    let base = s.as_mut_ptr() as *mut u8;
+    for off in (0..bytes).step_by(4096) {
+        // SAFETY: `off < bytes`, inside `s`, which we borrow mutably; the byte is written back
+        // unchanged, so every `T` keeps its value.
+        unsafe {
+            let p = base.add(off);
+            p.write_volatile(p.read_volatile());
+        }
+    }
+}
+
 /// A type for which all-zero bytes are a valid value: fresh anonymous memory, which the kernel
 /// hands out zeroed, already holds an array of it.
 ///
@@ -107,13 +123,8 @@ impl<T: Copy> PageArray<T> {
     where
         T: Zeroed,
     {
-        let bytes = n.min(self.len) * core::mem::size_of::<T>();
-        let base = self.ptr.as_ptr() as *mut u8;
-        for off in (0..bytes).step_by(4096) {
-            // SAFETY: `off < bytes`, inside the array's own mapping; a volatile write of the
-            // zero the byte already holds, so no `T` changes (zero is valid for a `Zeroed`).
-            unsafe { base.add(off).write_volatile(0) };
-        }
+        let n = n.min(self.len);
+        prefault(&mut self[..n]);
     }
 
     /// Bytes mapped.
