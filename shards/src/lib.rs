@@ -5,6 +5,7 @@
 //!   trade statistics and anomaly counters.
 //! - [`events`]: what the books emit (trades, BBO changes, breaks) and the sink trait.
 //! - [`bars`]: OHLCV bars from printable trades, closed by feed time.
+//! - [`mold`]: MoldUDP64, the UDP transport ITCH arrives in live, shared by sender and receiver.
 //! - [`synth`]: a deterministic synthetic ITCH session generator for tests and benchmarks.
 //!
 //! What this crate must never do: block, perform I/O, take a lock, or allocate per message on the
@@ -17,6 +18,7 @@ pub mod bars;
 pub mod book;
 pub mod events;
 pub mod itch;
+pub mod mold;
 pub mod price;
 pub mod symbol;
 pub mod synth;
