@@ -12,6 +12,7 @@ pub mod control;
 pub mod error;
 pub mod feed;
 pub mod fmt;
+pub mod live;
 pub mod log;
 pub mod paths;
 pub mod progress;

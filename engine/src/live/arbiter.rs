@@ -1,0 +1,686 @@
+//! Line arbitration and gap recovery for a MoldUDP64 session: turns datagrams from lines A and
+//! B and re-request answers into the session's messages, each exactly once, in sequence order.
+//!
+//! Owns the expected sequence number, the gaps (each with its own request timer), the bounded
+//! buffer of packets held beyond a gap, the session lock and every per-line counter. Pure logic:
+//! the caller passes the clock in and carries out what it asks ([`Outlet`]), so every case is
+//! tested without sockets. Never allocates after construction (the hold buffer and the gap list
+//! are sized up front), never blocks, never applies a message twice or out of order.
+//!
+//! Invariant (checked by [`Arbiter::check`]): every sequence number in `[next, known_end)` is
+//! either in a gap or in a held packet; gaps are sorted, disjoint and inside that range.
+
+use shards::itch::LEN_BY_TYPE;
+use shards::mold::{self, Kind, PacketError, Request, Session};
+
+/// Lines: A, B, and the unicast answers of the re-request server.
+pub const LINES: usize = 3;
+/// Index of the re-request answers among the lines.
+pub const ANSWERS: usize = 2;
+/// Names of the lines, for reports.
+pub const LINE_NAMES: [&str; LINES] = ["A", "B", "rerequest"];
+
+/// Tuning; every value has a command-line flag.
+#[derive(Debug, Clone, Copy)]
+pub struct ArbiterConfig {
+    /// With two lines, how long a gap waits for the other line before it is asked for.
+    pub reorder_ns: u64,
+    /// How long a request waits for its answer before it is sent again.
+    pub retry_ns: u64,
+    /// Requests a gap gets without progress before it is declared lost.
+    pub max_retries: u32,
+    /// Most messages one request asks for (what one answer datagram can hold).
+    pub request_max: u16,
+    /// Packets held beyond a gap, at most.
+    pub hold_packets: usize,
+    /// A packet whose sequence number is this far beyond what is known is malformed.
+    pub window: u64,
+    /// A session silent this long: its lines are reported silent, the re-request server is
+    /// probed for a lost tail, and another live session may be followed.
+    pub liveness_ns: u64,
+    /// Lines configured (1 or 2).
+    pub lines: usize,
+    /// Lock onto this session only; `None` locks onto the first live one seen.
+    pub session: Option<Session>,
+}
+
+impl Default for ArbiterConfig {
+    fn default() -> Self {
+        ArbiterConfig {
+            reorder_ns: 200_000,
+            retry_ns: 20_000_000,
+            max_retries: 10,
+            // 1,400 bytes of payload over blocks of at least 2 + 12 bytes (the shortest
+            // ITCH messages): a request never asks for more than one answer can hold.
+            request_max: 100,
+            hold_packets: 8192,
+            window: 1 << 24,
+            liveness_ns: 1_500_000_000,
+            lines: 2,
+            session: None,
+        }
+    }
+}
+
+/// What the arbiter asks of its caller.
+pub trait Outlet {
+    /// The next message of the session, in order.
+    fn message(&mut self, seq: u64, m: &[u8]);
+    /// Send this re-request.
+    fn request(&mut self, r: Request);
+    /// `[from, to)` is declared lost.
+    fn lost(&mut self, from: u64, to: u64);
+    /// Something an operator should read (a silent line, a session change).
+    fn notice(&mut self, what: std::fmt::Arguments<'_>);
+}
+
+/// Counters of one line.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct LineStats {
+    /// Datagrams received.
+    pub packets: u64,
+    /// Messages in them.
+    pub messages: u64,
+    /// Packets that brought a message first.
+    pub first: u64,
+    /// Packets whose messages the other line had brought already.
+    pub late: u64,
+    /// Packets this line had delivered before.
+    pub duplicate: u64,
+    /// Heartbeats and ends of session.
+    pub heartbeats: u64,
+    /// Malformed datagrams, dropped.
+    pub malformed: u64,
+    /// Datagrams of another session, dropped.
+    pub other_session: u64,
+    /// Times the line fell silent for the liveness period.
+    pub silences: u64,
+    /// One past the highest sequence number this line carried.
+    #[serde(skip)]
+    pub high: u64,
+    /// Clock of the last datagram.
+    #[serde(skip)]
+    pub last_ns: u64,
+    /// Whether it is silent now.
+    #[serde(skip)]
+    pub silent: bool,
+}
+
+/// Malformed datagrams by kind, over every line.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Malformed {
+    /// Shorter than a header.
+    pub short_header: u64,
+    /// Session field not alphanumeric.
+    pub bad_session: u64,
+    /// Sequence number 0.
+    pub zero_sequence: u64,
+    /// A block running past the datagram.
+    pub block_past_end: u64,
+    /// Count and blocks disagree.
+    pub count_mismatch: u64,
+    /// An empty block.
+    pub empty_block: u64,
+    /// A sequence number far beyond the window.
+    pub far_sequence: u64,
+    /// A message whose type or length is not ITCH 5.0 (its sequence number is used up).
+    pub bad_message: u64,
+}
+
+/// What the session's recovery did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Recovery {
+    /// Gaps detected.
+    pub gaps: u64,
+    /// Re-requests sent.
+    pub rerequests: u64,
+    /// Gaps filled completely.
+    pub filled: u64,
+    /// Gaps declared lost.
+    pub lost_gaps: u64,
+    /// Messages declared lost.
+    pub lost_messages: u64,
+    /// The first lost ranges, `[from, to)`.
+    pub lost_ranges: Vec<(u64, u64)>,
+    /// Packets dropped because the hold buffer was full (they are asked for again).
+    pub hold_full: u64,
+    /// Most packets held at once.
+    pub held_peak: usize,
+    /// Probes sent for a tail lost with nothing after it.
+    pub tail_probes: u64,
+    /// Sessions followed after the first.
+    pub session_changes: u64,
+}
+
+/// Ranges kept in [`Recovery::lost_ranges`].
+const LOST_RANGES_KEPT: usize = 64;
+
+#[derive(Debug, Clone, Copy)]
+struct Gap {
+    from: u64,
+    to: u64,
+    detected_ns: u64,
+    next_ns: u64,
+    retries: u32,
+    lost: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    seq: u64,
+    end: u64,
+    slot: u32,
+    len: u16,
+}
+
+/// The arbiter of one session.
+pub struct Arbiter {
+    cfg: ArbiterConfig,
+    session: Option<Session>,
+    session_seen_ns: u64,
+    next: u64,
+    known_end: u64,
+    end_of_session: Option<u64>,
+    gaps: Vec<Gap>,
+    held: std::collections::VecDeque<Held>,
+    slots: Vec<u8>,
+    free: Vec<u32>,
+    /// Per-line counters.
+    pub lines: [LineStats; LINES],
+    /// Malformed datagrams by kind.
+    pub malformed: Malformed,
+    /// Recovery counters.
+    pub recovery: Recovery,
+    /// Time from gap detected to gap filled, ns.
+    pub fill_ns: hdrhistogram::Histogram<u64>,
+    last_probe_ns: u64,
+    applied: u64,
+}
+
+impl Arbiter {
+    /// An arbiter expecting sequence number 1 first; allocates everything it will use.
+    pub fn new(cfg: ArbiterConfig) -> Arbiter {
+        let hold = cfg.hold_packets.max(1);
+        Arbiter {
+            cfg,
+            session: cfg.session,
+            session_seen_ns: 0,
+            next: 1,
+            known_end: 1,
+            end_of_session: None,
+            // Gaps alternate with held packets (or lost gaps): at most one more than twice those.
+            gaps: Vec::with_capacity(2 * hold + 4),
+            held: std::collections::VecDeque::with_capacity(hold),
+            slots: vec![0; hold * mold::MAX_DATAGRAM],
+            free: (0..hold as u32).rev().collect(),
+            lines: [LineStats::default(); LINES],
+            malformed: Malformed::default(),
+            recovery: Recovery::default(),
+            fill_ns: hdrhistogram::Histogram::new_with_bounds(1, 600_000_000_000, 2)
+                .expect("static histogram bounds"),
+            last_probe_ns: 0,
+            applied: 0,
+        }
+    }
+
+    /// The session locked onto, if any.
+    pub fn session(&self) -> Option<Session> {
+        self.session
+    }
+
+    /// The next sequence number to apply.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Messages applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Whether end of session was seen and every message before it is in (or lost).
+    pub fn done(&self) -> bool {
+        self.end_of_session.is_some_and(|e| self.next >= e)
+    }
+
+    /// Packets held beyond a gap now.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Takes one datagram received on `line` at `now`.
+    pub fn datagram(&mut self, line: usize, buf: &[u8], now: u64, out: &mut impl Outlet) {
+        let l = &mut self.lines[line];
+        l.packets += 1;
+        l.last_ns = now;
+        if l.silent {
+            l.silent = false;
+            out.notice(format_args!(
+                "line {} is back after a silence",
+                LINE_NAMES[line]
+            ));
+        }
+        let p = match mold::parse(buf) {
+            Ok(p) => p,
+            Err(e) => {
+                self.lines[line].malformed += 1;
+                self.count_malformed(e);
+                return;
+            }
+        };
+        if !self.accept_session(line, p.session, p.kind, now, out) {
+            return;
+        }
+        self.session_seen_ns = now;
+        let end = p.seq.saturating_add(p.count());
+        if end > self.known_end.saturating_add(self.cfg.window) && self.known_end > 1 {
+            self.lines[line].malformed += 1;
+            self.malformed.far_sequence += 1;
+            return;
+        }
+        match p.kind {
+            Kind::Heartbeat | Kind::EndOfSession => {
+                self.lines[line].heartbeats += 1;
+                if p.kind == Kind::EndOfSession {
+                    self.end_of_session = Some(p.seq);
+                }
+                self.extend_known(p.seq, now);
+            }
+            Kind::Messages(n) => {
+                self.lines[line].messages += n as u64;
+                self.packet(line, p.seq, end, buf, now, out);
+            }
+        }
+        self.advance(now, out);
+    }
+
+    fn count_malformed(&mut self, e: PacketError) {
+        let m = &mut self.malformed;
+        match e {
+            PacketError::ShortHeader { .. } => m.short_header += 1,
+            PacketError::BadSession => m.bad_session += 1,
+            PacketError::ZeroSequence => m.zero_sequence += 1,
+            PacketError::BlockPastEnd { .. } => m.block_past_end += 1,
+            PacketError::CountMismatch { .. } => m.count_mismatch += 1,
+            PacketError::EmptyBlock { .. } => m.empty_block += 1,
+        }
+    }
+
+    /// Locks onto the first live session (or the configured one) and follows a new one when
+    /// the locked session has been silent for the liveness period. False: drop the datagram.
+    fn accept_session(
+        &mut self,
+        line: usize,
+        s: Session,
+        kind: Kind,
+        now: u64,
+        out: &mut impl Outlet,
+    ) -> bool {
+        match self.session {
+            Some(cur) if cur == s => true,
+            None if kind != Kind::EndOfSession => {
+                self.session = Some(s);
+                out.notice(format_args!("locked onto session {s}"));
+                true
+            }
+            Some(cur)
+                if self.cfg.session.is_none()
+                    && kind != Kind::EndOfSession
+                    && now.saturating_sub(self.session_seen_ns) >= self.cfg.liveness_ns
+                    && !self.done() =>
+            {
+                self.follow(cur, s, now, out);
+                true
+            }
+            _ => {
+                self.lines[line].other_session += 1;
+                false
+            }
+        }
+    }
+
+    /// The locked session went silent unfinished and another is live: what is missing of the
+    /// old one is lost, and sequence numbers start again at 1 under the new name.
+    fn follow(&mut self, old: Session, new: Session, now: u64, out: &mut impl Outlet) {
+        let from = self.next;
+        let to = self.known_end.max(self.next);
+        out.notice(format_args!(
+            "session {old} went silent at sequence {from} (known up to {to}); following session {new}"
+        ));
+        if to > from {
+            self.declare_lost(from, to, out);
+        }
+        self.held.clear();
+        self.free.clear();
+        self.free
+            .extend((0..self.cfg.hold_packets.max(1) as u32).rev());
+        self.gaps.clear();
+        self.session = Some(new);
+        self.next = 1;
+        self.known_end = 1;
+        self.end_of_session = None;
+        self.recovery.session_changes += 1;
+        self.session_seen_ns = now;
+        for l in &mut self.lines {
+            l.high = 0;
+        }
+    }
+
+    /// A data packet `[seq, end)`: applied now, held, or already had.
+    fn packet(
+        &mut self,
+        line: usize,
+        seq: u64,
+        end: u64,
+        buf: &[u8],
+        now: u64,
+        out: &mut impl Outlet,
+    ) {
+        let new = end > self.next && self.brings_new(seq.max(self.next), end);
+        let l = &mut self.lines[line];
+        if !new {
+            if end <= l.high {
+                l.duplicate += 1;
+            } else {
+                l.late += 1;
+            }
+            l.high = l.high.max(end);
+            return;
+        }
+        l.first += 1;
+        l.high = l.high.max(end);
+        if seq <= self.next {
+            // Applied now; `advance` takes any held packets it unblocks.
+            self.cover_known(end);
+            self.deliver(seq, end, buf, out);
+            self.cover(seq, end, now);
+            return;
+        }
+        match self.free.pop() {
+            Some(slot) => {
+                let at = slot as usize * mold::MAX_DATAGRAM;
+                self.slots[at..at + buf.len()].copy_from_slice(buf);
+                let h = Held {
+                    seq,
+                    end,
+                    slot,
+                    len: buf.len() as u16,
+                };
+                let i = self.held.partition_point(|x| x.seq <= seq);
+                self.held.insert(i, h);
+                self.recovery.held_peak = self.recovery.held_peak.max(self.held.len());
+                self.extend_known(seq, now);
+                self.cover_known(end);
+                self.cover(seq, end, now);
+            }
+            None => {
+                // No room: as if the packet were lost on the wire; it becomes (part of) a gap.
+                self.recovery.hold_full += 1;
+                self.extend_known(end, now);
+            }
+        }
+    }
+
+    /// Moves `known_end` to `end` without making a gap of what lies between (the caller
+    /// holds it).
+    fn cover_known(&mut self, end: u64) {
+        self.known_end = self.known_end.max(end);
+    }
+
+    /// Whether `[from, end)` holds a sequence number not yet had (a gap or beyond the known).
+    fn brings_new(&self, from: u64, end: u64) -> bool {
+        end > self.known_end
+            || self
+                .gaps
+                .iter()
+                .any(|g| !g.lost && g.from < end && from < g.to)
+    }
+
+    /// Everything up to `end` is now known to exist; what lies past the old end is a gap.
+    fn extend_known(&mut self, end: u64, now: u64) {
+        if end <= self.known_end {
+            return;
+        }
+        let from = self.known_end.max(self.next);
+        self.known_end = end;
+        if from >= end {
+            return;
+        }
+        let wait = if self.cfg.lines > 1 {
+            self.cfg.reorder_ns
+        } else {
+            0
+        };
+        let full = self.gaps.len() == self.gaps.capacity();
+        if let Some(g) = self.gaps.last_mut().filter(|g| !g.lost) {
+            // Adjacent to the last gap (packets lost back to back), or fragmented beyond the
+            // hold buffer's size: one gap, one request, rather than more.
+            if g.to == from || full {
+                g.to = end;
+                return;
+            }
+        }
+        self.recovery.gaps += 1;
+        self.gaps.push(Gap {
+            from,
+            to: end,
+            detected_ns: now,
+            next_ns: now + wait,
+            retries: 0,
+            lost: false,
+        });
+    }
+
+    /// `[from, end)` has arrived: take it out of the gaps, splitting where it lands inside one.
+    fn cover(&mut self, from: u64, end: u64, now: u64) {
+        let mut i = 0;
+        while i < self.gaps.len() {
+            let g = self.gaps[i];
+            if g.lost || g.to <= from || end <= g.from {
+                i += 1;
+                continue;
+            }
+            let left = (g.from < from).then_some((g.from, from));
+            let right = (end < g.to).then_some((end, g.to));
+            match (left, right) {
+                (None, None) => {
+                    self.gaps.remove(i);
+                    self.recovery.filled += 1;
+                    let _ = self
+                        .fill_ns
+                        .record(now.saturating_sub(g.detected_ns).max(1));
+                    continue;
+                }
+                (Some((a, b)), None) => {
+                    self.gaps[i].from = a;
+                    self.gaps[i].to = b;
+                }
+                (None, Some((a, b))) => {
+                    // The answer (or packet) covered the front: progress, ask for the rest now.
+                    let gi = &mut self.gaps[i];
+                    gi.from = a;
+                    gi.to = b;
+                    gi.retries = 0;
+                    gi.next_ns = gi.next_ns.min(now);
+                }
+                (Some((a, b)), Some((c, d))) => {
+                    self.gaps[i].from = a;
+                    self.gaps[i].to = b;
+                    if self.gaps.len() < self.gaps.capacity() {
+                        let mut r = g;
+                        r.from = c;
+                        r.to = d;
+                        self.gaps.insert(i + 1, r);
+                        i += 1;
+                    } else {
+                        // No room to split: keep one gap over both pieces (the middle is
+                        // held, and asking for it again costs only a duplicate).
+                        self.gaps[i].to = d;
+                    }
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// Applies the messages of a packet from `next` on.
+    fn deliver(&mut self, seq: u64, end: u64, buf: &[u8], out: &mut impl Outlet) {
+        if end <= self.next {
+            return;
+        }
+        let Ok(p) = mold::parse(buf) else {
+            unreachable!("only checked packets are delivered or held");
+        };
+        let skip = (self.next - seq) as usize;
+        for (i, m) in p.messages().enumerate().skip(skip) {
+            let s = seq + i as u64;
+            debug_assert_eq!(s, self.next, "messages leave in sequence order");
+            if LEN_BY_TYPE[m[0] as usize] as usize == m.len() {
+                out.message(s, m);
+                self.applied += 1;
+            } else {
+                self.malformed.bad_message += 1;
+            }
+            self.next = s + 1;
+        }
+        assert_eq!(self.next, end, "a checked packet holds its count");
+    }
+
+    /// Applies held packets and skips lost gaps while the front of the session allows.
+    fn advance(&mut self, _now: u64, out: &mut impl Outlet) {
+        loop {
+            if let Some(h) = self.held.front().copied().filter(|h| h.seq <= self.next) {
+                self.held.pop_front();
+                let at = h.slot as usize * mold::MAX_DATAGRAM;
+                let buf = std::mem::take(&mut self.slots);
+                self.deliver(h.seq, h.end, &buf[at..at + h.len as usize], out);
+                self.slots = buf;
+                self.free.push(h.slot);
+                continue;
+            }
+            if let Some(g) = self
+                .gaps
+                .first()
+                .copied()
+                .filter(|g| g.lost && g.from <= self.next)
+            {
+                self.gaps.remove(0);
+                self.next = self.next.max(g.to);
+                continue;
+            }
+            break;
+        }
+    }
+
+    /// Runs the clock-driven work: requests due, retries, lost gaps, silent lines, tail probes.
+    pub fn tick(&mut self, now: u64, out: &mut impl Outlet) {
+        let Some(session) = self.session else {
+            return;
+        };
+        for i in 0..self.gaps.len() {
+            let g = self.gaps[i];
+            if g.lost || now < g.next_ns {
+                continue;
+            }
+            if g.retries >= self.cfg.max_retries {
+                self.gaps[i].lost = true;
+                self.declare_lost(g.from, g.to, out);
+                continue;
+            }
+            out.request(Request {
+                session,
+                seq: g.from,
+                count: (g.to - g.from).min(self.cfg.request_max as u64) as u16,
+            });
+            self.recovery.rerequests += 1;
+            self.gaps[i].retries += 1;
+            self.gaps[i].next_ns = now + self.cfg.retry_ns;
+        }
+        self.advance(now, out);
+        self.watch_lines(session, now, out);
+    }
+
+    fn declare_lost(&mut self, from: u64, to: u64, out: &mut impl Outlet) {
+        self.recovery.lost_gaps += 1;
+        self.recovery.lost_messages += to - from;
+        if self.recovery.lost_ranges.len() < LOST_RANGES_KEPT {
+            self.recovery.lost_ranges.push((from, to));
+        }
+        out.lost(from, to);
+    }
+
+    /// A line silent past the liveness period is reported once; with every line silent and
+    /// the session unfinished, the re-request server is asked for what may lie past the end.
+    fn watch_lines(&mut self, session: Session, now: u64, out: &mut impl Outlet) {
+        let live = self.cfg.liveness_ns;
+        for (i, l) in self.lines[..self.cfg.lines].iter_mut().enumerate() {
+            if !l.silent && l.last_ns > 0 && now.saturating_sub(l.last_ns) >= live {
+                l.silent = true;
+                l.silences += 1;
+                out.notice(format_args!(
+                    "line {} silent for {:.1} s",
+                    LINE_NAMES[i],
+                    (now - l.last_ns) as f64 / 1e9
+                ));
+            }
+        }
+        let quiet = now.saturating_sub(self.session_seen_ns) >= live;
+        if quiet
+            && self.session_seen_ns > 0
+            && !self.done()
+            && self.end_of_session.is_none()
+            && now.saturating_sub(self.last_probe_ns) >= live
+        {
+            self.last_probe_ns = now;
+            self.recovery.tail_probes += 1;
+            out.request(Request {
+                session,
+                seq: self.known_end,
+                count: self.cfg.request_max,
+            });
+        }
+    }
+
+    /// Checks the invariant in the module's overview; panics (a bug) if it does not hold.
+    pub fn check(&self) {
+        assert!(self.next <= self.known_end.max(self.next));
+        let mut at = self.next;
+        for g in &self.gaps {
+            assert!(g.from < g.to, "empty gap {g:?}");
+            assert!(g.from >= at, "gaps sorted and disjoint: {:?}", self.gaps);
+            assert!(g.to <= self.known_end, "gap past the known end");
+            at = g.to;
+        }
+        assert!(self
+            .held
+            .iter()
+            .zip(self.held.iter().skip(1))
+            .all(|(a, b)| a.seq <= b.seq));
+        assert!(self.held.iter().all(|h| h.end > self.next));
+        assert_eq!(
+            self.held.len() + self.free.len(),
+            self.cfg.hold_packets.max(1),
+            "hold slots accounted"
+        );
+        // Every number in [next, known_end) is in a gap or a held packet.
+        let mut s = self.next;
+        while s < self.known_end {
+            let in_gap = self.gaps.iter().find(|g| g.from <= s && s < g.to);
+            let in_held = self
+                .held
+                .iter()
+                .filter(|h| h.seq <= s && s < h.end)
+                .map(|h| h.end)
+                .max();
+            match (in_gap, in_held) {
+                (Some(g), _) => s = g.to,
+                (None, Some(e)) => s = e,
+                (None, None) => panic!("sequence {s} neither missing nor held"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "arbiter_tests.rs"]
+mod tests;

@@ -1,0 +1,440 @@
+//! The arbiter's cases, one per behaviour, and a seeded soak over lossy lines.
+
+use super::*;
+use rstest::rstest;
+use shards::mold::{PacketWriter, Session};
+use shards::synth::rng::Rng;
+
+const A: usize = 0;
+const B: usize = 1;
+const R: usize = ANSWERS;
+
+fn s1() -> Session {
+    Session::parse("S1").unwrap()
+}
+
+/// An Order Delete whose reference is its sequence number: valid ITCH, and it says where it was.
+fn msg(seq: u64) -> [u8; 19] {
+    let mut m = [0u8; 19];
+    m[0] = b'D';
+    m[11..19].copy_from_slice(&seq.to_be_bytes());
+    m
+}
+
+fn pkt_of(session: Session, seq: u64, n: u64) -> Vec<u8> {
+    let mut w = PacketWriter::new(session, mold::DEFAULT_MAX_PAYLOAD);
+    w.start(seq);
+    for s in seq..seq + n {
+        assert!(w.push(&msg(s)));
+    }
+    w.finish().to_vec()
+}
+
+fn pkt(seq: u64, n: u64) -> Vec<u8> {
+    pkt_of(s1(), seq, n)
+}
+
+fn hb(seq: u64) -> Vec<u8> {
+    mold::heartbeat(&mut [0; 20], s1(), seq).to_vec()
+}
+
+fn eos(seq: u64) -> Vec<u8> {
+    mold::end_of_session(&mut [0; 20], s1(), seq).to_vec()
+}
+
+#[derive(Default)]
+struct Rec {
+    got: Vec<u64>,
+    requests: Vec<Request>,
+    lost: Vec<(u64, u64)>,
+    notes: Vec<String>,
+}
+
+impl Outlet for Rec {
+    fn message(&mut self, seq: u64, m: &[u8]) {
+        let r = u64::from_be_bytes(m[11..19].try_into().unwrap());
+        assert_eq!(
+            r, seq,
+            "the message delivered is the one its sequence number names"
+        );
+        self.got.push(seq);
+    }
+    fn request(&mut self, r: Request) {
+        self.requests.push(r);
+    }
+    fn lost(&mut self, from: u64, to: u64) {
+        self.lost.push((from, to));
+    }
+    fn notice(&mut self, what: std::fmt::Arguments<'_>) {
+        self.notes.push(what.to_string());
+    }
+}
+
+fn arb(lines: usize) -> Arbiter {
+    Arbiter::new(ArbiterConfig {
+        lines,
+        hold_packets: 16,
+        ..ArbiterConfig::default()
+    })
+}
+
+fn feed(a: &mut Arbiter, out: &mut Rec, line: usize, d: &[u8], now: u64) {
+    a.datagram(line, d, now, out);
+    a.check();
+}
+
+fn upto(n: u64) -> Vec<u64> {
+    (1..=n).collect()
+}
+
+#[test]
+fn in_order_on_one_line_everything_is_applied_once() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 3), 1);
+    feed(&mut a, &mut o, A, &pkt(4, 2), 2);
+    assert_eq!(o.got, upto(5));
+    assert_eq!((a.lines[A].first, a.recovery.gaps), (2, 0));
+}
+
+#[test]
+fn the_second_line_is_late_or_duplicate_never_applied_twice() {
+    let (mut a, mut o) = (arb(2), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 3), 1);
+    feed(&mut a, &mut o, B, &pkt(1, 3), 2);
+    feed(&mut a, &mut o, B, &pkt(4, 3), 3);
+    feed(&mut a, &mut o, A, &pkt(4, 3), 4);
+    feed(&mut a, &mut o, A, &pkt(4, 3), 5);
+    assert_eq!(o.got, upto(6));
+    let (la, lb) = (a.lines[A], a.lines[B]);
+    assert_eq!((la.first, la.late, la.duplicate), (1, 1, 1));
+    assert_eq!((lb.first, lb.late, lb.duplicate), (1, 1, 0));
+}
+
+#[test]
+fn a_gap_waits_for_the_reorder_window_then_is_asked_for_and_filled() {
+    let (mut a, mut o) = (arb(2), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 2), 0);
+    feed(&mut a, &mut o, A, &pkt(5, 2), 1_000);
+    assert_eq!(o.got, upto(2), "held beyond the gap");
+    a.tick(100_000, &mut o);
+    assert!(
+        o.requests.is_empty(),
+        "inside the reorder window the other line may bring it"
+    );
+    a.tick(201_000, &mut o);
+    assert_eq!(
+        o.requests,
+        vec![Request {
+            session: s1(),
+            seq: 3,
+            count: 2
+        }]
+    );
+    feed(&mut a, &mut o, R, &pkt(3, 2), 250_000);
+    assert_eq!(o.got, upto(6));
+    assert_eq!((a.recovery.gaps, a.recovery.filled, a.held()), (1, 1, 0));
+    assert_eq!(a.fill_ns.len(), 1);
+    let took = a.fill_ns.max() as f64;
+    assert!(
+        (took - 249_000.0).abs() < 249_000.0 * 0.01,
+        "detected at 1 us, filled at 250 us: {took}"
+    );
+}
+
+#[test]
+fn the_other_line_fills_a_gap_without_a_request() {
+    let (mut a, mut o) = (arb(2), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 2), 0);
+    feed(&mut a, &mut o, A, &pkt(5, 2), 1);
+    feed(&mut a, &mut o, B, &pkt(3, 2), 2);
+    a.tick(1_000_000, &mut o);
+    assert_eq!(o.got, upto(6));
+    assert!(o.requests.is_empty());
+}
+
+#[test]
+fn one_line_asks_at_once_and_retries_on_the_clock_then_declares_the_gap_lost() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    feed(&mut a, &mut o, A, &pkt(4, 2), 10);
+    let retry = ArbiterConfig::default().retry_ns;
+    let mut t = 10;
+    for _ in 0..ArbiterConfig::default().max_retries {
+        a.tick(t, &mut o);
+        t += retry;
+    }
+    assert_eq!(
+        o.requests.len(),
+        10,
+        "one outstanding request, resent each retry period"
+    );
+    assert!(o.requests.iter().all(|r| (r.seq, r.count) == (2, 2)));
+    assert_eq!(o.got, vec![1]);
+    a.tick(t, &mut o);
+    a.check();
+    assert_eq!(o.lost, vec![(2, 4)]);
+    assert_eq!(
+        o.got,
+        vec![1, 4, 5],
+        "past the lost range, the held packet is applied"
+    );
+    assert_eq!((a.recovery.lost_messages, a.recovery.lost_gaps), (2, 1));
+}
+
+#[test]
+fn a_partial_answer_makes_progress_and_the_rest_is_asked_for_at_once() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    feed(&mut a, &mut o, A, &pkt(300, 1), 1);
+    a.tick(2, &mut o);
+    assert_eq!(
+        o.requests[0],
+        Request {
+            session: s1(),
+            seq: 2,
+            count: 100
+        }
+    );
+    feed(&mut a, &mut o, R, &pkt(2, 60), 3);
+    a.tick(4, &mut o);
+    assert_eq!(
+        o.requests[1],
+        Request {
+            session: s1(),
+            seq: 62,
+            count: 100
+        }
+    );
+    assert_eq!(*o.got.last().unwrap(), 61);
+}
+
+#[test]
+fn a_heartbeat_reveals_a_lost_tail_and_end_of_session_finishes_only_when_complete() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 2), 0);
+    feed(&mut a, &mut o, A, &hb(3), 1);
+    assert!(a.recovery.gaps == 0 && !a.done());
+    feed(&mut a, &mut o, A, &eos(5), 2);
+    assert_eq!(a.recovery.gaps, 1, "messages 3 and 4 exist but never came");
+    assert!(!a.done(), "end of session does not skip what is missing");
+    a.tick(3, &mut o);
+    assert_eq!((o.requests[0].seq, o.requests[0].count), (3, 2));
+    feed(&mut a, &mut o, R, &pkt(3, 2), 4);
+    assert!(a.done());
+    assert_eq!(o.got, upto(4));
+}
+
+#[test]
+fn a_full_hold_buffer_drops_and_the_dropped_packets_are_asked_for() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    for i in 0..20u64 {
+        feed(&mut a, &mut o, A, &pkt(3 + i, 1), 1 + i);
+    }
+    assert_eq!(a.recovery.hold_full, 4, "16 held, 4 dropped");
+    assert_eq!(a.recovery.held_peak, 16);
+    a.tick(100, &mut o);
+    feed(&mut a, &mut o, R, &pkt(2, 1), 101);
+    assert_eq!(*o.got.last().unwrap(), 18);
+    a.tick(200, &mut o);
+    let r = o.requests.last().unwrap();
+    assert_eq!((r.seq, r.count), (19, 4));
+    feed(&mut a, &mut o, R, &pkt(19, 4), 201);
+    assert_eq!(o.got, upto(22));
+}
+
+#[test]
+fn the_first_live_session_is_locked_and_others_are_counted() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    let old = Session::parse("OLD").unwrap();
+    feed(
+        &mut a,
+        &mut o,
+        A,
+        &mold::end_of_session(&mut [0; 20], old, 900),
+        0,
+    );
+    assert_eq!(a.session(), None, "an ended session is not locked onto");
+    feed(&mut a, &mut o, A, &pkt(1, 1), 1);
+    feed(&mut a, &mut o, A, &pkt_of(old, 2, 1), 2);
+    feed(&mut a, &mut o, A, &pkt(2, 1), 3);
+    assert_eq!(a.session(), Some(s1()));
+    assert_eq!(a.lines[A].other_session, 2);
+    assert_eq!(o.got, upto(2));
+}
+
+#[test]
+fn a_new_session_is_followed_once_the_locked_one_has_gone_silent() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    let new = Session::parse("S2").unwrap();
+    feed(&mut a, &mut o, A, &pkt(1, 2), 0);
+    feed(&mut a, &mut o, A, &pkt(4, 1), 1);
+    feed(&mut a, &mut o, A, &pkt_of(new, 1, 1), 2);
+    assert_eq!(
+        a.lines[A].other_session, 1,
+        "not while the locked session is live"
+    );
+    let later = 2 + ArbiterConfig::default().liveness_ns;
+    feed(&mut a, &mut o, A, &pkt_of(new, 1, 2), later);
+    assert_eq!(a.session(), Some(new));
+    assert_eq!(
+        o.lost,
+        vec![(3, 5)],
+        "what the old session still owed is lost"
+    );
+    assert_eq!(o.got, vec![1, 2, 1, 2]);
+    assert_eq!(a.recovery.session_changes, 1);
+}
+
+#[test]
+fn a_configured_session_is_never_left() {
+    let mut a = Arbiter::new(ArbiterConfig {
+        lines: 1,
+        session: Some(s1()),
+        ..ArbiterConfig::default()
+    });
+    let mut o = Rec::default();
+    let other = Session::parse("S2").unwrap();
+    feed(&mut a, &mut o, A, &pkt_of(other, 1, 1), 0);
+    feed(&mut a, &mut o, A, &pkt_of(other, 1, 1), 10_000_000_000);
+    assert_eq!(a.lines[A].other_session, 2);
+    assert!(o.got.is_empty());
+}
+
+#[test]
+fn a_message_that_is_not_itch_uses_up_its_sequence_number_and_is_counted() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    let mut w = PacketWriter::new(s1(), 1400);
+    w.start(1);
+    w.push(&msg(1));
+    w.push(b"Zjunk");
+    w.push(&msg(3));
+    feed(&mut a, &mut o, A, w.finish(), 0);
+    assert_eq!((o.got.clone(), a.next()), (vec![1, 3], 4));
+    assert_eq!(a.malformed.bad_message, 1);
+}
+
+#[test]
+fn a_sequence_far_beyond_the_window_is_malformed() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    feed(&mut a, &mut o, A, &pkt(1 << 40, 1), 1);
+    assert_eq!(a.malformed.far_sequence, 1);
+    assert_eq!(a.recovery.gaps, 0);
+}
+
+#[rstest]
+#[case::short(vec![0u8; 7])]
+#[case::bad_session({ let mut d = pkt(1, 1); d[3] = b'-'; d })]
+#[case::past_end({ let mut d = pkt(1, 1); d[21] = 200; d })]
+#[case::count({ let mut d = pkt(1, 1); d[19] = 2; d })]
+fn a_malformed_datagram_is_counted_and_changes_nothing(#[case] d: Vec<u8>) {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    feed(&mut a, &mut o, A, &d, 1);
+    feed(&mut a, &mut o, A, &pkt(2, 1), 2);
+    assert_eq!(o.got, upto(2));
+    assert_eq!((a.lines[A].malformed, a.recovery.gaps), (1, 0));
+}
+
+#[test]
+fn a_silent_line_is_reported_and_a_dead_session_is_probed_past_its_end() {
+    let (mut a, mut o) = (arb(2), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 2), 1);
+    feed(&mut a, &mut o, B, &pkt(1, 2), 1);
+    let live = ArbiterConfig::default().liveness_ns;
+    a.tick(1 + live, &mut o);
+    assert_eq!((a.lines[A].silences, a.lines[B].silences), (1, 1));
+    assert_eq!(
+        o.requests,
+        vec![Request {
+            session: s1(),
+            seq: 3,
+            count: 100
+        }]
+    );
+    assert_eq!(a.recovery.tail_probes, 1);
+    feed(&mut a, &mut o, R, &pkt(3, 1), 2 + live);
+    assert_eq!(o.got, upto(3), "the probe's answer is applied");
+}
+
+/// Two lines each dropping, reordering and duplicating at `pct` percent, a server that
+/// answers every request: every message arrives once, in order. The seed is in the case name.
+#[rstest]
+fn lossy_lines_deliver_everything_once_in_order(
+    #[values(1, 2, 3, 4, 5, 6, 7, 8)] seed: u64,
+    #[values(1, 5, 30)] pct: u64,
+) {
+    let total = 3_000u64;
+    let mut rng = Rng::new(seed);
+    let mut packets = Vec::new();
+    let mut s = 1;
+    while s <= total {
+        let n = (1 + rng.below(8)).min(total + 1 - s);
+        packets.push((s, n));
+        s += n;
+    }
+    let mut a = Arbiter::new(ArbiterConfig {
+        lines: 2,
+        hold_packets: 64,
+        ..ArbiterConfig::default()
+    });
+    let mut o = Rec::default();
+    let mut now = 0u64;
+    let mut queue: Vec<(usize, Vec<u8>)> = Vec::new();
+    for &(seq, n) in &packets {
+        for line in [A, B] {
+            if rng.below(100) < pct {
+                continue;
+            }
+            let d = pkt(seq, n);
+            if rng.below(100) < pct {
+                queue.push((line, d.clone()));
+            }
+            if rng.below(100) < pct && !queue.is_empty() {
+                // Reorder: this one goes before something sent earlier.
+                let i = rng.below(queue.len() as u64) as usize;
+                queue.insert(i, (line, d));
+            } else {
+                queue.push((line, d));
+            }
+        }
+        if rng.below(4) == 0 {
+            for (line, d) in queue.drain(..) {
+                now += 1_000;
+                a.datagram(line, &d, now, &mut o);
+            }
+            a.check();
+        }
+        now += 10_000;
+        a.tick(now, &mut o);
+        answer(&mut a, &mut o, now);
+    }
+    for (line, d) in queue.drain(..) {
+        a.datagram(line, &d, now, &mut o);
+    }
+    a.datagram(A, &eos(total + 1), now, &mut o);
+    while !a.done() {
+        now += 30_000_000;
+        a.tick(now, &mut o);
+        answer(&mut a, &mut o, now);
+        assert!(
+            now < 100_000_000_000,
+            "seed {seed} pct {pct}: recovery never finished"
+        );
+    }
+    a.check();
+    assert_eq!(o.got, upto(total), "seed {seed} pct {pct}");
+    assert!(o.lost.is_empty(), "seed {seed} pct {pct}: {:?}", o.lost);
+}
+
+/// Answers the requests made so far from a perfect history, as the server would.
+fn answer(a: &mut Arbiter, o: &mut Rec, now: u64) {
+    let asked = std::mem::take(&mut o.requests);
+    for r in asked {
+        let n = (r.count as u64).min(3_001 - r.seq.min(3_001));
+        if n > 0 {
+            a.datagram(R, &pkt(r.seq, n.min(60)), now, o);
+        }
+    }
+}
