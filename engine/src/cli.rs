@@ -68,6 +68,81 @@ pub enum Command {
     /// build_data/bench/<time>-<scope>.json and a latency chart (.svg) beside it. With
     /// --baseline it exits 1 when a figure regressed more than --tolerance percent.
     Bench(Box<BenchArgs>),
+    /// Serve an ITCH session as a MoldUDP64 exchange: one or two lines, a re-request server,
+    /// heartbeats, end of session, and faults on the lines for tests and benchmarks.
+    ///
+    /// Packs as many messages per datagram as fit (--max-payload), sends each packet on every
+    /// line (each line with its own drop, reorder and duplicate faults, deterministic for
+    /// --seed), heartbeats a line idle for a second, and after the last message repeats end of
+    /// session every second for --linger-s while still answering re-requests. Tests and
+    /// benchmarks send to loopback addresses only.
+    Exchange(Box<ExchangeArgs>),
+}
+
+/// `tickcore exchange`.
+#[derive(Debug, Args)]
+pub struct ExchangeArgs {
+    /// ITCH 5.0 BinaryFILE to serve.
+    #[arg(long, conflicts_with = "gen", required_unless_present = "gen")]
+    pub input: Option<PathBuf>,
+    /// Serve a generated session instead: SCOPE[:MESSAGES[:SEED[:PROFILE]]], as `run --feed gen:`.
+    #[arg(long, value_name = "SCOPE:N:SEED")]
+    pub gen: Option<String>,
+    /// Lines to send on: udp://HOST:PORT for A, then optionally ,udp://HOST:PORT for B. A
+    /// multicast group takes ?ttl=N&iface=ADDR.
+    #[arg(long, value_parser = crate::net::parse_lines)]
+    pub lines: std::vec::Vec<crate::net::Endpoint>,
+    /// Address the re-request server listens on (UDP).
+    #[arg(long, default_value = "127.0.0.1:31000")]
+    pub rerequest: std::net::SocketAddr,
+    /// Session name: 1 to 10 letters or digits.
+    #[arg(long, default_value = "TICKCORE", value_parser = shards::mold::Session::parse)]
+    pub session: shards::mold::Session,
+    /// Pacing: max, realtime or a factor (by the ITCH timestamps), or messages per second (1000000/s).
+    #[arg(long, default_value = "max")]
+    pub speed: crate::runtime::ingress::Speed,
+    /// Percentage of packets each line drops.
+    #[arg(long, default_value = "0", value_parser = crate::exchange::faults::parse_pct)]
+    pub drop: f64,
+    /// Percentage of packets each line sends after the next one.
+    #[arg(long, default_value = "0", value_parser = crate::exchange::faults::parse_pct)]
+    pub reorder: f64,
+    /// Percentage of packets each line sends twice.
+    #[arg(long, default_value = "0", value_parser = crate::exchange::faults::parse_pct)]
+    pub dup: f64,
+    /// Stop line A after N data packets: A@N.
+    #[arg(long, value_name = "A@N", value_parser = crate::exchange::faults::parse_kill)]
+    pub kill_line: Option<u64>,
+    /// Sequence numbers FROM-TO (inclusive) that no line carries and the re-request server never
+    /// answers: a receiver must report exactly this range lost.
+    #[arg(long, value_name = "FROM-TO", value_parser = parse_range)]
+    pub silence: Option<(u64, u64)>,
+    /// Seed of the faults: the same seed drops, reorders and duplicates the same packets.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seconds to repeat end of session and answer re-requests after the last message.
+    #[arg(long, default_value_t = 5.0)]
+    pub linger_s: f64,
+    /// Largest payload per datagram, in bytes.
+    #[arg(long, default_value_t = shards::mold::DEFAULT_MAX_PAYLOAD)]
+    pub max_payload: usize,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `FROM-TO`, sequence numbers from 1, FROM <= TO.
+pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("`{s}`: write FROM-TO, sequence numbers from 1, FROM <= TO");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b) = (
+        a.parse::<u64>().map_err(|_| bad())?,
+        b.parse::<u64>().map_err(|_| bad())?,
+    );
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 /// `tickcore bench`.
@@ -415,6 +490,7 @@ pub fn main() -> i32 {
         Command::Config(a) => cmd::config::run(&a),
         Command::Drain(a) => cmd::drain::run(&a),
         Command::Bench(a) => cmd::bench::run(&a),
+        Command::Exchange(a) => cmd::exchange::run(&a),
     };
     match result {
         Ok(()) => 0,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod book;
 pub mod config;
 pub mod drain;
+pub mod exchange;
 pub mod gen;
 pub mod inspect;
 pub mod run;

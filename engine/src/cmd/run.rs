@@ -318,7 +318,8 @@ pub fn sinks_json(sinks: &[storage_adapters::adapter::SinkReport]) -> serde_json
         .collect()
 }
 
-fn load_feed(spec: Option<&FeedSpec>) -> Result<Feed> {
+/// The feed a run or an exchange serves: a file, a generated session, or the demo session.
+pub fn load_feed(spec: Option<&FeedSpec>) -> Result<Feed> {
     let gen = |g: &shards::synth::GenConfig| -> Result<Feed> {
         let bytes = generate(g).map_err(|e| Failure::new(e.to_string()))?;
         let name = format!(
@@ -340,7 +341,8 @@ fn load_feed(spec: Option<&FeedSpec>) -> Result<Feed> {
     }
 }
 
-fn install_signals(stop: &Arc<AtomicBool>) -> Result<()> {
+/// SIGINT/SIGTERM set `stop`; a second one exits at once (130).
+pub fn install_signals(stop: &Arc<AtomicBool>) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     for sig in [SIGINT, SIGTERM] {
         // The first signal sets the flag (a clean stop); a second, with the flag already set,
