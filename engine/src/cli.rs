@@ -204,8 +204,10 @@ pub struct RunArgs {
     /// Placement and tuning file [default: ./affinity.toml when it exists].
     #[arg(long, env = "TICKCORE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// What to replay: `file:PATH`, or `gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]]` (e.g.
-    /// gen:v3k:20M:1:deep) for a session generated in memory before the clock starts.
+    /// What to run: `file:PATH`; `gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]]` (e.g.
+    /// gen:v3k:20M:1:deep) for a session generated in memory before the clock starts;
+    /// `mold:udp://HOST:PORT[,udp://HOST:PORT]` for MoldUDP64 live on line A (and B), which
+    /// ends at the session's end; or `pcap:PATH` for a capture written by --capture.
     #[arg(long, value_parser = parse_feed)]
     pub feed: Option<FeedSpec>,
     /// Pacing: max; by ITCH timestamps, realtime or a factor of real time (10, 0.5); or an
@@ -240,6 +242,9 @@ pub struct RunArgs {
     /// Sink settings.
     #[command(flatten)]
     pub sink: SinkArgs,
+    /// Live feed settings.
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Admin endpoint: HOST:PORT or off [default: 127.0.0.1:9800; when that port is taken the
     /// run goes on without one]. Serves GET /metrics (Prometheus), /status (JSON),
     /// /snapshot/SYMBOL, /budgets and PUT /budgets. A non-loopback address needs
@@ -331,16 +336,63 @@ pub enum FeedSpec {
     File(PathBuf),
     /// A session generated in memory.
     Gen(shards::synth::GenConfig),
+    /// MoldUDP64 live on line A (and B).
+    Mold(Vec<crate::net::Endpoint>),
+    /// A capture written by `--capture`.
+    Pcap(PathBuf),
 }
 
-/// Parses `file:PATH` or `gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]]`.
+/// The live feed's settings (`--feed mold:...`).
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// The re-request server of a live feed (UDP HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:31000")]
+    pub rerequest: std::net::SocketAddr,
+    /// Lock onto this MoldUDP64 session only [default: the first live one, and a new one
+    /// after the old has gone silent].
+    #[arg(long, value_parser = shards::mold::Session::parse)]
+    pub session: Option<shards::mold::Session>,
+    /// Write what the live feed applied, in sequence order, to this pcap file (Wireshark
+    /// opens it; --feed pcap:PATH replays it).
+    #[arg(long, value_name = "PATH")]
+    pub capture: Option<PathBuf>,
+    /// With two lines, microseconds a gap waits for the other line before it is asked for
+    /// (the A/B skew).
+    #[arg(long, default_value_t = 200)]
+    pub reorder_us: u64,
+    /// Milliseconds a re-request waits for its answer before it is sent again.
+    #[arg(long, default_value_t = 20)]
+    pub retry_ms: u64,
+    /// Re-requests a gap gets without progress before it is declared lost.
+    #[arg(long, default_value_t = 10)]
+    pub max_retries: u32,
+    /// Milliseconds of silence after which a line is reported silent and a lost tail is probed.
+    #[arg(long, default_value_t = 1500)]
+    pub liveness_ms: u64,
+    /// Packets held beyond a gap, at most (1,500 bytes each).
+    #[arg(long, default_value_t = 8192)]
+    pub hold_packets: usize,
+    /// Receive buffer per line, bytes (SO_RCVBUFFORCE where allowed, else SO_RCVBUF up to
+    /// net.core.rmem_max; the summary says what was granted).
+    #[arg(long, default_value_t = 32 << 20)]
+    pub rcvbuf: usize,
+}
+
+/// Parses `file:PATH`, `gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]]`, `mold:LINES` or `pcap:PATH`.
 pub fn parse_feed(s: &str) -> Result<FeedSpec, String> {
     if let Some(p) = s.strip_prefix("file:") {
         return Ok(FeedSpec::File(PathBuf::from(p)));
     }
+    if let Some(p) = s.strip_prefix("pcap:") {
+        return Ok(FeedSpec::Pcap(PathBuf::from(p)));
+    }
+    if let Some(l) = s.strip_prefix("mold:") {
+        return crate::net::parse_lines(l).map(FeedSpec::Mold);
+    }
     let Some(g) = s.strip_prefix("gen:") else {
         return Err(format!(
-            "`{s}` is not a feed: use file:PATH or gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]]"
+            "`{s}` is not a feed: use file:PATH, gen:SCOPE[:MESSAGES[:SEED[:PROFILE]]], \
+             mold:udp://HOST:PORT[,udp://HOST:PORT] or pcap:PATH"
         ));
     };
     let parts: Vec<&str> = g.split(':').collect();

@@ -38,7 +38,9 @@ impl std::str::FromStr for Endpoint {
     type Err = String;
     fn from_str(s: &str) -> Result<Endpoint, String> {
         let bad = |why: &str| format!("`{s}`: {why} (write udp://HOST:PORT[?ttl=N&iface=ADDR])");
-        let rest = s.strip_prefix("udp://").ok_or_else(|| bad("not a udp:// address"))?;
+        let rest = s
+            .strip_prefix("udp://")
+            .ok_or_else(|| bad("not a udp:// address"))?;
         let (host, query) = rest.split_once('?').unwrap_or((rest, ""));
         let addr: SocketAddrV4 = host
             .parse()
@@ -61,7 +63,9 @@ impl std::str::FromStr for Endpoint {
                         .ok_or_else(|| bad("ttl must be 1 to 255"))?
                 }
                 Some(("iface", v)) => {
-                    ep.iface = v.parse().map_err(|_| bad("iface must be an IPv4 address"))?
+                    ep.iface = v
+                        .parse()
+                        .map_err(|_| bad("iface must be an IPv4 address"))?
                 }
                 _ => return Err(bad(&format!("unknown option `{kv}`"))),
             }
@@ -179,7 +183,9 @@ mod tests {
 
     #[test]
     fn a_multicast_line_parses_with_its_options() {
-        let ep: Endpoint = "udp://239.1.2.3:31001?ttl=4&iface=127.0.0.1".parse().unwrap();
+        let ep: Endpoint = "udp://239.1.2.3:31001?ttl=4&iface=127.0.0.1"
+            .parse()
+            .unwrap();
         assert!(ep.is_multicast());
         assert_eq!((ep.ttl, ep.iface), (4, Ipv4Addr::LOCALHOST));
         let two = parse_lines("udp://127.0.0.1:1,udp://127.0.0.1:2").unwrap();
@@ -206,7 +212,9 @@ mod tests {
     /// The multicast path is covered by its socket options, never by sending to a group.
     #[test]
     fn a_multicast_sender_gets_its_ttl_interface_and_loopback() {
-        let ep: Endpoint = "udp://239.9.9.9:31001?ttl=3&iface=127.0.0.1".parse().unwrap();
+        let ep: Endpoint = "udp://239.9.9.9:31001?ttl=3&iface=127.0.0.1"
+            .parse()
+            .unwrap();
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
         multicast_send_options(&s, &ep).unwrap();
         assert_eq!(s.multicast_ttl_v4().unwrap(), 3);
@@ -227,7 +235,11 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let floor = if got.forced { 8 << 20 } else { max.min(8 << 20) };
+        let floor = if got.forced {
+            8 << 20
+        } else {
+            max.min(8 << 20)
+        };
         assert!(got.granted >= floor, "{got:?}, rmem_max {max}");
     }
 

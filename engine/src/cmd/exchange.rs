@@ -52,14 +52,12 @@ pub fn run(a: &ExchangeArgs) -> Result<()> {
         a.rerequest
     );
     let mut progress = Progress::new("send", history.len(), "messages");
-    let r = exchange::run(&cfg, Arc::new(history), &stop, |n| progress.update(n)).map_err(
-        |e| {
-            Failure::new(format!(
-                "exchange: cannot use {} or the lines: {e} (is another exchange on that port?)",
-                a.rerequest
-            ))
-        },
-    )?;
+    let r = exchange::run(&cfg, Arc::new(history), &stop, |n| progress.update(n)).map_err(|e| {
+        Failure::new(format!(
+            "exchange: cannot use {} or the lines: {e} (is another exchange on that port?)",
+            a.rerequest
+        ))
+    })?;
     progress.finish();
     if a.json {
         println!(
@@ -80,7 +78,11 @@ fn summary(r: &ExchangeReport) -> String {
         count(r.packets),
         r.send_s,
         rate(r.messages as f64 / r.send_s.max(1e-9)),
-        if r.stopped { ", stopped by a signal" } else { "" }
+        if r.stopped {
+            ", stopped by a signal"
+        } else {
+            ""
+        }
     );
     for (name, l) in ["A", "B"].iter().zip(&r.lines) {
         s += &format!(

@@ -5,9 +5,11 @@ use crate::config::{machine_cpus, Config};
 use crate::error::{Failure, Result};
 use crate::feed::{open, Feed, FeedBytes};
 use crate::fmt::{count, rate};
+use crate::live::replay::PcapSource;
+use crate::live::source::{LiveConfig, LiveReport, MoldSource};
 use crate::log::Log;
 use crate::report::json_line;
-use crate::runtime::ingress::BytesSource;
+use crate::runtime::ingress::{BytesSource, Fed, Source};
 use crate::runtime::shard::Snapshot;
 use crate::runtime::{self, RunOptions, RunReport};
 use shards::price::Px4;
@@ -34,7 +36,12 @@ pub fn run(a: &RunArgs) -> Result<()> {
             .as_ref()
             .map_or("built-in defaults".into(), |p| p.display().to_string())
     ));
-    let feed = load_feed(a.feed.as_ref())?;
+    let live = matches!(a.feed, Some(FeedSpec::Mold(_) | FeedSpec::Pcap(_)));
+    let feed = if live {
+        None
+    } else {
+        Some(load_feed(a.feed.as_ref())?)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     install_signals(&stop)?;
     let events = match &a.events {
@@ -45,11 +52,21 @@ pub fn run(a: &RunArgs) -> Result<()> {
             Some(Box::new(std::io::BufWriter::new(f)) as Box<dyn Write + Send>)
         }
     };
-    let source = BytesSource {
-        name: feed.name.display().to_string(),
-        bytes: &feed.bytes,
-        skip_corrupt: a.skip_corrupt,
+    let source = match (&a.feed, &feed) {
+        (_, Some(f)) => AnySource::Bytes(BytesSource {
+            name: f.name.display().to_string(),
+            bytes: &f.bytes,
+            skip_corrupt: a.skip_corrupt,
+        }),
+        (Some(FeedSpec::Mold(lines)), None) => AnySource::Mold(Box::new(
+            MoldSource::open(live_config(lines, &a.live)).map_err(Failure::new)?,
+        )),
+        (Some(FeedSpec::Pcap(p)), None) => {
+            AnySource::Pcap(PcapSource::open(p).map_err(Failure::new)?)
+        }
+        _ => unreachable!("a file or generated feed is loaded above"),
     };
+    let name = PathBuf::from(source.describe());
     for c in &a.chaos {
         if c.shard >= cfg.shards.value {
             return Err(Failure::new(format!(
@@ -84,12 +101,21 @@ pub fn run(a: &RunArgs) -> Result<()> {
     if let Some(p) = &a.dump_books {
         dump_books(&r, a.depth, p)?;
     }
-    let text = summary(&r, &feed);
+    let live_report = match &source {
+        AnySource::Mold(m) => m.report(),
+        _ => None,
+    };
+    let mut text = summary(&r, &name);
+    if let Some(l) = &live_report {
+        text += &live_summary(l);
+    }
     for line in text.lines() {
         log.line(line);
     }
     if a.json {
-        println!("{}", summary_json(&r, &feed));
+        let mut j = summary_json(&r, &name);
+        j["live"] = serde_json::to_value(&live_report).unwrap_or_default();
+        println!("{j}");
     } else {
         print!("{text}");
         for (sym, s) in &r.snapshots {
@@ -97,7 +123,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         }
     }
     if let Some(e) = &r.ingress.error {
-        return Err(Failure::at(&feed.name, e));
+        return Err(Failure::at(&name, e));
     }
     if let Some(e) = &r.consumer.write_error {
         return Err(Failure::new(format!("writing events: {e}")));
@@ -337,6 +363,9 @@ pub fn load_feed(spec: Option<&FeedSpec>) -> Result<Feed> {
     match spec {
         Some(FeedSpec::File(p)) => open(p),
         Some(FeedSpec::Gen(g)) => gen(g),
+        Some(FeedSpec::Mold(_) | FeedSpec::Pcap(_)) => Err(Failure::new(
+            "a live feed or a capture is not a file: this command takes file:PATH or gen:...",
+        )),
         None => gen(&crate::cmd::book::DEMO),
     }
 }
@@ -371,12 +400,12 @@ fn dump_books(r: &RunReport, depth: usize, path: &std::path::Path) -> Result<()>
     std::fs::write(path, out).map_err(|e| Failure::at(path, format!("cannot write: {e}")))
 }
 
-fn summary(r: &RunReport, feed: &Feed) -> String {
+fn summary(r: &RunReport, feed: &std::path::Path) -> String {
     let secs = r.engine_wall.as_secs_f64();
     let mut s = format!(
         "ran {} messages of {} through {} shard(s) in {:.3} s: {} end to end{}\n",
         count(r.ingress.messages),
-        feed.name.display(),
+        feed.display(),
         r.shards.len(),
         secs,
         rate(r.ingress.messages as f64 / secs.max(1e-9)),
@@ -480,10 +509,10 @@ pub fn control_lines(c: &crate::control::ControlCore) -> String {
     s
 }
 
-fn summary_json(r: &RunReport, feed: &Feed) -> serde_json::Value {
+fn summary_json(r: &RunReport, feed: &std::path::Path) -> serde_json::Value {
     let secs = r.engine_wall.as_secs_f64();
     serde_json::json!({
-        "feed": feed.name.display().to_string(),
+        "feed": feed.display().to_string(),
         "messages": r.ingress.messages,
         "broadcast": r.ingress.broadcast,
         "handed_to_shards": r.ingress.per_shard,
@@ -553,4 +582,145 @@ fn snapshot_text(sym: &str, s: Option<&Snapshot>) -> String {
         None => format!("{sym}: not in the feed's stock directory"),
         Some(s) => format!("{sym}: {}", snapshot_json(s)),
     }
+}
+
+/// The feed a run reads: bytes (a file or a generated session), a live MoldUDP64 feed, or a
+/// capture of one.
+enum AnySource<'a> {
+    Bytes(BytesSource<'a>),
+    Mold(Box<MoldSource>),
+    Pcap(PcapSource),
+}
+
+impl Source for AnySource<'_> {
+    fn describe(&self) -> String {
+        match self {
+            AnySource::Bytes(s) => s.describe(),
+            AnySource::Mold(s) => s.describe(),
+            AnySource::Pcap(s) => s.describe(),
+        }
+    }
+
+    fn pump(
+        &self,
+        stop: &std::sync::atomic::AtomicBool,
+        each: impl FnMut(Fed<'_>),
+    ) -> std::result::Result<shards::itch::WalkStats, shards::itch::FrameError> {
+        match self {
+            AnySource::Bytes(s) => s.pump(stop, each),
+            AnySource::Mold(s) => s.pump(stop, each),
+            AnySource::Pcap(s) => s.pump(stop, each),
+        }
+    }
+
+    fn whole(&self) -> Option<&[u8]> {
+        match self {
+            AnySource::Bytes(s) => s.whole(),
+            _ => None,
+        }
+    }
+}
+
+/// The live feed's configuration from the command line.
+fn live_config(lines: &[crate::net::Endpoint], a: &crate::cli::LiveArgs) -> LiveConfig {
+    LiveConfig {
+        lines: lines.to_vec(),
+        rerequest: a.rerequest,
+        arbiter: crate::live::arbiter::ArbiterConfig {
+            reorder_ns: a.reorder_us.saturating_mul(1_000),
+            retry_ns: a.retry_ms.max(1).saturating_mul(1_000_000),
+            max_retries: a.max_retries,
+            hold_packets: a.hold_packets.clamp(1, 1 << 20),
+            liveness_ns: a.liveness_ms.max(1).saturating_mul(1_000_000),
+            lines: lines.len(),
+            session: a.session,
+            ..Default::default()
+        },
+        rcvbuf: a.rcvbuf,
+        capture: a.capture.clone(),
+    }
+}
+
+/// The live feed's lines of the summary.
+fn live_summary(l: &LiveReport) -> String {
+    let mut s = format!(
+        "  live: session {}, {} messages applied, {}\n",
+        l.session.as_deref().unwrap_or("(none seen)"),
+        count(l.applied),
+        if l.ended {
+            "ended at end of session"
+        } else {
+            "did not reach end of session"
+        }
+    );
+    let first: u64 = l
+        .lines
+        .iter()
+        .take(l.lines.len() - 1)
+        .map(|(_, x)| x.first)
+        .sum();
+    for (name, x) in &l.lines {
+        s += &format!(
+            "    line {name}: {} packets, {} messages; first {} ({:.1}%), late {}, duplicate {}; {} heartbeats; {} malformed, {} other session; {} silences\n",
+            count(x.packets),
+            count(x.messages),
+            count(x.first),
+            100.0 * x.first as f64 / first.max(1) as f64,
+            count(x.late),
+            count(x.duplicate),
+            count(x.heartbeats),
+            count(x.malformed),
+            count(x.other_session),
+            x.silences
+        );
+    }
+    let v = &l.recovery;
+    s += &format!(
+        "    recovery: {} gaps, {} re-requests, {} filled, {} lost ({} messages), held peak {} packets, hold full {}{}\n",
+        count(v.gaps),
+        count(v.rerequests),
+        count(v.filled),
+        count(v.lost_gaps),
+        count(v.lost_messages),
+        v.held_peak,
+        count(v.hold_full),
+        l.fill_us.map_or(String::new(), |f| format!(
+            "; gap filled in p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+            f[0], f[1], f[2]
+        ))
+    );
+    for (from, to) in &v.lost_ranges {
+        s += &format!("    LOST: messages {from} to {} ({})\n", to - 1, to - from);
+    }
+    let bufs: Vec<String> = l
+        .rcvbuf
+        .iter()
+        .map(|b| {
+            format!(
+                "{} KiB{}",
+                b.granted >> 10,
+                if b.forced { " (forced)" } else { "" }
+            )
+        })
+        .collect();
+    s += &format!(
+        "    sockets: receive buffers {}; kernel drops (UdpRcvbufErrors, host-wide) {}\n",
+        bufs.join(", "),
+        l.kernel_drops.map_or("unknown".into(), count)
+    );
+    let m = serde_json::to_value(l.malformed).unwrap_or_default();
+    let bad: Vec<String> = m
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if !bad.is_empty() {
+        s += &format!("    malformed: {}\n", bad.join(", "));
+    }
+    if let Some(c) = l.captured {
+        s += &format!("    capture: {} datagrams written\n", count(c));
+    }
+    s
 }

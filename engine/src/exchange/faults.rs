@@ -68,7 +68,11 @@ impl LineFaults {
         LineFaults {
             rng: Rng::new(seed ^ (0xA11E_0000 + index as u64)),
             faults,
-            kill_after: if index == 0 { faults.kill_a_after } else { None },
+            kill_after: if index == 0 {
+                faults.kill_a_after
+            } else {
+                None
+            },
             counts: LineCounts::default(),
         }
     }

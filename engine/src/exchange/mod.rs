@@ -293,7 +293,10 @@ fn linger(
             if !l.faults.dead() {
                 l.faults.counts.ends += 1;
             }
-            l.control(mold::end_of_session(&mut b, cfg.session, end), &mut r.send_errors);
+            l.control(
+                mold::end_of_session(&mut b, cfg.session, end),
+                &mut r.send_errors,
+            );
         }
         let next = Instant::now() + cfg.heartbeat;
         if next > until || stop.load(Ordering::Relaxed) {

@@ -72,6 +72,8 @@ pub trait Outlet {
     fn lost(&mut self, from: u64, to: u64);
     /// Something an operator should read (a silent line, a session change).
     fn notice(&mut self, what: std::fmt::Arguments<'_>);
+    /// Messages from now on belong to session `s` (locked onto, or followed).
+    fn session(&mut self, _s: Session) {}
 }
 
 /// Counters of one line.
@@ -195,6 +197,8 @@ pub struct Arbiter {
     pub fill_ns: hdrhistogram::Histogram<u64>,
     last_probe_ns: u64,
     applied: u64,
+    /// Whether the outlet has been told the configured session.
+    announced: bool,
 }
 
 impl Arbiter {
@@ -220,6 +224,7 @@ impl Arbiter {
                 .expect("static histogram bounds"),
             last_probe_ns: 0,
             applied: 0,
+            announced: false,
         }
     }
 
@@ -317,10 +322,17 @@ impl Arbiter {
         out: &mut impl Outlet,
     ) -> bool {
         match self.session {
-            Some(cur) if cur == s => true,
+            Some(cur) if cur == s => {
+                if !self.announced {
+                    self.announced = true;
+                    out.session(s);
+                }
+                true
+            }
             None if kind != Kind::EndOfSession => {
                 self.session = Some(s);
                 out.notice(format_args!("locked onto session {s}"));
+                out.session(s);
                 true
             }
             Some(cur)
@@ -356,6 +368,7 @@ impl Arbiter {
             .extend((0..self.cfg.hold_packets.max(1) as u32).rev());
         self.gaps.clear();
         self.session = Some(new);
+        out.session(new);
         self.next = 1;
         self.known_end = 1;
         self.end_of_session = None;
@@ -507,6 +520,8 @@ impl Arbiter {
                     self.gaps[i].from = a;
                     self.gaps[i].to = b;
                     if self.gaps.len() < self.gaps.capacity() {
+                        // Two gaps now, each to be filled: count both.
+                        self.recovery.gaps += 1;
                         let mut r = g;
                         r.from = c;
                         r.to = d;

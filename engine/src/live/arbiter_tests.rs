@@ -251,7 +251,7 @@ fn the_first_live_session_is_locked_and_others_are_counted() {
         &mut a,
         &mut o,
         A,
-        &mold::end_of_session(&mut [0; 20], old, 900),
+        mold::end_of_session(&mut [0; 20], old, 900),
         0,
     );
     assert_eq!(a.session(), None, "an ended session is not locked onto");

@@ -17,12 +17,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub trait Source {
     /// Shown in the summary.
     fn describe(&self) -> String;
-    /// Calls `each(message)` for every message in feed order, until the end or until `stop`
-    /// is set (checked at least every few thousand messages).
-    fn pump(&self, stop: &AtomicBool, each: impl FnMut(&[u8])) -> Result<WalkStats, FrameError>;
+    /// Calls `each` with every message in feed order, until the end or until `stop` is set
+    /// (checked at least every few thousand messages), and with [`Fed::Idle`] whenever a live
+    /// source has nothing to hand over (the ingress then sends what it holds).
+    fn pump(&self, stop: &AtomicBool, each: impl FnMut(Fed<'_>)) -> Result<WalkStats, FrameError>;
     /// The whole input when it is known up front (files, generated sessions), for `balanced`
     /// assignment; `None` for live sources.
     fn whole(&self) -> Option<&[u8]>;
+}
+
+/// What a source hands the ingress.
+#[derive(Debug, Clone, Copy)]
+pub enum Fed<'a> {
+    /// The next message, and when it reached this process (engine clock ns; 0: unknown, stamp
+    /// it when its batch starts).
+    Message(&'a [u8], u64),
+    /// Nothing arrived: send every batch now, and give the roles sharing the thread a turn.
+    Idle,
 }
 
 /// A feed held in memory or mapped from a file.
@@ -53,7 +64,7 @@ impl Source for BytesSource<'_> {
     fn pump(
         &self,
         stop: &AtomicBool,
-        mut each: impl FnMut(&[u8]),
+        mut each: impl FnMut(Fed<'_>),
     ) -> Result<WalkStats, FrameError> {
         // The walk has no early exit, so a stop cuts the input at the next frame boundary the
         // walk reaches: check the flag in chunks and finish the walk over an empty remainder.
@@ -67,7 +78,7 @@ impl Source for BytesSource<'_> {
             if n % STOP_EVERY == 0 && stop.load(Ordering::Relaxed) {
                 stopped = true;
             }
-            each(m);
+            each(Fed::Message(m, 0));
         })
     }
 
@@ -253,10 +264,21 @@ pub fn run(
     let mut pace = Pacer::new(speed);
     let measure = tel.measure;
     let rep = &mut tel.reporter;
-    let walked = source.pump(stop, |m| {
+    let walked = source.pump(stop, |fed| {
+        let (m, stamp) = match fed {
+            Fed::Message(m, stamp) => (m, stamp),
+            Fed::Idle => {
+                for o in out.iter_mut().filter(|o| o.messages > 0) {
+                    flush(o, false, rep, measure, idle);
+                }
+                idle();
+                return;
+            }
+        };
         r.messages += 1;
-        // The message's stamp: its due time on a rate schedule, else read lazily (once a batch).
-        let mut due = 0;
+        // The message's stamp: its due time on a rate schedule, when a live source received
+        // it, else read lazily (once a batch).
+        let mut due = stamp;
         if let Speed::Rate(rate) = speed {
             due = pace.due_at(r.messages - 1, rate);
             let now = clock::now_ns();

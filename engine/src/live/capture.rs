@@ -1,0 +1,231 @@
+//! `--capture PATH`: what the live feed applied, in sequence order, re-packed as MoldUDP64
+//! datagrams in a pcap file (Ethernet, IPv4, UDP to line A's port) that Wireshark opens, and
+//! `--feed pcap:PATH` replays to the same books.
+//!
+//! Owns the packing on the feed core (into pooled buffers, no allocation per message) and a
+//! writer thread that does the file I/O. The feed core never waits on the disk: with every
+//! pooled buffer in flight, a datagram is counted as not captured, and the count is reported.
+
+use crate::net::Endpoint;
+use crate::runtime::ring::{ring, Consumer, Producer};
+use shards::mold::{self, PacketWriter, Session};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Datagrams in flight to the writer at most.
+const POOL: usize = 4096;
+/// Ethernet + IPv4 + UDP headers before each datagram.
+const FRAME_HEADERS: usize = 14 + 20 + 8;
+
+/// One datagram on its way to the writer.
+struct Chunk {
+    bytes: Box<[u8; mold::MAX_DATAGRAM]>,
+    len: usize,
+    unix_ns: u64,
+}
+
+/// The feed core's end of a capture.
+pub struct Capture {
+    writer: Option<PacketWriter>,
+    next_seq: u64,
+    session: Option<Session>,
+    to_disk: Producer<Chunk>,
+    spares: Consumer<Chunk>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<u64>>>,
+    done: Arc<AtomicBool>,
+    /// Datagrams not captured because the writer had every buffer.
+    pub overflow: u64,
+    wall_offset_ns: u64,
+}
+
+impl Capture {
+    /// Creates the file and starts its writer thread.
+    pub fn start(path: &Path, lines: &[Endpoint]) -> std::io::Result<Capture> {
+        let file = std::fs::File::create(path)?;
+        let port = lines.first().map_or(31001, |l| l.addr.port());
+        let (to_disk, from_feed) = ring::<Chunk>(POOL * 2);
+        let (mut back, spares) = ring::<Chunk>(POOL * 2);
+        for _ in 0..POOL {
+            let c = Chunk {
+                bytes: Box::new([0; mold::MAX_DATAGRAM]),
+                len: 0,
+                unix_ns: 0,
+            };
+            if back.try_push(c).is_err() {
+                unreachable!("the spare ring holds the pool");
+            }
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let d = Arc::clone(&done);
+        let thread = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || write_all(file, port, from_feed, back, d))?;
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(Capture {
+            writer: None,
+            next_seq: 1,
+            session: None,
+            to_disk,
+            spares,
+            thread: Some(thread),
+            done,
+            overflow: 0,
+            wall_offset_ns: unix.saturating_sub(crate::runtime::clock::now_ns()),
+        })
+    }
+
+    /// Adds message `seq` of `session`.
+    #[inline]
+    pub fn message(&mut self, session: Session, seq: u64, m: &[u8]) {
+        if self.session != Some(session) || seq != self.next_seq {
+            self.idle();
+            self.session = Some(session);
+        }
+        let w = self
+            .writer
+            .get_or_insert_with(|| PacketWriter::new(session, mold::DEFAULT_MAX_PAYLOAD));
+        if w.count() == 0 {
+            w.start(seq);
+        }
+        if !w.push(m) {
+            self.idle();
+            let w = self.writer.as_mut().expect("the writer exists");
+            w.start(seq);
+            w.push(m);
+        }
+        self.next_seq = seq + 1;
+    }
+
+    /// Sends the datagram being packed, if any.
+    pub fn idle(&mut self) {
+        let Some(w) = self.writer.as_mut().filter(|w| w.count() > 0) else {
+            return;
+        };
+        let d = w.finish();
+        match self.spares.try_pop() {
+            Some(mut c) => {
+                c.bytes[..d.len()].copy_from_slice(d);
+                c.len = d.len();
+                c.unix_ns = self.wall_offset_ns + crate::runtime::clock::now_ns();
+                if self.to_disk.try_push(c).is_err() {
+                    unreachable!("the disk ring holds the pool");
+                }
+            }
+            None => self.overflow += 1,
+        }
+        w.start(self.next_seq);
+    }
+
+    /// Writes end of session if the session ended, flushes, and returns datagrams written.
+    pub fn finish(mut self, ended: bool) -> std::io::Result<u64> {
+        self.idle();
+        if let (true, Some(s), Some(mut c)) = (ended, self.session, self.spares.try_pop()) {
+            let mut b = [0u8; mold::HEADER_LEN];
+            let d = mold::end_of_session(&mut b, s, self.next_seq);
+            c.bytes[..d.len()].copy_from_slice(d);
+            c.len = d.len();
+            c.unix_ns = self.wall_offset_ns + crate::runtime::clock::now_ns();
+            let _ = self.to_disk.try_push(c);
+        }
+        self.done.store(true, Ordering::Release);
+        let t = self.thread.take().expect("joined once");
+        t.join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the capture thread panicked")))
+    }
+}
+
+fn write_all(
+    file: std::fs::File,
+    port: u16,
+    mut from_feed: Consumer<Chunk>,
+    mut back: Producer<Chunk>,
+    done: Arc<AtomicBool>,
+) -> std::io::Result<u64> {
+    let mut w = pcap_file::pcap::PcapWriter::new(std::io::BufWriter::with_capacity(1 << 20, file))
+        .map_err(std::io::Error::other)?;
+    let mut frame = Vec::with_capacity(FRAME_HEADERS + mold::MAX_DATAGRAM);
+    let mut written = 0u64;
+    loop {
+        // Read the flag before draining: whatever was pushed before it was set is seen.
+        let finishing = done.load(Ordering::Acquire);
+        let mut any = false;
+        while let Some(c) = from_feed.try_pop() {
+            any = true;
+            frame.clear();
+            udp_frame(&mut frame, port, &c.bytes[..c.len]);
+            let ts = std::time::Duration::from_nanos(c.unix_ns);
+            w.write_packet(&pcap_file::pcap::PcapPacket::new(
+                ts,
+                frame.len() as u32,
+                &frame,
+            ))
+            .map_err(std::io::Error::other)?;
+            written += 1;
+            let _ = back.try_push(c);
+        }
+        if finishing {
+            break;
+        }
+        if !any {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    w.into_writer().flush()?;
+    Ok(written)
+}
+
+/// Ethernet (locally administered MACs), IPv4 127.0.0.1 -> 127.0.0.1 and UDP headers, then
+/// the datagram. The UDP checksum is 0 (allowed over IPv4); the IPv4 one is computed.
+fn udp_frame(out: &mut Vec<u8>, port: u16, d: &[u8]) {
+    out.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let total = (20 + 8 + d.len()) as u16;
+    let mut ip = [
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+    ];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let sum = ip
+        .chunks(2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as u32)
+        .sum::<u32>();
+    let sum = (sum & 0xFFFF) + (sum >> 16);
+    let sum = !(((sum & 0xFFFF) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    out.extend_from_slice(&ip);
+    out.extend_from_slice(&port.to_be_bytes());
+    out.extend_from_slice(&port.to_be_bytes());
+    out.extend_from_slice(&((8 + d.len()) as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(d);
+}
+
+/// The MoldUDP64 datagram inside a captured Ethernet/IPv4/UDP frame, if it is one.
+pub fn datagram_of(frame: &[u8]) -> Option<&[u8]> {
+    if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[14..];
+    let ihl = ((ip[0] & 0x0F) as usize) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 17 || ip.len() < ihl + 8 {
+        return None;
+    }
+    let udp = &ip[ihl..];
+    let len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    udp.get(8..len.max(8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_carries_the_datagram_back_out() {
+        let mut f = Vec::new();
+        udp_frame(&mut f, 31001, b"hello mold");
+        assert_eq!(datagram_of(&f), Some(&b"hello mold"[..]));
+        assert_eq!(datagram_of(&f[..30]), None);
+    }
+}

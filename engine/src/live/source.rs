@@ -1,0 +1,283 @@
+//! The live source: receives MoldUDP64 on the feed core from one or two lines and the
+//! re-request socket, arbitrates, recovers gaps, and hands the ingress each message once, in
+//! sequence order, stamped with when its datagram arrived.
+//!
+//! Owns the sockets (bound before the feed starts, so a taken port is one error line) and the
+//! receive loop. Never blocks: every receive is `MSG_DONTWAIT`, requests are nonblocking sends,
+//! operator lines go through tracing's non-blocking writer.
+
+use super::arbiter::{Arbiter, ArbiterConfig, LineStats, Malformed, Outlet, Recovery, ANSWERS};
+use super::capture::Capture;
+use super::recv::RecvBatch;
+use crate::net::{Endpoint, RcvBuf};
+use crate::runtime::clock;
+use crate::runtime::ingress::{Fed, Source};
+use shards::itch::{FrameError, WalkStats};
+use shards::mold::{self, Request, Session};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Datagrams taken per `recvmmsg` call.
+const BATCH: usize = 32;
+/// Clock-driven work (request timers, liveness) runs at least this often while data flows.
+const TICK_NS: u64 = 50_000;
+
+/// How to receive.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Line A, and B if given.
+    pub lines: Vec<Endpoint>,
+    /// The re-request server.
+    pub rerequest: SocketAddr,
+    /// Arbitration and recovery tuning.
+    pub arbiter: ArbiterConfig,
+    /// Receive buffer to ask for, per line, in bytes.
+    pub rcvbuf: usize,
+    /// Write what is applied here, as pcap.
+    pub capture: Option<std::path::PathBuf>,
+}
+
+/// What the live feed did, for the summary, JSON and bench.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveReport {
+    /// The session followed last.
+    pub session: Option<String>,
+    /// Messages handed to the ingress.
+    pub applied: u64,
+    /// Whether end of session was reached with every message in (or declared lost).
+    pub ended: bool,
+    /// Per line: A, B (if any), and the re-request answers.
+    pub lines: Vec<(String, LineStats)>,
+    /// Malformed datagrams by kind.
+    pub malformed: Malformed,
+    /// Gap recovery.
+    pub recovery: Recovery,
+    /// Gap fill time p50 / p99 / max, microseconds (`None` without gaps filled).
+    pub fill_us: Option<[f64; 3]>,
+    /// The receive buffer each line got.
+    pub rcvbuf: Vec<RcvBuf>,
+    /// UDP datagrams the kernel dropped for a full receive buffer during the run, host-wide
+    /// (`UdpRcvbufErrors`), apart from losses on the lines.
+    pub kernel_drops: Option<u64>,
+    /// Datagrams written to the capture.
+    pub captured: Option<u64>,
+    /// Datagrams the capture writer had no room for (never silently: also logged).
+    pub capture_overflow: u64,
+    /// Re-requests the socket refused to send.
+    pub request_send_errors: u64,
+}
+
+/// A MoldUDP64 feed on one or two lines.
+pub struct MoldSource {
+    cfg: LiveConfig,
+    lines: Vec<UdpSocket>,
+    requests: UdpSocket,
+    rcvbuf: Vec<RcvBuf>,
+    capture: Mutex<Option<Capture>>,
+    report: Mutex<Option<LiveReport>>,
+}
+
+impl MoldSource {
+    /// Binds every socket now; an error names the address.
+    pub fn open(cfg: LiveConfig) -> Result<MoldSource, String> {
+        let mut lines = Vec::new();
+        let mut rcvbuf = Vec::new();
+        for ep in &cfg.lines {
+            let (s, got) = crate::net::bind_receiver(ep, cfg.rcvbuf).map_err(|e| {
+                format!("cannot receive on {ep}: {e} (is another receiver on that port?)")
+            })?;
+            lines.push(s);
+            rcvbuf.push(got);
+        }
+        let requests = crate::net::sender(None)
+            .map_err(|e| format!("cannot open the re-request socket: {e}"))?;
+        let mut arbiter = cfg.arbiter;
+        arbiter.lines = cfg.lines.len();
+        let capture = match &cfg.capture {
+            Some(p) => Some(
+                Capture::start(p, &cfg.lines)
+                    .map_err(|e| format!("--capture {}: cannot write: {e}", p.display()))?,
+            ),
+            None => None,
+        };
+        Ok(MoldSource {
+            capture: Mutex::new(capture),
+            cfg: LiveConfig { arbiter, ..cfg },
+            lines,
+            requests,
+            rcvbuf,
+            report: Mutex::new(None),
+        })
+    }
+
+    /// The report, once the feed has ended.
+    pub fn report(&self) -> Option<LiveReport> {
+        self.report.lock().ok().and_then(|mut r| r.take())
+    }
+}
+
+/// The arbiter's outlet on the feed core.
+struct Out<'a, F: FnMut(Fed<'_>)> {
+    each: F,
+    stamp: u64,
+    requests: &'a UdpSocket,
+    to: SocketAddr,
+    buf: [u8; mold::HEADER_LEN],
+    send_errors: u64,
+    capture: Option<&'a mut Capture>,
+    session: Session,
+}
+
+impl<F: FnMut(Fed<'_>)> Outlet for Out<'_, F> {
+    #[inline]
+    fn message(&mut self, seq: u64, m: &[u8]) {
+        if let Some(c) = self.capture.as_deref_mut() {
+            c.message(self.session, seq, m);
+        }
+        (self.each)(Fed::Message(m, self.stamp));
+    }
+
+    fn request(&mut self, r: Request) {
+        if self
+            .requests
+            .send_to(mold::request(&mut self.buf, r), self.to)
+            .is_err()
+        {
+            self.send_errors += 1;
+        }
+    }
+
+    fn lost(&mut self, from: u64, to: u64) {
+        tracing::error!(
+            "live feed: messages {from} to {} ({} messages) are lost: the re-request server did not answer; books of the instruments they touched may be wrong until the next clean state",
+            to - 1,
+            to - from
+        );
+    }
+
+    fn notice(&mut self, what: std::fmt::Arguments<'_>) {
+        tracing::warn!("live feed: {what}");
+    }
+
+    fn session(&mut self, s: Session) {
+        self.session = s;
+    }
+}
+
+impl Source for MoldSource {
+    fn describe(&self) -> String {
+        let lines: Vec<String> = self.cfg.lines.iter().map(|l| l.to_string()).collect();
+        format!(
+            "MoldUDP64 {} (re-requests to {})",
+            lines.join(" + "),
+            self.cfg.rerequest
+        )
+    }
+
+    fn whole(&self) -> Option<&[u8]> {
+        None
+    }
+
+    fn pump(&self, stop: &AtomicBool, each: impl FnMut(Fed<'_>)) -> Result<WalkStats, FrameError> {
+        let drops_before = crate::net::udp_rcvbuf_errors();
+        let mut capture = self.capture.lock().ok().and_then(|mut c| c.take());
+        let mut arb = Arbiter::new(self.cfg.arbiter);
+        let mut batch = RecvBatch::new(BATCH);
+        let mut out = Out {
+            each,
+            stamp: 0,
+            requests: &self.requests,
+            to: self.cfg.rerequest,
+            buf: [0; mold::HEADER_LEN],
+            send_errors: 0,
+            capture: capture.as_mut(),
+            session: Session([b' '; mold::SESSION_LEN]),
+        };
+        let fds: Vec<(usize, i32)> = self
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.as_raw_fd()))
+            .chain([(ANSWERS, self.requests.as_raw_fd())])
+            .collect();
+        let mut next_tick = 0u64;
+        while !stop.load(Ordering::Relaxed) && !arb.done() {
+            let mut got = 0;
+            for &(line, fd) in &fds {
+                let n = batch.recv(fd).unwrap_or(0);
+                if n == 0 {
+                    continue;
+                }
+                let now = clock::now_ns();
+                out.stamp = now;
+                for i in 0..n {
+                    arb.datagram(line, batch.datagram(i), now, &mut out);
+                }
+                got += n;
+            }
+            let now = clock::now_ns();
+            if got == 0 || now >= next_tick {
+                arb.tick(now, &mut out);
+                next_tick = now + TICK_NS;
+            }
+            if got == 0 {
+                if let Some(c) = out.capture.as_deref_mut() {
+                    c.idle();
+                }
+                (out.each)(Fed::Idle);
+            }
+        }
+        let send_errors = out.send_errors;
+        drop(out);
+        let overflow = capture.as_ref().map_or(0, |c| c.overflow);
+        if overflow > 0 {
+            tracing::error!(
+                "live feed: {overflow} datagrams not captured: the capture writer fell behind"
+            );
+        }
+        let captured = match capture.map(|c| c.finish(arb.done())) {
+            Some(Ok(n)) => Some(n),
+            Some(Err(e)) => {
+                tracing::error!("live feed: the capture failed: {e}");
+                None
+            }
+            None => None,
+        };
+        let q = |p: f64| arb.fill_ns.value_at_quantile(p) as f64 / 1e3;
+        let r = LiveReport {
+            session: arb.session().map(|s| s.name()),
+            applied: arb.applied(),
+            ended: arb.done(),
+            lines: ["A", "B"][..self.lines.len()]
+                .iter()
+                .map(|n| n.to_string())
+                .chain(["rerequest".to_string()])
+                .zip(
+                    arb.lines[..self.lines.len()]
+                        .iter()
+                        .chain([&arb.lines[ANSWERS]])
+                        .copied(),
+                )
+                .collect(),
+            malformed: arb.malformed,
+            recovery: arb.recovery.clone(),
+            fill_us: (!arb.fill_ns.is_empty())
+                .then(|| [q(0.5), q(0.99), arb.fill_ns.max() as f64 / 1e3]),
+            rcvbuf: self.rcvbuf.clone(),
+            kernel_drops: drops_before
+                .and_then(|b| crate::net::udp_rcvbuf_errors().map(|a| a.saturating_sub(b))),
+            captured,
+            capture_overflow: overflow,
+            request_send_errors: send_errors,
+        };
+        if let Ok(mut slot) = self.report.lock() {
+            *slot = Some(r);
+        }
+        Ok(WalkStats {
+            frames: arb.applied(),
+            ..WalkStats::default()
+        })
+    }
+}
