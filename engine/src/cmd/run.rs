@@ -67,6 +67,10 @@ pub fn run(a: &RunArgs) -> Result<()> {
         _ => unreachable!("a file or generated feed is loaded above"),
     };
     let name = PathBuf::from(source.describe());
+    if let AnySource::Mold(_) = &source {
+        // Tests and scripts wait for this line before they start sending.
+        eprintln!("tickcore: live feed ready: {}", name.display());
+    }
     for c in &a.chaos {
         if c.shard >= cfg.shards.value {
             return Err(Failure::new(format!(

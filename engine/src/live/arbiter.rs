@@ -337,7 +337,6 @@ impl Arbiter {
             }
             Some(cur)
                 if self.cfg.session.is_none()
-                    && kind != Kind::EndOfSession
                     && now.saturating_sub(self.session_seen_ns) >= self.cfg.liveness_ns
                     && !self.done() =>
             {

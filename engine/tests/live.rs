@@ -1,0 +1,497 @@
+//! The live feed end to end, on loopback with real sockets and real processes: `tickcore
+//! exchange` serves a session over MoldUDP64 with faults, `tickcore run --feed mold:` receives
+//! it, and the books must equal `tickcore book --json` on the same file byte for byte. Where a
+//! case needs a datagram no exchange would send (malformed ones, heartbeat-only stretches), the
+//! test sends it itself through a real socket.
+
+use rstest::rstest;
+use serde_json::Value;
+use shards::mold::{self, PacketWriter, Session};
+use std::io::BufRead;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn dir(case: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tickcore-live-{}-{case}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn command(d: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tickcore"));
+    c.args(args).env("TICKCORE_DATA_DIR", d.join("data"));
+    c
+}
+
+fn ok(d: &Path, args: &[&str]) -> Output {
+    let o = command(d, args).output().expect("binary runs");
+    assert!(
+        o.status.success(),
+        "tickcore {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A UDP port free on loopback now (the kernel's pick; released before use).
+fn port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A generated m7 session in `d`, and its reference books.
+fn session(d: &Path, messages: &str, seed: &str) -> (String, String) {
+    let f = d.join("session.itch50");
+    let f = f.to_str().unwrap().to_string();
+    ok(
+        d,
+        &[
+            "gen",
+            "--scope",
+            "m7",
+            "--messages",
+            messages,
+            "--seed",
+            seed,
+            "--out",
+            &f,
+        ],
+    );
+    let books = ok(d, &["book", "--input", &f, "--json", "--depth", "0"]);
+    (f, String::from_utf8(books.stdout).unwrap())
+}
+
+/// A running `tickcore run --feed mold:`, started and ready to receive.
+struct Receiver {
+    child: Child,
+    books: PathBuf,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Receiver {
+    fn start(d: &Path, lines: &str, rerequest: &str, extra: &[&str]) -> Receiver {
+        let books = d.join("live-books.json");
+        let feed = format!("mold:{lines}");
+        let mut args = vec![
+            "run",
+            "--feed",
+            &feed,
+            "--rerequest",
+            rerequest,
+            "--admin",
+            "off",
+            "--json",
+            "--depth",
+            "0",
+            "--dump-books",
+            books.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let mut child = command(d, &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let r = Receiver {
+            child,
+            books,
+            stderr: rx,
+        };
+        r.wait_for("live feed ready");
+        r
+    }
+
+    fn wait_for(&self, what: &str) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            match self.stderr.recv_timeout(Duration::from_secs(1)) {
+                Ok(l) if l.contains(what) => return,
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("the receiver never said `{what}`");
+    }
+
+    /// Waits for the run to end by itself (end of session), and returns its summary.
+    fn finish(mut self) -> (Value, String) {
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut out = String::new();
+                std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out)
+                    .unwrap();
+                let rest: Vec<String> = self.stderr.try_iter().collect();
+                assert!(status.success(), "run failed: {}", rest.join("\n"));
+                let v: Value = serde_json::from_str(&out).expect("--json summary");
+                let books = std::fs::read_to_string(&self.books).unwrap();
+                return (v, books);
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                panic!("the run did not end at end of session within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn exchange(d: &Path, input: &str, lines: &str, rerequest: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "exchange",
+        "--input",
+        input,
+        "--lines",
+        lines,
+        "--rerequest",
+        rerequest,
+        "--linger-s",
+        "2",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = ok(d, &args);
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn lines(n: usize) -> String {
+    (0..n)
+        .map(|_| format!("udp://127.0.0.1:{}", port()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn live(v: &Value) -> &Value {
+    &v["live"]
+}
+
+#[rstest]
+#[case::one_line_clean("one", 1, &[])]
+#[case::two_lines_no_drop("ab0", 2, &["--reorder", "1", "--dup", "1"])]
+#[case::two_lines_1pct_drop("ab1", 2, &["--drop", "1", "--reorder", "1", "--dup", "1"])]
+#[case::two_lines_5pct_drop("ab5", 2, &["--drop", "5", "--reorder", "1", "--dup", "1", "--seed", "9"])]
+#[case::one_line_5pct_drop("one5", 1, &["--drop", "5", "--reorder", "2", "--dup", "2", "--seed", "4"])]
+#[case::line_a_killed_halfway("killa", 2, &["--kill-line", "A@2500", "--drop", "1"])]
+fn live_books_equal_the_file_books(#[case] name: &str, #[case] n: usize, #[case] faults: &[&str]) {
+    let d = dir(name);
+    let (file, reference) = session(&d, "200k", "5");
+    let (l, rr) = (lines(n), format!("127.0.0.1:{}", port()));
+    let rx = Receiver::start(&d, &l, &rr, &[]);
+    let sent = exchange(&d, &file, &l, &rr, faults);
+    let (v, books) = rx.finish();
+    assert!(
+        books == reference,
+        "{name}: live books differ from book --json"
+    );
+    let lv = live(&v);
+    assert_eq!(lv["applied"], 200_000, "{name}");
+    assert_eq!(lv["ended"], true);
+    assert_eq!(lv["recovery"]["lost_messages"], 0, "{name}: {lv}");
+    let dropped: u64 = sent["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["dropped"].as_u64().unwrap())
+        .sum();
+    if n == 1 && dropped > 0 {
+        assert!(lv["recovery"]["rerequests"].as_u64().unwrap() > 0, "{lv}");
+    }
+    if name == "killa" {
+        let b = &lv["lines"][1][1];
+        assert!(
+            b["first"].as_u64().unwrap() > 0,
+            "line B carried the rest: {lv}"
+        );
+        assert!(sent["lines"][0]["packets"].as_u64().unwrap() <= 2500);
+    }
+}
+
+/// The re-request server never answers a range the lines never carried: exactly that range
+/// is reported lost, and the books equal those of the file without it.
+#[test]
+fn a_silenced_range_is_reported_lost_and_everything_else_is_exact() {
+    let d = dir("silence");
+    let (file, _) = session(&d, "100k", "6");
+    let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let rx = Receiver::start(&d, &l, &rr, &["--retry-ms", "5", "--max-retries", "4"]);
+    exchange(&d, &file, &l, &rr, &["--silence", "5000-5999"]);
+    let (v, books) = rx.finish();
+    let rec = &live(&v)["recovery"];
+    assert_eq!(rec["lost_messages"], 1000, "{rec}");
+    assert_eq!(rec["lost_ranges"], serde_json::json!([[5000, 6000]]));
+    assert_eq!(live(&v)["applied"], 99_000);
+    // The reference: the same file without messages 5000..=5999.
+    let bytes = std::fs::read(&file).unwrap();
+    let mut cut = Vec::new();
+    let mut seq = 0u64;
+    shards::itch::walk(&bytes, false, |_, m| {
+        seq += 1;
+        if !(5000..=5999).contains(&seq) {
+            cut.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            cut.extend_from_slice(m);
+        }
+    })
+    .unwrap();
+    let cut_file = d.join("cut.itch50");
+    std::fs::write(&cut_file, cut).unwrap();
+    let want = ok(
+        &d,
+        &[
+            "book",
+            "--input",
+            cut_file.to_str().unwrap(),
+            "--json",
+            "--depth",
+            "0",
+        ],
+    );
+    assert!(
+        books.as_bytes() == want.stdout,
+        "books outside the lost range differ"
+    );
+}
+
+/// The test's own sender: the session's messages packed into MoldUDP64 datagrams.
+struct Sender {
+    sock: UdpSocket,
+    to: String,
+    packets: Vec<Vec<u8>>,
+    session: Session,
+    next: u64,
+}
+
+impl Sender {
+    fn new(file: &str, to: &str, session: &str) -> Sender {
+        let bytes = std::fs::read(file).unwrap();
+        let session = Session::parse(session).unwrap();
+        let mut msgs = Vec::new();
+        shards::itch::walk(&bytes, false, |_, m| msgs.push(m.to_vec())).unwrap();
+        let mut packets = Vec::new();
+        let mut w = PacketWriter::new(session, 1400);
+        let mut seq = 1u64;
+        let mut i = 0;
+        while i < msgs.len() {
+            w.start(seq);
+            while i < msgs.len() && w.push(&msgs[i]) {
+                i += 1;
+            }
+            seq += w.count() as u64;
+            packets.push(w.finish().to_vec());
+        }
+        Sender {
+            sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            to: to.to_string(),
+            packets,
+            session,
+            next: seq,
+        }
+    }
+
+    fn send(&self, d: &[u8]) {
+        self.sock.send_to(d, &self.to).unwrap();
+    }
+
+    fn end(&self) {
+        self.send(mold::end_of_session(&mut [0; 20], self.session, self.next));
+    }
+}
+
+/// Every malformed kind, sent on the line among good packets: each is counted under its own
+/// name and the books are still exact.
+#[test]
+fn malformed_datagrams_are_counted_by_kind_and_change_nothing() {
+    let d = dir("malformed");
+    let (file, reference) = session(&d, "20k", "7");
+    let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let rx = Receiver::start(&d, &l, &rr, &["--session", "S1"]);
+    let s = Sender::new(&file, l.strip_prefix("udp://").unwrap(), "S1");
+    let good = s.packets[1].clone();
+    let mut bad: Vec<Vec<u8>> = Vec::new();
+    bad.push(good[..12].to_vec()); // short header
+    let mut x = good.clone();
+    x[20] = 0xFF; // first block's length runs past the end
+    bad.push(x);
+    let mut x = good.clone();
+    x[19] = x[19].wrapping_add(1); // count says one more than the blocks
+    bad.push(x);
+    let mut x = good.clone();
+    x[0] = b'#'; // session field not alphanumeric
+    bad.push(x);
+    let other = Session::parse("S2").unwrap();
+    let mut x = good.clone();
+    x[..10].copy_from_slice(&other.0); // another session
+    bad.push(x);
+    let mut x = good.clone();
+    x[10..18].copy_from_slice(&(1u64 << 40).to_be_bytes()); // far beyond the window
+    bad.push(x);
+    s.send(&s.packets[0]);
+    for (i, p) in s.packets[1..].iter().enumerate() {
+        if let Some(b) = bad.get(i) {
+            s.send(b);
+        }
+        s.send(p);
+    }
+    s.end();
+    let (v, books) = rx.finish();
+    assert!(books == reference, "books changed by malformed datagrams");
+    let m = &live(&v)["malformed"];
+    for k in [
+        "short_header",
+        "block_past_end",
+        "count_mismatch",
+        "bad_session",
+        "far_sequence",
+    ] {
+        assert_eq!(m[k], 1, "{k}: {m}");
+    }
+    assert_eq!(live(&v)["lines"][0][1]["other_session"], 1);
+    assert_eq!(live(&v)["lines"][0][1]["malformed"], 5);
+}
+
+/// A stretch of heartbeats only keeps the line alive (no gap, no silence); a heartbeat that
+/// runs ahead reveals a lost tail, which is asked for and filled; end of session ends the run.
+#[test]
+fn heartbeats_keep_a_quiet_line_and_reveal_a_lost_tail() {
+    let d = dir("heartbeat");
+    let (file, reference) = session(&d, "20k", "8");
+    let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let server = UdpSocket::bind(&rr).unwrap();
+    let rx = Receiver::start(&d, &l, &rr, &["--liveness-ms", "3000"]);
+    let s = Sender::new(&file, l.strip_prefix("udp://").unwrap(), "S1");
+    let last = s.packets.len() - 1;
+    for p in &s.packets[..last] {
+        s.send(p);
+    }
+    let tail_seq = mold::parse(&s.packets[last]).unwrap().seq;
+    for _ in 0..5 {
+        s.send(mold::heartbeat(&mut [0; 20], s.session, tail_seq));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The last packet is "lost": the heartbeat says it exists.
+    s.send(mold::heartbeat(&mut [0; 20], s.session, s.next));
+    let mut buf = [0u8; 64];
+    server
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (n, from) = server
+        .recv_from(&mut buf)
+        .expect("a re-request for the tail");
+    let req = mold::parse_request(&buf[..n]).unwrap();
+    assert_eq!(req.seq, tail_seq);
+    server.send_to(&s.packets[last], from).unwrap();
+    s.end();
+    let (v, books) = rx.finish();
+    assert!(books == reference);
+    let lv = live(&v);
+    assert_eq!(lv["lines"][0][1]["silences"], 0, "{lv}");
+    assert_eq!(lv["recovery"]["gaps"], 1, "{lv}");
+    assert_eq!(lv["recovery"]["filled"], 1);
+}
+
+/// The locked session dies mid-way and the exchange comes back under a new name: the run
+/// follows it and ends at its end of session.
+#[test]
+fn a_restarted_exchange_with_a_new_session_name_is_followed() {
+    let d = dir("restart");
+    let (file, _) = session(&d, "20k", "9");
+    let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let rx = Receiver::start(&d, &l, &rr, &["--liveness-ms", "300"]);
+    let s = Sender::new(&file, l.strip_prefix("udp://").unwrap(), "DAYONE");
+    let sent: u64 = s.packets[..10]
+        .iter()
+        .map(|p| {
+            s.send(p);
+            mold::parse(p).unwrap().count()
+        })
+        .sum();
+    let out = exchange(
+        &d,
+        &file,
+        &l,
+        &rr,
+        &["--session", "DAYTWO", "--speed", "40000/s"],
+    );
+    assert_eq!(out["session"], "DAYTWO");
+    let (v, _) = rx.finish();
+    let lv = live(&v);
+    assert_eq!(lv["session"], "DAYTWO", "{lv}");
+    assert_eq!(lv["recovery"]["session_changes"], 1);
+    assert_eq!(lv["applied"].as_u64().unwrap(), sent + 20_000, "{lv}");
+    assert_eq!(lv["ended"], true);
+}
+
+/// A capture of a live run replays to the same books.
+#[test]
+fn a_capture_replays_to_the_live_books() {
+    let d = dir("capture");
+    let (file, reference) = session(&d, "100k", "10");
+    let (l, rr) = (lines(2), format!("127.0.0.1:{}", port()));
+    let cap = d.join("live.pcap");
+    let rx = Receiver::start(&d, &l, &rr, &["--capture", cap.to_str().unwrap()]);
+    exchange(&d, &file, &l, &rr, &["--drop", "2", "--reorder", "1"]);
+    let (v, books) = rx.finish();
+    assert!(books == reference);
+    assert!(live(&v)["captured"].as_u64().unwrap() > 0);
+    let again = d.join("replayed.json");
+    let feed = format!("pcap:{}", cap.display());
+    ok(
+        &d,
+        &[
+            "run",
+            "--feed",
+            &feed,
+            "--admin",
+            "off",
+            "--depth",
+            "0",
+            "--dump-books",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert!(std::fs::read_to_string(&again).unwrap() == books);
+}
+
+#[rstest]
+#[case::bad_scheme(&["run", "--feed", "mold:tcp://127.0.0.1:1"], "not a udp:// address")]
+#[case::three_lines(&["run", "--feed", "mold:udp://127.0.0.1:1,udp://127.0.0.1:2,udp://127.0.0.1:3"], "give one or two")]
+#[case::bad_session(&["run", "--session", "no spaces"], "not a MoldUDP64 session")]
+#[case::exchange_needs_input(&["exchange", "--lines", "udp://127.0.0.1:1"], "--input")]
+#[case::bad_drop(&["exchange", "--gen", "f2:100", "--lines", "udp://127.0.0.1:1", "--drop", "150"], "percentage")]
+#[case::bad_kill(&["exchange", "--gen", "f2:100", "--lines", "udp://127.0.0.1:1", "--kill-line", "B@3"], "A@N")]
+#[case::bad_silence(&["exchange", "--gen", "f2:100", "--lines", "udp://127.0.0.1:1", "--silence", "9-3"], "FROM-TO")]
+fn bad_live_flags_are_one_clear_line(#[case] args: &[&str], #[case] says: &str) {
+    let d = dir("flags");
+    let o = command(&d, args).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{args:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(says), "{args:?}: {err}");
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line() {
+    let d = dir("inuse");
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let feed = format!("mold:udp://{}", taken.local_addr().unwrap());
+    let o = command(&d, &["run", "--feed", &feed, "--admin", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot receive on") && err.lines().count() == 1,
+        "{err}"
+    );
+}
