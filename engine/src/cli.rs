@@ -193,6 +193,17 @@ pub struct BenchArgs {
     /// tail budget below that floor cannot be met on this machine. 0 skips it.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub noise_ms: u64,
+    /// Run the live path: an exchange simulator in this process serves the session over
+    /// MoldUDP64 on loopback at --rate, and the engine receives it (arbitration, gap recovery)
+    /// instead of reading memory. e2e then counts from each message's send time.
+    #[arg(long)]
+    pub live: bool,
+    /// Lines the live exchange sends on (1 or 2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub live_lines: u8,
+    /// Percentage of packets each live line drops (recovered by re-requests).
+    #[arg(long, default_value = "0", value_parser = crate::exchange::faults::parse_pct)]
+    pub drop: f64,
     /// Placement file [default: ./affinity.toml when it exists].
     #[arg(long, env = "TICKCORE_CONFIG")]
     pub config: Option<PathBuf>,

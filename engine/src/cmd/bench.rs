@@ -53,10 +53,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         offered.map_or("max".into(), rate),
         cfg.shards.value
     );
-    let source = BytesSource {
-        name: format!("generated {} session", scope.name()),
-        bytes: &bytes,
-        skip_corrupt: false,
+    let live = a
+        .live
+        .then(|| super::bench_live::LiveBench::start(a, offered, bytes.clone(), &cfg));
+    let live = live.transpose()?;
+    let source = match &live {
+        Some(l) => super::run::AnySource::Mold(Box::new(l.source()?)),
+        None => super::run::AnySource::Bytes(BytesSource {
+            name: format!("generated {} session", scope.name()),
+            bytes: &bytes,
+            skip_corrupt: false,
+        }),
     };
     let opts = RunOptions {
         speed: Some(offered.map_or(Speed::Max, Speed::Rate)),
@@ -69,6 +76,19 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let stop = AtomicBool::new(false);
     let r = runtime::run(&source, &cfg, opts, &stop)?;
     let mut result = result_json(a, scope, offered, &r);
+    let live_lines = match (live, &source) {
+        (Some(l), super::run::AnySource::Mold(m)) => {
+            let (rep, ex) = l.finish(m)?;
+            let text = rep
+                .as_ref()
+                .map(super::run::live_summary)
+                .unwrap_or_default();
+            result["live"] = serde_json::to_value(&rep).unwrap_or_default();
+            result["exchange"] = serde_json::to_value(&ex).unwrap_or_default();
+            text
+        }
+        _ => String::new(),
+    };
     // The floor brackets the replay: probed before and after it, the gaps of both together.
     let after = probe_noise(&cfg, a.noise_ms);
     result["noise"] = noise_json(&cfg, a.noise_ms, before, after);
@@ -86,7 +106,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let svg = path.with_extension("svg");
     std::fs::write(&svg, chart(&result, &r))
         .map_err(|e| Failure::at(&svg, format!("cannot write the chart: {e}")))?;
-    print!("{}", table(&result));
+    print!("{}{live_lines}", table(&result));
     println!("  wrote {} and {}", path.display(), svg.display());
     match &a.baseline {
         None => Ok(()),

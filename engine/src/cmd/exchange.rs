@@ -37,6 +37,8 @@ pub fn run(a: &ExchangeArgs) -> Result<()> {
         linger: std::time::Duration::from_secs_f64(a.linger_s.clamp(0.0, 86_400.0)),
         max_payload: a.max_payload,
         heartbeat: std::time::Duration::from_secs(1),
+        start: None,
+        sent_ns: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
     crate::cmd::run::install_signals(&stop)?;

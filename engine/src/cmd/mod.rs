@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `run(&Args) -> Result<()>`.
 
 pub mod bench;
+pub mod bench_live;
 pub mod book;
 pub mod config;
 pub mod drain;

@@ -590,9 +590,12 @@ fn snapshot_text(sym: &str, s: Option<&Snapshot>) -> String {
 
 /// The feed a run reads: bytes (a file or a generated session), a live MoldUDP64 feed, or a
 /// capture of one.
-enum AnySource<'a> {
+pub enum AnySource<'a> {
+    /// A file or a generated session.
     Bytes(BytesSource<'a>),
+    /// MoldUDP64 live.
     Mold(Box<MoldSource>),
+    /// A capture.
     Pcap(PcapSource),
 }
 
@@ -626,7 +629,7 @@ impl Source for AnySource<'_> {
 }
 
 /// The live feed's configuration from the command line.
-fn live_config(lines: &[crate::net::Endpoint], a: &crate::cli::LiveArgs) -> LiveConfig {
+pub fn live_config(lines: &[crate::net::Endpoint], a: &crate::cli::LiveArgs) -> LiveConfig {
     LiveConfig {
         lines: lines.to_vec(),
         rerequest: a.rerequest,
@@ -642,11 +645,12 @@ fn live_config(lines: &[crate::net::Endpoint], a: &crate::cli::LiveArgs) -> Live
         },
         rcvbuf: a.rcvbuf,
         capture: a.capture.clone(),
+        paced: None,
     }
 }
 
 /// The live feed's lines of the summary.
-fn live_summary(l: &LiveReport) -> String {
+pub fn live_summary(l: &LiveReport) -> String {
     let mut s = format!(
         "  live: session {}, {} messages applied, {}\n",
         l.session.as_deref().unwrap_or("(none seen)"),

@@ -41,6 +41,12 @@ pub struct ExchangeConfig {
     pub max_payload: usize,
     /// Heartbeat period while a line is idle.
     pub heartbeat: Duration,
+    /// When message 1 is due (default: at once). The live benchmark sets it, so that the
+    /// receiver in the same process knows every message's send time.
+    pub start: Option<Instant>,
+    /// Where the live benchmark wants each message's send time (engine clock ns, at
+    /// `seq - 1`), to count e2e from the exchange.
+    pub sent_ns: Option<Arc<[std::sync::atomic::AtomicU64]>>,
 }
 
 /// What the exchange did.
@@ -209,9 +215,11 @@ fn send_session(
     progress: &mut impl FnMut(u64),
 ) {
     let mut w = PacketWriter::new(cfg.session, cfg.max_payload);
+    let t0 = cfg.start.unwrap_or_else(Instant::now);
+    wait_until(t0, stop, || {});
     let mut sched = Schedule {
         speed: cfg.speed,
-        t0: Instant::now(),
+        t0,
         ts0: None,
     };
     let mut seq = 1u64;
@@ -228,6 +236,12 @@ fn send_session(
             r.silenced += n;
         } else {
             r.packets += 1;
+            if let Some(t) = &cfg.sent_ns {
+                let now = crate::runtime::clock::now_ns();
+                for s in seq..seq + n {
+                    t[(s - 1) as usize].store(now, Ordering::Relaxed);
+                }
+            }
             let d = w.finish();
             for l in lines.iter_mut() {
                 l.data(d, &mut r.send_errors);
@@ -272,7 +286,9 @@ fn wait_until(due: Instant, stop: &AtomicBool, mut idle: impl FnMut()) {
         if left > Duration::from_micros(200) {
             std::thread::sleep((left - Duration::from_micros(100)).min(Duration::from_millis(50)));
         } else {
-            std::hint::spin_loop();
+            // A receiver may share this CPU (the live benchmark on a small machine): let it
+            // run while this waits.
+            std::thread::yield_now();
         }
     }
 }

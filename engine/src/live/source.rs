@@ -37,6 +37,20 @@ pub struct LiveConfig {
     pub rcvbuf: usize,
     /// Write what is applied here, as pcap.
     pub capture: Option<std::path::PathBuf>,
+    /// Set by the live benchmark: messages are sent on this schedule, so each is stamped with
+    /// its send time rather than its arrival (e2e then starts at the exchange).
+    pub paced: Option<Paced>,
+}
+
+/// What a benchmark's exchange in the same process tells its receiver: when to start, and
+/// when it sent each message, so e2e counts from the exchange's send.
+#[derive(Debug, Clone)]
+pub struct Paced {
+    /// When message 1 is due (engine clock ns); the receiver sets it as it starts, the
+    /// exchange waits for it.
+    pub start_ns: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Engine clock ns at which message `seq` left the exchange, at `seq - 1` (0: not yet).
+    pub sent_ns: std::sync::Arc<[std::sync::atomic::AtomicU64]>,
 }
 
 /// What the live feed did, for the summary, JSON and bench.
@@ -128,6 +142,8 @@ struct Out<'a, F: FnMut(Fed<'_>)> {
     send_errors: u64,
     capture: Option<&'a mut Capture>,
     session: Session,
+    /// When each message left a benchmark's exchange.
+    sent_ns: Option<&'a [std::sync::atomic::AtomicU64]>,
 }
 
 impl<F: FnMut(Fed<'_>)> Outlet for Out<'_, F> {
@@ -136,7 +152,14 @@ impl<F: FnMut(Fed<'_>)> Outlet for Out<'_, F> {
         if let Some(c) = self.capture.as_deref_mut() {
             c.message(self.session, seq, m);
         }
-        (self.each)(Fed::Message(m, self.stamp));
+        let stamp = match self.sent_ns.and_then(|t| t.get((seq - 1) as usize)) {
+            Some(t) => match t.load(Ordering::Relaxed) {
+                0 => self.stamp,
+                sent => sent,
+            },
+            None => self.stamp,
+        };
+        (self.each)(Fed::Message(m, stamp));
     }
 
     fn request(&mut self, r: Request) {
@@ -182,6 +205,10 @@ impl Source for MoldSource {
 
     fn pump(&self, stop: &AtomicBool, each: impl FnMut(Fed<'_>)) -> Result<WalkStats, FrameError> {
         let drops_before = crate::net::udp_rcvbuf_errors();
+        if let Some(p) = &self.cfg.paced {
+            p.start_ns
+                .store(clock::now_ns() + 2_000_000, Ordering::Release);
+        }
         let mut capture = self.capture.lock().ok().and_then(|mut c| c.take());
         let mut arb = Arbiter::new(self.cfg.arbiter);
         let mut batch = RecvBatch::new(BATCH);
@@ -194,6 +221,7 @@ impl Source for MoldSource {
             send_errors: 0,
             capture: capture.as_mut(),
             session: Session([b' '; mold::SESSION_LEN]),
+            sent_ns: self.cfg.paced.as_ref().map(|p| &p.sent_ns[..]),
         };
         let fds: Vec<(usize, i32)> = self
             .lines
@@ -227,6 +255,12 @@ impl Source for MoldSource {
                     c.idle();
                 }
                 (out.each)(Fed::Idle);
+                // Nothing arrived: a core sharing this CPU (a shard, on a small machine) gets
+                // it now rather than at the scheduler's next tick. Costs under a microsecond
+                // when nothing else is runnable.
+                std::thread::yield_now();
+            } else {
+                (out.each)(Fed::Drained);
             }
         }
         let send_errors = out.send_errors;

@@ -18,3 +18,9 @@ fn epoch() -> Instant {
 pub fn now_ns() -> u64 {
     epoch().elapsed().as_nanos() as u64
 }
+
+/// The instant `ns` nanoseconds after this clock's start (to hand a time to code that keeps
+/// `Instant`s, such as the exchange simulator's schedule).
+pub fn instant_at(ns: u64) -> Instant {
+    epoch() + std::time::Duration::from_nanos(ns)
+}

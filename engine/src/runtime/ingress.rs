@@ -34,6 +34,9 @@ pub enum Fed<'a> {
     Message(&'a [u8], u64),
     /// Nothing arrived: send every batch now, and give the roles sharing the thread a turn.
     Idle,
+    /// A burst has been handed over and more may be waiting: send each batch whose shard is
+    /// idle (a busy shard takes a bigger batch when it is done).
+    Drained,
 }
 
 /// A feed held in memory or mapped from a file.
@@ -272,6 +275,15 @@ pub fn run(
                     flush(o, false, rep, measure, idle);
                 }
                 idle();
+                return;
+            }
+            Fed::Drained => {
+                for o in out
+                    .iter_mut()
+                    .filter(|o| o.messages > 0 && o.link.consumer_idle())
+                {
+                    flush(o, false, rep, measure, idle);
+                }
                 return;
             }
         };

@@ -167,7 +167,8 @@ fn raise_memlock() {
     }
 }
 
-fn pin(cpu: usize) {
+/// Pins the calling thread to `cpu` (best effort: a CPU the process may not use is ignored).
+pub fn pin(cpu: usize) {
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
 }
 
