@@ -1,0 +1,257 @@
+//! Receive rate of one feed core over loopback: tickcore's MoldUDP64 receiver (recvmmsg,
+//! arbitration, in-order hand-over) against a bare `recvmmsg` loop and a bare io_uring
+//! multishot receive (provided buffers), in the same run, rounds alternating.
+//!
+//! Each round first fills a receive buffer with the whole session (the sender is done before
+//! the clock starts, so it takes no CPU from the receiver), then times the drain on a pinned
+//! core. The bare loops only count messages from each header; tickcore's receiver checks every
+//! datagram, arbitrates and hands each message over in order. Rate = messages / drain time.
+//!
+//! Run: `cargo bench -p tickcore-benches --bench live_recv` (`TICKCORE_BENCH_MESSAGES`, default
+//! 1M; `TICKCORE_BENCH_ROUNDS`, default 5). Writes `build_data/bench/live_recv.json`.
+
+use io_uring::{cqueue, opcode, types, IoUring};
+use shards::mold::{self, PacketWriter, Session};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+use tickcore::live::recv::RecvBatch;
+use tickcore::live::source::{LiveConfig, MoldSource};
+use tickcore::runtime::ingress::{Fed, Source};
+
+const CPU: usize = 1;
+/// Receive buffer asked for: the whole session must fit before the drain starts.
+const RCVBUF: usize = 1 << 30;
+
+fn packets(messages: u64) -> (Vec<Vec<u8>>, u64) {
+    let bytes = shards::synth::generate(&shards::synth::GenConfig {
+        scope: shards::synth::Scope::M7,
+        messages,
+        seed: 1,
+        profile: shards::synth::Profile::Realistic,
+    })
+    .unwrap();
+    let s = Session::parse("BENCH").unwrap();
+    let mut w = PacketWriter::new(s, mold::DEFAULT_MAX_PAYLOAD);
+    let mut out = Vec::new();
+    let mut seq = 1u64;
+    w.start(seq);
+    shards::itch::walk(&bytes, false, |_, m| {
+        if !w.push(m) {
+            out.push(w.finish().to_vec());
+            seq += w.count() as u64;
+            w.start(seq);
+            assert!(w.push(m));
+        }
+    })
+    .unwrap();
+    out.push(w.finish().to_vec());
+    seq += w.count() as u64;
+    out.push(mold::end_of_session(&mut [0; 20], s, seq).to_vec());
+    (out, seq - 1)
+}
+
+fn fill(to: SocketAddr, pkts: &[Vec<u8>]) {
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in pkts {
+        tx.send_to(p, to).unwrap();
+    }
+}
+
+fn bound() -> (UdpSocket, SocketAddr) {
+    let ep: tickcore::net::Endpoint = "udp://127.0.0.1:1".parse().unwrap();
+    let ep = tickcore::net::Endpoint {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..ep
+    };
+    let (s, got) = tickcore::net::bind_receiver(&ep, RCVBUF).unwrap();
+    assert!(
+        got.granted >= 256 << 20,
+        "receive buffer too small: {got:?}"
+    );
+    let a = s.local_addr().unwrap();
+    (s, a)
+}
+
+/// Messages in a datagram, from its header (EOS: `None`).
+fn count(d: &[u8]) -> Option<u64> {
+    match u16::from_be_bytes([d[18], d[19]]) {
+        0xFFFF => None,
+        n => Some(n as u64),
+    }
+}
+
+fn bare_recvmmsg(pkts: &[Vec<u8>], total: u64) -> f64 {
+    let (s, a) = bound();
+    fill(a, pkts);
+    let mut b = RecvBatch::new(64);
+    let mut n = 0u64;
+    let t = Instant::now();
+    'drain: loop {
+        let k = b.recv(s.as_raw_fd()).unwrap();
+        for i in 0..k {
+            match count(b.datagram(i)) {
+                Some(c) => n += c,
+                None => break 'drain,
+            }
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(n, total, "bare recvmmsg lost messages");
+    n as f64 / secs
+}
+
+fn bare_io_uring(pkts: &[Vec<u8>], total: u64) -> f64 {
+    const BUFS: u16 = 256;
+    const LEN: usize = 2048;
+    let (s, a) = bound();
+    fill(a, pkts);
+    let mut ring = IoUring::new(512).unwrap();
+    let mut pool = vec![0u8; BUFS as usize * LEN];
+    let provide = |ring: &mut IoUring, pool: &mut [u8], bid: u16, n: u16| {
+        let at = bid as usize * LEN;
+        let e = opcode::ProvideBuffers::new(pool[at..].as_mut_ptr(), LEN as i32, n, 7, bid)
+            .build()
+            .user_data(1);
+        // SAFETY: the pool outlives the ring's use of it (both live to the end of this fn).
+        unsafe { ring.submission().push(&e).unwrap() };
+    };
+    provide(&mut ring, &mut pool, 0, BUFS);
+    let arm = |ring: &mut IoUring| {
+        let e = opcode::RecvMulti::new(types::Fd(s.as_raw_fd()), 7)
+            .build()
+            .user_data(2);
+        // SAFETY: the socket outlives the request.
+        unsafe { ring.submission().push(&e).unwrap() };
+    };
+    arm(&mut ring);
+    let mut n = 0u64;
+    let t = Instant::now();
+    let mut done = false;
+    let mut ret = Vec::with_capacity(BUFS as usize);
+    while !done {
+        ring.submit().unwrap();
+        let mut rearm = false;
+        for c in ring.completion() {
+            if c.user_data() != 2 {
+                continue;
+            }
+            if !cqueue::more(c.flags()) {
+                rearm = true;
+            }
+            let Some(bid) = cqueue::buffer_select(c.flags()) else {
+                continue;
+            };
+            let len = c.result().max(0) as usize;
+            let at = bid as usize * LEN;
+            match count(&pool[at..at + len]) {
+                Some(k) => n += k,
+                None => done = true,
+            }
+            ret.push(bid);
+        }
+        for bid in ret.drain(..) {
+            provide(&mut ring, &mut pool, bid, 1);
+        }
+        if rearm && !done {
+            arm(&mut ring);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(n, total, "bare io_uring lost messages");
+    n as f64 / secs
+}
+
+fn tickcore_receiver(pkts: &[Vec<u8>], total: u64) -> f64 {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let line: tickcore::net::Endpoint = format!("udp://127.0.0.1:{port}").parse().unwrap();
+    let src = MoldSource::open(LiveConfig {
+        lines: vec![line],
+        rerequest: "127.0.0.1:9".parse().unwrap(),
+        arbiter: Default::default(),
+        rcvbuf: RCVBUF,
+        capture: None,
+        paced: None,
+    })
+    .unwrap();
+    fill(line.addr.into(), pkts);
+    let stop = AtomicBool::new(false);
+    let mut n = 0u64;
+    let t = Instant::now();
+    src.pump(&stop, |f| {
+        if let Fed::Message(m, _) = f {
+            n += 1;
+            std::hint::black_box(m);
+        }
+    })
+    .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(n, total, "tickcore's receiver lost messages");
+    n as f64 / secs
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let messages = env("TICKCORE_BENCH_MESSAGES", 1_000_000);
+    let rounds = env("TICKCORE_BENCH_ROUNDS", 5) as usize;
+    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: CPU });
+    let (pkts, total) = packets(messages);
+    eprintln!(
+        "live_recv: {total} messages in {} datagrams, {rounds} rounds",
+        pkts.len()
+    );
+    type Variant = (&'static str, fn(&[Vec<u8>], u64) -> f64);
+    let variants: [Variant; 3] = [
+        ("bare_recvmmsg", bare_recvmmsg),
+        ("bare_io_uring_multishot", bare_io_uring),
+        ("tickcore_receiver", tickcore_receiver),
+    ];
+    let mut rates = vec![Vec::new(); variants.len()];
+    for r in 0..rounds {
+        for (i, (name, f)) in variants.iter().enumerate() {
+            let x = f(&pkts, total);
+            eprintln!("  round {r}: {name:<24} {:>7.2} M msgs/s", x / 1e6);
+            rates[i].push(x);
+        }
+    }
+    let meds: Vec<f64> = rates.iter_mut().map(|v| median(v)).collect();
+    println!("live_recv ({total} messages, median of {rounds} rounds, CPU {CPU}):");
+    for ((name, _), m) in variants.iter().zip(&meds) {
+        println!(
+            "  {name:<24} {:>7.2} M msgs/s  {:.2}x bare recvmmsg",
+            m / 1e6,
+            m / meds[0]
+        );
+    }
+    let json = serde_json::json!({
+        "messages": total,
+        "datagrams": pkts.len(),
+        "rounds": rounds,
+        "median_msgs_per_s": variants.iter().zip(&meds)
+            .map(|((n, _), m)| (n.to_string(), serde_json::json!(m)))
+            .collect::<serde_json::Map<_, _>>(),
+        "all_msgs_per_s": variants.iter().zip(&rates)
+            .map(|((n, _), v)| (n.to_string(), serde_json::json!(v)))
+            .collect::<serde_json::Map<_, _>>(),
+        "tickcore_vs_bare_recvmmsg": meds[2] / meds[0],
+        "io_uring_vs_recvmmsg": meds[1] / meds[0],
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../build_data/bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("live_recv.json"), json.to_string());
+}
