@@ -78,20 +78,20 @@ impl Receiver {
     fn start(d: &Path, lines: &str, rerequest: &str, extra: &[&str]) -> Receiver {
         let books = d.join("live-books.json");
         let feed = format!("mold:{lines}");
-        let mut args = vec![
-            "run",
-            "--feed",
-            &feed,
-            "--rerequest",
-            rerequest,
-            "--admin",
-            "off",
+        let admin = if extra.contains(&"--admin") {
+            vec![]
+        } else {
+            vec!["--admin", "off"]
+        };
+        let mut args = vec!["run", "--feed", &feed, "--rerequest", rerequest];
+        args.extend(admin);
+        args.extend_from_slice(&[
             "--json",
             "--depth",
             "0",
             "--dump-books",
             books.to_str().unwrap(),
-        ];
+        ]);
         args.extend_from_slice(extra);
         let mut child = command(d, &args)
             .stdout(Stdio::piped())
@@ -494,4 +494,69 @@ fn a_port_in_use_is_one_clear_line() {
         err.contains("cannot receive on") && err.lines().count() == 1,
         "{err}"
     );
+}
+
+fn get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut s = String::new();
+    c.read_to_string(&mut s).ok()?;
+    s.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn metric(text: &str, name: &str, line: Option<&str>) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && line.is_none_or(|l| s.labels.get("line") == Some(l)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => Some(v),
+            prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// The live counters reach `/metrics`: per line and for recovery, as a scraper reads them.
+#[test]
+fn live_counters_are_on_the_metrics_page() {
+    let d = dir("metrics");
+    let (file, _) = session(&d, "50k", "11");
+    let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let admin = {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        t.local_addr().unwrap().to_string()
+    };
+    let rx = Receiver::start(&d, &l, &rr, &["--admin", &admin, "--admin-linger-s", "30"]);
+    exchange(&d, &file, &l, &rr, &["--drop", "3", "--seed", "2"]);
+    // The feed has ended once every message is applied; the endpoint lingers for the scrape.
+    let until = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        if let Some(t) = get(&admin, "/metrics") {
+            if metric(&t, "tickcore_live_applied_total", None) == Some(50_000.0) {
+                break t;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "applied never reached 50,000 on /metrics"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(metric(&text, "tickcore_live_rerequests_total", None).unwrap() > 0.0);
+    assert!(metric(&text, "tickcore_live_packets_total", Some("A")).unwrap() > 1000.0);
+    assert_eq!(
+        metric(&text, "tickcore_live_lost_messages_total", None),
+        Some(0.0)
+    );
+    assert!(metric(&text, "tickcore_live_gap_fill_p99_ns", None).unwrap() > 0.0);
+    let mut child = rx.child;
+    let _ = child.kill();
+    let _ = child.wait();
 }

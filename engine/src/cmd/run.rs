@@ -100,6 +100,10 @@ pub fn run(a: &RunArgs) -> Result<()> {
         admin_linger: std::time::Duration::from_secs_f64(a.admin_linger_s.clamp(0.0, 3600.0)),
         unmeasured: false,
         snapshot_probe: None,
+        live: match &source {
+            AnySource::Mold(m) => Some(m.gauges()),
+            _ => None,
+        },
     };
     let r = runtime::run(&source, &cfg, opts, &stop)?;
     if let Some(p) = &a.dump_books {

@@ -529,6 +529,9 @@ pub fn metrics(core: &ControlCore) -> String {
     let st = &core.state;
     let mut m = String::new();
     admin_metrics(core, &mut m);
+    if let Some(l) = &st.live {
+        l.render(&mut m);
+    }
     let _ = writeln!(
         m,
         "# HELP tickcore_stage_latency_ns Latency of each pipeline stage per core, nanoseconds."

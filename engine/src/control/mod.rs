@@ -114,6 +114,8 @@ pub struct ControlState {
     pub snapshot: Histogram<u64>,
     /// Links and their counters.
     pub links: Vec<(String, Arc<LinkStats>)>,
+    /// The live feed's counters (live feeds only).
+    pub live: Option<Arc<crate::live::gauges::LiveGauges>>,
     /// Rendered configuration (for `/status`).
     pub config: String,
     /// When the run started.
@@ -219,6 +221,8 @@ pub struct ControlSetup {
     /// Ask a shard for a snapshot this often, round-robin over the listed symbols (the
     /// benchmark's load on the `snapshot` stage; `None` in normal runs).
     pub probe: Option<Duration>,
+    /// The live feed's counters (live feeds only).
+    pub live: Option<Arc<crate::live::gauges::LiveGauges>>,
 }
 
 impl ControlCore {
@@ -259,6 +263,7 @@ impl ControlCore {
                 lost: lost_names.into_iter().map(|n| (n, 0)).collect(),
                 snapshot: histogram(),
                 links: s.links,
+                live: s.live,
                 config: s.config,
                 started: now,
                 dropped_controls: 0,

@@ -23,6 +23,8 @@ use std::sync::Mutex;
 const BATCH: usize = 64;
 /// Clock-driven work (request timers, liveness) runs at least this often while data flows.
 const TICK_NS: u64 = 50_000;
+/// Counters reach `/metrics` this often.
+const PUBLISH_NS: u64 = 10_000_000;
 
 /// How to receive.
 #[derive(Debug, Clone)]
@@ -91,6 +93,7 @@ pub struct MoldSource {
     rcvbuf: Vec<RcvBuf>,
     capture: Mutex<Option<Capture>>,
     report: Mutex<Option<LiveReport>>,
+    gauges: std::sync::Arc<super::gauges::LiveGauges>,
 }
 
 impl MoldSource {
@@ -118,12 +121,18 @@ impl MoldSource {
         };
         Ok(MoldSource {
             capture: Mutex::new(capture),
+            gauges: Default::default(),
             cfg: LiveConfig { arbiter, ..cfg },
             lines,
             requests,
             rcvbuf,
             report: Mutex::new(None),
         })
+    }
+
+    /// Its counters, for the control core's `/metrics`.
+    pub fn gauges(&self) -> std::sync::Arc<super::gauges::LiveGauges> {
+        std::sync::Arc::clone(&self.gauges)
     }
 
     /// The report, once the feed has ended.
@@ -231,6 +240,7 @@ impl Source for MoldSource {
             .chain([(ANSWERS, self.requests.as_raw_fd())])
             .collect();
         let mut next_tick = 0u64;
+        let mut next_publish = 0u64;
         let mut turn = 0u32;
         while !stop.load(Ordering::Relaxed) && !arb.done() {
             let mut got = 0;
@@ -257,6 +267,10 @@ impl Source for MoldSource {
             if got == 0 || now >= next_tick {
                 arb.tick(now, &mut out);
                 next_tick = now + TICK_NS;
+                if now >= next_publish {
+                    self.gauges.publish(&arb);
+                    next_publish = now + PUBLISH_NS;
+                }
             }
             if got == 0 {
                 if let Some(c) = out.capture.as_deref_mut() {
@@ -271,6 +285,7 @@ impl Source for MoldSource {
                 (out.each)(Fed::Drained);
             }
         }
+        self.gauges.publish(&arb);
         let send_errors = out.send_errors;
         drop(out);
         let overflow = capture.as_ref().map_or(0, |c| c.overflow);

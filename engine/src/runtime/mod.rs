@@ -61,6 +61,8 @@ pub struct RunOptions {
     pub unmeasured: bool,
     /// Have the control core ask for a snapshot this often (the benchmark's snapshot load).
     pub snapshot_probe: Option<Duration>,
+    /// The live feed's counters, for `/metrics` (live feeds only).
+    pub live: Option<Arc<crate::live::gauges::LiveGauges>>,
 }
 
 /// A sink's link to the control core: its persist latencies, rows and spool level out, the

@@ -166,6 +166,7 @@ impl Topology {
             desk: None,
             lost: None,
             probe: opts.snapshot_probe,
+            live: opts.live.clone(),
         };
         Topology {
             routes,
