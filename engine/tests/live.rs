@@ -226,8 +226,38 @@ fn a_silenced_range_is_reported_lost_and_everything_else_is_exact() {
     let d = dir("silence");
     let (file, _) = session(&d, "100k", "6");
     let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
-    let rx = Receiver::start(&d, &l, &rr, &["--retry-ms", "5", "--max-retries", "4"]);
+    let admin = {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        t.local_addr().unwrap().to_string()
+    };
+    let rx = Receiver::start(
+        &d,
+        &l,
+        &rr,
+        &[
+            "--retry-ms",
+            "5",
+            "--max-retries",
+            "4",
+            "--admin",
+            &admin,
+            "--admin-linger-s",
+            "2",
+        ],
+    );
     exchange(&d, &file, &l, &rr, &["--silence", "5000-5999"]);
+    // While the endpoint lingers, a snapshot says its book cannot be vouched for.
+    let until = Instant::now() + Duration::from_secs(60);
+    let snap: Value = loop {
+        let s = get(&admin, "/snapshot/AAPL").and_then(|b| serde_json::from_str::<Value>(&b).ok());
+        if let Some(s) = s.filter(|s| s["feed"]["lost_messages"] == 1000) {
+            break s;
+        }
+        assert!(Instant::now() < until, "no snapshot reported the loss");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(snap["feed"]["reliable"], false);
+    assert_eq!(snap["feed"]["first_lost_seq"], 5000);
     let (v, books) = rx.finish();
     let rec = &live(&v)["recovery"];
     assert_eq!(rec["lost_messages"], 1000, "{rec}");

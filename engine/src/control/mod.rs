@@ -608,7 +608,10 @@ impl ControlCore {
                     queries::Asker::Probe => {}
                     queries::Asker::Admin(id) => {
                         if let Some(d) = &mut self.desk {
-                            let body = crate::cmd::run::snapshot_json(&snap);
+                            let mut body = crate::cmd::run::snapshot_json(&snap);
+                            if let Some(l) = &self.state.live {
+                                body["feed"] = l.reliability();
+                            }
                             d.reply(desk::Reply::json(id, 200, body));
                         }
                     }

@@ -438,3 +438,29 @@ fn answer(a: &mut Arbiter, o: &mut Rec, now: u64) {
         }
     }
 }
+
+#[test]
+fn an_ended_new_session_is_followed_once_the_locked_one_is_silent_and_asked_for_whole() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    let new = Session::parse("S2").unwrap();
+    feed(&mut a, &mut o, A, &pkt(1, 2), 0);
+    let later = ArbiterConfig::default().liveness_ns;
+    feed(
+        &mut a,
+        &mut o,
+        A,
+        mold::end_of_session(&mut [0; 20], new, 4),
+        later,
+    );
+    assert_eq!(a.session(), Some(new));
+    a.tick(later + 1, &mut o);
+    let r = o.requests.last().unwrap();
+    assert_eq!(
+        (r.session, r.seq, r.count),
+        (new, 1, 3),
+        "the whole ended session"
+    );
+    feed(&mut a, &mut o, R, &pkt_of(new, 1, 3), later + 2);
+    assert!(a.done());
+    assert_eq!(o.got, vec![1, 2, 1, 2, 3]);
+}

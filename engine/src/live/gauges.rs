@@ -37,6 +37,7 @@ pub struct LiveGauges {
     hold_full: AtomicU64,
     fill_p50_ns: AtomicU64,
     fill_p99_ns: AtomicU64,
+    first_lost: AtomicU64,
 }
 
 impl LiveGauges {
@@ -62,12 +63,26 @@ impl LiveGauges {
         self.held.store(a.held() as u64, Relaxed);
         self.held_peak.store(r.held_peak as u64, Relaxed);
         self.hold_full.store(r.hold_full, Relaxed);
+        if let Some((from, _)) = r.lost_ranges.first() {
+            self.first_lost.store(*from, Relaxed);
+        }
         if !a.fill_ns.is_empty() {
             self.fill_p50_ns
                 .store(a.fill_ns.value_at_quantile(0.5), Relaxed);
             self.fill_p99_ns
                 .store(a.fill_ns.value_at_quantile(0.99), Relaxed);
         }
+    }
+
+    /// What a snapshot says of the feed: after a loss, no book can be vouched for (a lost
+    /// message's instrument is unknown), so every snapshot says so for the rest of the session.
+    pub fn reliability(&self) -> serde_json::Value {
+        let lost = self.lost_messages.load(Relaxed);
+        serde_json::json!({
+            "reliable": lost == 0,
+            "lost_messages": lost,
+            "first_lost_seq": (lost > 0).then(|| self.first_lost.load(Relaxed)),
+        })
     }
 
     /// Appends the Prometheus text of every live counter.
