@@ -204,6 +204,10 @@ pub struct BenchArgs {
     /// Percentage of packets each live line drops (recovered by re-requests).
     #[arg(long, default_value = "0", value_parser = crate::exchange::faults::parse_pct)]
     pub drop: f64,
+    /// CPU for the live exchange thread [default: one the feed and shards do not use, else the
+    /// feed's].
+    #[arg(long)]
+    pub exchange_cpu: Option<usize>,
     /// Placement file [default: ./affinity.toml when it exists].
     #[arg(long, env = "TICKCORE_CONFIG")]
     pub config: Option<PathBuf>,

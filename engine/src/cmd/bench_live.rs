@@ -66,7 +66,7 @@ impl LiveBench {
         bytes: Vec<u8>,
         cfg: &crate::config::Config,
     ) -> Result<LiveBench> {
-        let cpu = exchange_cpu(cfg);
+        let cpu = a.exchange_cpu.unwrap_or_else(|| exchange_cpu(cfg));
         let lines = (0..a.live_lines)
             .map(|_| free_port().map(loopback))
             .collect::<Result<Vec<_>>>()?;

@@ -152,6 +152,11 @@ impl Backoff {
         self.step >= SPINS + YIELDS
     }
 
+    /// Moves past the spinning steps (the caller yields instead), counting one step.
+    pub fn skip_spins(&mut self) {
+        self.step = self.step.max(SPINS).saturating_add(1);
+    }
+
     /// One step of the wait short of parking.
     pub fn snooze(&mut self) {
         if self.step < SPINS {

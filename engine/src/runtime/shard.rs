@@ -160,6 +160,10 @@ pub struct ShardCtx {
     /// The shard has its CPU to itself: when idle it spins instead of parking (a wake-up
     /// costs tens of microseconds, which is the hop budget many times over).
     pub dedicated: bool,
+    /// The shard shares the feed's CPU: when idle it yields at once (spinning would keep the
+    /// feed, the one thread that can give it work, off the CPU: 54 us of e2e p50 on the live
+    /// benchmark, 2026-12-05).
+    pub beside_feed: bool,
     /// Read the clock and record the stages (off: `tickcore bench --no-histograms`).
     pub measure: bool,
     /// Live orders to reserve (and touch) room for before the feed starts.
@@ -324,6 +328,9 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
             idle = Backoff::new();
         } else if ctx.dedicated {
             std::hint::spin_loop();
+        } else if ctx.beside_feed && !idle.should_park() {
+            std::thread::yield_now();
+            idle.skip_spins();
         } else if idle.should_park() {
             ctx.feed.park(Duration::from_micros(500));
         } else {

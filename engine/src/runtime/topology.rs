@@ -113,6 +113,7 @@ impl Topology {
                 reporter: reporter(format!("shard{i}"), thread.cpu),
                 chaos: opts.chaos.iter().find(|(s, _)| *s == i).map(|(_, c)| *c),
                 dedicated: thread.wait == Wait::Spin,
+                beside_feed: thread.cpu == cfg.feed_cpu.value,
                 measure: !opts.unmeasured,
                 orders: cfg.shard_orders.value,
                 books: cfg.shard_books.value,
