@@ -72,3 +72,86 @@ fn a_longer_replay_allocates_no_more_than_its_high_water_growth() {
         );
     }
 }
+
+/// The live receiver's allocations over `messages`: datagrams arrive on one loopback line from
+/// a sender thread, every 10th pair swapped (so the hold buffer is used), and are pumped until
+/// end of session.
+fn live_allocations_for(messages: u64) -> u64 {
+    use shards::mold::{self, PacketWriter, Session};
+    use tickcore::live::source::{LiveConfig, MoldSource};
+    use tickcore::runtime::ingress::{Fed, Source};
+    let bytes = shards::synth::generate(&shards::synth::GenConfig {
+        scope: shards::synth::Scope::M7,
+        messages,
+        seed: 5,
+        profile: shards::synth::Profile::Realistic,
+    })
+    .unwrap();
+    let s = Session::parse("ALLOC").unwrap();
+    let mut w = PacketWriter::new(s, 1400);
+    let mut pkts: Vec<Vec<u8>> = Vec::new();
+    let mut seq = 1;
+    w.start(seq);
+    shards::itch::walk(&bytes, false, |_, m| {
+        if !w.push(m) {
+            pkts.push(w.finish().to_vec());
+            seq += w.count() as u64;
+            w.start(seq);
+            w.push(m);
+        }
+    })
+    .unwrap();
+    pkts.push(w.finish().to_vec());
+    seq += w.count() as u64;
+    for i in (0..pkts.len() - 1).step_by(10) {
+        pkts.swap(i, i + 1);
+    }
+    pkts.push(mold::end_of_session(&mut [0; 20], s, seq).to_vec());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let line: tickcore::net::Endpoint = format!("udp://127.0.0.1:{port}").parse().unwrap();
+    let src = MoldSource::open(LiveConfig {
+        lines: vec![line],
+        rerequest: "127.0.0.1:9".parse().unwrap(),
+        arbiter: Default::default(),
+        rcvbuf: 64 << 20,
+        capture: None,
+        paced: None,
+    })
+    .unwrap();
+    let to: std::net::SocketAddr = line.addr.into();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stop = AtomicBool::new(false);
+    let mut n = 0u64;
+    let before = ALLOCS.load(Ordering::Relaxed);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            for p in &pkts {
+                tx.send_to(p, to).unwrap();
+            }
+        });
+        src.pump(&stop, |f| {
+            if let Fed::Message(..) = f {
+                n += 1;
+            }
+        })
+        .unwrap();
+    });
+    let used = ALLOCS.load(Ordering::Relaxed) - before;
+    assert_eq!(n, messages, "every message received once");
+    used
+}
+
+#[test]
+fn the_live_receiver_allocates_nothing_per_message() {
+    let short = live_allocations_for(20_000);
+    let long = live_allocations_for(200_000);
+    eprintln!("live receiver: {short} allocations for 20k messages, {long} for 200k");
+    assert!(
+        long.saturating_sub(short) < 50,
+        "live receiver: {short} allocations for 20k messages, {long} for 200k: something allocates per datagram or message"
+    );
+}
