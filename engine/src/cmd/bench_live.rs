@@ -28,7 +28,7 @@ fn exchange_cpu(cfg: &crate::config::Config) -> usize {
         Some(c) => c,
         None => {
             eprintln!(
-                "tickcore bench: no CPU is free for the exchange: it shares CPU {} with the feed's thread",
+                "tickcore bench: no CPU is free for the exchange: it shares CPU {} with the feed's thread and its waits show in e2e (give it one: --shard-cpus via TICKCORE_SHARD_CPUS=0 on a 2-CPU machine, then --exchange-cpu 1)",
                 cfg.feed_cpu.value
             );
             cfg.feed_cpu.value
