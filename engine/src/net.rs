@@ -243,6 +243,19 @@ mod tests {
         assert!(got.granted >= floor, "{got:?}, rmem_max {max}");
     }
 
+    /// A group is joined on the interface the endpoint names (the membership is checked by
+    /// leaving it, which fails for a group never joined); nothing is sent to it.
+    #[test]
+    fn a_multicast_receiver_joins_its_group_on_the_interface() {
+        let ep: Endpoint = "udp://239.7.7.7:31999?iface=127.0.0.1".parse().unwrap();
+        let (s, _) = bind_receiver(&ep, 1 << 20).unwrap();
+        let s = Socket::from(s);
+        assert!(s.leave_multicast_v4(ep.addr.ip(), &ep.iface).is_ok());
+        assert!(s
+            .leave_multicast_v4(&"239.7.7.8".parse().unwrap(), &ep.iface)
+            .is_err());
+    }
+
     #[test]
     fn the_kernel_drop_counter_is_read() {
         assert!(udp_rcvbuf_errors().is_some());
