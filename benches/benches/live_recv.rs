@@ -14,7 +14,7 @@
 //! must hold the whole session: it needs SO_RCVBUFFORCE (root) or a large net.core.rmem_max.
 
 use io_uring::{cqueue, opcode, types, IoUring};
-use shards::mold::{self, PacketWriter, Session};
+use shards::mold::{self, Session};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
@@ -38,23 +38,7 @@ fn packets(messages: u64) -> (Vec<Vec<u8>>, u64) {
     })
     .unwrap();
     let s = Session::parse("BENCH").unwrap();
-    let mut w = PacketWriter::new(s, mold::DEFAULT_MAX_PAYLOAD);
-    let mut out = Vec::new();
-    let mut seq = 1u64;
-    w.start(seq);
-    shards::itch::walk(&bytes, false, |_, m| {
-        if !w.push(m) {
-            out.push(w.finish().to_vec());
-            seq += w.count() as u64;
-            w.start(seq);
-            assert!(w.push(m));
-        }
-    })
-    .unwrap();
-    out.push(w.finish().to_vec());
-    seq += w.count() as u64;
-    out.push(mold::end_of_session(&mut [0; 20], s, seq).to_vec());
-    (out, seq - 1)
+    mold::pack_session(&bytes, s, mold::DEFAULT_MAX_PAYLOAD).unwrap()
 }
 
 fn fill(to: SocketAddr, pkts: &[Vec<u8>]) {
@@ -206,17 +190,10 @@ fn tickcore_receiver(pkts: &[Vec<u8>], total: u64) -> f64 {
         .local_addr()
         .unwrap()
         .port();
-    let line: tickcore::net::Endpoint = format!("udp://127.0.0.1:{port}").parse().unwrap();
-    let src = MoldSource::open(LiveConfig {
-        lines: vec![line],
-        rerequest: "127.0.0.1:9".parse().unwrap(),
-        arbiter: Default::default(),
-        rcvbuf: RCVBUF,
-        capture: None,
-        paced: None,
-    })
-    .unwrap();
-    fill(line.addr.into(), pkts);
+    let cfg = LiveConfig::loopback(port, "127.0.0.1:9".parse().unwrap(), RCVBUF);
+    let to: SocketAddr = cfg.lines[0].addr.into();
+    let src = MoldSource::open(cfg).unwrap();
+    fill(to, pkts);
     let stop = AtomicBool::new(false);
     let mut n = 0u64;
     let t = Instant::now();

@@ -30,6 +30,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static A: Counting = Counting;
 
+/// The counter is process-wide: tests that read it take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn allocations_for(messages: u64, shards: usize) -> u64 {
     let bytes = shards::synth::generate(&shards::synth::GenConfig {
         scope: shards::synth::Scope::M7,
@@ -58,6 +61,7 @@ fn allocations_for(messages: u64, shards: usize) -> u64 {
 
 #[test]
 fn a_longer_replay_allocates_no_more_than_its_high_water_growth() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for shards in [1, 2] {
         let short = allocations_for(200_000, shards);
         let long = allocations_for(2_000_000, shards);
@@ -77,7 +81,7 @@ fn a_longer_replay_allocates_no_more_than_its_high_water_growth() {
 /// a sender thread, every 10th pair swapped (so the hold buffer is used), and are pumped until
 /// end of session.
 fn live_allocations_for(messages: u64) -> u64 {
-    use shards::mold::{self, PacketWriter, Session};
+    use shards::mold::{self, Session};
     use tickcore::live::source::{LiveConfig, MoldSource};
     use tickcore::runtime::ingress::{Fed, Source};
     let bytes = shards::synth::generate(&shards::synth::GenConfig {
@@ -88,41 +92,20 @@ fn live_allocations_for(messages: u64) -> u64 {
     })
     .unwrap();
     let s = Session::parse("ALLOC").unwrap();
-    let mut w = PacketWriter::new(s, 1400);
-    let mut pkts: Vec<Vec<u8>> = Vec::new();
-    let mut seq = 1;
-    w.start(seq);
-    shards::itch::walk(&bytes, false, |_, m| {
-        if !w.push(m) {
-            pkts.push(w.finish().to_vec());
-            seq += w.count() as u64;
-            w.start(seq);
-            w.push(m);
-        }
-    })
-    .unwrap();
-    pkts.push(w.finish().to_vec());
-    seq += w.count() as u64;
+    let (mut pkts, _) = mold::pack_session(&bytes, s, 1400).unwrap();
+    let end = pkts.pop().unwrap();
     for i in (0..pkts.len() - 1).step_by(10) {
         pkts.swap(i, i + 1);
     }
-    pkts.push(mold::end_of_session(&mut [0; 20], s, seq).to_vec());
+    pkts.push(end);
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let line: tickcore::net::Endpoint = format!("udp://127.0.0.1:{port}").parse().unwrap();
-    let src = MoldSource::open(LiveConfig {
-        lines: vec![line],
-        rerequest: "127.0.0.1:9".parse().unwrap(),
-        arbiter: Default::default(),
-        rcvbuf: 64 << 20,
-        capture: None,
-        paced: None,
-    })
-    .unwrap();
-    let to: std::net::SocketAddr = line.addr.into();
+    let cfg = LiveConfig::loopback(port, "127.0.0.1:9".parse().unwrap(), 64 << 20);
+    let to: std::net::SocketAddr = cfg.lines[0].addr.into();
+    let src = MoldSource::open(cfg).unwrap();
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let stop = AtomicBool::new(false);
     let mut n = 0u64;
@@ -147,6 +130,7 @@ fn live_allocations_for(messages: u64) -> u64 {
 
 #[test]
 fn the_live_receiver_allocates_nothing_per_message() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let short = live_allocations_for(20_000);
     let long = live_allocations_for(200_000);
     eprintln!("live receiver: {short} allocations for 20k messages, {long} for 200k");

@@ -6,7 +6,7 @@
 
 use rstest::rstest;
 use serde_json::Value;
-use shards::mold::{self, PacketWriter, Session};
+use shards::mold::{self, Session};
 use std::io::BufRead;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -321,20 +321,9 @@ impl Sender {
     fn new(file: &str, to: &str, session: &str) -> Sender {
         let bytes = std::fs::read(file).unwrap();
         let session = Session::parse(session).unwrap();
-        let mut msgs = Vec::new();
-        shards::itch::walk(&bytes, false, |_, m| msgs.push(m.to_vec())).unwrap();
-        let mut packets = Vec::new();
-        let mut w = PacketWriter::new(session, 1400);
-        let mut seq = 1u64;
-        let mut i = 0;
-        while i < msgs.len() {
-            w.start(seq);
-            while i < msgs.len() && w.push(&msgs[i]) {
-                i += 1;
-            }
-            seq += w.count() as u64;
-            packets.push(w.finish().to_vec());
-        }
+        let (mut packets, n) = mold::pack_session(&bytes, session, 1400).unwrap();
+        packets.pop(); // the test sends its own end of session
+        let seq = n + 1;
         Sender {
             sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
             to: to.to_string(),

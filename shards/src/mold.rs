@@ -394,6 +394,35 @@ impl PacketWriter {
     }
 }
 
+/// A whole BinaryFILE session packed into downstream datagrams from sequence number 1, as
+/// many messages each as fit in `max_payload`, then one end of session: what tests, benchmarks
+/// and tools send when they play the exchange. Allocates (one vector a datagram); never for a
+/// receive path. Returns the datagrams and the number of messages.
+pub fn pack_session(
+    bytes: &[u8],
+    session: Session,
+    max_payload: usize,
+) -> Result<(Vec<Vec<u8>>, u64), crate::itch::FrameError> {
+    let mut w = PacketWriter::new(session, max_payload);
+    let mut out = Vec::new();
+    let mut seq = 1u64;
+    w.start(seq);
+    crate::itch::walk(bytes, false, |_, m| {
+        if !w.push(m) {
+            out.push(w.finish().to_vec());
+            seq += w.count() as u64;
+            w.start(seq);
+            w.push(m);
+        }
+    })?;
+    if w.count() > 0 {
+        out.push(w.finish().to_vec());
+        seq += w.count() as u64;
+    }
+    out.push(end_of_session(&mut [0; HEADER_LEN], session, seq).to_vec());
+    Ok((out, seq - 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +443,27 @@ mod tests {
         assert_eq!((p.seq, p.kind), (42, Kind::Messages(2)));
         let ms: Vec<&[u8]> = p.messages().collect();
         assert_eq!(ms, vec![&b"Sabcdefghijk"[..], &b"Hxyz"[..]]);
+    }
+
+    #[test]
+    fn a_packed_session_holds_every_message_once_in_order_then_ends() {
+        let bytes = crate::synth::generate(&crate::synth::GenConfig {
+            scope: crate::synth::Scope::F2,
+            messages: 500,
+            seed: 2,
+            profile: crate::synth::Profile::Realistic,
+        })
+        .unwrap();
+        let (pkts, n) = pack_session(&bytes, s("S"), 200).unwrap();
+        assert_eq!(n, 500);
+        let mut next = 1;
+        for d in &pkts[..pkts.len() - 1] {
+            let p = parse(d).unwrap();
+            assert_eq!(p.seq, next);
+            next += p.count();
+        }
+        let end = parse(pkts.last().unwrap()).unwrap();
+        assert_eq!((end.kind, end.seq), (Kind::EndOfSession, 501));
     }
 
     #[test]

@@ -44,6 +44,24 @@ pub struct LiveConfig {
     pub paced: Option<Paced>,
 }
 
+impl LiveConfig {
+    /// One line on loopback `port`, default tuning, no capture: what tests and benchmarks use.
+    pub fn loopback(port: u16, rerequest: SocketAddr, rcvbuf: usize) -> LiveConfig {
+        LiveConfig {
+            lines: vec![Endpoint {
+                addr: std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
+                ttl: 1,
+                iface: std::net::Ipv4Addr::UNSPECIFIED,
+            }],
+            rerequest,
+            arbiter: ArbiterConfig::default(),
+            rcvbuf,
+            capture: None,
+            paced: None,
+        }
+    }
+}
+
 /// What a benchmark's exchange in the same process tells its receiver: when to start, and
 /// when it sent each message, so e2e counts from the exchange's send.
 #[derive(Debug, Clone)]
