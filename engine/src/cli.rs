@@ -163,12 +163,9 @@ pub struct BenchArgs {
     /// Shards [default: from the configuration].
     #[arg(long)]
     pub shards: Option<usize>,
-    /// Sinks to run, comma-separated: none, or any of pg, redis, neo4j (URLs as for `run`).
-    #[arg(long, value_delimiter = ',', default_value = "none")]
-    pub sinks: Vec<String>,
-    /// Sink settings.
+    /// Which sinks run, and their settings.
     #[command(flatten)]
-    pub sink: SinkArgs,
+    pub sinks: SinkChoice,
     /// Where to write the JSON result [default: build_data/bench/<time>-<scope>.json].
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -248,15 +245,9 @@ pub struct RunArgs {
     /// On corrupt framing, resynchronise and count instead of stopping.
     #[arg(long)]
     pub skip_corrupt: bool,
-    /// Storage sinks to feed, comma-separated: none, or any of pg, redis, neo4j. A sink given a
-    /// URL (--pg, --redis, --neo4j, or TICKCORE_PG / _REDIS / _NEO4J) runs whether listed here
-    /// or not. A listed sink with no URL writes to its spool only (build_data/spool/<sink>/),
-    /// for `tickcore drain` to load later.
-    #[arg(long, value_delimiter = ',', default_value = "none")]
-    pub sinks: Vec<String>,
-    /// Sink settings.
+    /// Which sinks run, and their settings.
     #[command(flatten)]
-    pub sink: SinkArgs,
+    pub sinks: SinkChoice,
     /// Live feed settings.
     #[command(flatten)]
     pub live: LiveArgs,
@@ -333,12 +324,9 @@ pub struct ConfigArgs {
     /// Placement and sizes, as `tickcore run` takes them.
     #[command(flatten)]
     pub tune: crate::config::Overrides,
-    /// Sinks, as `tickcore run` takes them (they change the plan: each runs on a thread).
-    #[arg(long, value_delimiter = ',', default_value = "none")]
-    pub sinks: Vec<String>,
-    /// Sink URLs, as `tickcore run` takes them (a URL turns its sink on).
+    /// Which sinks run, and their settings.
     #[command(flatten)]
-    pub sink: SinkArgs,
+    pub sinks: SinkChoice,
     /// The admin endpoint, as `tickcore run` takes it (off: no admin thread in the plan).
     #[arg(long, value_name = "ADDR|off")]
     pub admin: Option<crate::control::admin::AdminAddr>,
@@ -355,6 +343,25 @@ pub enum FeedSpec {
     Mold(Vec<crate::net::Endpoint>),
     /// A capture written by `--capture`.
     Pcap(PathBuf),
+}
+
+/// Which storage sinks a run feeds (`run`, `bench`, and `config`, whose plan they change).
+#[derive(Debug, Args)]
+pub struct SinkChoice {
+    /// Storage sinks to feed, comma-separated: none, or any of pg, redis, neo4j. A sink given a
+    /// URL (--pg, --redis, --neo4j, or TICKCORE_PG / _REDIS / _NEO4J) runs whether listed here
+    /// or not. A listed sink with no URL writes to its spool only (build_data/spool/<sink>/),
+    /// for `tickcore drain` to load later.
+    #[arg(
+        long = "sinks",
+        value_name = "SINKS",
+        value_delimiter = ',',
+        default_value = "none"
+    )]
+    pub names: Vec<String>,
+    /// Sink settings.
+    #[command(flatten)]
+    pub settings: SinkArgs,
 }
 
 /// The live feed's settings (`--feed mold:...`).

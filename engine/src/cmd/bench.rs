@@ -67,7 +67,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     };
     let opts = RunOptions {
         speed: Some(offered.map_or(Speed::Max, Speed::Rate)),
-        sinks: super::run::sink_plans(&a.sinks, &a.sink, &cfg)?,
+        sinks: super::run::sink_plans(&a.sinks.names, &a.sinks.settings, &cfg)?,
         unmeasured: a.no_histograms,
         snapshot_probe: (a.snapshot_rate > 0)
             .then(|| std::time::Duration::from_secs_f64(1.0 / f64::from(a.snapshot_rate))),

@@ -16,7 +16,7 @@ pub fn run(a: &ConfigArgs) -> Result<()> {
     )?;
     print!("{}", c.render());
     println!("# this machine: {cpus} CPUs");
-    let sinks = crate::cmd::run::effective_sinks(&a.sinks, &a.sink);
+    let sinks = crate::cmd::run::effective_sinks(&a.sinks.names, &a.sinks.settings);
     let admin = a.admin.as_ref() != Some(&crate::control::admin::AdminAddr::Off);
     let plan = crate::runtime::plan::Plan::new(&c, &sinks, admin);
     println!("# the plan `tickcore run` launches with these flags:");

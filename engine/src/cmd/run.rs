@@ -94,7 +94,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         speed: Some(a.speed),
         events,
         queries: a.query.clone(),
-        sinks: sink_plans(&a.sinks, &a.sink, &cfg)?,
+        sinks: sink_plans(&a.sinks.names, &a.sinks.settings, &cfg)?,
         admin,
         chaos: a.chaos.iter().map(|c| (c.shard, c.chaos)).collect(),
         admin_linger: std::time::Duration::from_secs_f64(a.admin_linger_s.clamp(0.0, 3600.0)),
