@@ -593,3 +593,17 @@ fn live_counters_are_on_the_metrics_page() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A signal stops a live run that is waiting for data: it drains and prints its summary.
+#[test]
+fn a_signal_stops_a_waiting_live_run_with_its_summary() {
+    let d = dir("signal");
+    let (l, rr) = (lines(2), format!("127.0.0.1:{}", port()));
+    let rx = Receiver::start(&d, &l, &rr, &[]);
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(rx.child.id() as i32, libc::SIGINT) };
+    let (v, _) = rx.finish();
+    assert_eq!(v["stopped"], true);
+    assert_eq!(live(&v)["ended"], false);
+    assert_eq!(live(&v)["applied"], 0);
+}
