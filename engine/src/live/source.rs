@@ -301,6 +301,7 @@ impl Source for MoldSource {
                 std::thread::yield_now();
             } else {
                 (out.each)(Fed::Drained);
+                std::thread::yield_now();
             }
         }
         self.gauges.publish(&arb);
