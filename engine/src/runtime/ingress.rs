@@ -271,19 +271,12 @@ pub fn run(
         let (m, stamp) = match fed {
             Fed::Message(m, stamp) => (m, stamp),
             Fed::Idle => {
-                for o in out.iter_mut().filter(|o| o.messages > 0) {
-                    flush(o, false, rep, measure, idle);
-                }
+                flush_all(&mut out, rep, measure, idle);
                 idle();
                 return;
             }
             Fed::Drained => {
-                for o in out
-                    .iter_mut()
-                    .filter(|o| o.messages > 0 && o.link.consumer_idle())
-                {
-                    flush(o, false, rep, measure, idle);
-                }
+                flush_to_idle_shards(&mut out, rep, measure, idle);
                 return;
             }
         };
@@ -313,8 +306,7 @@ pub fn run(
             .flatten()
         {
             if pace.ahead(ts) {
-                out.iter_mut()
-                    .for_each(|o| flush(o, false, rep, measure, idle));
+                flush_all(&mut out, rep, measure, idle);
                 pace.wait(ts, stop, idle);
             }
         }
@@ -352,11 +344,7 @@ pub fn run(
             // The next message is not due yet: an idle shard takes what is here now rather
             // than when the next one is read (a microsecond later at 1M/s).
             if pace.due_at(r.messages, rate) > clock::now_ns() {
-                for o in out.iter_mut() {
-                    if o.messages > 0 && o.link.consumer_idle() {
-                        flush(o, false, rep, measure, idle);
-                    }
-                }
+                flush_to_idle_shards(&mut out, rep, measure, idle);
             }
         }
     });
@@ -393,6 +381,33 @@ fn push(
     o.frames.extend_from_slice(m);
     o.messages += 1;
     if o.frames.len() >= batch_bytes {
+        flush(o, false, rep, measure, idle);
+    }
+}
+
+/// Sends every batch that holds a message.
+fn flush_all(
+    out: &mut [Outbound],
+    rep: &mut Reporter,
+    measure: bool,
+    idle: &mut dyn FnMut() -> bool,
+) {
+    out.iter_mut()
+        .for_each(|o| flush(o, false, rep, measure, idle));
+}
+
+/// Sends each batch whose shard is idle (every buffer back); a busy shard's batch keeps
+/// growing until the shard is done.
+fn flush_to_idle_shards(
+    out: &mut [Outbound],
+    rep: &mut Reporter,
+    measure: bool,
+    idle: &mut dyn FnMut() -> bool,
+) {
+    for o in out
+        .iter_mut()
+        .filter(|o| o.messages > 0 && o.link.consumer_idle())
+    {
         flush(o, false, rep, measure, idle);
     }
 }
