@@ -22,6 +22,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// `udp://127.0.0.1:PORT` (port 0: the kernel picks one when it is bound).
+    pub fn loopback(port: u16) -> Endpoint {
+        Endpoint {
+            addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+            ttl: 1,
+            iface: Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
     /// Whether the address is a multicast group.
     pub fn is_multicast(&self) -> bool {
         self.addr.ip().is_multicast()
@@ -224,12 +233,7 @@ mod tests {
 
     #[test]
     fn a_receiver_gets_the_buffer_it_asks_for_or_the_most_the_kernel_allows() {
-        let ep = Endpoint {
-            addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
-            ttl: 1,
-            iface: Ipv4Addr::UNSPECIFIED,
-        };
-        let (_s, got) = bind_receiver(&ep, 8 << 20).unwrap();
+        let (_s, got) = bind_receiver(&Endpoint::loopback(0), 8 << 20).unwrap();
         let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
             .unwrap()
             .trim()

@@ -50,14 +50,6 @@ fn free_port() -> Result<u16> {
         .map_err(|e| Failure::new(format!("bench --live: no free loopback port: {e}")))
 }
 
-fn loopback(port: u16) -> Endpoint {
-    Endpoint {
-        addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
-        ttl: 1,
-        iface: Ipv4Addr::UNSPECIFIED,
-    }
-}
-
 impl LiveBench {
     /// Starts the exchange thread; it sends once the receiver sets the start time.
     pub fn start(
@@ -68,7 +60,7 @@ impl LiveBench {
     ) -> Result<LiveBench> {
         let cpu = a.exchange_cpu.unwrap_or_else(|| exchange_cpu(cfg));
         let lines = (0..a.live_lines)
-            .map(|_| free_port().map(loopback))
+            .map(|_| free_port().map(Endpoint::loopback))
             .collect::<Result<Vec<_>>>()?;
         let rerequest = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()?).into();
         let start_ns = Arc::new(AtomicU64::new(0));

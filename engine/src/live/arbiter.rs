@@ -301,7 +301,7 @@ impl Arbiter {
                 self.packet(line, p.seq, end, buf, now, out);
             }
         }
-        self.advance(now, out);
+        self.advance(out);
     }
 
     fn count_malformed(&mut self, e: PacketError) {
@@ -564,7 +564,7 @@ impl Arbiter {
     }
 
     /// Applies held packets and skips lost gaps while the front of the session allows.
-    fn advance(&mut self, _now: u64, out: &mut impl Outlet) {
+    fn advance(&mut self, out: &mut impl Outlet) {
         loop {
             if let Some(h) = self.held.front().copied().filter(|h| h.seq <= self.next) {
                 self.held.pop_front();
@@ -613,7 +613,7 @@ impl Arbiter {
             self.gaps[i].retries += 1;
             self.gaps[i].next_ns = now + self.cfg.retry_ns;
         }
-        self.advance(now, out);
+        self.advance(out);
         self.watch_lines(session, now, out);
     }
 

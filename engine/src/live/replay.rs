@@ -45,7 +45,6 @@ impl PcapSource {
 
 struct Out<F: FnMut(Fed<'_>)> {
     each: F,
-    lost: u64,
 }
 
 impl<F: FnMut(Fed<'_>)> Outlet for Out<F> {
@@ -54,7 +53,6 @@ impl<F: FnMut(Fed<'_>)> Outlet for Out<F> {
     }
     fn request(&mut self, _r: Request) {}
     fn lost(&mut self, from: u64, to: u64) {
-        self.lost += to - from;
         tracing::error!(
             "pcap replay: messages {from} to {} are not in the capture",
             to - 1
@@ -81,7 +79,7 @@ impl Source for PcapSource {
             reorder_ns: 0,
             ..ArbiterConfig::default()
         });
-        let mut out = Out { each, lost: 0 };
+        let mut out = Out { each };
         for (i, d) in self.datagrams.iter().enumerate() {
             if i % 4096 == 0 && stop.load(Ordering::Relaxed) {
                 break;

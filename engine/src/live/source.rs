@@ -6,7 +6,9 @@
 //! receive loop. Never blocks: every receive is `MSG_DONTWAIT`, requests are nonblocking sends,
 //! operator lines go through tracing's non-blocking writer.
 
-use super::arbiter::{Arbiter, ArbiterConfig, LineStats, Malformed, Outlet, Recovery, ANSWERS};
+use super::arbiter::{
+    Arbiter, ArbiterConfig, LineStats, Malformed, Outlet, Recovery, ANSWERS, LINE_NAMES,
+};
 use super::capture::Capture;
 use super::recv::RecvBatch;
 use crate::net::{Endpoint, RcvBuf};
@@ -48,11 +50,7 @@ impl LiveConfig {
     /// One line on loopback `port`, default tuning, no capture: what tests and benchmarks use.
     pub fn loopback(port: u16, rerequest: SocketAddr, rcvbuf: usize) -> LiveConfig {
         LiveConfig {
-            lines: vec![Endpoint {
-                addr: std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
-                ttl: 1,
-                iface: std::net::Ipv4Addr::UNSPECIFIED,
-            }],
+            lines: vec![Endpoint::loopback(port)],
             rerequest,
             arbiter: ArbiterConfig::default(),
             rcvbuf,
@@ -295,14 +293,13 @@ impl Source for MoldSource {
                     c.idle();
                 }
                 (out.each)(Fed::Idle);
-                // Nothing arrived: a core sharing this CPU (a shard, on a small machine) gets
-                // it now rather than at the scheduler's next tick. Costs under a microsecond
-                // when nothing else is runnable.
-                std::thread::yield_now();
             } else {
                 (out.each)(Fed::Drained);
-                std::thread::yield_now();
             }
+            // A core sharing this CPU (a shard, on a small machine) gets it now, to apply what
+            // was just handed over or while nothing arrives, rather than at the scheduler's
+            // next tick. Costs under a microsecond when nothing else is runnable.
+            std::thread::yield_now();
         }
         self.gauges.publish(&arb);
         let send_errors = out.send_errors;
@@ -326,16 +323,9 @@ impl Source for MoldSource {
             session: arb.session().map(|s| s.name()),
             applied: arb.applied(),
             ended: arb.done(),
-            lines: ["A", "B"][..self.lines.len()]
-                .iter()
-                .map(|n| n.to_string())
-                .chain(["rerequest".to_string()])
-                .zip(
-                    arb.lines[..self.lines.len()]
-                        .iter()
-                        .chain([&arb.lines[ANSWERS]])
-                        .copied(),
-                )
+            lines: (0..self.lines.len())
+                .chain([ANSWERS])
+                .map(|i| (LINE_NAMES[i].to_string(), arb.lines[i]))
                 .collect(),
             malformed: arb.malformed,
             recovery: arb.recovery.clone(),
