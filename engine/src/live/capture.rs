@@ -105,17 +105,13 @@ impl Capture {
         let Some(w) = self.writer.as_mut().filter(|w| w.count() > 0) else {
             return;
         };
-        let d = w.finish();
-        match self.spares.try_pop() {
-            Some(mut c) => {
-                c.bytes[..d.len()].copy_from_slice(d);
-                c.len = d.len();
-                c.unix_ns = self.wall_offset_ns + crate::runtime::clock::now_ns();
-                if self.to_disk.try_push(c).is_err() {
-                    unreachable!("the disk ring holds the pool");
-                }
-            }
-            None => self.overflow += 1,
+        if !ship(
+            &mut self.spares,
+            &mut self.to_disk,
+            self.wall_offset_ns,
+            w.finish(),
+        ) {
+            self.overflow += 1;
         }
         w.start(self.next_seq);
     }
@@ -123,19 +119,38 @@ impl Capture {
     /// Writes end of session if the session ended, flushes, and returns datagrams written.
     pub fn finish(mut self, ended: bool) -> std::io::Result<u64> {
         self.idle();
-        if let (true, Some(s), Some(mut c)) = (ended, self.session, self.spares.try_pop()) {
+        if let (true, Some(s)) = (ended, self.session) {
             let mut b = [0u8; mold::HEADER_LEN];
             let d = mold::end_of_session(&mut b, s, self.next_seq);
-            c.bytes[..d.len()].copy_from_slice(d);
-            c.len = d.len();
-            c.unix_ns = self.wall_offset_ns + crate::runtime::clock::now_ns();
-            let _ = self.to_disk.try_push(c);
+            if !ship(&mut self.spares, &mut self.to_disk, self.wall_offset_ns, d) {
+                self.overflow += 1;
+            }
         }
         self.done.store(true, Ordering::Release);
         let t = self.thread.take().expect("joined once");
         t.join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the capture thread panicked")))
     }
+}
+
+/// Copies datagram `d` into a spare buffer, stamps it and hands it to the writer; false when
+/// every buffer is with the writer (the caller counts it).
+fn ship(
+    spares: &mut Consumer<Chunk>,
+    to_disk: &mut Producer<Chunk>,
+    wall_offset_ns: u64,
+    d: &[u8],
+) -> bool {
+    let Some(mut c) = spares.try_pop() else {
+        return false;
+    };
+    c.bytes[..d.len()].copy_from_slice(d);
+    c.len = d.len();
+    c.unix_ns = wall_offset_ns + crate::runtime::clock::now_ns();
+    if to_disk.try_push(c).is_err() {
+        unreachable!("the disk ring holds the pool");
+    }
+    true
 }
 
 fn write_all(
