@@ -643,7 +643,6 @@ pub fn live_config(lines: &[crate::net::Endpoint], a: &crate::cli::LiveArgs) -> 
             max_retries: a.max_retries,
             hold_packets: a.hold_packets.clamp(1, 1 << 20),
             liveness_ns: a.liveness_ms.max(1).saturating_mul(1_000_000),
-            lines: lines.len(),
             session: a.session,
             ..Default::default()
         },
