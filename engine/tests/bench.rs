@@ -98,21 +98,21 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
         svg.starts_with("<svg") && svg.contains("polyline"),
         "a chart"
     );
-    // A looser baseline (half the rate, a hundred times the latencies) passes; a baseline ten
-    // times faster fails. A run against its own figures is no test of the gate on this shared
-    // machine: one descheduled core moves a p99 by 100x between two runs.
+    // A baseline no run can miss (one message a second, every latency a minute) passes; a
+    // baseline ten times faster fails. Looser by a factor is no test on this shared machine:
+    // CI once saw hop p99 go from ~1 us to 2.6 ms between two runs, past 100x + 1 ms.
     let mut looser = j.clone();
-    looser["achieved_rate"] = (j["achieved_rate"].as_f64().unwrap() * 0.5).into();
+    looser["achieved_rate"] = 1.0.into();
     for stage in looser["stages"].as_object_mut().unwrap().values_mut() {
         for (k, v) in stage.as_object_mut().unwrap() {
             if k.ends_with("_ns") {
-                *v = (v.as_u64().unwrap() * 100 + 1_000_000).into();
+                *v = 60_000_000_000u64.into();
             }
         }
     }
     for q in ["p99", "p999"] {
-        if let Some(r) = j["vs_floor"][q].as_f64() {
-            looser["vs_floor"][q] = (r * 100.0 + 100.0).into();
+        if j["vs_floor"][q].is_f64() {
+            looser["vs_floor"][q] = 1e9.into();
         }
     }
     let l = data.join("looser.json");
