@@ -16,6 +16,8 @@ fn build(c: &mut Criterion) {
         (Scope::M7, Profile::Deep),
         (Scope::V3k, Profile::Realistic),
         (Scope::V3k, Profile::Deep),
+        (Scope::M7, Profile::Uniform),
+        (Scope::V3k, Profile::Uniform),
     ] {
         let bytes = tickcore_benches::session(scope, profile, n);
         g.throughput(Throughput::Elements(n));

@@ -85,6 +85,8 @@ fn main() {
         (Scope::M7, Profile::Deep),
         (Scope::V3k, Profile::Realistic),
         (Scope::V3k, Profile::Deep),
+        (Scope::M7, Profile::Uniform),
+        (Scope::V3k, Profile::Uniform),
     ] {
         let name = format!("{}-{}", scope.name(), profile.name());
         if !only.is_empty() && !only.split(',').any(|o| o == name) {

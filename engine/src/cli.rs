@@ -427,7 +427,7 @@ pub fn parse_feed(s: &str) -> Result<FeedSpec, String> {
     let profile = match parts.get(3) {
         None => ProfileArg::Realistic,
         Some(p) => ProfileArg::from_str(p, true)
-            .map_err(|_| format!("`{p}` is not a profile (realistic, deep)"))?,
+            .map_err(|_| format!("`{p}` is not a profile (realistic, deep, uniform)"))?,
     };
     if parts.len() > 4 {
         return Err(format!("`{s}`: too many fields after gen:"));
@@ -471,6 +471,10 @@ pub enum ProfileArg {
     Realistic,
     /// Adds spread evenly over 200 ticks either side of the inside (deep books).
     Deep,
+    /// Instruments uniform, adds uniform over 200 ticks either side of a fixed mid, and every
+    /// execute, cancel, delete and replace aimed at any live order of the day (harsher than a
+    /// real day, where most cancels hit young orders; the peers' benchmark shape).
+    Uniform,
 }
 
 impl From<ProfileArg> for Profile {
@@ -478,6 +482,7 @@ impl From<ProfileArg> for Profile {
         match p {
             ProfileArg::Realistic => Profile::Realistic,
             ProfileArg::Deep => Profile::Deep,
+            ProfileArg::Uniform => Profile::Uniform,
         }
     }
 }

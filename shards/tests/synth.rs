@@ -52,6 +52,8 @@ fn books_never_cross_and_every_reference_is_known() {
         (3, Scope::M7, Profile::Deep),
         (4, Scope::N100, Profile::Deep),
         (5, Scope::V3k, Profile::Realistic),
+        (6, Scope::M7, Profile::Uniform),
+        (7, Scope::V3k, Profile::Uniform),
     ] {
         let bytes = generate(&cfg(scope, 400_000, seed, profile)).unwrap();
         let books = replay(&bytes);
@@ -140,6 +142,144 @@ fn mix_is_close_to_a_nasdaq_day() {
             .count()
             > 10
     );
+}
+
+/// What a session's order flow looks like from outside: per-type shares, per-instrument
+/// message counts, where in its book's live orders (0 the newest, 1 the oldest) the order each
+/// delete names stood, and each instrument's span of add prices in ticks.
+struct Flow {
+    share: std::collections::HashMap<u8, f64>,
+    per_locate: Vec<u64>,
+    delete_rank: Vec<f64>,
+    price_span: Vec<u32>,
+}
+
+/// Live orders: reference -> (locate, shares), and each book's references, oldest first.
+#[derive(Default)]
+struct LiveOrders {
+    orders: std::collections::HashMap<u64, (u16, u32)>,
+    by_book: std::collections::HashMap<u16, std::collections::BTreeSet<u64>>,
+}
+
+impl LiveOrders {
+    fn add(&mut self, r: u64, locate: u16, shares: u32) {
+        self.orders.insert(r, (locate, shares));
+        self.by_book.entry(locate).or_default().insert(r);
+    }
+
+    fn take(&mut self, r: u64, shares: u32) {
+        let o = self.orders.get_mut(&r).unwrap();
+        o.1 -= shares.min(o.1);
+        if o.1 == 0 {
+            self.by_book.get_mut(&o.0).unwrap().remove(&r);
+            self.orders.remove(&r);
+        }
+    }
+
+    /// Where `r` stands among its book's live orders: 0 the newest, 1 the oldest (`None` when
+    /// it is alone).
+    fn rank(&self, r: u64) -> Option<f64> {
+        let book = &self.by_book[&self.orders[&r].0];
+        (book.len() > 1).then(|| book.range(r + 1..).count() as f64 / (book.len() - 1) as f64)
+    }
+}
+
+fn flow(bytes: &[u8]) -> Flow {
+    use shards::itch::{decode, Message};
+    use std::collections::HashMap;
+    let (mut count, mut n) = (HashMap::<u8, u64>::new(), 0u64);
+    let mut per_locate = vec![0u64; 1 << 16];
+    let mut live = LiveOrders::default();
+    let mut delete_rank = Vec::new();
+    let mut span = HashMap::<u16, (u32, u32)>::new();
+    walk(bytes, false, |_, msg| {
+        let m = decode(msg).unwrap();
+        *count.entry(msg[0]).or_default() += 1;
+        n += 1;
+        let l = m.header().locate;
+        per_locate[l as usize] += 1;
+        match m {
+            Message::AddOrder(v) => {
+                live.add(v.order_ref(), l, v.shares());
+                let (p, s) = (v.price(), span.entry(l).or_insert((v.price(), v.price())));
+                *s = (s.0.min(p), s.1.max(p));
+            }
+            Message::AddOrderMpid(v) => live.add(v.order_ref(), l, v.shares()),
+            Message::OrderDelete(v) => {
+                delete_rank.extend(live.rank(v.order_ref()));
+                live.take(v.order_ref(), u32::MAX);
+            }
+            Message::OrderExecuted(v) => live.take(v.order_ref(), v.executed_shares()),
+            Message::OrderExecutedWithPrice(v) => live.take(v.order_ref(), v.executed_shares()),
+            Message::OrderCancel(v) => live.take(v.order_ref(), v.cancelled_shares()),
+            Message::OrderReplace(v) => {
+                live.take(v.original_ref(), u32::MAX);
+                live.add(v.new_ref(), l, v.shares());
+            }
+            _ => {}
+        }
+    })
+    .unwrap();
+    Flow {
+        share: count
+            .into_iter()
+            .map(|(t, c)| (t, c as f64 * 100.0 / n as f64))
+            .collect(),
+        // Locate 0 carries the system events; 1.. the instruments.
+        per_locate: per_locate[1..].iter().copied().filter(|&c| c > 0).collect(),
+        delete_rank,
+        price_span: span.values().map(|(lo, hi)| (hi - lo) / 100).collect(),
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn the_uniform_profile_is_the_peers_shape() {
+    let c = cfg(Scope::V3k, 2_000_000, 12, Profile::Uniform);
+    let bytes = generate(&c).unwrap();
+    let f = flow(&bytes);
+    for (t, want, tol) in [
+        (b'A', 40.0, 1.0),
+        (b'F', 4.0, 0.4),
+        (b'D', 42.0, 1.0),
+        (b'U', 9.0, 0.5),
+        (b'E', 2.5, 0.3),
+        (b'X', 1.2, 0.2),
+        (b'P', 1.0, 0.2),
+    ] {
+        let got = f.share[&t];
+        assert!(
+            (got - want).abs() <= tol,
+            "{}: {got:.2}% vs {want}%",
+            t as char
+        );
+    }
+    // Every instrument equally busy: 3,500 counts of about 570 stay within a third of it.
+    assert_eq!(f.per_locate.len(), 3_500);
+    let avg = f.per_locate.iter().sum::<u64>() as f64 / 3_500.0;
+    let (lo, hi) = (f.per_locate.iter().min(), f.per_locate.iter().max());
+    assert!(
+        *lo.unwrap() as f64 > 0.67 * avg && (*hi.unwrap() as f64) < 1.33 * avg,
+        "{lo:?}..{hi:?} around {avg}"
+    );
+    // Deletes name any live order, young or old alike: on average from the middle.
+    let r = mean(&f.delete_rank);
+    assert!((0.45..0.55).contains(&r), "mean delete rank {r}");
+    // Adds land within 200 ticks of a fixed mid: no instrument's adds span more than 401 ticks.
+    let widest = f.price_span.iter().max();
+    assert!(f.price_span.iter().all(|&s| s <= 401), "{widest:?}");
+    let live = replay(&bytes).live_orders();
+    assert!((28_000..48_000).contains(&live), "{live} live orders");
+}
+
+#[test]
+fn a_realistic_day_deletes_young_orders() {
+    let f = flow(&generate(&cfg(Scope::M7, 1_000_000, 12, Profile::Realistic)).unwrap());
+    let r = mean(&f.delete_rank);
+    assert!(r < 0.3, "mean delete rank {r}");
 }
 
 #[test]

@@ -14,13 +14,12 @@ const CHUNK: u64 = 1 << 16;
 
 /// The file name used when `--out` is not given.
 pub fn default_path(cfg: &GenConfig) -> PathBuf {
-    let deep = if cfg.profile == Profile::Deep {
-        "-deep"
-    } else {
-        ""
+    let suffix = match cfg.profile {
+        Profile::Realistic => String::new(),
+        p => format!("-{}", p.name()),
     };
     PathBuf::from(format!(
-        "build_data/sessions/{}-{}-s{}{deep}.itch50",
+        "build_data/sessions/{}-{}-s{}{suffix}.itch50",
         cfg.scope.name(),
         cfg.messages,
         cfg.seed

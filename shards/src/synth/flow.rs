@@ -51,6 +51,30 @@ const MIX: [(Kind, u32); 13] = [
     (Kind::Break, 5),
 ];
 
+/// The uniform profile's mix (the peers' benchmark shape), in messages per million: 40% A,
+/// 4% F, 42% D, 9% U, 2.5% E, 1.2% X, 1% P, and the last 0.3% the rare types, so that every
+/// profile exercises them.
+const MIX_UNIFORM: [(Kind, u32); 13] = [
+    (Kind::Add, 400_000),
+    (Kind::Delete, 420_000),
+    (Kind::Replace, 90_000),
+    (Kind::Execute, 24_800),
+    (Kind::Noii, 2_005),
+    (Kind::Cancel, 12_000),
+    (Kind::Trade, 10_000),
+    (Kind::AddMpid, 40_000),
+    (Kind::Participant, 700),
+    (Kind::ExecutePrice, 200),
+    (Kind::Cross, 60),
+    (Kind::RegSho, 30),
+    (Kind::Break, 5),
+];
+
+/// In the uniform profile, the share of executions that take a whole order, per 1,024: the
+/// rest take part of it. With 44% adds against 42% deletes, this leaves about 373k orders live
+/// after 20M messages, as in the peers' shape.
+const UNIFORM_FULL_FILL: u64 = 55;
+
 const MPIDS: [[u8; 4]; 6] = [*b"GSCO", *b"MSCO", *b"JPMS", *b"CDRG", *b"VIRT", *b"NITE"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +101,10 @@ struct GenOrder {
     tick: i32,
     prev: u32,
     next: u32,
+    /// Index in the live list that holds it: its instrument's, or the day's in the uniform
+    /// profile.
     pos: u32,
+    inst: u16,
     side: u8,
 }
 
@@ -142,6 +169,10 @@ pub struct Generator {
     pick_now: u64,
     pick_rng: Rng,
     orders: Vec<GenOrder>,
+    /// The uniform profile's live orders, all instruments together, in no order (a removal
+    /// swaps the last one into its place): a victim is one uniform draw.
+    all: Vec<u32>,
+    mix: &'static [(Kind, u32); 13],
     free: u32,
     next_ref: u64,
     next_match: u64,
@@ -172,9 +203,15 @@ impl Generator {
         }
         let flow = cfg.messages - minimum;
         let max_w = universe.iter().map(|i| i.weight).fold(0.0, f64::max);
+        // A book's population target; the uniform profile has none (its books fill as adds
+        // outrun removals).
         let depth_target = match cfg.profile {
             Profile::Realistic => 600.0,
-            Profile::Deep => 1_600.0,
+            Profile::Deep | Profile::Uniform => 1_600.0,
+        };
+        let mix = match cfg.profile {
+            Profile::Uniform => &MIX_UNIFORM,
+            Profile::Realistic | Profile::Deep => &MIX,
         };
         let insts = universe
             .iter()
@@ -197,6 +234,8 @@ impl Generator {
             pick_now: 0,
             pick_rng: Rng::new(cfg.seed.rotate_left(17) ^ 0x91C4),
             orders: Vec::new(),
+            all: Vec::new(),
+            mix,
             free: NIL,
             next_ref: 1,
             next_match: 1,
@@ -208,7 +247,7 @@ impl Generator {
             ts_step: span / steps,
             ts_rem: span % steps,
             ts_err: 0,
-            mix_total: MIX.iter().map(|m| m.1 as u64).sum(),
+            mix_total: mix.iter().map(|m| m.1 as u64).sum(),
         })
     }
 
@@ -297,14 +336,18 @@ impl Generator {
 
     fn flow_message(&mut self, out: &mut Vec<u8>) {
         let ts = self.next_ts();
-        let i = self.next_instrument();
+        let mut i = self.next_instrument();
         let drawn = self.draw_kind();
         let kind = self.adjust(drawn, i);
+        // A message about a resting order belongs to that order's instrument.
+        let oid = self.victim(i, kind);
+        if oid != NIL {
+            i = self.orders[oid as usize].inst as usize;
+        }
         let h = hdr(self.insts[i].locate, ts);
         match kind {
             Kind::Add | Kind::AddMpid => self.add(i, h, kind == Kind::AddMpid, out),
             Kind::Delete => {
-                let oid = self.pick_delete(i);
                 let order_ref = self.orders[oid as usize].order_ref;
                 self.remove(i, oid);
                 OrderDelete {
@@ -313,9 +356,9 @@ impl Generator {
                 }
                 .encode_framed(out);
             }
-            Kind::Cancel => self.cancel(i, h, out),
-            Kind::Replace => self.replace(i, h, out),
-            Kind::Execute | Kind::ExecutePrice => self.execute(i, h, kind, out),
+            Kind::Cancel => self.cancel(i, oid, h, out),
+            Kind::Replace => self.replace(i, oid, h, out),
+            Kind::Execute | Kind::ExecutePrice => self.execute(i, oid, h, kind, out),
             Kind::Trade => {
                 let ins = &self.insts[i];
                 let (stock, price) = (ins.stock, ins.b as u32 * 100 + 50);
@@ -386,14 +429,14 @@ impl Generator {
         let k = (self.emitted - self.preamble) as usize;
         if k == 0 {
             for a in 0..AHEAD {
-                self.ahead[a] = self.pick[(self.pick_rng.next_u64() & 0xFFFF) as usize];
+                self.ahead[a] = self.draw_instrument();
                 self.ahead_pick[a] = self.pick_rng.next_u64();
             }
         }
         let slot = k % AHEAD;
         let i = self.ahead[slot] as usize;
         self.pick_now = self.ahead_pick[slot];
-        let next = self.pick[(self.pick_rng.next_u64() & 0xFFFF) as usize];
+        let next = self.draw_instrument();
         self.ahead[slot] = next;
         self.ahead_pick[slot] = self.pick_rng.next_u64();
         touch(&self.insts[next as usize]);
@@ -417,18 +460,50 @@ impl Generator {
             touch(ins.heads.as_ptr().wrapping_add(ins.slot(side, t)));
         }
         let near = (k + AHEAD / 4) % AHEAD;
-        let ins = &self.insts[self.ahead[near] as usize];
-        let n = ins.live.len();
-        if n > 0 {
-            let oid = ins.live[victim_start(n, self.ahead_pick[near])];
+        let r = self.ahead_pick[near];
+        let (live, at): (&[u32], Pick) = match self.profile {
+            Profile::Uniform => (&self.all, uniform_index),
+            _ => (&self.insts[self.ahead[near] as usize].live, victim_start),
+        };
+        if !live.is_empty() {
+            let oid = live[at(live.len(), r)];
             touch(self.orders.as_ptr().wrapping_add(oid as usize));
         }
         i
     }
 
+    /// An instrument for a message: by weight, or uniform in the uniform profile.
+    fn draw_instrument(&mut self) -> u16 {
+        let r = self.pick_rng.next_u64();
+        match self.profile {
+            Profile::Uniform => uniform_index(self.insts.len(), r) as u16,
+            Profile::Realistic | Profile::Deep => self.pick[(r & 0xFFFF) as usize],
+        }
+    }
+
+    /// The resting order a message of `kind` on instrument `i` is about, or `NIL` for a kind
+    /// that names none. The uniform profile draws it from the whole day's live orders.
+    fn victim(&mut self, i: usize, kind: Kind) -> u32 {
+        let names_order = matches!(
+            kind,
+            Kind::Delete | Kind::Cancel | Kind::Replace | Kind::Execute | Kind::ExecutePrice
+        );
+        if !names_order {
+            return NIL;
+        }
+        if self.profile == Profile::Uniform {
+            return self.all[uniform_index(self.all.len(), self.pick_now)];
+        }
+        match kind {
+            Kind::Delete => self.pick_delete(i),
+            Kind::Cancel | Kind::Replace => self.random_order(i),
+            _ => self.top_order(i),
+        }
+    }
+
     fn draw_kind(&mut self) -> Kind {
         let mut r = self.rng.below(self.mix_total) as u32;
-        for &(k, w) in &MIX {
+        for &(k, w) in self.mix {
             if r < w {
                 return k;
             }
@@ -440,6 +515,21 @@ impl Generator {
     /// Keeps each book's population near its target, and turns impossible draws into possible ones.
     fn adjust(&mut self, kind: Kind, i: usize) -> Kind {
         let ins = &self.insts[i];
+        if self.profile == Profile::Uniform {
+            return match kind {
+                Kind::Delete
+                | Kind::Cancel
+                | Kind::Replace
+                | Kind::Execute
+                | Kind::ExecutePrice
+                    if self.all.is_empty() =>
+                {
+                    Kind::Add
+                }
+                Kind::Break if ins.last_match == 0 => Kind::Add,
+                _ => kind,
+            };
+        }
         let (live, target) = (ins.live_count, ins.target);
         let no_top = ins.best[0] == NO_BID && ins.best[1] == NO_ASK;
         match kind {
@@ -478,7 +568,7 @@ impl Generator {
     fn depth(&mut self) -> i32 {
         let r = self.rng.next_u64();
         match self.profile {
-            Profile::Deep => ((r >> 32) % MAX_DEPTH as u64) as i32,
+            Profile::Deep | Profile::Uniform => ((r >> 32) % MAX_DEPTH as u64) as i32,
             Profile::Realistic => match r & 1023 {
                 0..=716 => ((r >> 10) % 8) as i32,
                 717..=972 => ((r >> 10) % 64) as i32,
@@ -504,6 +594,7 @@ impl Generator {
                 prev: NIL,
                 next: NIL,
                 pos: 0,
+                inst: i as u16,
                 side: side as u8,
             },
         );
@@ -532,8 +623,7 @@ impl Generator {
         }
     }
 
-    fn cancel(&mut self, i: usize, h: Header, out: &mut Vec<u8>) {
-        let oid = self.random_order(i);
+    fn cancel(&mut self, i: usize, oid: u32, h: Header, out: &mut Vec<u8>) {
         let o = self.orders[oid as usize];
         if o.shares < 2 {
             self.remove(i, oid);
@@ -553,8 +643,7 @@ impl Generator {
         .encode_framed(out);
     }
 
-    fn replace(&mut self, i: usize, h: Header, out: &mut Vec<u8>) {
-        let oid = self.random_order(i);
+    fn replace(&mut self, i: usize, oid: u32, h: Header, out: &mut Vec<u8>) {
         let o = self.orders[oid as usize];
         self.remove(i, oid);
         let ins = &self.insts[i];
@@ -577,6 +666,7 @@ impl Generator {
                 prev: NIL,
                 next: NIL,
                 pos: 0,
+                inst: o.inst,
                 side: o.side,
             },
         );
@@ -590,15 +680,24 @@ impl Generator {
         .encode_framed(out);
     }
 
-    fn execute(&mut self, i: usize, h: Header, kind: Kind, out: &mut Vec<u8>) {
+    /// The oldest order at the best level of a side drawn at random (the other side when that
+    /// one is empty): what an execution takes in a real book.
+    fn top_order(&mut self, i: usize) -> u32 {
         let ins = &self.insts[i];
         let mut side = (self.rng.next_u64() & 1) as usize;
         if (side == 0 && ins.best[0] == NO_BID) || (side == 1 && ins.best[1] == NO_ASK) {
             side ^= 1;
         }
-        let oid = ins.heads[ins.slot(side, ins.best[side])];
+        ins.heads[ins.slot(side, ins.best[side])]
+    }
+
+    fn execute(&mut self, i: usize, oid: u32, h: Header, kind: Kind, out: &mut Vec<u8>) {
         let o = self.orders[oid as usize];
-        let full = o.shares == 1 || self.rng.chance(614);
+        let full_per_1024 = match self.profile {
+            Profile::Uniform => UNIFORM_FULL_FILL,
+            Profile::Realistic | Profile::Deep => 614,
+        };
+        let full = o.shares == 1 || self.rng.chance(full_per_1024);
         let executed = if full {
             o.shares
         } else {
@@ -657,6 +756,9 @@ impl Generator {
     /// and turns back towards the reference price near the edge of its range.
     fn drift(&mut self, i: usize) {
         let r = self.rng.next_u64();
+        if self.profile == Profile::Uniform {
+            return; // the mid is fixed
+        }
         let ins = &mut self.insts[i];
         if (r >> 20) & 4095 == 0 || (ins.b - ins.anchor) * ins.trend > DRIFT - 20 {
             ins.trend = -ins.trend;
@@ -701,8 +803,13 @@ impl Generator {
     }
 
     fn insert(&mut self, i: usize, mut o: GenOrder) {
+        let uniform = self.profile == Profile::Uniform;
         let ins = &mut self.insts[i];
-        o.pos = ins.live.len() as u32;
+        o.pos = if uniform {
+            self.all.len()
+        } else {
+            ins.live.len()
+        } as u32;
         let oid = if self.free != NIL {
             let f = self.free;
             self.free = self.orders[f as usize].next;
@@ -712,7 +819,11 @@ impl Generator {
             self.orders.push(o);
             (self.orders.len() - 1) as u32
         };
-        ins.live.push(oid);
+        if uniform {
+            self.all.push(oid);
+        } else {
+            ins.live.push(oid);
+        }
         ins.live_count += 1;
         let side = o.side as usize;
         let slot = ins.slot(side, o.tick);
@@ -753,8 +864,15 @@ impl Generator {
                 ins.heads[slot] = o.next;
             }
         }
-        ins.live[o.pos as usize] = NIL;
         ins.live_count -= 1;
+        if self.profile == Profile::Uniform {
+            self.all.swap_remove(o.pos as usize);
+            if let Some(&moved) = self.all.get(o.pos as usize) {
+                self.orders[moved as usize].pos = o.pos;
+            }
+        } else {
+            ins.live[o.pos as usize] = NIL;
+        }
         if ins.live.len() > 64 && ins.live.len() > 2 * ins.live_count {
             ins.live.retain(|&x| x != NIL);
             for (p, &x) in ins.live.iter().enumerate() {
@@ -777,6 +895,16 @@ fn victim_start(n: usize, r: u64) -> usize {
     } else {
         ((r >> 10) % n as u64) as usize
     }
+}
+
+/// How a profile turns a random draw into an index in a live list of `n` orders.
+type Pick = fn(usize, u64) -> usize;
+
+/// Uniform in `0..n` from 64 random bits (multiply-shift); 0 when `n` is 0, an index an empty
+/// list does not hold.
+#[inline(always)]
+fn uniform_index(n: usize, r: u64) -> usize {
+    ((r as u128 * n as u128) >> 64) as usize
 }
 
 /// The next non-empty tick beyond `from` on `side`, or the empty marker.

@@ -22,6 +22,11 @@ pub enum Profile {
     Realistic,
     /// Adds spread evenly over 200 ticks either side (deep books, as peers benchmark).
     Deep,
+    /// A harsher day than a real one: every message's instrument uniform over the scope, adds
+    /// uniform over 200 ticks either side of a fixed mid, and every execute, cancel, delete or
+    /// replace aimed at a live order drawn uniformly from all live orders of the day (no
+    /// preference for young ones). Mix: 40% A, 4% F, 42% D, 9% U, 2.5% E, 1.2% X, 1% P.
+    Uniform,
 }
 
 impl Profile {
@@ -30,6 +35,7 @@ impl Profile {
         match self {
             Profile::Realistic => "realistic",
             Profile::Deep => "deep",
+            Profile::Uniform => "uniform",
         }
     }
 }
