@@ -1,9 +1,8 @@
-//! Book building (decode + apply, full L3) per scope and depth profile, with and without the
-//! prefetch pipeline.
+//! Book building (decode + apply, full L3) per scope and depth profile, with the prefetch
+//! pipeline as timing decides, always and never.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use shards::book::Books;
-use shards::itch::walk;
+use shards::book::{Books, Prefetch};
 use shards::synth::{Profile, Scope};
 use std::hint::black_box;
 
@@ -22,26 +21,26 @@ fn build(c: &mut Criterion) {
         let bytes = tickcore_benches::session(scope, profile, n);
         g.throughput(Throughput::Elements(n));
         let name = format!("{}-{}", scope.name(), profile.name());
-        g.bench_function(format!("{name}/pipelined"), |b| {
-            b.iter_batched_ref(
-                Books::default,
-                |books| {
-                    books.replay(&bytes, false, &mut (), |_, _| {}).unwrap();
-                    black_box(books.live_orders())
-                },
-                BatchSize::LargeInput,
-            )
-        });
-        g.bench_function(format!("{name}/sequential"), |b| {
-            b.iter_batched_ref(
-                Books::default,
-                |books| {
-                    walk(&bytes, false, |_, m| books.apply(m, &mut ()).unwrap()).unwrap();
-                    black_box(books.live_orders())
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        for (mode, prefetch) in [
+            ("measured", Prefetch::Measured),
+            ("always", Prefetch::Always),
+            ("never", Prefetch::Never),
+        ] {
+            g.bench_function(format!("{name}/{mode}"), |b| {
+                b.iter_batched_ref(
+                    || {
+                        let mut books = Books::default();
+                        books.set_prefetch(prefetch);
+                        books
+                    },
+                    |books| {
+                        books.replay(&bytes, false, &mut (), |_, _| {}).unwrap();
+                        black_box(books.live_orders())
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
     }
     g.finish();
 }

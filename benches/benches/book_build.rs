@@ -1,7 +1,8 @@
 //! The issue-level book-building harness: for m7 and v3k, realistic and deep, on sessions of
 //! `TICKCORE_BENCH_MESSAGES` (default 20M) messages, reports
 //! - generation rate (the generator must not be the slowest part of a benchmark),
-//! - book-building throughput, median of 3, with the prefetch pipeline and without,
+//! - book-building throughput, median of 3, as `tickcore book` runs (prefetching when timing
+//!   says it pays), and with prefetching always and never, rounds interleaved,
 //! - book memory and the process's peak RSS (which includes the session held in memory),
 //! - p50/p99/p99.99 apply latency per message type from HDR histograms (rdtscp around each
 //!   apply; the timer's own cost is measured and printed, not subtracted).
@@ -11,20 +12,17 @@
 //! (comma-separated `<scope>-<profile>` names) runs only those sessions.
 
 use hdrhistogram::Histogram;
-use shards::book::Books;
+use shards::book::{Books, Prefetch};
 use shards::itch::{walk, ALL_TYPES, TYPE_INDEX};
 use shards::synth::{Profile, Scope};
 use std::time::Instant;
 use tickcore_benches::{cycles, cycles_per_ns, median, peak_rss_bytes, session};
 
-fn replay(bytes: &[u8], pipelined: bool) -> (f64, Books) {
+fn replay(bytes: &[u8], prefetch: Prefetch) -> (f64, Books) {
     let mut books = Books::default();
+    books.set_prefetch(prefetch);
     let t = Instant::now();
-    if pipelined {
-        books.replay(bytes, false, &mut (), |_, _| {}).unwrap();
-    } else {
-        walk(bytes, false, |_, m| books.apply(m, &mut ()).unwrap()).unwrap();
-    }
+    books.replay(bytes, false, &mut (), |_, _| {}).unwrap();
     (t.elapsed().as_secs_f64(), books)
 }
 
@@ -95,23 +93,26 @@ fn main() {
         let t = Instant::now();
         let bytes = session(scope, profile, n);
         let gen_rate = n as f64 / t.elapsed().as_secs_f64();
-        let rates = |pipelined| {
-            let runs: Vec<f64> = (0..3)
-                .map(|_| n as f64 / replay(&bytes, pipelined).0)
-                .collect();
-            (median(runs.clone()), runs)
-        };
-        let (pipe, pipe_runs) = rates(true);
-        let (seq, seq_runs) = rates(false);
-        let (_, books) = replay(&bytes, true);
+        // Rounds interleave the three modes, so that a noisy minute hits each alike.
+        let modes = [Prefetch::Measured, Prefetch::Always, Prefetch::Never];
+        let mut runs = [vec![], vec![], vec![]];
+        for _ in 0..3 {
+            for (m, r) in modes.iter().zip(runs.iter_mut()) {
+                r.push(n as f64 / replay(&bytes, *m).0);
+            }
+        }
+        let [measured, always, never] = runs.clone().map(median);
+        let (_, books) = replay(&bytes, Prefetch::Measured);
         let lat = latency(&bytes, per_ns);
         println!(
-            "\n{name}: build {:.2} M msgs/s ({:.1} ns/msg) pipelined, {:.2} M/s sequential (x{:.2}); \
-             gen {:.2} M/s; book memory {:.1} MiB; peak RSS {:.1} MiB (session {:.1} MiB)",
-            pipe / 1e6,
-            1e9 / pipe,
-            seq / 1e6,
-            pipe / seq,
+            "\n{name}: build {:.2} M msgs/s ({:.1} ns/msg) measured; prefetch always {:.2} \
+             M/s, never {:.2} M/s (measured/best x{:.2}); gen {:.2} M/s; book memory {:.1} MiB; \
+             peak RSS {:.1} MiB (session {:.1} MiB)",
+            measured / 1e6,
+            1e9 / measured,
+            always / 1e6,
+            never / 1e6,
+            measured / always.max(never),
             gen_rate / 1e6,
             books.heap_bytes() as f64 / 1048576.0,
             peak_rss_bytes() as f64 / 1048576.0,
@@ -126,8 +127,9 @@ fn main() {
         }
         let json = serde_json::json!({
             "session": name, "messages": n, "bytes": bytes.len(),
-            "build_msgs_per_s": {"pipelined_median": pipe, "pipelined_runs": pipe_runs,
-                                 "sequential_median": seq, "sequential_runs": seq_runs},
+            "build_msgs_per_s": {"measured_median": measured, "measured_runs": runs[0],
+                                 "always_median": always, "always_runs": runs[1],
+                                 "never_median": never, "never_runs": runs[2]},
             "gen_msgs_per_s": gen_rate,
             "book_heap_bytes": books.heap_bytes(),
             "peak_rss_bytes": peak_rss_bytes(),

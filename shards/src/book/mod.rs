@@ -23,12 +23,14 @@ pub mod instrument;
 pub mod order_table;
 pub mod pages;
 pub mod prefetch;
+pub mod prefetch_policy;
 pub mod side;
 mod sorted;
 
 pub use instrument::{Anomalies, Book, CrossState, TradeStats};
 pub use order_table::{Order, MAX_REF};
 pub use prefetch::Pipeline;
+pub use prefetch_policy::Prefetch;
 pub use side::{Cell, Side, SideKind, SideRef};
 
 use crate::events::{Bbo, Break, EventSink, Quote, Trade, TradeKind};
@@ -131,6 +133,8 @@ pub struct Books {
     recent: Box<[TradeRecord]>,
     orphan: Anomalies,
     by_type: [u64; ALL_TYPES.len() + 1],
+    /// Whether replays prefetch, decided by timing them ([`prefetch_policy`]).
+    prefetch: prefetch_policy::Chooser,
 }
 
 impl Default for Books {
@@ -155,7 +159,18 @@ impl Books {
             recent: vec![NO_TRADE; TRADE_MEMORY].into_boxed_slice(),
             orphan: Anomalies::default(),
             by_type: [0; ALL_TYPES.len() + 1],
+            prefetch: prefetch_policy::Chooser::default(),
         }
+    }
+
+    /// When replays prefetch (by default, when timing says it pays).
+    pub fn set_prefetch(&mut self, policy: Prefetch) {
+        self.prefetch = prefetch_policy::Chooser::new(policy);
+    }
+
+    /// Whether replays prefetch now.
+    pub fn prefetching(&self) -> bool {
+        self.prefetch.on()
     }
 
     /// Makes the order table, and the books and ladder windows of the first `books` books,

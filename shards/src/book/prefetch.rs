@@ -31,6 +31,7 @@
 //!
 //! Messages are applied strictly in order. Prefetches are hints only: results never depend on them.
 
+use super::prefetch_policy::PREFETCH_ABOVE;
 use super::{Books, SideKind, NIL};
 use crate::events::EventSink;
 use crate::itch::field::Field;
@@ -182,22 +183,17 @@ impl Books {
 
 /// A window of upcoming messages, applied in order with their state prefetched.
 ///
-/// Prefetching costs instructions and only pays when the shard's state does not fit in cache, so
-/// the pipeline re-checks the size of that state every [`RECHECK`] messages and, below
-/// [`PREFETCH_ABOVE`], applies messages directly (measured on m7: 0.88-0.91x with prefetching).
+/// Prefetching costs instructions and only pays when the shard's state does not fit in cache,
+/// and on some machines not even then: the books' [`Chooser`](super::prefetch_policy::Chooser)
+/// decides at the end of each of its windows, and the pipeline follows, applying messages
+/// directly while it says no.
 pub struct Pipeline<'a> {
     ring: [&'a [u8]; LOOKAHEAD],
     /// What stage 1 decoded of each message in `ring` (same index).
     plans: [Plan; LOOKAHEAD],
     len: usize,
-    seen: u64,
     enabled: bool,
 }
-
-/// Messages between checks of whether prefetching pays.
-pub const RECHECK: u64 = 1 << 16;
-/// Bytes of live book state above which prefetching is switched on (about one core's L2).
-pub const PREFETCH_ABOVE: usize = 1 << 20;
 
 impl Default for Pipeline<'_> {
     fn default() -> Self {
@@ -205,7 +201,6 @@ impl Default for Pipeline<'_> {
             ring: [&[]; LOOKAHEAD],
             plans: [NO_PLAN; LOOKAHEAD],
             len: 0,
-            seen: 0,
             enabled: false,
         }
     }
@@ -227,15 +222,15 @@ impl<'a> Pipeline<'a> {
     /// that falls out of the window.
     #[inline(always)]
     pub fn push<S: EventSink>(&mut self, books: &mut Books, msg: &'a [u8], sink: &mut S) {
-        if self.seen & (RECHECK - 1) == 0 {
-            let want = books.live_state_bytes() > PREFETCH_ABOVE;
+        if books.prefetch.tick() {
+            let big = books.live_state_bytes() > PREFETCH_ABOVE;
+            let want = books.prefetch.decide(big);
             if want != self.enabled {
                 // Drain in order before changing mode, so no message overtakes another.
                 self.finish(books, sink);
                 self.enabled = want;
             }
         }
-        self.seen += 1;
         if !self.enabled {
             let _ = books.apply(msg, sink);
             return;
@@ -279,12 +274,17 @@ impl Books {
         sink: &mut S,
         mut on_frame: impl FnMut(usize, &[u8]),
     ) -> Result<WalkStats, FrameError> {
-        let mut pipe = Pipeline::default();
+        let mut pipe = Pipeline {
+            enabled: self.prefetch.on(),
+            ..Pipeline::default()
+        };
+        self.prefetch.resume();
         let walked = walk(bytes, skip_corrupt, |off, msg| {
             pipe.push(self, msg, sink);
             on_frame(off, msg);
         });
         pipe.finish(self, sink);
+        self.prefetch.pause();
         walked
     }
 }
