@@ -1,5 +1,7 @@
 //! The books against a plain model: a map of live orders, aggregated at the end. Random flows mix
-//! valid operations with references the book has never seen and oversized executions and cancels.
+//! valid operations with references the book has never seen and oversized executions and cancels;
+//! generated uniform sessions, bent with price jumps and sub-penny prices, give deep ladders,
+//! window moves and long-lived orders far from the top.
 
 use proptest::prelude::*;
 use shards::book::{Books, SideKind, MAX_REF};
@@ -177,6 +179,133 @@ impl Model {
             }
         }
         out
+    }
+}
+
+impl Model {
+    /// Applies any message to the model, as the books must: only what changes live orders.
+    fn apply(&mut self, m: &OwnedMessage) {
+        match *m {
+            OwnedMessage::AddOrder(a) => {
+                self.rest(a.header.locate, a.order_ref, a.side, a.price, a.shares)
+            }
+            OwnedMessage::AddOrderMpid(a) => {
+                self.rest(a.header.locate, a.order_ref, a.side, a.price, a.shares)
+            }
+            OwnedMessage::OrderExecuted(e) => self.take(e.order_ref, e.executed_shares),
+            OwnedMessage::OrderExecutedWithPrice(e) => self.take(e.order_ref, e.executed_shares),
+            OwnedMessage::OrderCancel(c) => self.take(c.order_ref, c.cancelled_shares),
+            OwnedMessage::OrderDelete(d) => self.take(d.order_ref, u32::MAX),
+            OwnedMessage::OrderReplace(u) => {
+                if let Some(o) = self.live.remove(&u.original_ref) {
+                    self.rest(o.locate, u.new_ref, o.side, u.price, u.shares);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn rest(&mut self, locate: u16, order_ref: u64, side: u8, price: u32, shares: u32) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.live.entry(order_ref).or_insert(ModelOrder {
+            locate,
+            side,
+            price,
+            shares,
+            seq,
+        });
+    }
+
+    fn take(&mut self, order_ref: u64, shares: u32) {
+        if self.live.contains_key(&order_ref) {
+            self.reduce(order_ref, shares);
+        }
+    }
+}
+
+/// A generated uniform session, bent where the generator never goes: from message `jump_at`
+/// on, every new price moves `jump` ticks (the books' windows must follow, and the orders left
+/// behind rest far from the top for the rest of the day), and one add or replace in
+/// `subpenny` (0: none) lands on a sub-penny price (its side leaves the cent grid).
+fn bent_session(
+    scope: shards::synth::Scope,
+    messages: u64,
+    seed: u64,
+    jump_at: u64,
+    jump: i32,
+    subpenny: u64,
+) -> Vec<OwnedMessage> {
+    use shards::synth::{generate, GenConfig, Profile};
+    let cfg = GenConfig {
+        scope,
+        messages,
+        seed,
+        profile: Profile::Uniform,
+    };
+    let bytes = generate(&cfg).unwrap();
+    let mut out = Vec::new();
+    let mut k = 0u64;
+    walk(&bytes, false, |_, msg| {
+        let mut m = decode(msg).unwrap().to_owned();
+        let bend = |price: &mut u32| {
+            if k >= jump_at {
+                *price = (*price as i64 + jump as i64 * 100) as u32;
+            }
+            if subpenny > 0 && k % subpenny == seed % subpenny {
+                *price += 1 + (k % 99) as u32;
+            }
+        };
+        match &mut m {
+            OwnedMessage::AddOrder(a) => bend(&mut a.price),
+            OwnedMessage::AddOrderMpid(a) => bend(&mut a.price),
+            OwnedMessage::OrderReplace(u) => bend(&mut u.price),
+            _ => {}
+        }
+        out.push(m);
+        k += 1;
+    })
+    .unwrap();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Uniform sessions (deep ladders, victims anywhere in the book), with window moves,
+    /// sub-penny prices and long-lived orders far from the top mixed in.
+    #[test]
+    fn books_equal_the_model_on_bent_uniform_sessions(
+        seed in any::<u64>(),
+        m7 in any::<bool>(),
+        messages in 2_000u64..30_000,
+        jump_at in 0.0f64..1.0,
+        jump in -500i32..1_500,
+        subpenny in prop_oneof![Just(0u64), 5u64..400],
+    ) {
+        let scope = if m7 { shards::synth::Scope::M7 } else { shards::synth::Scope::F2 };
+        let session = bent_session(scope, messages, seed, (jump_at * messages as f64) as u64, jump, subpenny);
+        let mut model = Model::default();
+        let mut books = Books::default();
+        let mut log = EventLog::default();
+        let mut bytes = Vec::new();
+        for (i, m) in session.iter().enumerate() {
+            model.apply(m);
+            bytes.clear();
+            m.encode(&mut bytes);
+            books.apply(&bytes, &mut log).unwrap();
+            if i % 997 == 0 {
+                prop_assert!(books.check_invariants().is_ok(), "after {i}: {:?}", books.check_invariants());
+            }
+        }
+        prop_assert!(books.check_invariants().is_ok(), "{:?}", books.check_invariants());
+        prop_assert_eq!(book_levels(&books), model.levels());
+        prop_assert_eq!(books.live_orders(), model.live.len());
+        for b in books.books() {
+            if let Some(last) = log.bbos.iter().rev().find(|e| e.locate == b.locate) {
+                prop_assert_eq!((last.bid, last.ask), b.bbo());
+            }
+        }
     }
 }
 
