@@ -20,6 +20,7 @@
 //! - books indexed directly by stock locate (a `u16`), no hashing at all.
 
 pub mod instrument;
+mod order_hash;
 pub mod order_table;
 pub mod pages;
 pub mod prefetch;
@@ -734,7 +735,7 @@ impl Books {
     /// slots, open levels with as much again of empty cells around them, and books. Decides
     /// whether prefetching pays ([`Pipeline`]).
     pub fn live_state_bytes(&self) -> usize {
-        self.orders.len() * 2 * core::mem::size_of::<Order>()
+        self.orders.live_bytes()
             + self.live_levels * 2 * core::mem::size_of::<Cell>()
             + self.books.len() * core::mem::size_of::<Book>()
     }

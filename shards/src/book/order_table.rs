@@ -1,44 +1,43 @@
-//! Live orders, stored inline in an open-addressing hash table keyed by order reference.
+//! Live orders by reference: a ring indexed by the reference's low bits for the recent ones,
+//! and a hash table ([`OrderHash`]) for the rest.
 //!
 //! Why inline: an execute, cancel or delete names an order by reference, and everything it needs
 //! (shares left, and its book, side and price, which name its level) sits in the 16-byte slot the
-//! lookup lands on. A separate
-//! order pool behind an index costs a second dependent cache miss per message; queue links to
-//! neighbouring orders cost two more on every removal. Both were measured (v3k, 20M messages):
-//! the inline table with no queue links is the layout the README's figures come from.
+//! lookup lands on. A separate order pool behind an index costs a second dependent cache miss
+//! per message; queue links to neighbouring orders cost two more on every removal. Both were
+//! measured (v3k, 20M messages).
 //!
 //! Why no queue links: ITCH references are unique for the day and increase with time, and a
 //! replace takes a new (larger) reference and loses its place, so a level's FIFO queue is exactly
 //! its orders in reference order. [`OrderTable::iter`] plus a sort rebuilds it when asked (the L3
 //! view is a query, not a hot-path need).
 //!
-//! Why this hash: each reference's home slot is its Fibonacci hash (one multiply), which spreads
-//! consecutive references evenly over the table. Keeping runs of four consecutive references
-//! in one line (so that an add and the cancel that soon follows touch a line that is still hot)
-//! was the layout until 2026-12-04: it made every run collide with the survivors of older runs
-//! in its line, and the probe runs and backward shifts that followed cost more than the shared
-//! line saved (`tickcore book`, 20M messages, back to back: per-reference hashing v3k deep
-//! 1.06x, realistic 1.05x, m7 1.2x). Pure identity hashing (low bits as the slot) was tried
-//! before and fails on a real mix: the dense run of recent references laps the table and
-//! collides with long-lived survivors, and probe runs grew past 64 at 40% load on the v3k
-//! session. Deletion shifts entries back instead of leaving tombstones, so probe runs never rot
-//! over a long day.
+//! Why a ring in front of the hash: references count up through the day, so the slot of
+//! reference `r` in a ring of [`RING`] slots is `r mod RING`: consecutive adds fill consecutive
+//! slots (four to a line, a stream the hardware prefetches), a lookup is a mask and one compare
+//! (no hash, no probe), and a removal writes one slot (no backward shift). An order is moved to
+//! the hash when the ring laps it still live, unless the ring is more than an eighth full: then
+//! the ring doubles instead, up to [`RING`] slots (64 MiB). So the ring grows with the live
+//! orders it holds (from [`RING_START`] slots), and keeps the hash for the survivors of a day
+//! whose cancels mostly hit young orders; on the peers' uniform shape (the harshest: cancels hit
+//! any live order) it ends at 4M slots and laps nothing in a 20M-message session. CppTrader
+//! indexes a 9.4 GB array by reference for the same effect. A reference that arrives out of
+//! order, below the ring's occupant of its slot, goes to the hash directly, and duplicates are
+//! found in either.
 //!
-//! A Fibonacci hash only looks at how the low bits carry into the high ones, so references that
-//! differ only in their top bits (a hostile file) share a few homes. A probe run longer than
-//! [`MAX_PROBE`] switches the table, once, to a hash that mixes every bit, and rehashes. Slots move on removal and growth, so nothing may
-//! hold a slot index across a change to the table. Never allocates except when it grows past
-//! its reserved capacity.
+//! Slots move on removal and growth of the hash, so nothing may hold a slot index across a
+//! change to the table. Never allocates except when the hash grows past its reserved capacity.
 
+use super::order_hash::{HashClaim, OrderHash};
 use super::pages::PageArray;
 use super::side::SideKind;
 
-/// Probe length that makes the table switch to the hash that mixes every bit.
-pub const MAX_PROBE: usize = 64;
-/// Slots (16 bytes each: 1 MiB) from which the table keeps its load at or below 1/4.
-const BIG_TABLE: usize = 1 << 16;
-/// Fibonacci hashing multiplier (2^64 / golden ratio).
-const FIB: u64 = 0x9E37_79B9_7F4A_7C15;
+pub use super::order_hash::MAX_PROBE;
+
+/// Most slots of the recent-reference ring (16 bytes each: 64 MiB). A power of two.
+pub const RING: usize = 1 << 22;
+/// Slots of the ring to start with (64 KiB): a small day's ring stays in cache.
+pub const RING_START: usize = 1 << 12;
 
 /// Bits of a reference a live order keeps. Real references count up from 1 through the day and
 /// stay far below this (2^47 is 140 trillion); an add whose reference does not fit is refused
@@ -97,7 +96,7 @@ impl Order {
     }
 
     #[inline(always)]
-    fn is_live(&self) -> bool {
+    pub(super) fn is_live(&self) -> bool {
         self.shares != 0
     }
 }
@@ -105,7 +104,7 @@ impl Order {
 // SAFETY: integers only; the all-zero order is `VACANT`, an empty slot.
 unsafe impl super::pages::Zeroed for Order {}
 
-const VACANT: Order = Order {
+pub(super) const VACANT: Order = Order {
     tag: 0,
     shares: 0,
     price: 0,
@@ -114,139 +113,133 @@ const VACANT: Order = Order {
 /// A vacant slot reserved for a new reference by [`OrderTable::claim`].
 #[derive(Debug)]
 #[must_use = "a claim does nothing until it is filled"]
-pub struct Claim {
-    slot: usize,
-    probe: usize,
+pub enum Claim {
+    /// Slot of the ring.
+    Ring(usize),
+    /// Slot of the hash.
+    Hash(HashClaim),
 }
 
-/// Live orders by reference.
+/// Live orders by reference. A slot index below [`RING`] is a ring slot; from [`RING`] on, a
+/// slot of the hash.
 pub struct OrderTable {
-    slots: PageArray<Order>,
+    ring: PageArray<Order>,
+    /// `ring.len() - 1`.
     mask: usize,
-    shift: u32,
-    len: usize,
-    scrambled: bool,
+    older: OrderHash,
+    /// Live orders in the ring.
+    in_ring: usize,
+    /// The largest reference ever claimed: a larger one cannot be live yet, so its add skips
+    /// the duplicate check.
+    max_ref: u64,
 }
 
 impl OrderTable {
-    /// A table that holds `live` orders before it must grow (at the load its size allows).
-    pub fn with_capacity(live: usize) -> Self {
-        let mut cap = (live.max(8) * 2).next_power_of_two();
-        if cap >= BIG_TABLE {
-            cap = (live * 4).next_power_of_two();
-        }
+    /// A table whose hash holds `older` orders before it must grow.
+    pub fn with_capacity(older: usize) -> Self {
         OrderTable {
-            slots: PageArray::zeroed(cap),
-            mask: cap - 1,
-            shift: 64 - cap.trailing_zeros(),
-            len: 0,
-            scrambled: false,
+            ring: PageArray::zeroed(RING_START),
+            mask: RING_START - 1,
+            older: OrderHash::with_capacity(older),
+            in_ring: 0,
+            max_ref: 0,
         }
     }
 
     /// Writes every slot's page now (the slots stay empty), so no lookup faults one in later.
     pub fn touch(&mut self) {
-        self.slots.touch();
+        self.ring.touch();
+        self.older.touch();
     }
 
     /// Live orders.
     pub fn len(&self) -> usize {
-        self.len
+        self.in_ring + self.older.len()
     }
 
     /// True when no order is live.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Whether the table fell back to the hash that mixes every bit of a reference.
+    /// Live orders the ring lapped, or that came out of order, kept in the hash.
+    pub fn older(&self) -> usize {
+        self.older.len()
+    }
+
+    /// Whether the hash fell back to the hash that mixes every bit of a reference.
     pub fn scrambled(&self) -> bool {
-        self.scrambled
+        self.older.scrambled()
     }
 
-    /// Bytes the table holds on the heap.
+    /// Bytes the table holds, mapped.
     pub fn heap_bytes(&self) -> usize {
-        self.slots.mapped_bytes()
+        self.ring.mapped_bytes() + self.older.heap_bytes()
     }
 
-    /// The table grows when more than 1/this of its slots are taken: 1/2 while it is small
-    /// enough to stay in cache, 1/4 once every access is a miss anyway: at 1/2 a lookup or a
-    /// removal's backward shift often reads on into the next line, a miss no prefetch named
-    /// (v3k deep 0.91x at 1/2 with per-reference hashing, 0.88x with runs of four); at 1/4 that
-    /// is rare.
-    #[inline(always)]
-    fn load_divisor(&self) -> usize {
-        if self.slots.len() < BIG_TABLE {
-            2
-        } else {
-            4
-        }
+    /// Bytes of the table a day touches at random: live orders, a line's share each (the ring
+    /// between them is only streamed through by adds), and the hash.
+    pub fn live_bytes(&self) -> usize {
+        self.in_ring * 64 + self.older.len() * 2 * core::mem::size_of::<Order>()
     }
 
-    #[inline(always)]
-    fn home(&self, key: u64) -> usize {
-        let h = if self.scrambled { mix(key) } else { key };
-        (h.wrapping_mul(FIB) >> self.shift) as usize
-    }
-
-    /// Asks the cache for `key`'s home slot; changes nothing.
+    /// Asks the cache for `key`'s ring slot; changes nothing.
     #[inline(always)]
     pub fn prefetch(&self, key: u64) {
-        crate::book::prefetch::touch(self.slots.as_ptr().wrapping_add(self.home(key)));
+        crate::book::prefetch::touch(self.ring.as_ptr().wrapping_add(key as usize & self.mask));
     }
 
-    /// Asks the cache for `key`'s home slot and the slot after it: a removal's backward shift
-    /// reads on past its slot, into the next line one time in four.
+    /// Asks the cache for where `key` is most likely: its ring slot.
     #[inline(always)]
     pub fn prefetch_pair(&self, key: u64) {
-        let p = self.slots.as_ptr().wrapping_add(self.home(key));
-        crate::book::prefetch::touch(p);
-        crate::book::prefetch::touch(p.wrapping_add(1));
+        self.prefetch(key);
     }
 
-    /// Asks the cache for the line after slot `i`'s when a removal from `i` will read into it:
-    /// the backward shift scans to the first vacant slot, and when the last slot of `i`'s line
-    /// is taken, that is past the line, in a line no other prefetch named.
+    /// Asks the cache for the line a removal from slot `i` reads beyond its own: only the
+    /// hash's backward shift does.
     #[inline(always)]
     pub fn prefetch_shift(&self, i: usize) {
-        if self.slots[i | 3].is_live() {
-            let next = ((i | 3) + 1) & self.mask;
-            crate::book::prefetch::touch(self.slots.as_ptr().wrapping_add(next));
+        if i >= RING {
+            self.older.prefetch_shift(i - RING);
         }
     }
 
     /// The slot holding `key`, if live. Valid until the table next changes.
     #[inline(always)]
     pub fn find(&self, key: u64) -> Option<usize> {
-        let mut i = self.home(key);
-        loop {
-            let s = &self.slots[i];
-            if !s.is_live() {
-                return None;
-            }
-            if s.order_ref() == key {
-                return Some(i);
-            }
-            i = (i + 1) & self.mask;
+        let j = key as usize & self.mask;
+        let s = &self.ring[j];
+        if s.is_live() && s.order_ref() == key {
+            return Some(j);
         }
+        if self.older.is_empty() {
+            return None;
+        }
+        self.older.find(key).map(|h| RING + h)
     }
 
     /// The live order with reference `key`.
     #[inline(always)]
     pub fn get(&self, key: u64) -> Option<&Order> {
-        self.find(key).map(|i| &self.slots[i])
+        self.find(key).map(|i| self.at(i))
     }
 
     /// The order in slot `i` (from [`find`](Self::find)).
     #[inline(always)]
     pub fn at(&self, i: usize) -> &Order {
-        &self.slots[i]
+        match i < RING {
+            true => &self.ring[i],
+            false => self.older.at(i - RING),
+        }
     }
 
     /// Shares left of the order in slot `i` (from [`find`](Self::find)), to change in place.
     #[inline(always)]
     pub fn shares_at(&mut self, i: usize) -> &mut u32 {
-        &mut self.slots[i].shares
+        match i < RING {
+            true => &mut self.ring[i].shares,
+            false => self.older.shares_at(i - RING),
+        }
     }
 
     /// Inserts `o`; returns false (and changes nothing) if its reference is already live.
@@ -262,63 +255,104 @@ impl OrderTable {
     }
 
     /// The slot a new order with reference `key` would take, or `None` when `key` is already
-    /// live: one probe serves both the duplicate check and the insert. Grows the table first if
-    /// it must, so the claim holds until the table next changes; fill it before then.
+    /// live. May move the ring's occupant of `key`'s slot (an older reference) to the hash, so
+    /// the claim holds until the table next changes; fill it before then.
     #[inline]
     pub fn claim(&mut self, key: u64) -> Option<Claim> {
-        if (self.len + 1) * self.load_divisor() > self.slots.len() {
-            self.rebuild(self.slots.len() * 2, self.scrambled);
+        if key <= self.max_ref {
+            return self.claim_out_of_order(key);
         }
-        let mut i = self.home(key);
-        let mut probe = 0;
+        // Nothing this large was ever added: no duplicate, and any occupant is older.
+        self.max_ref = key;
         loop {
-            let s = &self.slots[i];
-            if !s.is_live() {
-                return Some(Claim { slot: i, probe });
+            let j = key as usize & self.mask;
+            if !self.ring[j].is_live() {
+                return Some(Claim::Ring(j));
             }
-            if s.order_ref() == key {
-                return None;
-            }
-            i = (i + 1) & self.mask;
-            probe += 1;
+            self.lapped(j);
         }
+    }
+
+    /// [`claim`](Self::claim) for a reference not above every one seen: it may be live already,
+    /// and the ring's occupant of its slot may be newer than it.
+    #[inline(never)]
+    fn claim_out_of_order(&mut self, key: u64) -> Option<Claim> {
+        let j = key as usize & self.mask;
+        let s = self.ring[j];
+        if s.is_live() && s.order_ref() == key {
+            return None;
+        }
+        if !self.older.is_empty() && self.older.find(key).is_some() {
+            return None;
+        }
+        if !s.is_live() {
+            return Some(Claim::Ring(j));
+        }
+        if s.order_ref() < key {
+            self.migrate(j);
+            return Some(Claim::Ring(j));
+        }
+        self.older.claim(key).map(Claim::Hash)
+    }
+
+    /// A newer reference needs the slot of the ring's live occupant `j`: the ring doubles
+    /// while it is more than an eighth full (the slot may still be taken after), else the
+    /// occupant moves to the hash.
+    #[cold]
+    fn lapped(&mut self, j: usize) {
+        if self.ring.len() < RING && self.in_ring * 8 > self.ring.len() {
+            self.grow_ring();
+        } else {
+            self.migrate(j);
+        }
+    }
+
+    /// Doubles the ring; every live order moves to its reference's slot in the larger one.
+    fn grow_ring(&mut self) {
+        let cap = self.ring.len() * 2;
+        let old = core::mem::replace(&mut self.ring, PageArray::zeroed(cap));
+        self.mask = cap - 1;
+        for &o in old.iter().filter(|o| o.is_live()) {
+            let j = o.order_ref() as usize & self.mask;
+            debug_assert!(!self.ring[j].is_live(), "distinct below, distinct above");
+            self.ring[j] = o;
+        }
+    }
+
+    /// Moves the ring's live occupant of slot `j` to the hash.
+    fn migrate(&mut self, j: usize) {
+        let o = core::mem::replace(&mut self.ring[j], VACANT);
+        self.in_ring -= 1;
+        let moved = self.older.insert(o);
+        debug_assert!(
+            moved,
+            "a reference is live in the ring or the hash, not both"
+        );
     }
 
     /// Puts `o`, whose reference `c` was claimed for, in the claimed slot.
     #[inline]
     pub fn fill(&mut self, c: Claim, o: Order) {
         debug_assert!(o.is_live(), "a live order displays shares");
-        debug_assert!(!self.slots[c.slot].is_live(), "the claim is stale");
-        self.slots[c.slot] = o;
-        self.len += 1;
-        if c.probe > MAX_PROBE && !self.scrambled {
-            self.rebuild(self.slots.len(), true);
+        match c {
+            Claim::Ring(j) => {
+                debug_assert!(!self.ring[j].is_live(), "the claim is stale");
+                self.ring[j] = o;
+                self.in_ring += 1;
+            }
+            Claim::Hash(h) => self.older.fill(h, o),
         }
     }
 
     /// Removes the order in slot `i` (from [`find`](Self::find)) and returns it.
     #[inline]
     pub fn remove_at(&mut self, i: usize) -> Order {
-        let gone = self.slots[i];
-        debug_assert!(gone.is_live(), "removing an empty slot");
-        self.len -= 1;
-        // Backward-shift: pull later members of the probe run into the hole so that every entry
-        // stays reachable from its home slot without tombstones.
-        let mut hole = i;
-        let mut j = (i + 1) & self.mask;
-        loop {
-            let s = self.slots[j];
-            if !s.is_live() {
-                break;
-            }
-            let home = self.home(s.order_ref());
-            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
-                self.slots[hole] = s;
-                hole = j;
-            }
-            j = (j + 1) & self.mask;
+        if i >= RING {
+            return self.older.remove_at(i - RING);
         }
-        self.slots[hole] = VACANT;
+        let gone = core::mem::replace(&mut self.ring[i], VACANT);
+        debug_assert!(gone.is_live(), "removing an empty slot");
+        self.in_ring -= 1;
         gone
     }
 
@@ -329,38 +363,12 @@ impl OrderTable {
 
     /// Every live order, in no particular order. O(capacity): for queries and checks.
     pub fn iter(&self) -> impl Iterator<Item = &Order> + '_ {
-        self.slots.iter().filter(|s| s.is_live())
-    }
-
-    fn rebuild(&mut self, cap: usize, scrambled: bool) {
-        let old = core::mem::replace(&mut self.slots, PageArray::zeroed(cap));
-        self.mask = cap - 1;
-        self.shift = 64 - cap.trailing_zeros();
-        self.scrambled = scrambled;
-        self.len = 0;
-        for &s in old.iter().filter(|s| s.is_live()) {
-            let mut i = self.home(s.order_ref());
-            while self.slots[i].is_live() {
-                i = (i + 1) & self.mask;
-            }
-            self.slots[i] = s;
-            self.len += 1;
-        }
+        self.ring
+            .iter()
+            .filter(|s| s.is_live())
+            .chain(self.older.iter())
     }
 }
-
-/// Every bit of `key` moves every bit of the result (MurmurHash3's 64-bit finaliser), so
-/// references that differ only in their top bits still land far apart.
-#[inline(always)]
-fn mix(mut key: u64) -> u64 {
-    key ^= key >> 33;
-    key = key.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    key ^= key >> 33;
-    key = key.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    key ^ key >> 33
-}
-
-const _: () = assert!(core::mem::size_of::<Order>() == 16);
 
 #[cfg(test)]
 mod tests {
@@ -372,7 +380,8 @@ mod tests {
         Order::new(k, n as usize % 65_536, side, n + 1, n)
     }
 
-    fn check_against_model(keys: impl Iterator<Item = u64>, seed: u64) {
+    /// Inserts `keys` in order and removes at random (one in three), against a `HashMap`.
+    fn check_against_model(keys: impl Iterator<Item = u64>, seed: u64) -> OrderTable {
         let mut t = OrderTable::with_capacity(4);
         let mut model = HashMap::new();
         let mut x = seed | 1;
@@ -385,7 +394,7 @@ mod tests {
                 assert_eq!(t.remove(victim), model.remove(&victim), "seed {seed}");
             } else {
                 let fresh = !model.contains_key(&k);
-                assert_eq!(t.insert(order(k, n as u32)), fresh, "seed {seed}");
+                assert_eq!(t.insert(order(k, n as u32)), fresh, "seed {seed} key {k}");
                 model.entry(k).or_insert(order(k, n as u32));
             }
             assert_eq!(t.len(), model.len(), "seed {seed}");
@@ -395,57 +404,56 @@ mod tests {
         }
         assert_eq!(t.iter().count(), model.len(), "seed {seed}");
         assert_eq!(t.get(u64::MAX - 7), model.get(&(u64::MAX - 7)));
+        t
     }
 
     #[test]
-    fn sequential_references_match_a_hashmap() {
-        check_against_model(1_000..20_000u64, 7);
+    fn sequential_references_stay_in_the_ring() {
+        let t = check_against_model(1_000..20_000u64, 7);
+        assert_eq!(t.older(), 0);
+        assert!(
+            t.ring.len() < 1 << 16,
+            "{} slots for ~6k live",
+            t.ring.len()
+        );
     }
 
     #[test]
-    fn strides_and_long_lived_survivors_keep_probes_short() {
-        check_against_model((0..5_000u64).map(|i| i << 16), 11);
-        // A day's shape: increasing references, most cancels young, some at any age, about 50k
-        // live. Identity hashing (low bits as the slot) failed exactly this at 40% load.
-        let mut t = OrderTable::with_capacity(1 << 16);
-        let mut live: Vec<u64> = Vec::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for r in 0..400_000u64 {
-            assert!(t.insert(order(r, r as u32)));
-            live.push(r);
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if live.len() > 50_000 || x % 100 < 48 {
-                let n = live.len();
-                let i = if x % 10 < 7 {
-                    n - 1 - (x as usize >> 8) % n.min(64)
-                } else {
-                    (x as usize >> 8) % n
-                };
-                let k = live.swap_remove(i);
-                assert_eq!(t.remove(k), Some(order(k, k as u32)));
+    fn a_sparse_ring_hands_survivors_to_the_hash() {
+        // 100 live orders that never leave, then a long run of short-lived ones: the ring
+        // stays small and the survivors move to the hash when it laps them.
+        let mut t = OrderTable::with_capacity(4);
+        for k in 0..100 {
+            assert!(t.insert(order(k, 1)));
+        }
+        for k in 100..200_000u64 {
+            assert!(t.insert(order(k, 1)));
+            if k > 100 {
+                assert!(t.remove(k - 1).is_some());
             }
         }
-        assert!(!t.scrambled(), "no probe run reached {MAX_PROBE}");
+        assert_eq!(t.ring.len(), RING_START);
+        assert_eq!(t.older(), 100);
+        assert!((0..100).all(|k| t.get(k).is_some()));
     }
 
     #[test]
-    fn colliding_keys_fall_back_to_scrambling() {
-        let mut t = OrderTable::with_capacity(1 << 10);
-        let target = t.home(0);
-        let hostile: Vec<u64> = (0..)
-            .map(|k: u64| k * 4)
-            .filter(|&k| t.home(k) == target)
-            .take(200)
-            .collect();
-        for (i, &k) in hostile.iter().enumerate() {
-            assert!(t.insert(order(k, i as u32)));
-        }
-        assert!(t.scrambled());
-        for (i, &k) in hostile.iter().enumerate() {
-            assert_eq!(t.get(k), Some(&order(k, i as u32)));
-        }
+    fn lapped_survivors_move_to_the_hash_and_stay_found() {
+        // Every reference a multiple of RING/4 apart: each add laps the one four before it.
+        let t = check_against_model((0..2_000u64).map(|i| i * (RING as u64 / 4)), 11);
+        assert!(t.older() > 0, "survivors were lapped");
+    }
+
+    #[test]
+    fn out_of_order_and_repeated_references_match_a_hashmap() {
+        // Descending, repeated and lapping references together.
+        let keys = (0..6_000u64).map(|i| match i % 4 {
+            0 => 50_000 - i,
+            1 => i % 97,
+            2 => i * RING as u64 + 3,
+            _ => i + RING as u64,
+        });
+        check_against_model(keys, 5);
     }
 
     #[test]
@@ -454,8 +462,13 @@ mod tests {
         assert!(t.insert(order(5, 1)));
         assert!(!t.insert(order(5, 2)));
         assert_eq!(t.get(5), Some(&order(5, 1)));
+        // A lapped order is still found, and still a duplicate.
+        assert!(t.insert(order(5 + RING as u64, 3)));
+        assert!(!t.insert(order(5, 4)));
+        assert_eq!(t.get(5), Some(&order(5, 1)));
         assert_eq!(t.remove(5), Some(order(5, 1)));
         assert_eq!(t.remove(5), None);
+        assert_eq!(t.remove(5 + RING as u64), Some(order(5 + RING as u64, 3)));
         assert!(t.is_empty());
     }
 }
