@@ -251,24 +251,13 @@ fn result_json(
         "snapshot_rate": a.snapshot_rate,
         "snapshot_misses": r.control.state.probe_misses,
         "degrade": crate::control::admin::degrade_json(&r.control),
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": crate::telemetry::memory::peak_rss_bytes(),
         "placement": placement,
         "timeline": {"columns": ["at_s", "e2e_p99_ns", "e2e_max_ns", "messages", "level",
             "ingress_lost_ns", "shard_lost_ns", "control_turn_max_ns", "steal_ns"], "rows": timeline},
         "lost_cpu_ns": r.control.state.lost.iter().map(|(n, v)| (n.clone(), (*v).into()))
             .collect::<serde_json::Map<String, serde_json::Value>>(),
     })
-}
-
-/// VmHWM of this process, bytes (0 where /proc is not there).
-pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            l.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// The result as a table for the terminal.

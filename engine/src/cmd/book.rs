@@ -5,6 +5,7 @@ use crate::error::{Failure, Result};
 use crate::feed::{open, replay, Feed, FeedBytes, Replay};
 use crate::fmt::{bytes, count, rate};
 use crate::report::{anomaly_list, corrupt_summary, selected, write_human, write_json};
+use crate::telemetry::memory;
 use shards::book::Books;
 use shards::synth::{generate, GenConfig, Profile, Scope};
 use std::io::Write;
@@ -80,5 +81,13 @@ fn summary(feed: &Feed, books: &Books, r: &Replay) -> String {
     if let Some(c) = corrupt_summary(w) {
         s += &format!("; {c}");
     }
+    // The input is mapped, and its pages count in the resident set: say how much of the peak
+    // is the process's own.
+    let (peak, files) = (memory::peak_rss_bytes(), memory::resident_file_bytes());
+    s += &format!(
+        "; peak RSS {} ({} of it mapped files, the input among them)",
+        bytes(peak),
+        bytes(files.min(peak))
+    );
     s
 }

@@ -12,6 +12,7 @@
 
 pub mod budget;
 pub mod lost;
+pub mod memory;
 pub mod noise;
 
 use crate::runtime::ring::{self, Consumer, Producer};
