@@ -215,6 +215,13 @@ impl OrderTable {
         if self.older.is_empty() {
             return None;
         }
+        self.find_older(key)
+    }
+
+    /// [`find`](Self::find) in the hash: out of line, so that the ring's path stays a few
+    /// instructions wherever it is inlined.
+    #[inline(never)]
+    fn find_older(&self, key: u64) -> Option<usize> {
         self.older.find(key).map(|h| RING + h)
     }
 
@@ -257,7 +264,7 @@ impl OrderTable {
     /// The slot a new order with reference `key` would take, or `None` when `key` is already
     /// live. May move the ring's occupant of `key`'s slot (an older reference) to the hash, so
     /// the claim holds until the table next changes; fill it before then.
-    #[inline]
+    #[inline(always)]
     pub fn claim(&mut self, key: u64) -> Option<Claim> {
         if key <= self.max_ref {
             return self.claim_out_of_order(key);
@@ -331,7 +338,7 @@ impl OrderTable {
     }
 
     /// Puts `o`, whose reference `c` was claimed for, in the claimed slot.
-    #[inline]
+    #[inline(always)]
     pub fn fill(&mut self, c: Claim, o: Order) {
         debug_assert!(o.is_live(), "a live order displays shares");
         match c {
@@ -340,20 +347,30 @@ impl OrderTable {
                 self.ring[j] = o;
                 self.in_ring += 1;
             }
-            Claim::Hash(h) => self.older.fill(h, o),
+            Claim::Hash(h) => self.fill_older(h, o),
         }
     }
 
+    #[inline(never)]
+    fn fill_older(&mut self, c: HashClaim, o: Order) {
+        self.older.fill(c, o)
+    }
+
     /// Removes the order in slot `i` (from [`find`](Self::find)) and returns it.
-    #[inline]
+    #[inline(always)]
     pub fn remove_at(&mut self, i: usize) -> Order {
         if i >= RING {
-            return self.older.remove_at(i - RING);
+            return self.remove_older(i - RING);
         }
         let gone = core::mem::replace(&mut self.ring[i], VACANT);
         debug_assert!(gone.is_live(), "removing an empty slot");
         self.in_ring -= 1;
         gone
+    }
+
+    #[inline(never)]
+    fn remove_older(&mut self, i: usize) -> Order {
+        self.older.remove_at(i)
     }
 
     /// Removes `key`; returns the order if it was live.
