@@ -8,10 +8,11 @@
 //! tables have reached the day's high-water mark; feed anomalies are counted, never fatal.
 //!
 //! Structure choices, and why (the figures are in the top-level README):
-//! - orders stored inline in a hash table keyed by reference ([`order_table`]): E/C/X/D/U (half
-//!   of all messages) find everything they need about their order (shares, book, side, price)
-//!   in the one slot the lookup lands on; no queue links, because reference order is queue
-//!   order; a direct array by reference would need gigabytes for a day;
+//! - orders stored inline, by reference ([`order_table`]): a ring indexed by the reference's
+//!   low bits for the recent ones, a hash for the ones it laps; E/C/X/D/U (half of all
+//!   messages) find everything they need about their order (shares, book, side, price) in the
+//!   one slot the lookup lands on; no queue links, because reference order is queue order; a
+//!   direct array by reference would need gigabytes for a day, the ring at most 64 MiB;
 //! - price levels per side in a ladder of one cell per tick that follows the top ([`side`]),
 //!   because activity clusters within a few hundred ticks of the top: a message finds its
 //!   level, or its new level's place, by price with one load, and the cell holds the level's
