@@ -55,7 +55,7 @@ pub fn cycles_per_ns() -> f64 {
 }
 
 /// The process's peak resident set (VmHWM), in bytes; the engine's own reading.
-pub use tickcore::cmd::bench::peak_rss_bytes;
+pub use tickcore::telemetry::memory::peak_rss_bytes;
 
 /// Median of a few values.
 pub fn median(mut v: Vec<f64>) -> f64 {
