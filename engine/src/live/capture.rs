@@ -195,7 +195,7 @@ fn write_all(
 
 /// Ethernet (locally administered MACs), IPv4 127.0.0.1 -> 127.0.0.1 and UDP headers, then
 /// the datagram. The UDP checksum is 0 (allowed over IPv4); the IPv4 one is computed.
-fn udp_frame(out: &mut Vec<u8>, port: u16, d: &[u8]) {
+pub(crate) fn udp_frame(out: &mut Vec<u8>, port: u16, d: &[u8]) {
     out.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
     let total = (20 + 8 + d.len()) as u16;
     let mut ip = [

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct PcapSource {
     name: String,
     datagrams: Vec<Vec<u8>>,
-    /// Frames that were not IPv4/UDP (skipped, counted).
-    pub not_udp: u64,
+    /// Frames that were not IPv4/UDP (skipped, counted, named in [`Source::describe`]).
+    not_udp: u64,
 }
 
 impl PcapSource {
@@ -65,7 +65,13 @@ impl<F: FnMut(Fed<'_>)> Outlet for Out<F> {
 
 impl Source for PcapSource {
     fn describe(&self) -> String {
-        format!("pcap capture {}", self.name)
+        match self.not_udp {
+            0 => format!("pcap capture {}", self.name),
+            n => format!(
+                "pcap capture {} ({n} frame(s) not IPv4/UDP, skipped)",
+                self.name
+            ),
+        }
     }
 
     fn whole(&self) -> Option<&[u8]> {
@@ -93,5 +99,38 @@ impl Source for PcapSource {
             frames: arb.applied(),
             ..WalkStats::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+
+    #[test]
+    fn frames_that_are_not_udp_are_counted_and_named() {
+        let path =
+            std::env::temp_dir().join(format!("tickcore-notudp-{}.pcap", std::process::id()));
+        let mut w = PcapWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+        let mut udp = Vec::new();
+        super::super::capture::udp_frame(&mut udp, 31001, b"not mold but udp");
+        // An ARP frame: Ethernet with type 0x0806.
+        let mut arp = vec![0xFF; 12];
+        arp.extend_from_slice(&[0x08, 0x06]);
+        arp.extend_from_slice(&[0; 28]);
+        for f in [&udp, &arp, &arp] {
+            let ts = std::time::Duration::from_secs(1);
+            w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
+                .unwrap();
+        }
+        drop(w);
+        let s = PcapSource::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!((s.datagrams.len(), s.not_udp), (1, 2));
+        assert!(
+            s.describe().contains("2 frame(s) not IPv4/UDP"),
+            "{}",
+            s.describe()
+        );
     }
 }
