@@ -100,23 +100,9 @@ fn exact_message_count_and_day_structure() {
     assert_eq!(directory, 14);
 }
 
-#[test]
-fn mix_is_close_to_a_nasdaq_day() {
-    let bytes = generate(&cfg(Scope::N100, 2_000_000, 11, Profile::Realistic)).unwrap();
-    let books = replay(&bytes);
-    let by_type = books.by_type();
-    let total: u64 = by_type.iter().sum();
-    let share = |t: u8| by_type[TYPE_INDEX[t as usize] as usize] as f64 / total as f64 * 100.0;
-    for (t, want, tol) in [
-        (b'A', 43.0, 1.5),
-        (b'D', 42.0, 1.5),
-        (b'U', 9.0, 0.8),
-        (b'E', 2.5, 0.5),
-        (b'X', 1.2, 0.4),
-        (b'I', 1.3, 0.3),
-        (b'P', 0.5, 0.2),
-        (b'F', 0.5, 0.2),
-    ] {
+/// Each type's share of messages (percent, from `share`) is within its tolerance of the wanted.
+fn assert_shares(share: impl Fn(u8) -> f64, want: &[(u8, f64, f64)]) {
+    for &(t, want, tol) in want {
         let got = share(t);
         assert!(
             (got - want).abs() <= tol,
@@ -124,6 +110,28 @@ fn mix_is_close_to_a_nasdaq_day() {
             t as char
         );
     }
+}
+
+#[test]
+fn mix_is_close_to_a_nasdaq_day() {
+    let bytes = generate(&cfg(Scope::N100, 2_000_000, 11, Profile::Realistic)).unwrap();
+    let books = replay(&bytes);
+    let by_type = books.by_type();
+    let total: u64 = by_type.iter().sum();
+    let share = |t: u8| by_type[TYPE_INDEX[t as usize] as usize] as f64 / total as f64 * 100.0;
+    assert_shares(
+        share,
+        &[
+            (b'A', 43.0, 1.5),
+            (b'D', 42.0, 1.5),
+            (b'U', 9.0, 0.8),
+            (b'E', 2.5, 0.5),
+            (b'X', 1.2, 0.4),
+            (b'I', 1.3, 0.3),
+            (b'P', 0.5, 0.2),
+            (b'F', 0.5, 0.2),
+        ],
+    );
     for t in [b'C', b'L', b'Q'] {
         assert!(share(t) > 0.0, "{} occurs", t as char);
     }
@@ -241,22 +249,18 @@ fn the_uniform_profile_is_the_peers_shape() {
     let c = cfg(Scope::V3k, 2_000_000, 12, Profile::Uniform);
     let bytes = generate(&c).unwrap();
     let f = flow(&bytes);
-    for (t, want, tol) in [
-        (b'A', 40.0, 1.0),
-        (b'F', 4.0, 0.4),
-        (b'D', 42.0, 1.0),
-        (b'U', 9.0, 0.5),
-        (b'E', 2.5, 0.3),
-        (b'X', 1.2, 0.2),
-        (b'P', 1.0, 0.2),
-    ] {
-        let got = f.share[&t];
-        assert!(
-            (got - want).abs() <= tol,
-            "{}: {got:.2}% vs {want}%",
-            t as char
-        );
-    }
+    assert_shares(
+        |t| f.share[&t],
+        &[
+            (b'A', 40.0, 1.0),
+            (b'F', 4.0, 0.4),
+            (b'D', 42.0, 1.0),
+            (b'U', 9.0, 0.5),
+            (b'E', 2.5, 0.3),
+            (b'X', 1.2, 0.2),
+            (b'P', 1.0, 0.2),
+        ],
+    );
     // Every instrument equally busy: 3,500 counts of about 570 stay within a third of it.
     assert_eq!(f.per_locate.len(), 3_500);
     let avg = f.per_locate.iter().sum::<u64>() as f64 / 3_500.0;

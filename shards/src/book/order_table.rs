@@ -389,44 +389,18 @@ impl OrderTable {
 
 #[cfg(test)]
 mod tests {
+    use super::super::order_hash::tests::{check_against_model, order};
     use super::*;
-    use std::collections::HashMap;
 
-    fn order(k: u64, n: u32) -> Order {
-        let side = [SideKind::Bid, SideKind::Ask][n as usize % 2];
-        Order::new(k, n as usize % 65_536, side, n + 1, n)
-    }
-
-    /// Inserts `keys` in order and removes at random (one in three), against a `HashMap`.
-    fn check_against_model(keys: impl Iterator<Item = u64>, seed: u64) -> OrderTable {
+    fn checked(keys: impl Iterator<Item = u64>, seed: u64) -> OrderTable {
         let mut t = OrderTable::with_capacity(4);
-        let mut model = HashMap::new();
-        let mut x = seed | 1;
-        for (n, k) in keys.enumerate() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if x % 3 == 0 && !model.is_empty() {
-                let victim = *model.keys().nth((x as usize / 3) % model.len()).unwrap();
-                assert_eq!(t.remove(victim), model.remove(&victim), "seed {seed}");
-            } else {
-                let fresh = !model.contains_key(&k);
-                assert_eq!(t.insert(order(k, n as u32)), fresh, "seed {seed} key {k}");
-                model.entry(k).or_insert(order(k, n as u32));
-            }
-            assert_eq!(t.len(), model.len(), "seed {seed}");
-        }
-        for (k, v) in &model {
-            assert_eq!(t.get(*k), Some(v), "seed {seed}");
-        }
-        assert_eq!(t.iter().count(), model.len(), "seed {seed}");
-        assert_eq!(t.get(u64::MAX - 7), model.get(&(u64::MAX - 7)));
+        check_against_model(&mut t, keys, seed);
         t
     }
 
     #[test]
     fn sequential_references_stay_in_the_ring() {
-        let t = check_against_model(1_000..20_000u64, 7);
+        let t = checked(1_000..20_000u64, 7);
         assert_eq!(t.older(), 0);
         assert!(
             t.ring.len() < 1 << 16,
@@ -457,7 +431,7 @@ mod tests {
     #[test]
     fn lapped_survivors_move_to_the_hash_and_stay_found() {
         // Every reference a multiple of RING/4 apart: each add laps the one four before it.
-        let t = check_against_model((0..2_000u64).map(|i| i * (RING as u64 / 4)), 11);
+        let t = checked((0..2_000u64).map(|i| i * (RING as u64 / 4)), 11);
         assert!(t.older() > 0, "survivors were lapped");
     }
 
@@ -470,7 +444,7 @@ mod tests {
             2 => i * RING as u64 + 3,
             _ => i + RING as u64,
         });
-        check_against_model(keys, 5);
+        checked(keys, 5);
     }
 
     #[test]
