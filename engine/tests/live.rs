@@ -45,6 +45,12 @@ fn port() -> u16 {
         .port()
 }
 
+/// A TCP address free on loopback now, for the admin endpoint (released before use).
+fn admin_addr() -> String {
+    let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    t.local_addr().unwrap().to_string()
+}
+
 /// A generated m7 session in `d`, and its reference books.
 fn session(d: &Path, messages: &str, seed: &str) -> (String, String) {
     let f = d.join("session.itch50");
@@ -226,10 +232,7 @@ fn a_silenced_range_is_reported_lost_and_everything_else_is_exact() {
     let d = dir("silence");
     let (file, _) = session(&d, "100k", "6");
     let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
-    let admin = {
-        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        t.local_addr().unwrap().to_string()
-    };
+    let admin = admin_addr();
     let rx = Receiver::start(
         &d,
         &l,
@@ -562,10 +565,7 @@ fn live_counters_are_on_the_metrics_page() {
     let d = dir("metrics");
     let (file, _) = session(&d, "50k", "11");
     let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
-    let admin = {
-        let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        t.local_addr().unwrap().to_string()
-    };
+    let admin = admin_addr();
     let rx = Receiver::start(&d, &l, &rr, &["--admin", &admin, "--admin-linger-s", "30"]);
     exchange(&d, &file, &l, &rr, &["--drop", "3", "--seed", "2"]);
     // The feed has ended once every message is applied; the endpoint lingers for the scrape.
