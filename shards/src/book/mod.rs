@@ -177,11 +177,6 @@ impl Books {
         self.prefetch = prefetch_policy::Chooser::new(policy);
     }
 
-    /// Whether replays prefetch now.
-    pub fn prefetching(&self) -> bool {
-        self.prefetch.on()
-    }
-
     /// Makes the order table, and the books and ladder windows of the first `books` books,
     /// resident now (before a feed's clock starts: a page fault on the hot path costs
     /// microseconds, and a huge page's tens of them; a v3k day opening 3,500 books faulted in

@@ -192,6 +192,9 @@ pub struct Pipeline<'a> {
     /// What stage 1 decoded of each message in `ring` (same index).
     plans: [Plan; LOOKAHEAD],
     len: usize,
+    /// The books' current mode ([`Chooser::on`](super::prefetch_policy::Chooser::on)), held
+    /// here: read through `books` on every message instead, it cost m7 1.3% (five rounds
+    /// back to back), the compiler reloading it after each apply.
     enabled: bool,
 }
 

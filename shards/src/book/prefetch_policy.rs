@@ -90,11 +90,6 @@ impl Chooser {
         }
     }
 
-    /// The policy followed.
-    pub fn policy(&self) -> Prefetch {
-        self.policy
-    }
-
     /// Whether messages are prefetched now.
     #[inline(always)]
     pub fn on(&self) -> bool {
