@@ -284,14 +284,11 @@ impl OrderTable {
     /// and the ring's occupant of its slot may be newer than it.
     #[inline(never)]
     fn claim_out_of_order(&mut self, key: u64) -> Option<Claim> {
+        if self.find(key).is_some() {
+            return None;
+        }
         let j = key as usize & self.mask;
         let s = self.ring[j];
-        if s.is_live() && s.order_ref() == key {
-            return None;
-        }
-        if !self.older.is_empty() && self.older.find(key).is_some() {
-            return None;
-        }
         if !s.is_live() {
             return Some(Claim::Ring(j));
         }
