@@ -7,7 +7,7 @@
 //! empty the top level open the room it moves into. `b` stays within 300 ticks of the reference
 //! price and adds land at most 199 ticks from `b`, so every price fits a fixed 1,024-tick window.
 
-use super::rng::Rng;
+use super::rng::{scale, Rng};
 use super::universe::{universe, Instrument};
 use super::{GenConfig, GenError, Profile};
 use crate::book::prefetch::touch;
@@ -104,6 +104,7 @@ struct GenOrder {
     /// Index in the live list that holds it: its instrument's, or the day's in the uniform
     /// profile.
     pos: u32,
+    /// Index of its instrument in the generator's universe.
     inst: u16,
     side: u8,
 }
@@ -900,11 +901,10 @@ fn victim_start(n: usize, r: u64) -> usize {
 /// How a profile turns a random draw into an index in a live list of `n` orders.
 type Pick = fn(usize, u64) -> usize;
 
-/// Uniform in `0..n` from 64 random bits (multiply-shift); 0 when `n` is 0, an index an empty
-/// list does not hold.
+/// Index `0..n` in a live list from a draw made earlier ([`scale`]); 0 for an empty list.
 #[inline(always)]
 fn uniform_index(n: usize, r: u64) -> usize {
-    ((r as u128 * n as u128) >> 64) as usize
+    scale(r, n as u64) as usize
 }
 
 /// The next non-empty tick beyond `from` on `side`, or the empty marker.

@@ -22,7 +22,7 @@ impl Rng {
     /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2^-32 for our `n`).
     #[inline(always)]
     pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+        scale(self.next_u64(), n)
     }
 
     /// Uniform in `[0, 1)`.
@@ -36,4 +36,11 @@ impl Rng {
     pub fn chance(&mut self, num: u64) -> bool {
         self.next_u64() & 1023 < num
     }
+}
+
+/// Uniform in `0..n` from 64 random bits drawn earlier (Lemire's multiply-shift); 0 when `n` is
+/// 0. For a draw that must be made before `n` is known (the generator draws ahead to prefetch).
+#[inline(always)]
+pub fn scale(r: u64, n: u64) -> u64 {
+    ((r as u128 * n as u128) >> 64) as u64
 }
