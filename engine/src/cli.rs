@@ -251,15 +251,18 @@ pub struct RunArgs {
     /// Live feed settings.
     #[command(flatten)]
     pub live: LiveArgs,
-    /// Admin endpoint: HOST:PORT or off [default: 127.0.0.1:9800; when that port is taken the
-    /// run goes on without one]. Serves GET /metrics (Prometheus), /status (JSON),
-    /// /snapshot/SYMBOL, /budgets and PUT /budgets. A non-loopback address needs
-    /// TICKCORE_ADMIN_TOKEN, sent as `Authorization: Bearer <token>` on every request.
-    #[arg(long, value_name = "ADDR|off")]
-    pub admin: Option<crate::control::admin::AdminAddr>,
-    /// Keep the admin endpoint up this many seconds after the feed ends (to read final figures).
-    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
-    pub admin_linger_s: f64,
+    /// The admin endpoint and the WebSocket gateway.
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+    /// Keep the admin endpoint and the WebSocket gateway up this many seconds after the feed
+    /// ends, so that clients can read the final state (was --admin-linger-s).
+    #[arg(
+        long,
+        alias = "admin-linger-s",
+        default_value_t = 0.0,
+        value_name = "SECONDS"
+    )]
+    pub linger_s: f64,
     /// For tests and drills only: inject a delay, apply-delay=DURATION@shardN[:for=DURATION]
     /// (each message shard N applies spins DURATION more, for the first `for` of its run or
     /// all of it). Repeatable.
@@ -327,9 +330,27 @@ pub struct ConfigArgs {
     /// Which sinks run, and their settings.
     #[command(flatten)]
     pub sinks: SinkChoice,
-    /// The admin endpoint, as `tickcore run` takes it (off: no admin thread in the plan).
+    /// The endpoints, as `tickcore run` takes them (each adds its thread to the plan).
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+/// The endpoints a run serves besides the feed path (`run`, and `config`, whose plan they
+/// change).
+#[derive(Debug, Args)]
+pub struct EndpointArgs {
+    /// Admin endpoint: HOST:PORT or off [default: 127.0.0.1:9800; when that port is taken the
+    /// run goes on without one]. Serves GET /metrics (Prometheus), /status (JSON),
+    /// /snapshot/SYMBOL, /budgets and PUT /budgets. A non-loopback address needs
+    /// TICKCORE_ADMIN_TOKEN, sent as `Authorization: Bearer <token>` on every request.
     #[arg(long, value_name = "ADDR|off")]
     pub admin: Option<crate::control::admin::AdminAddr>,
+    /// WebSocket gateway [default: off; `--ws` alone: 127.0.0.1:9900]. Clients subscribe to
+    /// trades, bbo, bars and depth:N per symbol (JSON text frames, see README "WebSocket");
+    /// GET / on the same address serves a live book page. A non-loopback address needs
+    /// TICKCORE_WS_TOKEN, sent as `?token=` or `Authorization: Bearer <token>` at connect time.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = crate::gateway::DEFAULT_ADDR)]
+    pub ws: Option<std::net::SocketAddr>,
 }
 
 /// A feed to replay.

@@ -93,6 +93,9 @@ pub struct Overrides {
     /// CPU of the control core.
     #[arg(long)]
     pub control_cpu: Option<usize>,
+    /// CPUs of the WebSocket gateway (`run --ws`), comma-separated; it runs on the first.
+    #[arg(long, value_delimiter = ',')]
+    pub gateway_cpus: Option<Vec<usize>>,
     /// Number of shards [default: one per entry of shard_cpus].
     #[arg(long)]
     pub shards: Option<usize>,
@@ -138,6 +141,16 @@ pub struct Overrides {
     /// Flush a Neo4j batch after the oldest row has waited this long, ms.
     #[arg(long)]
     pub neo4j_linger_ms: Option<usize>,
+    /// Frames one WebSocket client may have waiting (BBO and depth conflate, so this bounds
+    /// its trades and bars); past it the client is closed as too slow (1013).
+    #[arg(long)]
+    pub ws_queue_frames: Option<usize>,
+    /// Symbols one WebSocket connection may name (`*` is always allowed).
+    #[arg(long)]
+    pub ws_symbols: Option<usize>,
+    /// Requests a second one WebSocket connection may send (a burst of twice as many passes).
+    #[arg(long)]
+    pub ws_requests_per_s: Option<usize>,
     /// How often the control core merges the cores' histograms and checks the budgets, ms.
     #[arg(long)]
     pub control_interval_ms: Option<usize>,
@@ -171,6 +184,8 @@ pub struct Config {
     pub adapter_cpus: Setting<Vec<usize>>,
     /// CPU of control.
     pub control_cpu: Setting<usize>,
+    /// CPUs of the WebSocket gateway.
+    pub gateway_cpus: Setting<Vec<usize>>,
     /// Number of shards.
     pub shards: Setting<usize>,
     /// Instrument assignment.
@@ -199,6 +214,12 @@ pub struct Config {
     pub neo4j_batch: Setting<usize>,
     /// Flush a Neo4j batch after the oldest row has waited this long, ms.
     pub neo4j_linger_ms: Setting<usize>,
+    /// Frames a WebSocket client may have waiting.
+    pub ws_queue_frames: Setting<usize>,
+    /// Symbols a WebSocket connection may name.
+    pub ws_symbols: Setting<usize>,
+    /// Requests a second a WebSocket connection may send.
+    pub ws_requests_per_s: Setting<usize>,
     /// Control interval, ms.
     pub control_interval_ms: Setting<usize>,
     /// Intervals over budget before a level up.
@@ -228,6 +249,7 @@ impl Config {
             shard_cpus: Setting::default(vec![shard_cpu]),
             adapter_cpus: Setting::default(vec![0]),
             control_cpu: Setting::default(0),
+            gateway_cpus: Setting::default(vec![0]),
             shards: Setting::default(1),
             assign: Setting::default(Assign::Hash),
             feed_batch_bytes: Setting::default(128 << 10),
@@ -242,6 +264,9 @@ impl Config {
             redis_linger_ms: Setting::default(20),
             neo4j_batch: Setting::default(2000),
             neo4j_linger_ms: Setting::default(200),
+            ws_queue_frames: Setting::default(16_384),
+            ws_symbols: Setting::default(1_000),
+            ws_requests_per_s: Setting::default(20),
             control_interval_ms: Setting::default(100),
             degrade_enter: Setting::default(3),
             degrade_leave: Setting::default(10),
@@ -335,6 +360,7 @@ impl Config {
         self.shard_cpus.set(o.shard_cpus.clone(), s);
         self.adapter_cpus.set(o.adapter_cpus.clone(), s);
         self.control_cpu.set(o.control_cpu, s);
+        self.gateway_cpus.set(o.gateway_cpus.clone(), s);
         self.shards.set(o.shards, s);
         self.assign.set(o.assign, s);
         self.feed_batch_bytes.set(o.feed_batch_bytes, s);
@@ -349,6 +375,9 @@ impl Config {
         self.redis_linger_ms.set(o.redis_linger_ms, s);
         self.neo4j_batch.set(o.neo4j_batch, s);
         self.neo4j_linger_ms.set(o.neo4j_linger_ms, s);
+        self.ws_queue_frames.set(o.ws_queue_frames, s);
+        self.ws_symbols.set(o.ws_symbols, s);
+        self.ws_requests_per_s.set(o.ws_requests_per_s, s);
         self.control_interval_ms.set(o.control_interval_ms, s);
         self.degrade_enter.set(o.degrade_enter, s);
         self.degrade_leave.set(o.degrade_leave, s);
@@ -398,6 +427,7 @@ impl Config {
         cpu("control_cpu", &self.control_cpu)?;
         cpu_list("shard_cpus", &self.shard_cpus)?;
         cpu_list("adapter_cpus", &self.adapter_cpus)?;
+        cpu_list("gateway_cpus", &self.gateway_cpus)?;
         range("shards", &self.shards, SHARDS)?;
         range("feed_batch_bytes", &self.feed_batch_bytes, BATCH_BYTES)?;
         range("feed_buffers", &self.feed_buffers, BUFFERS)?;
@@ -411,6 +441,9 @@ impl Config {
         range("redis_linger_ms", &self.redis_linger_ms, (0, 60_000))?;
         range("neo4j_batch", &self.neo4j_batch, (1, 1_000_000))?;
         range("neo4j_linger_ms", &self.neo4j_linger_ms, (0, 60_000))?;
+        range("ws_queue_frames", &self.ws_queue_frames, (16, 1 << 24))?;
+        range("ws_symbols", &self.ws_symbols, (1, 1 << 16))?;
+        range("ws_requests_per_s", &self.ws_requests_per_s, (1, 100_000))?;
         range(
             "control_interval_ms",
             &self.control_interval_ms,
@@ -464,6 +497,11 @@ impl Config {
                 "control_cpu",
                 self.control_cpu.value.to_string(),
                 self.control_cpu.source,
+            ),
+            (
+                "gateway_cpus",
+                list(&self.gateway_cpus.value),
+                self.gateway_cpus.source,
             ),
             ("shards", self.shards.value.to_string(), self.shards.source),
             (
@@ -530,6 +568,21 @@ impl Config {
                 "neo4j_linger_ms",
                 self.neo4j_linger_ms.value.to_string(),
                 self.neo4j_linger_ms.source,
+            ),
+            (
+                "ws_queue_frames",
+                self.ws_queue_frames.value.to_string(),
+                self.ws_queue_frames.source,
+            ),
+            (
+                "ws_symbols",
+                self.ws_symbols.value.to_string(),
+                self.ws_symbols.source,
+            ),
+            (
+                "ws_requests_per_s",
+                self.ws_requests_per_s.value.to_string(),
+                self.ws_requests_per_s.source,
             ),
             (
                 "control_interval_ms",
@@ -606,6 +659,7 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         shard_cpus: list(&env, "shard_cpus")?,
         adapter_cpus: list(&env, "adapter_cpus")?,
         control_cpu: one(&env, "control_cpu")?,
+        gateway_cpus: list(&env, "gateway_cpus")?,
         shards: one(&env, "shards")?,
         assign,
         feed_batch_bytes: one(&env, "feed_batch_bytes")?,
@@ -620,6 +674,9 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         redis_linger_ms: one(&env, "redis_linger_ms")?,
         neo4j_batch: one(&env, "neo4j_batch")?,
         neo4j_linger_ms: one(&env, "neo4j_linger_ms")?,
+        ws_queue_frames: one(&env, "ws_queue_frames")?,
+        ws_symbols: one(&env, "ws_symbols")?,
+        ws_requests_per_s: one(&env, "ws_requests_per_s")?,
         control_interval_ms: one(&env, "control_interval_ms")?,
         degrade_enter: one(&env, "degrade_enter")?,
         degrade_leave: one(&env, "degrade_leave")?,

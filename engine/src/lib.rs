@@ -13,6 +13,7 @@ pub mod error;
 pub mod exchange;
 pub mod feed;
 pub mod fmt;
+pub mod gateway;
 pub mod live;
 pub mod log;
 pub mod net;

@@ -137,6 +137,29 @@ pub struct InstrumentState {
     pub pad: [u8; 10],
 }
 
+/// Levels per side a [`Depth`] carries: the most a depth subscriber can ask for.
+pub const DEPTH_LEVELS: usize = 10;
+
+/// The top [`DEPTH_LEVELS`] levels of each side of one instrument, best first, after a batch
+/// changed them; unused entries are zero. A shard sends one per instrument per batch, only when
+/// a depth consumer (the WebSocket gateway) is on and the top levels differ from the last ones
+/// it sent, so a consumer diffs successive ones into level updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Archive, Serialize)]
+#[rkyv(derive(Debug))]
+#[repr(C)]
+pub struct Depth {
+    /// Feed time of the batch's last message that touched the book.
+    pub timestamp: u64,
+    /// Bid levels: price, shares and orders each, as a [`Quote`].
+    pub bids: [Quote; DEPTH_LEVELS],
+    /// Ask levels.
+    pub asks: [Quote; DEPTH_LEVELS],
+    /// Instrument.
+    pub locate: u16,
+    /// Always zero, as [`Bbo::pad`].
+    pub pad: [u8; 6],
+}
+
 /// Whether rkyv archives a slice of `T` as one copy of its bytes.
 pub const fn copies_as_bytes<T: Archive>() -> bool {
     T::COPY_OPTIMIZATION.is_enabled()
@@ -145,7 +168,10 @@ pub const fn copies_as_bytes<T: Archive>() -> bool {
 // The event types a shard sends in bulk must stay byte-copyable: a field that reintroduces
 // padding fails the build here instead of quietly slowing every batch.
 const _: () = assert!(
-    copies_as_bytes::<Quote>() && copies_as_bytes::<Bbo>() && copies_as_bytes::<InstrumentState>()
+    copies_as_bytes::<Quote>()
+        && copies_as_bytes::<Bbo>()
+        && copies_as_bytes::<InstrumentState>()
+        && copies_as_bytes::<Depth>()
 );
 
 /// An instrument's listing, from its stock directory message (`R`): how consumers name a locate.

@@ -17,8 +17,11 @@ pub fn run(a: &ConfigArgs) -> Result<()> {
     print!("{}", c.render());
     println!("# this machine: {cpus} CPUs");
     let sinks = crate::cmd::run::effective_sinks(&a.sinks.names, &a.sinks.settings);
-    let admin = a.admin.as_ref() != Some(&crate::control::admin::AdminAddr::Off);
-    let plan = crate::runtime::plan::Plan::new(&c, &sinks, admin);
+    let endpoints = crate::runtime::plan::Endpoints {
+        admin: a.endpoints.admin.as_ref() != Some(&crate::control::admin::AdminAddr::Off),
+        gateway: a.endpoints.ws.is_some(),
+    };
+    let plan = crate::runtime::plan::Plan::new(&c, &sinks, endpoints);
     println!("# the plan `tickcore run` launches with these flags:");
     for l in plan.lines() {
         println!("{l}");

@@ -80,7 +80,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
         }
     }
     let admin = crate::control::admin::Admin::bind(
-        a.admin
+        a.endpoints
+            .admin
             .as_ref()
             .unwrap_or(&crate::control::admin::AdminAddr::Default),
         std::env::var("TICKCORE_ADMIN_TOKEN").ok(),
@@ -90,14 +91,33 @@ pub fn run(a: &RunArgs) -> Result<()> {
         log.line(&format!("admin endpoint on http://{}", ad.addr));
         eprintln!("tickcore: admin endpoint on http://{}", ad.addr);
     }
+    let gateway = match a.endpoints.ws {
+        Some(addr) => {
+            let token = std::env::var("TICKCORE_WS_TOKEN").ok();
+            let limits = crate::gateway::client::Limits::of(&cfg);
+            let g = crate::gateway::Gateway::bind(addr, token, limits).map_err(Failure::new)?;
+            log.line(&format!(
+                "WebSocket gateway on ws://{0}/ (live page http://{0}/)",
+                g.addr
+            ));
+            // Tests and scripts wait for this line before they connect.
+            eprintln!(
+                "tickcore: WebSocket gateway on ws://{0}/ (live page http://{0}/)",
+                g.addr
+            );
+            Some(g)
+        }
+        None => None,
+    };
     let opts = RunOptions {
         speed: Some(a.speed),
         events,
         queries: a.query.clone(),
         sinks: sink_plans(&a.sinks.names, &a.sinks.settings, &cfg)?,
         admin,
+        gateway,
         chaos: a.chaos.iter().map(|c| (c.shard, c.chaos)).collect(),
-        admin_linger: std::time::Duration::from_secs_f64(a.admin_linger_s.clamp(0.0, 3600.0)),
+        linger: std::time::Duration::from_secs_f64(a.linger_s.clamp(0.0, 3600.0)),
         unmeasured: false,
         snapshot_probe: None,
         live: match &source {
@@ -446,6 +466,18 @@ fn summary(r: &RunReport, feed: &std::path::Path) -> String {
             count(sh.breaks)
         );
     }
+    if let Some(g) = &r.gateway {
+        s += &format!(
+            "  gateway ws://{}/: {} connections ({} refused, {} cut off as too slow); {} frames, {} updates conflated, {} error frames\n",
+            g.addr,
+            count(g.accepted),
+            count(g.refused),
+            count(g.slow_closed),
+            count(g.frames),
+            count(g.conflated),
+            count(g.errors)
+        );
+    }
     let c = &r.consumer;
     s += &format!(
         "  consumer: {} batches; {} trades, {} BBO changes, {} bars, {} breaks\n",
@@ -550,6 +582,7 @@ fn summary_json(r: &RunReport, feed: &std::path::Path) -> serde_json::Value {
             "name": l.name, "sent": l.sent, "full_waits": l.full_waits,
         })).collect::<Vec<_>>(),
         "sinks": sinks_json(&r.sinks),
+        "gateway": serde_json::to_value(&r.gateway).unwrap_or_default(),
         "snapshots": r.snapshots.iter().map(|(sym, s)| (sym.clone(), s.as_ref().map_or(serde_json::Value::Null, snapshot_json))).collect::<serde_json::Map<_, _>>(),
     })
 }

@@ -517,6 +517,69 @@ fn admin_metrics(core: &ControlCore, m: &mut String) {
     }
 }
 
+/// The WebSocket gateway's counters.
+fn gateway_metrics(core: &ControlCore, m: &mut String) {
+    let Some(g) = &core.state.gateway else {
+        return;
+    };
+    for (name, help, kind, v) in [
+        (
+            "tickcore_ws_accepted_total",
+            "WebSocket connections accepted.",
+            "counter",
+            &g.accepted,
+        ),
+        (
+            "tickcore_ws_connections",
+            "WebSocket connections open now.",
+            "gauge",
+            &g.open,
+        ),
+        (
+            "tickcore_ws_refused_total",
+            "WebSocket connections refused (limit or token).",
+            "counter",
+            &g.refused,
+        ),
+        (
+            "tickcore_ws_slow_closed_total",
+            "Clients cut off because their queue overflowed.",
+            "counter",
+            &g.slow_closed,
+        ),
+        (
+            "tickcore_ws_frames_total",
+            "Frames written to clients.",
+            "counter",
+            &g.frames,
+        ),
+        (
+            "tickcore_ws_conflated_total",
+            "BBO and depth updates folded into a frame already queued.",
+            "counter",
+            &g.conflated,
+        ),
+        (
+            "tickcore_ws_errors_total",
+            "Error frames sent to clients.",
+            "counter",
+            &g.errors,
+        ),
+        (
+            "tickcore_ws_batches_total",
+            "Event batches the gateway took from the consumer.",
+            "counter",
+            &g.batches,
+        ),
+    ] {
+        let _ = writeln!(
+            m,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+            load(v)
+        );
+    }
+}
+
 /// Prometheus label value escaping.
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -529,6 +592,7 @@ pub fn metrics(core: &ControlCore) -> String {
     let st = &core.state;
     let mut m = String::new();
     admin_metrics(core, &mut m);
+    gateway_metrics(core, &mut m);
     if let Some(l) = &st.live {
         l.render(&mut m);
     }

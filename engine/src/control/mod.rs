@@ -116,6 +116,8 @@ pub struct ControlState {
     pub links: Vec<(String, Arc<LinkStats>)>,
     /// The live feed's counters (live feeds only).
     pub live: Option<Arc<crate::live::gauges::LiveGauges>>,
+    /// The WebSocket gateway's counters (`--ws` only).
+    pub gateway: Option<Arc<crate::gateway::GatewayStats>>,
     /// Rendered configuration (for `/status`).
     pub config: String,
     /// When the run started.
@@ -223,6 +225,8 @@ pub struct ControlSetup {
     pub probe: Option<Duration>,
     /// The live feed's counters (live feeds only).
     pub live: Option<Arc<crate::live::gauges::LiveGauges>>,
+    /// The WebSocket gateway's counters (`--ws` only).
+    pub gateway: Option<Arc<crate::gateway::GatewayStats>>,
 }
 
 impl ControlCore {
@@ -264,6 +268,7 @@ impl ControlCore {
                 snapshot: histogram(),
                 links: s.links,
                 live: s.live,
+                gateway: s.gateway,
                 config: s.config,
                 started: now,
                 dropped_controls: 0,

@@ -20,7 +20,7 @@ use rkyv::util::AlignedVec;
 use rkyv::with::InlineAsBox;
 use rkyv::{Archive, Serialize};
 use shards::bars::Bar;
-use shards::events::{Bbo, Break, InstrumentState, Listing, Trade};
+use shards::events::{Bbo, Break, Depth, InstrumentState, Listing, Trade};
 
 /// A buffer that travels a link.
 pub type Buf = AlignedVec<16>;
@@ -78,6 +78,10 @@ pub struct EventBatch<'a> {
     /// printed or was broken). Instruments whose top alone changed are in `bbos` only.
     #[rkyv(with = InlineAsBox)]
     pub states: &'a [InstrumentState],
+    /// The top levels of every instrument whose top levels this batch changed, when a depth
+    /// consumer is on (the WebSocket gateway); empty otherwise.
+    #[rkyv(with = InlineAsBox)]
+    pub depths: &'a [Depth],
 }
 
 /// Serialises `value` into `buf` (cleared first) and returns the buffer.
@@ -163,6 +167,7 @@ mod tests {
                 breaks: &[],
                 listings: &[],
                 states: &[],
+                depths: &[],
             },
             buf,
         );
@@ -205,6 +210,7 @@ mod tests {
                     stock: *b"AAPL    ",
                 }; 300],
                 states: &states,
+                depths: &[],
             },
             Buf::new(),
         );
@@ -272,6 +278,7 @@ mod tests {
                 breaks: &[],
                 listings: &[],
                 states: &[],
+                depths: &[],
             },
             Buf::new(),
         );

@@ -15,7 +15,8 @@
 use super::batch::{self, Buf};
 use super::clock;
 use super::ring::{Backoff, Producer, Receiver};
-use shards::events::{InstrumentState, Quote};
+use crate::gateway::intake::{native_bar, native_quote, native_trade, GatewayFeed};
+use shards::events::InstrumentState;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -119,14 +120,6 @@ impl Instruments {
     }
 }
 
-fn native_quote(q: &shards::events::ArchivedQuote) -> Quote {
-    Quote {
-        price: q.price.to_native(),
-        shares: q.shares.to_native(),
-        orders: q.orders.to_native(),
-    }
-}
-
 fn native_state(s: &shards::events::ArchivedInstrumentState) -> InstrumentState {
     InstrumentState {
         locate: s.locate.to_native(),
@@ -152,19 +145,23 @@ pub struct Consumer {
     links: Vec<Receiver<Buf>>,
     file: Option<Box<dyn Write + Send>>,
     adapters: Vec<AdapterFeed>,
+    gateway: Option<GatewayFeed>,
     known: Instruments,
     done: Vec<bool>,
     report: ConsumerReport,
 }
 
 impl Consumer {
-    /// A consumer of `links`, writing events to `file` and rows to `adapters`.
+    /// A consumer of `links`, writing events to `file`, rows to `adapters` and what clients
+    /// take to the WebSocket `gateway`.
     pub fn new(
         links: Vec<Receiver<Buf>>,
         file: Option<Box<dyn Write + Send>>,
         adapters: Vec<AdapterFeed>,
+        gateway: Option<GatewayFeed>,
     ) -> Self {
         Consumer {
+            gateway,
             done: vec![false; links.len()],
             known: Instruments::new(!adapters.is_empty()),
             links,
@@ -181,7 +178,12 @@ impl Consumer {
             while let Some(buf) = link.try_recv() {
                 busy = true;
                 let r = &mut self.report;
-                let last = take(&buf, r, &mut self.file, &mut self.known, &mut self.adapters);
+                let outs = Outs {
+                    file: &mut self.file,
+                    adapters: &mut self.adapters,
+                    gateway: self.gateway.as_mut(),
+                };
+                let last = take(&buf, r, &mut self.known, outs);
                 self.done[i] |= last;
                 link.give_back(buf);
             }
@@ -249,20 +251,29 @@ pub fn run(
     file: Option<Box<dyn Write + Send>>,
     adapters: Vec<AdapterFeed>,
 ) -> ConsumerReport {
-    Consumer::new(links, file, adapters).drain()
+    Consumer::new(links, file, adapters, None).drain()
 }
 
-fn take(
-    buf: &[u8],
-    r: &mut ConsumerReport,
-    file: &mut Option<Box<dyn Write + Send>>,
-    known: &mut Instruments,
-    adapters: &mut [AdapterFeed],
-) -> bool {
+/// Where one event batch goes besides the counts.
+struct Outs<'a> {
+    file: &'a mut Option<Box<dyn Write + Send>>,
+    adapters: &'a mut [AdapterFeed],
+    gateway: Option<&'a mut GatewayFeed>,
+}
+
+fn take(buf: &[u8], r: &mut ConsumerReport, known: &mut Instruments, outs: Outs<'_>) -> bool {
+    let Outs {
+        file,
+        adapters,
+        gateway,
+    } = outs;
     let Ok(b) = batch::read_events(buf) else {
         r.bad_batches += 1;
         return false;
     };
+    if let Some(g) = gateway {
+        g.send(b);
+    }
     for l in b.listings.iter() {
         known.by_locate[l.locate.to_native() as usize] = l.stock;
     }
@@ -373,52 +384,20 @@ fn write_lines(f: &mut impl Write, b: &batch::ArchivedEventBatch<'_>) -> std::io
 }
 
 fn rows_of(b: &batch::ArchivedEventBatch<'_>, known: &mut Instruments) -> RowBatch {
-    use shards::events::{ArchivedTradeKind as K, Trade, TradeKind};
     let trades = b
         .trades
         .iter()
-        .map(|t| {
-            let locate = t.locate.to_native();
-            TradeRow {
-                symbol: known.by_locate[locate as usize],
-                trade: Trade {
-                    locate,
-                    timestamp: t.timestamp.to_native(),
-                    match_number: t.match_number.to_native(),
-                    price: t.price.to_native(),
-                    shares: t.shares.to_native(),
-                    side: t.side,
-                    printable: t.printable,
-                    kind: match t.kind {
-                        K::Executed => TradeKind::Executed,
-                        K::ExecutedWithPrice => TradeKind::ExecutedWithPrice,
-                        K::NonDisplayed => TradeKind::NonDisplayed,
-                        K::Cross => TradeKind::Cross,
-                    },
-                },
-            }
+        .map(|t| TradeRow {
+            symbol: known.by_locate[t.locate.to_native() as usize],
+            trade: native_trade(t),
         })
         .collect();
     let bars = b
         .bars
         .iter()
-        .map(|x| {
-            let locate = x.locate.to_native();
-            BarRow {
-                symbol: known.by_locate[locate as usize],
-                bar: shards::bars::Bar {
-                    locate,
-                    interval_s: x.interval_s.to_native(),
-                    start: x.start.to_native(),
-                    open: x.open.to_native(),
-                    high: x.high.to_native(),
-                    low: x.low.to_native(),
-                    close: x.close.to_native(),
-                    volume: x.volume.to_native(),
-                    notional: x.notional.to_native(),
-                    trades: x.trades.to_native(),
-                },
-            }
+        .map(|x| BarRow {
+            symbol: known.by_locate[x.locate.to_native() as usize],
+            bar: native_bar(x),
         })
         .collect();
     let states = known.fold(b);
@@ -444,7 +423,7 @@ fn kind_char(k: &shards::events::ArchivedTradeKind) -> char {
 mod tests {
     use super::*;
     use batch::EventBatch;
-    use shards::events::Bbo;
+    use shards::events::{Bbo, Quote};
 
     fn quote(price: u32) -> Quote {
         Quote {
@@ -466,6 +445,7 @@ mod tests {
             breaks: &[],
             listings: &[],
             states,
+            depths: &[],
         };
         let buf = batch::write(&ev, Buf::new());
         known.fold(batch::read_events(&buf).expect("a batch we just wrote"))

@@ -54,8 +54,10 @@ pub struct RunOptions {
     pub admin: Option<crate::control::admin::Admin>,
     /// Injected delays by shard index (`--chaos`).
     pub chaos: Vec<(usize, shard::Chaos)>,
-    /// How long the control core (and its admin endpoint) stays up after the feed ends.
-    pub admin_linger: Duration,
+    /// The WebSocket gateway, already bound.
+    pub gateway: Option<crate::gateway::Gateway>,
+    /// How long control, the admin endpoint and the gateway stay up after the feed ends.
+    pub linger: Duration,
     /// Skip every clock read and histogram record on ingress and shards (to measure what
     /// measuring costs).
     pub unmeasured: bool,
@@ -152,6 +154,8 @@ pub struct RunReport {
     pub sinks: Vec<storage_adapters::adapter::SinkReport>,
     /// The control core: merged stage histograms, the ladder's history, budgets.
     pub control: Box<crate::control::ControlCore>,
+    /// The WebSocket gateway, if it ran.
+    pub gateway: Option<crate::gateway::GatewayReport>,
 }
 
 /// Raises the locked-memory limit to its hard maximum (glommio's io_uring buffers are locked).
@@ -207,7 +211,11 @@ pub fn run(
     clock::now_ns();
     raise_memlock();
     let sink_names: Vec<String> = opts.sinks.iter().map(|p| p.settings.name.clone()).collect();
-    let plan = plan::Plan::new(cfg, &sink_names, opts.admin.is_some());
+    let endpoints = plan::Endpoints {
+        admin: opts.admin.is_some(),
+        gateway: opts.gateway.is_some(),
+    };
+    let plan = plan::Plan::new(cfg, &sink_names, endpoints);
     let topo = topology::Topology::build(cfg, &plan, &mut opts, source.whole());
     let topology::Topology {
         routes,
@@ -219,6 +227,7 @@ pub fn run(
         ready,
         watched,
         links,
+        gateway,
     } = topo;
     let shards = launch::shards(shards, &plan, cfg)?;
     let adapters = launch::sinks(sinks, &plan)?;
@@ -232,6 +241,22 @@ pub fn run(
                 .start(t.cpu, t.nice, Arc::clone(&side_stop))
                 .map_err(|e| Failure::new(format!("cannot start the admin thread: {e}")))?;
             setup.desk = Some(desk);
+            Some(h)
+        }
+        None => None,
+    };
+    let gateway = match gateway {
+        Some(g) => {
+            let t = plan.thread_of(&plan::Role::Gateway);
+            let h = g
+                .gateway
+                .start(
+                    (t.cpu, t.nice),
+                    g.intake,
+                    g.reporter,
+                    Arc::clone(&side_stop),
+                )
+                .map_err(|e| Failure::new(format!("cannot start the gateway thread: {e}")))?;
             Some(h)
         }
         None => None,
@@ -278,6 +303,7 @@ pub fn run(
         control_stop,
         side_stop,
         side: admin.into_iter().chain([watcher]).collect(),
+        gateway,
         shards,
         adapters,
     };
@@ -295,6 +321,7 @@ pub fn run(
         plan,
         sinks: done.sinks,
         control: done.control,
+        gateway: done.gateway,
     })
 }
 
@@ -419,6 +446,7 @@ struct Threads {
     side_stop: Arc<AtomicBool>,
     /// The admin endpoint and the watcher.
     side: Vec<std::thread::JoinHandle<()>>,
+    gateway: Option<std::thread::JoinHandle<crate::gateway::GatewayReport>>,
     shards: Vec<launch::ShardHandle>,
     adapters: Vec<std::thread::JoinHandle<storage_adapters::adapter::SinkReport>>,
 }
@@ -426,6 +454,7 @@ struct Threads {
 /// What the shutdown collects.
 struct Finished {
     control: Box<crate::control::ControlCore>,
+    gateway: Option<crate::gateway::GatewayReport>,
     snapshots: Vec<(String, Option<Snapshot>)>,
     books: Vec<Books>,
     shards: Vec<ShardReport>,
@@ -434,8 +463,9 @@ struct Finished {
 
 /// Shuts the run down once the feed has ended (the ingress has sent every shard its last
 /// batch and the consumer has every shard's last events), in this order:
-/// 1. control stays up for the linger (the admin endpoint answers from it), then stops;
-/// 2. the admin endpoint and the watcher stop (nothing answers them any more);
+/// 1. control stays up for the linger (the admin endpoint answers from it, the gateway serves
+///    the final state), then stops;
+/// 2. the admin endpoint, the gateway and the watcher stop (nothing answers them any more);
 /// 3. the run's `--query` snapshots are asked, through control, of the shards;
 /// 4. the shards are told to stop, and hand back their books and reports;
 /// 5. the sinks finish (their rings closed by the consumer: drain, or leave it spooled);
@@ -443,11 +473,11 @@ struct Finished {
 fn shut_down(t: Threads, opts: &RunOptions) -> Result<Finished> {
     let mut control = match t.control {
         Err(mut c) => {
-            c.run_until(Instant::now() + opts.admin_linger);
+            c.run_until(Instant::now() + opts.linger);
             Box::new(c)
         }
         Ok(h) => {
-            std::thread::sleep(opts.admin_linger);
+            std::thread::sleep(opts.linger);
             t.control_stop.store(true, Ordering::Release);
             Box::new(
                 h.join()
@@ -459,6 +489,13 @@ fn shut_down(t: Threads, opts: &RunOptions) -> Result<Finished> {
     for h in t.side {
         let _ = h.join();
     }
+    let gateway = match t.gateway {
+        Some(h) => Some(
+            h.join()
+                .map_err(|_| Failure::new("the gateway thread panicked (a bug)"))?,
+        ),
+        None => None,
+    };
     let snapshots = opts
         .queries
         .iter()
@@ -483,6 +520,7 @@ fn shut_down(t: Threads, opts: &RunOptions) -> Result<Finished> {
     control.finish();
     Ok(Finished {
         control,
+        gateway,
         snapshots,
         books,
         shards,

@@ -24,6 +24,8 @@ pub enum Role {
     Control,
     /// The admin HTTP endpoint.
     Admin,
+    /// The WebSocket gateway: takes events from the consumer, serves clients.
+    Gateway,
     /// A storage adapter.
     Sink(String),
     /// Samples the CPU time the data path's threads lose to other tasks (`telemetry::lost`).
@@ -38,6 +40,7 @@ impl std::fmt::Display for Role {
             Role::Consumer => write!(f, "consumer"),
             Role::Control => write!(f, "control"),
             Role::Admin => write!(f, "admin"),
+            Role::Gateway => write!(f, "gateway"),
             Role::Sink(s) => write!(f, "sink:{s}"),
             Role::Watch => write!(f, "watch"),
         }
@@ -75,6 +78,15 @@ pub struct ThreadPlan {
 /// the rings).
 pub const SHARED_NICE: i32 = 10;
 
+/// The endpoints a run serves besides the feed path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The admin HTTP endpoint (`--admin`).
+    pub admin: bool,
+    /// The WebSocket gateway (`--ws`).
+    pub gateway: bool,
+}
+
 /// Every thread of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -83,9 +95,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan for `cfg`, with storage adapters `sinks` (by name) and the admin endpoint on
-    /// or off.
-    pub fn new(cfg: &Config, sinks: &[String], admin: bool) -> Plan {
+    /// The plan for `cfg`, with storage adapters `sinks` (by name) and the `endpoints` that are
+    /// on.
+    pub fn new(cfg: &Config, sinks: &[String], endpoints: Endpoints) -> Plan {
         let feed = cfg.feed_cpu.value;
         let consumer_cpu = cfg.adapter_cpus.value[0];
         let control_cpu = cfg.control_cpu.value;
@@ -104,7 +116,11 @@ impl Plan {
         }
         // The ingress never parks without a shard or sink on its CPU: the endpoint beside it
         // sleeps on its socket and gets the CPU when the ingress yields (it spins, then yields).
-        let alone = !runs_shard(feed) && !(0..sinks.len()).any(|k| adapter_cpu(k) == feed);
+        let gateway_cpu = cfg.gateway_cpus.value[0];
+        let beside = runs_shard(feed)
+            || (0..sinks.len()).any(|k| adapter_cpu(k) == feed)
+            || (endpoints.gateway && gateway_cpu == feed);
+        let alone = !beside;
         let mut threads = vec![ThreadPlan {
             name: "ingress".into(),
             cpu: feed,
@@ -152,7 +168,18 @@ impl Plan {
             t.nice = if data_path(cpu) { SHARED_NICE } else { 0 };
             threads.push(t);
         }
-        if admin {
+        if endpoints.gateway {
+            // It waits on sockets and its clients' queues absorb a slow turn: it yields the
+            // data path's CPUs to the data path.
+            let mut t = own("gateway", gateway_cpu, Role::Gateway, Wait::Sleep);
+            t.nice = if data_path(gateway_cpu) {
+                SHARED_NICE
+            } else {
+                0
+            };
+            threads.push(t);
+        }
+        if endpoints.admin {
             let mut t = own("admin", control_cpu, Role::Admin, Wait::Sleep);
             t.nice = if data_path(control_cpu) {
                 SHARED_NICE
@@ -247,13 +274,18 @@ mod tests {
         Config::load(None, |_| None, &o, cpus).expect("valid configuration")
     }
 
+    const ADMIN: Endpoints = Endpoints {
+        admin: true,
+        gateway: false,
+    };
+
     fn sinks(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
     fn the_default_on_two_cpus_keeps_the_ingress_thread_for_consumer_and_control() {
-        let p = Plan::new(&cfg(2, Overrides::default()), &[], true);
+        let p = Plan::new(&cfg(2, Overrides::default()), &[], ADMIN);
         let t = &p.threads;
         assert_eq!(t[0].roles, [Role::Ingress, Role::Consumer, Role::Control]);
         assert_eq!((t[0].cpu, t[0].wait), (0, Wait::Spin));
@@ -274,7 +306,7 @@ mod tests {
         let p = Plan::new(
             &cfg(2, Overrides::default()),
             &sinks(&["pg", "redis"]),
-            false,
+            Endpoints::default(),
         );
         let pg = p.thread_of(&Role::Sink("pg".into()));
         assert_eq!((pg.cpu, pg.nice, pg.wait), (0, SHARED_NICE, Wait::Sleep));
@@ -283,7 +315,7 @@ mod tests {
 
     #[test]
     fn a_single_cpu_machine_puts_everything_on_cpu_0_and_nothing_spins() {
-        let p = Plan::new(&cfg(1, Overrides::default()), &sinks(&["pg"]), true);
+        let p = Plan::new(&cfg(1, Overrides::default()), &sinks(&["pg"]), ADMIN);
         assert!(p.threads.iter().all(|t| t.cpu == 0));
         assert!(
             p.threads.iter().all(|t| t.wait != Wait::Spin),
@@ -301,7 +333,7 @@ mod tests {
             control_cpu: Some(1),
             ..Default::default()
         };
-        let p = Plan::new(&cfg(16, o), &sinks(&["pg", "redis", "neo4j"]), true);
+        let p = Plan::new(&cfg(16, o), &sinks(&["pg", "redis", "neo4j"]), ADMIN);
         assert_eq!(p.threads[0].roles, [Role::Ingress]);
         assert_eq!(p.threads[0].wait, Wait::Spin);
         for i in 0..4 {
@@ -327,13 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_beside_the_feed_yields_to_it_and_the_ingress_parks() {
+        let on = Endpoints {
+            admin: false,
+            gateway: true,
+        };
+        let p = Plan::new(&cfg(2, Overrides::default()), &[], on);
+        let g = p.thread_of(&Role::Gateway);
+        assert_eq!((g.cpu, g.nice, g.wait), (0, SHARED_NICE, Wait::Sleep));
+        assert_eq!(p.threads[0].wait, Wait::SpinThenPark);
+        let o = Overrides {
+            gateway_cpus: Some(vec![3]),
+            ..Default::default()
+        };
+        let p = Plan::new(&cfg(4, o), &[], on);
+        let g = p.thread_of(&Role::Gateway);
+        assert_eq!((g.cpu, g.nice), (3, 0), "a CPU of its own: full priority");
+        assert_eq!(p.threads[0].wait, Wait::Spin);
+    }
+
+    #[test]
     fn two_shards_on_one_cpu_park_when_idle() {
         let o = Overrides {
             shards: Some(2),
             shard_cpus: Some(vec![1]),
             ..Default::default()
         };
-        let p = Plan::new(&cfg(2, o), &[], false);
+        let p = Plan::new(&cfg(2, o), &[], Endpoints::default());
         assert!(p.threads[1..3].iter().all(|t| t.wait == Wait::SpinThenPark));
     }
 }

@@ -14,7 +14,9 @@ use super::ring::{Backoff, Consumer, Producer, Receiver, Sender};
 use crate::telemetry::{Reporter, Stage};
 use shards::bars::{Bar, BarClock};
 use shards::book::{Books, LevelInfo, SideKind};
-use shards::events::{Bbo, Break, EventSink, InstrumentState, Listing, Quote, Trade};
+use shards::events::{
+    Bbo, Break, Depth, EventSink, InstrumentState, Listing, Quote, Trade, DEPTH_LEVELS,
+};
 use std::time::Duration;
 
 /// Price levels per side in a snapshot.
@@ -174,6 +176,9 @@ pub struct ShardCtx {
     pub ready: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// This thread's id, for the watcher of lost CPU time.
     pub tid: crate::telemetry::lost::Tid,
+    /// Send each batch's changed top levels ([`Depth`]): a depth consumer (the WebSocket
+    /// gateway) is on.
+    pub depth: bool,
 }
 
 /// Events of the batch being applied, and the bars being built.
@@ -196,7 +201,98 @@ struct Out {
     /// Index in `bbos` of each locate's BBO in this batch (`NO_BBO`: none yet).
     bbo_at: Box<[u32]>,
     coalesced: u64,
+    /// Top levels to send (empty and unused unless a depth consumer is on).
+    depth: DepthOut,
 }
+
+/// The depth a shard sends: which books a batch touched, and the top levels last sent for each,
+/// so that an instrument whose top levels did not change sends nothing.
+#[derive(Default)]
+struct DepthOut {
+    on: bool,
+    /// Locates the batch being applied touched, each once.
+    touched: Vec<u16>,
+    marked: Box<[bool]>,
+    /// Feed time of each locate's latest touch.
+    at: Box<[u64]>,
+    /// Index in `sent` of each locate's last sent depth (`NO_SLOT`: none yet).
+    slot: Box<[u32]>,
+    sent: Vec<Depth>,
+    /// This batch's changed depths.
+    out: Vec<Depth>,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+impl DepthOut {
+    fn new(on: bool) -> Self {
+        if !on {
+            return DepthOut::default();
+        }
+        DepthOut {
+            on,
+            touched: Vec::with_capacity(1024),
+            marked: vec![false; 1 << 16].into_boxed_slice(),
+            at: vec![0; 1 << 16].into_boxed_slice(),
+            slot: vec![NO_SLOT; 1 << 16].into_boxed_slice(),
+            sent: Vec::new(),
+            out: Vec::with_capacity(256),
+        }
+    }
+
+    /// Notes that message `m` may have changed its book's levels.
+    #[inline(always)]
+    fn note(&mut self, m: &[u8]) {
+        if !matches!(m[0], b'A' | b'F' | b'E' | b'C' | b'X' | b'D' | b'U') || m.len() < 11 {
+            return;
+        }
+        let locate = u16::from_be_bytes([m[1], m[2]]);
+        self.at[locate as usize] = shards::itch::field::timestamp(m).unwrap_or(0);
+        let seen = &mut self.marked[locate as usize];
+        if !*seen {
+            *seen = true;
+            self.touched.push(locate);
+        }
+    }
+
+    /// Puts in `out` the top levels of every touched book whose top levels changed.
+    fn collect(&mut self, books: &Books) {
+        for i in 0..self.touched.len() {
+            let l = self.touched[i];
+            self.marked[l as usize] = false;
+            let Some(book) = books.book(l) else { continue };
+            let mut d = Depth {
+                timestamp: self.at[l as usize],
+                locate: l,
+                ..Depth::default()
+            };
+            let level = |x: LevelInfo| Quote {
+                shares: x.shares,
+                price: x.price,
+                orders: x.orders,
+            };
+            for (slot, x) in d.bids.iter_mut().zip(books.depth(book, SideKind::Bid)) {
+                *slot = level(x);
+            }
+            for (slot, x) in d.asks.iter_mut().zip(books.depth(book, SideKind::Ask)) {
+                *slot = level(x);
+            }
+            let at = &mut self.slot[l as usize];
+            if *at == NO_SLOT {
+                *at = self.sent.len() as u32;
+                self.sent.push(Depth::default());
+            }
+            let last = &mut self.sent[*at as usize];
+            if (last.bids, last.asks) != (d.bids, d.asks) {
+                *last = d;
+                self.out.push(d);
+            }
+        }
+        self.touched.clear();
+    }
+}
+
+const _: () = assert!(DEPTH_LEVELS <= SNAPSHOT_DEPTH);
 
 const NO_BBO: u32 = u32::MAX;
 
@@ -287,6 +383,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         coalesce: false,
         bbo_at: vec![NO_BBO; 1 << 16].into_boxed_slice(),
         coalesced: 0,
+        depth: DepthOut::new(ctx.depth),
     };
     shards::book::pages::prefault(&mut out.marked);
     shards::book::pages::prefault(&mut out.changed_at);
@@ -360,6 +457,7 @@ fn apply(
     };
     let mut n = 0u64;
     let mut listings = core::mem::take(&mut out.listings);
+    let mut depth = core::mem::take(&mut out.depth);
     let delay = ctx.chaos.map_or(0, |c| c.delay_ns);
     // The batch's last feed time, for the clock that closes bars (a second walk over the batch
     // just for it cost 1-2% of the shard's time on v3k).
@@ -370,6 +468,9 @@ fn apply(
         if delay > 0 {
             spin_chaos(delay, chaos_until);
         }
+        if depth.on {
+            depth.note(m);
+        }
         if m[0] == b'R' && m.len() >= 19 {
             let mut stock = [0u8; 8];
             stock.copy_from_slice(&m[11..19]);
@@ -378,6 +479,10 @@ fn apply(
         }
     });
     out.listings = listings;
+    if depth.on {
+        depth.collect(books);
+    }
+    out.depth = depth;
     if replayed.is_err() {
         rep.bad_batches += 1;
     }
@@ -435,6 +540,7 @@ fn apply(
         breaks: &out.breaks,
         listings: &out.listings,
         states: &out.states,
+        depths: &out.depth.out,
     };
     let events = (ev.trades.len() + ev.bbos.len() + ev.bars.len() + ev.breaks.len()) as u64;
     let ebuf = ctx.events.take();
@@ -446,6 +552,7 @@ fn apply(
     out.breaks.clear();
     out.listings.clear();
     out.states.clear();
+    out.depth.out.clear();
     if measure {
         record(ctx, b, n, events, (picked, applied, now()));
     }

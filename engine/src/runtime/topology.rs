@@ -43,6 +43,16 @@ pub struct SinkBundle {
     pub observer: SinkObserver,
 }
 
+/// What the WebSocket gateway's thread owns.
+pub struct GatewayBundle {
+    /// The bound listener.
+    pub gateway: crate::gateway::Gateway,
+    /// Event batches from the consumer.
+    pub intake: crate::gateway::intake::GatewayIntake,
+    /// Its deliver-stage histograms.
+    pub reporter: Reporter,
+}
+
 /// Every role's bundle, before anything runs.
 pub struct Topology {
     /// Shard of every locate.
@@ -63,6 +73,8 @@ pub struct Topology {
     pub watched: Vec<(String, Tid)>,
     /// Every link's counters, for the report.
     pub links: Vec<(String, Arc<ring::LinkStats>)>,
+    /// The gateway's bundle, when it is on.
+    pub gateway: Option<GatewayBundle>,
 }
 
 impl Topology {
@@ -119,6 +131,7 @@ impl Topology {
                 books: cfg.shard_books.value,
                 ready: Arc::clone(&ready),
                 tid,
+                depth: opts.gateway.is_some(),
             });
         }
         // The plan says whether the ingress may park waiting for a free buffer.
@@ -149,6 +162,20 @@ impl Topology {
                 observer,
             });
         }
+        let (gateway_feed, gateway) = match opts.gateway.take() {
+            Some(g) => {
+                let (feed, intake) = crate::gateway::intake::link();
+                links.push(("consumer->gateway".to_string(), feed.tx.stats()));
+                let cpu = plan.thread_of(&Role::Gateway).cpu;
+                let bundle = GatewayBundle {
+                    gateway: g,
+                    intake,
+                    reporter: reporter("gateway".into(), cpu),
+                };
+                (Some(feed), Some(bundle))
+            }
+            None => (None, None),
+        };
         let routes = Routes::new(n, cfg.assign.value, whole);
         let control = ControlSetup {
             budgets: cfg.budgets.iter().map(|b| b.value).collect(),
@@ -168,6 +195,7 @@ impl Topology {
             lost: None,
             probe: opts.snapshot_probe,
             live: opts.live.clone(),
+            gateway: gateway.as_ref().map(|g| Arc::clone(&g.gateway.stats)),
         };
         Topology {
             routes,
@@ -178,12 +206,18 @@ impl Topology {
                 tid: ingress_tid,
             },
             shards,
-            consumer: consumer::Consumer::new(event_rx, opts.events.take(), adapter_feeds),
+            consumer: consumer::Consumer::new(
+                event_rx,
+                opts.events.take(),
+                adapter_feeds,
+                gateway_feed,
+            ),
             sinks,
             control,
             ready,
             watched,
             links,
+            gateway,
         }
     }
 }

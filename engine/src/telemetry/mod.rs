@@ -37,10 +37,13 @@ pub enum Stage {
     Persist,
     /// Snapshot: a snapshot request sent to a shard -> its answer back at the control core.
     Snapshot,
+    /// Deliver: first message read -> a frame of its events written to a WebSocket client
+    /// (`run --ws`; a conflated frame counts from the oldest update it carries).
+    Deliver,
 }
 
 /// Every stage, in pipeline order.
-pub const STAGES: [Stage; 7] = [
+pub const STAGES: [Stage; 8] = [
     Stage::Ingress,
     Stage::Hop,
     Stage::Apply,
@@ -48,6 +51,7 @@ pub const STAGES: [Stage; 7] = [
     Stage::E2e,
     Stage::Persist,
     Stage::Snapshot,
+    Stage::Deliver,
 ];
 
 impl Stage {
@@ -61,6 +65,7 @@ impl Stage {
             Stage::E2e => "e2e",
             Stage::Persist => "persist",
             Stage::Snapshot => "snapshot",
+            Stage::Deliver => "deliver",
         }
     }
 

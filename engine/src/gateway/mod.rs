@@ -1,0 +1,381 @@
+//! The WebSocket gateway (`run --ws`): a role of the runtime plan on its own thread, serving
+//! desks and notebooks trades, BBO, bars and depth as JSON text frames ([`protocol`]), and at
+//! `GET /` a live book page.
+//!
+//! ```text
+//!  consumer --GatewayBatch link--> pump --> each subscribed client's queue --> its writer --> socket
+//!                                    \--> market (latest BBO and top levels per instrument)
+//! ```
+//!
+//! Why tokio and hyper rather than glommio: the gateway's work is rendering JSON per client and
+//! waiting on slow sockets, not moving bytes at line rate, and the admin endpoint already runs
+//! hyper on a current-thread tokio runtime: one HTTP stack serves both. hyper does the HTTP
+//! upgrade (and serves the page on the same port); tokio-tungstenite does the framing.
+//!
+//! A slow client never slows a shard, the consumer or another client: the pump only pushes into
+//! bounded per-client queues where BBO and depth conflate ([`client`]); a queue that still
+//! overflows gets an error frame and a close (1013), counted. The consumer waits only when all
+//! of the link's buffers are in flight, which the pump never holds across a socket write.
+//!
+//! Owns client sessions and their limits. Never touches a book and never blocks the feed.
+
+pub mod client;
+pub mod intake;
+pub mod market;
+pub mod protocol;
+mod session;
+
+use crate::telemetry::Reporter;
+use client::{Client, Limits, KINDS};
+use intake::{GatewayBatch, GatewayIntake};
+use market::Market;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where `--ws` alone binds.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:9900";
+/// WebSocket connections open at once at most; one more is answered 503.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// The gateway's counters; written by its thread only, read by control for `/metrics` and by
+/// the summary.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// WebSocket connections accepted.
+    pub accepted: AtomicU64,
+    /// Open now.
+    pub open: AtomicU64,
+    /// Refused over [`MAX_CONNECTIONS`] or for a bad token.
+    pub refused: AtomicU64,
+    /// Cut off because their queue overflowed.
+    pub slow_closed: AtomicU64,
+    /// Frames written.
+    pub frames: AtomicU64,
+    /// Updates folded into a frame already queued.
+    pub conflated: AtomicU64,
+    /// Error frames sent (bad requests, unknown symbols, rate limits, binary frames).
+    pub errors: AtomicU64,
+    /// Event batches taken from the consumer.
+    pub batches: AtomicU64,
+}
+
+/// What the gateway did, for the summary.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct GatewayReport {
+    /// The address it served.
+    pub addr: String,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Refused.
+    pub refused: u64,
+    /// Cut off as slow.
+    pub slow_closed: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Updates conflated.
+    pub conflated: u64,
+    /// Error frames.
+    pub errors: u64,
+    /// Event batches taken.
+    pub batches: u64,
+}
+
+impl GatewayStats {
+    fn report(&self, addr: SocketAddr) -> GatewayReport {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GatewayReport {
+            addr: addr.to_string(),
+            accepted: l(&self.accepted),
+            refused: l(&self.refused),
+            slow_closed: l(&self.slow_closed),
+            frames: l(&self.frames),
+            conflated: l(&self.conflated),
+            errors: l(&self.errors),
+            batches: l(&self.batches),
+        }
+    }
+}
+
+/// A bound gateway, not yet serving.
+pub struct Gateway {
+    listener: TcpListener,
+    token: Option<String>,
+    limits: Limits,
+    /// The address it listens on (the real port when `:0` was asked).
+    pub addr: SocketAddr,
+    /// Its counters.
+    pub stats: Arc<GatewayStats>,
+}
+
+impl Gateway {
+    /// Binds `addr`. `token` is `TICKCORE_WS_TOKEN`; a non-loopback address without one is
+    /// refused.
+    pub fn bind(
+        addr: SocketAddr,
+        token: Option<String>,
+        limits: Limits,
+    ) -> Result<Gateway, String> {
+        let token = token.filter(|t| !t.is_empty());
+        if !addr.ip().is_loopback() && token.is_none() {
+            return Err(format!(
+                "--ws {addr} is not a loopback address: set TICKCORE_WS_TOKEN (clients then send \
+                 `?token=<token>` or `Authorization: Bearer <token>`), or bind 127.0.0.1"
+            ));
+        }
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} for --ws: {e} (pick another port)"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("--ws {addr}: {e}"))?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        Ok(Gateway {
+            listener,
+            token,
+            limits,
+            addr,
+            stats: Arc::new(GatewayStats::default()),
+        })
+    }
+
+    /// Serves on a thread of its own, pinned to `cpu` at `nice`, until `stop` is set.
+    pub fn start(
+        self,
+        (cpu, nice): (usize, i32),
+        intake: GatewayIntake,
+        reporter: Reporter,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<GatewayReport>> {
+        std::thread::Builder::new()
+            .name("gateway".into())
+            .spawn(move || {
+                crate::runtime::pin(cpu);
+                crate::runtime::set_nice(nice);
+                let (addr, stats) = (self.addr, Arc::clone(&self.stats));
+                serve(self, intake, reporter, &stop);
+                stats.report(addr)
+            })
+    }
+}
+
+/// Every client, the market, and who wants what: the gateway thread's state (one thread, so
+/// `Rc<RefCell<_>>`, no lock).
+pub struct Hub {
+    market: Market,
+    clients: HashMap<u64, Slot>,
+    /// Per channel kind: the clients subscribed to each locate, and those with `*`.
+    index: [HashMap<u16, Vec<u64>>; KINDS],
+    star: [Vec<u64>; KINDS],
+    /// Clients that got something since they were last woken.
+    dirty: Vec<u64>,
+    /// The run is over: writers drain their queues, then close (1001).
+    going_away: bool,
+    next_id: u64,
+    limits: Limits,
+    stats: Arc<GatewayStats>,
+    reporter: Reporter,
+}
+
+struct Slot {
+    client: Client,
+    wake: Rc<tokio::sync::Notify>,
+    woken: bool,
+}
+
+type Shared = Rc<RefCell<Hub>>;
+
+impl Hub {
+    fn new(stats: Arc<GatewayStats>, reporter: Reporter, limits: Limits) -> Self {
+        Hub {
+            market: Market::default(),
+            clients: HashMap::new(),
+            index: Default::default(),
+            star: Default::default(),
+            dirty: Vec::new(),
+            going_away: false,
+            next_id: 0,
+            limits,
+            stats,
+            reporter,
+        }
+    }
+
+    /// Rebuilds who wants what, after a subscription changed or a client left.
+    fn reindex(&mut self) {
+        self.index = Default::default();
+        self.star = Default::default();
+        for (&id, s) in &self.clients {
+            for (k, sel) in s.client.subs.iter().enumerate() {
+                if sel.all {
+                    self.star[k].push(id);
+                } else {
+                    for &l in &sel.some {
+                        self.index[k].entry(l).or_default().push(id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one batch into the market and every subscribed client's queue.
+    fn take(&mut self, b: &GatewayBatch) {
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        for l in &b.listings {
+            self.market.list(l);
+        }
+        let at = b.first_ingress_ns;
+        for q in &b.bbos {
+            self.market.set_bbo(q);
+        }
+        for d in &b.depths {
+            self.market.set_depth(d);
+        }
+        for t in &b.trades {
+            self.each(client::TRADES, t.locate, |c| c.on_trade(t, at));
+        }
+        for q in &b.bbos {
+            self.each(client::BBO, q.locate, |c| c.on_bbo(q.locate, at));
+        }
+        for d in &b.depths {
+            self.each(client::DEPTH, d.locate, |c| c.on_depth(d.locate, at));
+        }
+        for x in &b.bars {
+            self.each(client::BARS, x.locate, |c| c.on_bar(x, at));
+        }
+    }
+
+    fn each(&mut self, k: usize, locate: u16, mut f: impl FnMut(&mut Client) -> bool) {
+        let ids = self.index[k].get(&locate).into_iter().flatten();
+        for id in ids.chain(&self.star[k]) {
+            let Some(s) = self.clients.get_mut(id) else {
+                continue;
+            };
+            let before = s.client.conflated;
+            if f(&mut s.client) && !s.woken {
+                s.woken = true;
+                self.dirty.push(*id);
+            }
+            if s.client.overflowed && !s.woken {
+                s.woken = true;
+                self.dirty.push(*id);
+            }
+            let folded = s.client.conflated - before;
+            if folded > 0 {
+                self.stats.conflated.fetch_add(folded, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Wakes every client that got something.
+    fn wake_dirty(&mut self) {
+        for id in self.dirty.drain(..) {
+            if let Some(s) = self.clients.get_mut(&id) {
+                s.woken = false;
+                s.wake.notify_one();
+            }
+        }
+    }
+
+    /// Registers a client; returns its id and wake-up.
+    fn join(&mut self) -> (u64, Rc<tokio::sync::Notify>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let wake = Rc::new(tokio::sync::Notify::new());
+        self.clients.insert(
+            id,
+            Slot {
+                client: Client::new(self.limits),
+                wake: Rc::clone(&wake),
+                woken: false,
+            },
+        );
+        (id, wake)
+    }
+
+    fn leave(&mut self, id: u64) {
+        self.clients.remove(&id);
+        self.reindex();
+    }
+}
+
+fn serve(g: Gateway, intake: GatewayIntake, reporter: Reporter, stop: &AtomicBool) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return tracing::error!("WebSocket gateway off: no runtime: {e}"),
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = match tokio::net::TcpListener::from_std(g.listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("WebSocket gateway off: {e}"),
+        };
+        let hub = Hub::new(Arc::clone(&g.stats), reporter, g.limits);
+        let hub: Shared = Rc::new(RefCell::new(hub));
+        tokio::task::spawn_local(pump(Rc::clone(&hub), intake));
+        let token: Rc<Option<String>> = Rc::new(g.token);
+        let mut check = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    tokio::task::spawn_local(session::http(stream, Rc::clone(&hub), Rc::clone(&token)));
+                }
+                _ = check.tick() => {
+                    hub.borrow_mut().reporter.tick(crate::runtime::clock::now_ns());
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                }
+            }
+        }
+        say_goodbye(&hub).await;
+        hub.borrow_mut().reporter.flush(Duration::from_millis(200));
+    });
+}
+
+/// Has every client's writer drain its queue and close with 1001 (going away), waiting at
+/// most [`GOODBYE`] for them.
+async fn say_goodbye(hub: &Shared) {
+    {
+        let mut h = hub.borrow_mut();
+        h.going_away = true;
+        for s in h.clients.values() {
+            s.wake.notify_one();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + GOODBYE;
+    while !hub.borrow().clients.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long clients get to take their last frames when the run ends.
+const GOODBYE: Duration = Duration::from_secs(2);
+
+/// Moves batches from the consumer into the clients' queues, and wakes their writers. Sleeps
+/// on the link's notify when idle: the consumer's notify after each batch wakes it.
+async fn pump(hub: Shared, mut intake: GatewayIntake) {
+    loop {
+        let mut took = false;
+        while let Some(b) = intake.rx.try_recv() {
+            hub.borrow_mut().take(&b);
+            intake.rx.give_back(b);
+            took = true;
+        }
+        if took {
+            hub.borrow_mut().wake_dirty();
+            // Let the writers run before the next batch.
+            tokio::task::yield_now().await;
+        } else {
+            intake.wake.notified().await;
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! One TCP connection to the gateway: HTTP/1.1 through hyper (`GET /` is the live page, a
+//! WebSocket upgrade becomes a session), then the session's reader (requests in) and writer
+//! (its queue out, heartbeats when idle, the close when it was too slow).
+//!
+//! Owns the per-connection limits and timeouts. Never holds the hub across an await.
+
+use super::client::Client;
+use super::protocol::{self, Code, Refusal, Request};
+use super::{Shared, MAX_CONNECTIONS};
+use crate::telemetry::Stage;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The live page: one self-contained file, no CDN, no build step.
+const PAGE: &str = include_str!("page.html");
+/// A heartbeat goes out after this long without a frame.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a frame may wait for the socket before the client counts as gone.
+const WRITE_PATIENCE: Duration = Duration::from_secs(5);
+/// Time to send the HTTP request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest frame a client may send (requests are small).
+const MAX_REQUEST_BYTES: usize = 64 << 10;
+
+type Body = Full<Bytes>;
+
+/// Serves one TCP connection.
+pub async fn http(stream: tokio::net::TcpStream, hub: Shared, token: Rc<Option<String>>) {
+    let svc = hyper::service::service_fn(move |req| {
+        let (hub, token) = (Rc::clone(&hub), Rc::clone(&token));
+        async move { Ok::<_, std::convert::Infallible>(route(req, hub, &token)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .with_upgrades();
+    let _ = conn.await;
+}
+
+fn reply(status: u16, kind: &'static str, body: impl Into<Bytes>) -> hyper::Response<Body> {
+    let mut r = hyper::Response::new(Full::new(body.into()));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(kind),
+    );
+    r
+}
+
+fn route(
+    mut req: hyper::Request<hyper::body::Incoming>,
+    hub: Shared,
+    token: &Option<String>,
+) -> hyper::Response<Body> {
+    let upgrade = req
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return match (req.method().as_str(), req.uri().path()) {
+            ("GET", "/") => reply(200, "text/html; charset=utf-8", PAGE),
+            _ => reply(
+                404,
+                "text/plain",
+                "GET / is the live page; connect a WebSocket to this address for data\n",
+            ),
+        };
+    }
+    let stats = Rc::clone(&hub).borrow().stats.clone();
+    if let Some(t) = token {
+        if !authorised(&req, t) {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            return reply(
+                401,
+                "text/plain",
+                "send ?token=<TICKCORE_WS_TOKEN> or Authorization: Bearer <token>\n",
+            );
+        }
+    }
+    if stats.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS as u64 {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        return reply(
+            503,
+            "text/plain",
+            format!("more than {MAX_CONNECTIONS} WebSocket connections are open; try again\n"),
+        );
+    }
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return reply(
+            400,
+            "text/plain",
+            "a WebSocket upgrade needs Sec-WebSocket-Key\n",
+        );
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    stats.open.fetch_add(1, Ordering::Relaxed);
+    stats.accepted.fetch_add(1, Ordering::Relaxed);
+    tokio::task::spawn_local(async move {
+        if let Ok(up) = on_upgrade.await {
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(MAX_REQUEST_BYTES))
+                .max_frame_size(Some(MAX_REQUEST_BYTES));
+            let io = hyper_util::rt::TokioIo::new(up);
+            let ws =
+                tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config))
+                    .await;
+            run(ws, &hub).await;
+        }
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut r = reply(101, "text/plain", Bytes::new());
+    let h = r.headers_mut();
+    h.remove(hyper::header::CONTENT_TYPE);
+    h.insert(
+        hyper::header::UPGRADE,
+        hyper::header::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
+}
+
+fn authorised(req: &hyper::Request<hyper::body::Incoming>, token: &str) -> bool {
+    let bearer = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = req
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("token="));
+    bearer == Some(token) || query == Some(token)
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// One WebSocket session, until either side ends it.
+async fn run(ws: Ws, hub: &Shared) {
+    let (id, wake) = hub.borrow_mut().join();
+    let (sink, stream) = ws.split();
+    tokio::select! {
+        _ = writer(sink, hub, id, &wake) => {}
+        _ = reader(stream, hub, id, &wake) => {}
+    }
+    hub.borrow_mut().leave(id);
+}
+
+/// Writes the client's queue as it fills; a heartbeat after [`HEARTBEAT`] of silence; an error
+/// frame and a close (1013) once its queue overflowed.
+async fn writer(
+    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    hub: &Shared,
+    id: u64,
+    wake: &tokio::sync::Notify,
+) {
+    let mut frame = String::new();
+    loop {
+        let mut wrote = false;
+        loop {
+            let (next, slow) = {
+                let mut h = hub.borrow_mut();
+                let h = &mut *h;
+                let Some(slot) = h.clients.get_mut(&id) else {
+                    return;
+                };
+                let c = &mut slot.client;
+                (c.next_frame(&h.market, &mut frame), c.overflowed)
+            };
+            if slow {
+                return cut_off(sink, hub).await;
+            }
+            let Some(ingress_ns) = next else { break };
+            let msg = Message::text(std::mem::take(&mut frame));
+            if tokio::time::timeout(WRITE_PATIENCE, sink.feed(msg))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            wrote = true;
+            let mut h = hub.borrow_mut();
+            h.stats.frames.fetch_add(1, Ordering::Relaxed);
+            if ingress_ns > 0 {
+                let ns = crate::runtime::clock::now_ns().saturating_sub(ingress_ns);
+                h.reporter.current.stages.record(Stage::Deliver, ns);
+                h.reporter.current.items += 1;
+            }
+        }
+        if wrote
+            && tokio::time::timeout(WRITE_PATIENCE, sink.flush())
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if hub.borrow().going_away {
+            let bye = CloseFrame {
+                code: CloseCode::Away,
+                reason: "the feed has ended and the engine is stopping".into(),
+            };
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(bye))))
+                    .await;
+            return;
+        }
+        if tokio::time::timeout(HEARTBEAT, wake.notified())
+            .await
+            .is_err()
+        {
+            let mut h = hub.borrow_mut();
+            if let Some(slot) = h.clients.get_mut(&id) {
+                let mut beat = String::new();
+                protocol::heartbeat(&mut beat, wall_ms());
+                slot.client.text(beat);
+            }
+        }
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Tells a client that read too slowly why it is being closed, then closes (1013, try again
+/// later), both within a second: a client that reads nothing gets the TCP close alone.
+async fn cut_off(mut sink: futures_util::stream::SplitSink<Ws, Message>, hub: &Shared) {
+    let limit = hub.borrow().limits.queue;
+    hub.borrow()
+        .stats
+        .slow_closed
+        .fetch_add(1, Ordering::Relaxed);
+    let why = Refusal::new(
+        Code::SlowConsumer,
+        format!(
+            "more than {limit} frames waited for this connection: it reads too slowly for its \
+             subscription; subscribe to fewer symbols or channels, or read faster"
+        ),
+    );
+    let mut text = String::new();
+    protocol::error(&mut text, &why, None);
+    let close = CloseFrame {
+        code: CloseCode::Again,
+        reason: "slow consumer: queue overflowed".into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        sink.send(Message::text(text)).await?;
+        sink.send(Message::Close(Some(close))).await
+    })
+    .await;
+}
+
+/// Reads requests until the client closes or sends something that ends the session.
+async fn reader(
+    mut stream: futures_util::stream::SplitStream<Ws>,
+    hub: &Shared,
+    id: u64,
+    wake: &tokio::sync::Notify,
+) {
+    while let Some(msg) = stream.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Binary(_)) => {
+                let r = Refusal::new(
+                    Code::BinaryFrame,
+                    "binary frames are not read: send JSON text frames".into(),
+                );
+                refuse(hub, id, &r);
+                wake.notify_one();
+                continue;
+            }
+            Ok(Message::Close(_)) | Err(_) => return,
+            Ok(_) => continue,
+        };
+        answer(hub, id, text.as_str());
+        wake.notify_one();
+    }
+}
+
+/// Applies one request and queues its answer.
+fn answer(hub: &Shared, id: u64, text: &str) {
+    let now = crate::runtime::clock::now_ns();
+    let admitted = {
+        let mut h = hub.borrow_mut();
+        match h.clients.get_mut(&id) {
+            Some(s) => s.client.admit(now),
+            None => return,
+        }
+    };
+    if !admitted {
+        let r = Refusal::new(
+            Code::RateLimited,
+            "too many requests a second on this connection; this one was dropped".into(),
+        );
+        return refuse(hub, id, &r);
+    }
+    let req = match protocol::parse(text) {
+        Ok(r) => r,
+        Err(r) => return refuse(hub, id, &r),
+    };
+    let mut h = hub.borrow_mut();
+    let h = &mut *h;
+    let Some(slot) = h.clients.get_mut(&id) else {
+        return;
+    };
+    let c: &mut Client = &mut slot.client;
+    let done = match &req {
+        Request::Subscribe {
+            id,
+            channels,
+            symbols,
+        } => c.subscribe(id.as_ref(), channels, symbols, &h.market),
+        Request::Unsubscribe {
+            id,
+            channels,
+            symbols,
+        } => c.unsubscribe(id.as_ref(), channels, symbols, &h.market),
+        Request::Ping { id } => {
+            let mut out = String::new();
+            protocol::pong(&mut out, id.as_ref());
+            c.text(out);
+            Ok(())
+        }
+        Request::List { id } => {
+            let mut out = String::new();
+            protocol::symbols(&mut out, id.as_ref(), &h.market.known());
+            c.text(out);
+            Ok(())
+        }
+    };
+    match done {
+        Ok(()) => {
+            if matches!(req, Request::Subscribe { .. } | Request::Unsubscribe { .. }) {
+                h.reindex();
+            }
+        }
+        Err(r) => {
+            let known = (r.code == Code::UnknownSymbol).then(|| h.market.known());
+            let mut out = String::new();
+            protocol::error(&mut out, &r, known.as_deref());
+            c.text(out);
+            h.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn refuse(hub: &Shared, id: u64, r: &Refusal) {
+    let mut h = hub.borrow_mut();
+    let mut out = String::new();
+    protocol::error(&mut out, r, None);
+    if let Some(s) = h.clients.get_mut(&id) {
+        s.client.text(out);
+    }
+    h.stats.errors.fetch_add(1, Ordering::Relaxed);
+}
