@@ -263,6 +263,11 @@ pub struct RunArgs {
         value_name = "SECONDS"
     )]
     pub linger_s: f64,
+    /// Hold the feed until this many WebSocket clients have subscribed to something (with
+    /// --ws; for tests and demos that must see every event from the first). Waits at most a
+    /// minute, then fails.
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "ws")]
+    pub ws_wait_clients: u64,
     /// For tests and drills only: inject a delay, apply-delay=DURATION@shardN[:for=DURATION]
     /// (each message shard N applies spins DURATION more, for the first `for` of its run or
     /// all of it). Repeatable.

@@ -73,11 +73,11 @@ struct Engine {
 
 impl Engine {
     /// Starts `tickcore run ARGS --ws 127.0.0.1:0 --json` and waits for its gateway line.
-    fn start(args: &[&str]) -> Engine {
+    fn start(args: &[String]) -> Engine {
         Self::start_with(args, &[])
     }
 
-    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Engine {
+    fn start_with(args: &[String], env: &[(&str, &str)]) -> Engine {
         let mut c = tickcore();
         c.arg("run")
             .args(args)
@@ -248,11 +248,20 @@ fn trades_of(events: &Path, locate: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Subscribes to trades, bbo and depth:10 of `symbols`; reads until the server closes.
-async fn follow(addr: &str, symbols: &[String]) -> HashMap<String, Copy> {
+/// Whitespace-separated arguments.
+fn args(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+/// Subscribes to trades, bbo and depth:10 of every symbol (`*`); reads until the server closes.
+/// With `arrived`, says once when every copy's depth equals its final book.
+async fn follow(
+    addr: &str,
+    mut arrived: Option<(&HashMap<String, Value>, tokio::sync::oneshot::Sender<()>)>,
+) -> HashMap<String, Copy> {
     let mut ws = connect(addr).await;
     let sub =
-        json!({"op":"subscribe","id":7,"channels":["trades","bbo","depth:10"],"symbols":symbols});
+        json!({"op":"subscribe","id":7,"channels":["trades","bbo","depth:10"],"symbols":["*"]});
     send(&mut ws, sub).await;
     let ack = recv(&mut ws, false).await.unwrap();
     assert_eq!(
@@ -260,16 +269,27 @@ async fn follow(addr: &str, symbols: &[String]) -> HashMap<String, Copy> {
         (Some("ack"), Some(7)),
         "{ack}"
     );
-    assert_eq!(
-        ack["subscription"]["depth:10"].as_array().unwrap().len(),
-        symbols.len()
-    );
+    assert_eq!(ack["subscription"]["depth:10"], json!(["*"]), "{ack}");
     let mut copies: HashMap<String, Copy> = HashMap::new();
     while let Some(f) = recv(&mut ws, false).await {
         let sym = f["symbol"].as_str().unwrap().to_string();
         copies.entry(sym).or_default().take(&f);
+        if arrived
+            .as_ref()
+            .is_some_and(|(b, _)| at_the_end(&copies, b))
+        {
+            let _ = arrived.take().unwrap().1.send(());
+        }
     }
     copies
+}
+
+/// Whether every copy's depth equals its final book.
+fn at_the_end(copies: &HashMap<String, Copy>, books: &HashMap<String, Value>) -> bool {
+    books.iter().all(|(sym, b)| match copies.get(sym) {
+        Some(c) => c.bids == levels(b, "bids") && c.asks == levels(b, "asks"),
+        None => b["bids"].as_array().unwrap().is_empty(),
+    })
 }
 
 /// The listed symbols, once the feed has named them.
@@ -286,11 +306,21 @@ async fn symbols(addr: &str, want: usize) -> Vec<String> {
     }
 }
 
+/// Every copy equals its final book and holds every trade of its instrument exactly once, in
+/// order (the client subscribed before the feed started: `--ws-wait-clients`).
 fn check_against_book(
     copies: &HashMap<String, Copy>,
     books: &HashMap<String, Value>,
     events: &Path,
 ) {
+    let quoted = books
+        .values()
+        .filter(|b| !b["bids"].as_array().unwrap().is_empty());
+    assert_eq!(
+        copies.len(),
+        quoted.count(),
+        "a copy of every quoted instrument"
+    );
     for (sym, c) in copies {
         let b = &books[sym];
         assert_eq!(
@@ -315,11 +345,10 @@ fn check_against_book(
             "{sym}"
         );
         let all = trades_of(events, b["locate"].as_u64().unwrap());
-        assert!(!c.trades.is_empty(), "{sym}: trades arrived");
+        assert!(!all.is_empty(), "{sym}: the session trades it");
         assert!(
-            all.ends_with(&c.trades),
-            "{sym}: the trades received are every trade from the subscription on, in order \
-             ({} of {})",
+            c.trades == all,
+            "{sym}: every trade exactly once, in order ({} received, {} in the run's events)",
             c.trades.len(),
             all.len()
         );
@@ -331,21 +360,13 @@ async fn a_subscriber_rebuilds_the_final_book_from_a_snapshot_and_updates() {
     let input = session("follow", "300k", "11");
     let books = final_books(&input);
     let events = data_dir().join("follow.events");
-    let feed = format!("file:{}", input.display());
-    let ev = events.display().to_string();
-    let engine = Engine::start(&[
-        "--feed",
-        &feed,
-        "--speed",
-        "300000/s",
-        "--events",
-        &ev,
-        "--linger-s",
-        "1",
+    let mut a = args("--speed 300000/s --linger-s 1 --ws-wait-clients 1");
+    a.extend([
+        format!("--feed=file:{}", input.display()),
+        format!("--events={}", events.display()),
     ]);
-    let syms: Vec<String> = symbols(&engine.addr, 7).await.into_iter().take(2).collect();
-    let copies = follow(&engine.addr, &syms).await;
-    assert_eq!(copies.len(), 2);
+    let engine = Engine::start(&a);
+    let copies = follow(&engine.addr, None).await;
     let summary = tokio::task::spawn_blocking(move || engine.finish())
         .await
         .unwrap();
@@ -364,21 +385,12 @@ async fn a_client_that_does_not_read_is_cut_off_and_no_one_else_notices() {
     let input = session("slow", "300k", "12");
     let books = final_books(&input);
     let events = data_dir().join("slow.events");
-    let feed = format!("file:{}", input.display());
-    let ev = events.display().to_string();
-    let engine = Engine::start(&[
-        "--feed",
-        &feed,
-        "--speed",
-        "300000/s",
-        "--events",
-        &ev,
-        "--linger-s",
-        "1",
-        "--ws-queue-frames",
-        "64",
+    let mut a = args("--speed 300000/s --linger-s 3 --ws-queue-frames 1024 --ws-wait-clients 2");
+    a.extend([
+        format!("--feed=file:{}", input.display()),
+        format!("--events={}", events.display()),
     ]);
-    let syms = symbols(&engine.addr, 7).await;
+    let engine = Engine::start(&a);
     // A socket with a tiny receive window, so the server's writes stall at once.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(2048).unwrap();
@@ -387,35 +399,44 @@ async fn a_client_that_does_not_read_is_cut_off_and_no_one_else_notices() {
     sock.set_nonblocking(true).unwrap();
     let tcp = tokio::net::TcpStream::from_std(sock.into()).unwrap();
     let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
-    let (mut slow, _) = tokio_tungstenite::client_async(format!("ws://{}/", engine.addr), tcp)
-        .await
-        .unwrap();
+    let url = format!("ws://{}/", engine.addr);
+    let (mut slow, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
     let all =
         json!({"op":"subscribe","channels":["trades","bbo","bars","depth:10"],"symbols":["*"]});
     send(&mut slow, all).await;
-    let copies = follow(&engine.addr, &syms[..1]).await;
+    // It reads only once the other client has the final books: by then it has long overflowed.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let late = async {
+        rx.await.expect("the other client reached the final books");
+        let mut last = None;
+        while let Some(f) = recv(&mut slow, false).await {
+            last = Some(f);
+        }
+        last
+    };
+    let (copies, last) = tokio::join!(follow(&engine.addr, Some((&books, tx))), late);
     let summary = tokio::task::spawn_blocking(move || engine.finish())
         .await
         .unwrap();
     check_against_book(&copies, &books, &events);
-    assert_eq!(
-        summary["gateway"]["slow_closed"].as_u64(),
-        Some(1),
-        "{}",
-        summary["gateway"]
+    let g = &summary["gateway"];
+    assert_eq!(g["slow_closed"].as_u64(), Some(1), "{g}");
+    assert!(
+        g["conflated"].as_u64().unwrap() > 0,
+        "updates conflated before the cut: {g}"
     );
-    // What it did receive ends with the reason, then the close.
-    let mut last = None;
-    while let Some(f) = recv(&mut slow, false).await {
-        last = Some(f);
-    }
+    // What it did receive ends with the reason (the close follows it).
     let last = last.expect("the slow client got frames before the cut");
-    assert_eq!(
-        (last["type"].as_str(), last["code"].as_str()),
-        (Some("error"), Some("slow_consumer")),
-        "{last}"
-    );
-    drop(slow);
+    let got = (last["type"].as_str(), last["code"].as_str());
+    assert_eq!(got, (Some("error"), Some("slow_consumer")), "{last}");
+}
+
+/// A short paced replay, its gateway lingering `linger` seconds, with `more` arguments.
+fn short_run(linger: u32, more: &str) -> Engine {
+    let a = args(&format!(
+        "--feed gen:m7:20k:3 --speed 10000/s --linger-s {linger} {more}"
+    ));
+    Engine::start(&a)
 }
 
 #[rstest::rstest]
@@ -439,23 +460,13 @@ async fn a_bad_frame_gets_a_typed_error_and_the_connection_stays_open(
     #[case] bad: Message,
     #[case] code: &str,
 ) {
-    let engine = Engine::start(&[
-        "--feed",
-        "gen:m7:20k:3",
-        "--speed",
-        "10000/s",
-        "--linger-s",
-        "1",
-    ]);
+    let engine = short_run(1, "");
     let mut ws = connect(&engine.addr).await;
     symbols(&engine.addr, 7).await;
     ws.send(bad).await.unwrap();
     let e = recv(&mut ws, false).await.unwrap();
-    assert_eq!(
-        (e["type"].as_str(), e["code"].as_str()),
-        (Some("error"), Some(code)),
-        "{e}"
-    );
+    let got = (e["type"].as_str(), e["code"].as_str());
+    assert_eq!(got, (Some("error"), Some(code)), "{e}");
     assert!(!e["msg"].as_str().unwrap().is_empty());
     if code == "unknown_symbol" {
         assert_eq!(
@@ -474,15 +485,50 @@ async fn a_bad_frame_gets_a_typed_error_and_the_connection_stays_open(
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn an_oversized_frame_gets_its_reason_and_a_1009_close() {
+    let engine = short_run(1, "");
+    let mut ws = connect(&engine.addr).await;
+    ws.send(Message::text("x".repeat(100_000))).await.unwrap();
+    let e = recv(&mut ws, false).await.unwrap();
+    assert_eq!(e["code"], "too_large", "{e}");
+    let close = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap();
+    match close {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1009),
+        other => panic!("expected a 1009 close, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn naming_more_symbols_than_the_limit_is_refused() {
+    let engine = short_run(1, "--ws-symbols 2");
+    let all = symbols(&engine.addr, 7).await;
+    let mut ws = connect(&engine.addr).await;
+    send(
+        &mut ws,
+        json!({"op":"subscribe","id":1,"channels":["bbo"],"symbols":&all[..3]}),
+    )
+    .await;
+    let e = recv(&mut ws, false).await.unwrap();
+    let got = (e["code"].as_str(), e["id"].as_u64());
+    assert_eq!(got, (Some("too_many_symbols"), Some(1)), "{e}");
+    send(
+        &mut ws,
+        json!({"op":"subscribe","id":2,"channels":["bbo"],"symbols":&all[..2]}),
+    )
+    .await;
+    let a = recv(&mut ws, false).await.unwrap();
+    assert_eq!(
+        (a["type"].as_str(), a["id"].as_u64()),
+        (Some("ack"), Some(2)),
+        "{a}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn an_idle_connection_gets_a_heartbeat_every_second() {
-    let engine = Engine::start(&[
-        "--feed",
-        "gen:m7:20k:3",
-        "--speed",
-        "10000/s",
-        "--linger-s",
-        "4",
-    ]);
+    let engine = short_run(4, "");
     let mut ws = connect(&engine.addr).await;
     let started = std::time::Instant::now();
     let f = recv(&mut ws, true).await.unwrap();
@@ -500,26 +546,19 @@ async fn an_idle_connection_gets_a_heartbeat_every_second() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn with_a_token_set_a_client_must_send_it() {
-    let engine = Engine::start_with(
-        &[
-            "--feed",
-            "gen:m7:20k:3",
-            "--speed",
-            "10000/s",
-            "--linger-s",
-            "2",
-        ],
-        &[("TICKCORE_WS_TOKEN", "s3cret")],
-    );
-    let refused = tokio_tungstenite::connect_async(format!("ws://{}/", engine.addr)).await;
-    match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
-        other => panic!("expected 401, got {other:?}"),
+    let a = args("--feed gen:m7:20k:3 --speed 10000/s --linger-s 2");
+    let engine = Engine::start_with(&a, &[("TICKCORE_WS_TOKEN", "s3cret")]);
+    for query in ["", "?token=guess"] {
+        let url = format!("ws://{}/{query}", engine.addr);
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+            other => panic!("{query}: expected 401, got {other:?}"),
+        }
     }
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/?token=s3cret", engine.addr))
-            .await
-            .expect("the token lets it in");
+    let url = format!("ws://{}/?token=s3cret", engine.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the token lets it in");
     send(&mut ws, json!({"op":"ping"})).await;
     assert_eq!(recv(&mut ws, false).await.unwrap()["type"], "pong");
 }

@@ -130,6 +130,8 @@ pub struct Client {
     pub overflowed: bool,
     /// Updates folded into an entry already queued (BBO and depth).
     pub conflated: u64,
+    /// The connection is to close once the queue is written: the close code and reason.
+    pub closing: Option<(u16, String)>,
     tokens: f64,
     refilled_ns: u64,
 }
@@ -145,9 +147,15 @@ impl Client {
             limits,
             overflowed: false,
             conflated: 0,
+            closing: None,
             tokens: 2.0 * limits.requests_per_s as f64,
             refilled_ns: 0,
         }
+    }
+
+    /// Whether it is subscribed to anything.
+    pub fn subscribed(&self) -> bool {
+        self.subs.iter().any(|s| !s.is_empty())
     }
 
     /// Frames waiting.

@@ -39,6 +39,8 @@ use std::time::Duration;
 
 /// Where `--ws` alone binds.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9900";
+/// Kernel send buffer of a client's socket, bytes.
+const SEND_BUFFER: usize = 256 << 10;
 /// WebSocket connections open at once at most; one more is answered 503.
 pub const MAX_CONNECTIONS: usize = 512;
 
@@ -62,6 +64,8 @@ pub struct GatewayStats {
     pub errors: AtomicU64,
     /// Event batches taken from the consumer.
     pub batches: AtomicU64,
+    /// Connections subscribed to something now (what `--ws-wait-clients` waits for).
+    pub subscribed: AtomicU64,
 }
 
 /// What the gateway did, for the summary.
@@ -184,6 +188,9 @@ struct Slot {
     client: Client,
     wake: Rc<tokio::sync::Notify>,
     woken: bool,
+    /// Notified once, when its queue overflows: its writer stops waiting on the socket.
+    evict: Rc<tokio::sync::Notify>,
+    evicted: bool,
 }
 
 type Shared = Rc<RefCell<Hub>>;
@@ -208,6 +215,14 @@ impl Hub {
     fn reindex(&mut self) {
         self.index = Default::default();
         self.star = Default::default();
+        let subscribed = self
+            .clients
+            .values()
+            .filter(|s| s.client.subscribed())
+            .count();
+        self.stats
+            .subscribed
+            .store(subscribed as u64, Ordering::Release);
         for (&id, s) in &self.clients {
             for (k, sel) in s.client.subs.iter().enumerate() {
                 if sel.all {
@@ -259,9 +274,10 @@ impl Hub {
                 s.woken = true;
                 self.dirty.push(*id);
             }
-            if s.client.overflowed && !s.woken {
-                s.woken = true;
-                self.dirty.push(*id);
+            if s.client.overflowed && !s.evicted {
+                s.evicted = true;
+                s.evict.notify_one();
+                self.stats.slow_closed.fetch_add(1, Ordering::Relaxed);
             }
             let folded = s.client.conflated - before;
             if folded > 0 {
@@ -280,20 +296,23 @@ impl Hub {
         }
     }
 
-    /// Registers a client; returns its id and wake-up.
-    fn join(&mut self) -> (u64, Rc<tokio::sync::Notify>) {
+    /// Registers a client; returns its id, its wake-up and its eviction notice.
+    fn join(&mut self) -> (u64, Rc<tokio::sync::Notify>, Rc<tokio::sync::Notify>) {
         let id = self.next_id;
         self.next_id += 1;
         let wake = Rc::new(tokio::sync::Notify::new());
+        let evict = Rc::new(tokio::sync::Notify::new());
         self.clients.insert(
             id,
             Slot {
                 client: Client::new(self.limits),
                 wake: Rc::clone(&wake),
                 woken: false,
+                evict: Rc::clone(&evict),
+                evicted: false,
             },
         );
-        (id, wake)
+        (id, wake, evict)
     }
 
     fn leave(&mut self, id: u64) {
@@ -326,6 +345,9 @@ fn serve(g: Gateway, intake: GatewayIntake, reporter: Reporter, stop: &AtomicBoo
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
+                    // A fixed kernel buffer: what a slow client cannot take waits in its queue,
+                    // where BBO and depth conflate, not in megabytes of autotuned socket buffer.
+                    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
                     tokio::task::spawn_local(session::http(stream, Rc::clone(&hub), Rc::clone(&token)));
                 }
                 _ = check.tick() => {

@@ -116,6 +116,8 @@ pub enum Code {
     RateLimited,
     /// A binary frame: the protocol is JSON text.
     BinaryFrame,
+    /// A frame over the size limit: the connection closes (1009).
+    TooLarge,
     /// The client read too slowly and its queue overflowed: the connection closes.
     SlowConsumer,
 }
@@ -132,6 +134,7 @@ impl Code {
             Code::TooManySymbols => "too_many_symbols",
             Code::RateLimited => "rate_limited",
             Code::BinaryFrame => "binary_frame",
+            Code::TooLarge => "too_large",
             Code::SlowConsumer => "slow_consumer",
         }
     }

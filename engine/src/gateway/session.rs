@@ -24,6 +24,9 @@ const PAGE: &str = include_str!("page.html");
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a frame may wait for the socket before the client counts as gone.
 const WRITE_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a client cut off as slow gets to take the reason and the close (the run's end
+/// may cut it shorter).
+const CUT_OFF_PATIENCE: Duration = Duration::from_secs(10);
 /// Time to send the HTTP request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest frame a client may send (requests are small).
@@ -154,10 +157,10 @@ type Ws = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgr
 
 /// One WebSocket session, until either side ends it.
 async fn run(ws: Ws, hub: &Shared) {
-    let (id, wake) = hub.borrow_mut().join();
+    let (id, wake, evict) = hub.borrow_mut().join();
     let (sink, stream) = ws.split();
     tokio::select! {
-        _ = writer(sink, hub, id, &wake) => {}
+        _ = writer(sink, hub, id, &wake, &evict) => {}
         _ = reader(stream, hub, id, &wake) => {}
     }
     hub.borrow_mut().leave(id);
@@ -170,6 +173,7 @@ async fn writer(
     hub: &Shared,
     id: u64,
     wake: &tokio::sync::Notify,
+    evict: &tokio::sync::Notify,
 ) {
     let mut frame = String::new();
     loop {
@@ -189,11 +193,14 @@ async fn writer(
             }
             let Some(ingress_ns) = next else { break };
             let msg = Message::text(std::mem::take(&mut frame));
-            if tokio::time::timeout(WRITE_PATIENCE, sink.feed(msg))
-                .await
-                .is_err()
-            {
-                return;
+            tokio::select! {
+                sent = tokio::time::timeout(WRITE_PATIENCE, sink.feed(msg)) => {
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                // Its queue overflowed while this write waited on the socket: stop waiting.
+                _ = evict.notified() => return cut_off(sink, hub).await,
             }
             wrote = true;
             let mut h = hub.borrow_mut();
@@ -211,6 +218,21 @@ async fn writer(
         {
             return;
         }
+        let closing = hub
+            .borrow_mut()
+            .clients
+            .get_mut(&id)
+            .and_then(|s| s.client.closing.take());
+        if let Some((code, reason)) = closing {
+            let bye = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(bye))))
+                    .await;
+            return;
+        }
         if hub.borrow().going_away {
             let bye = CloseFrame {
                 code: CloseCode::Away,
@@ -221,15 +243,16 @@ async fn writer(
                     .await;
             return;
         }
-        if tokio::time::timeout(HEARTBEAT, wake.notified())
-            .await
-            .is_err()
-        {
-            let mut h = hub.borrow_mut();
-            if let Some(slot) = h.clients.get_mut(&id) {
-                let mut beat = String::new();
-                protocol::heartbeat(&mut beat, wall_ms());
-                slot.client.text(beat);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = evict.notified() => return cut_off(sink, hub).await,
+            _ = tokio::time::sleep(HEARTBEAT) => {
+                let mut h = hub.borrow_mut();
+                if let Some(slot) = h.clients.get_mut(&id) {
+                    let mut beat = String::new();
+                    protocol::heartbeat(&mut beat, wall_ms());
+                    slot.client.text(beat);
+                }
             }
         }
     }
@@ -242,13 +265,10 @@ fn wall_ms() -> u64 {
 }
 
 /// Tells a client that read too slowly why it is being closed, then closes (1013, try again
-/// later), both within a second: a client that reads nothing gets the TCP close alone.
+/// later), both within [`CUT_OFF_PATIENCE`]: a client that reads nothing by then gets the
+/// TCP close alone.
 async fn cut_off(mut sink: futures_util::stream::SplitSink<Ws, Message>, hub: &Shared) {
     let limit = hub.borrow().limits.queue;
-    hub.borrow()
-        .stats
-        .slow_closed
-        .fetch_add(1, Ordering::Relaxed);
     let why = Refusal::new(
         Code::SlowConsumer,
         format!(
@@ -262,7 +282,7 @@ async fn cut_off(mut sink: futures_util::stream::SplitSink<Ws, Message>, hub: &S
         code: CloseCode::Again,
         reason: "slow consumer: queue overflowed".into(),
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(CUT_OFF_PATIENCE, async {
         sink.send(Message::text(text)).await?;
         sink.send(Message::Close(Some(close))).await
     })
@@ -287,6 +307,19 @@ async fn reader(
                 refuse(hub, id, &r);
                 wake.notify_one();
                 continue;
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Capacity(e)) => {
+                let r = Refusal::new(
+                    Code::TooLarge,
+                    format!("{e}: requests are at most {MAX_REQUEST_BYTES} bytes; closing"),
+                );
+                refuse(hub, id, &r);
+                if let Some(s) = hub.borrow_mut().clients.get_mut(&id) {
+                    s.client.closing = Some((1009, "frame too large".into()));
+                }
+                wake.notify_one();
+                // The writer sends the error and the close; this side reads no more.
+                return std::future::pending().await;
             }
             Ok(Message::Close(_)) | Err(_) => return,
             Ok(_) => continue,

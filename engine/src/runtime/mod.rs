@@ -58,6 +58,8 @@ pub struct RunOptions {
     pub gateway: Option<crate::gateway::Gateway>,
     /// How long control, the admin endpoint and the gateway stay up after the feed ends.
     pub linger: Duration,
+    /// Hold the feed until this many gateway clients have subscribed.
+    pub ws_wait_clients: u64,
     /// Skip every clock read and histogram record on ingress and shards (to measure what
     /// measuring costs).
     pub unmeasured: bool,
@@ -245,6 +247,7 @@ pub fn run(
         }
         None => None,
     };
+    let gateway_stats = gateway.as_ref().map(|g| Arc::clone(&g.gateway.stats));
     let gateway = match gateway {
         Some(g) => {
             let t = plan.thread_of(&plan::Role::Gateway);
@@ -286,6 +289,9 @@ pub fn run(
         &control_stop,
     )?;
     wait_for_shards(&ready, cfg.shards.value)?;
+    if let Some(s) = &gateway_stats {
+        wait_for_clients(s, opts.ws_wait_clients)?;
+    }
     let feed = IngressRun {
         source,
         routes: &routes,
@@ -543,6 +549,25 @@ fn wait_for_shards(ready: &std::sync::atomic::AtomicUsize, n: usize) -> Result<(
     }
     Ok(())
 }
+
+/// Waits until `n` gateway clients have subscribed (`--ws-wait-clients`).
+fn wait_for_clients(stats: &crate::gateway::GatewayStats, n: u64) -> Result<()> {
+    let deadline = Instant::now() + CLIENT_PATIENCE;
+    while stats.subscribed.load(Ordering::Acquire) < n {
+        if Instant::now() > deadline {
+            return Err(Failure::new(format!(
+                "--ws-wait-clients {n}: only {} WebSocket client(s) subscribed within \
+                 {CLIENT_PATIENCE:?}; connect them to the --ws address, or lower the number",
+                stats.subscribed.load(Ordering::Acquire)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// How long `--ws-wait-clients` waits.
+const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How long shards may take to reserve and touch their memory.
 const SHARD_SETUP_PATIENCE: Duration = Duration::from_secs(60);
