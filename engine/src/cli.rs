@@ -195,6 +195,12 @@ pub struct BenchArgs {
     /// instead of reading memory. e2e then counts from each message's send time.
     #[arg(long)]
     pub live: bool,
+    /// WebSocket clients to run in this process against the gateway (`run --ws`), each
+    /// subscribed to every symbol's trades and BBO before the feed starts; reports their
+    /// receive latency and frames/s, then the same frames from a bare tokio-tungstenite
+    /// broadcast server to as many clients. 0: no gateway.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=512))]
+    pub ws_clients: u64,
     /// Lines the live exchange sends on (1 or 2).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub live_lines: u8,

@@ -65,8 +65,19 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             skip_corrupt: false,
         }),
     };
+    let ws = ws_gateway(a, &cfg)?;
+    let clients = match &ws {
+        Some(g) => Some(super::bench_ws::Clients::start(
+            g.addr,
+            a.ws_clients as usize,
+            cfg.feed_cpu.value,
+        )?),
+        None => None,
+    };
     let opts = RunOptions {
         speed: Some(offered.map_or(Speed::Max, Speed::Rate)),
+        ws_wait_clients: a.ws_clients,
+        gateway: ws,
         sinks: super::run::sink_plans(&a.sinks.names, &a.sinks.settings, &cfg)?,
         unmeasured: a.no_histograms,
         snapshot_probe: (a.snapshot_rate > 0)
@@ -89,6 +100,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
         _ => String::new(),
     };
+    let ws_lines = match clients {
+        Some(c) => {
+            let (j, text) = ws_result(c.finish()?, a.ws_clients as usize, &cfg)?;
+            result["ws"] = j;
+            text
+        }
+        None => String::new(),
+    };
     // The floor brackets the replay: probed before and after it, the gaps of both together.
     let after = probe_noise(&cfg, a.noise_ms);
     result["noise"] = noise_json(&cfg, a.noise_ms, before, after);
@@ -106,12 +125,63 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let svg = path.with_extension("svg");
     std::fs::write(&svg, chart(&result, &r))
         .map_err(|e| Failure::at(&svg, format!("cannot write the chart: {e}")))?;
-    print!("{}{live_lines}", table(&result));
+    print!("{}{live_lines}{ws_lines}", table(&result));
     println!("  wrote {} and {}", path.display(), svg.display());
     match &a.baseline {
         None => Ok(()),
         Some(b) => gate(&result, b, a.tolerance),
     }
+}
+
+/// The gateway for `--ws-clients`, bound on a free loopback port, stamping frames.
+fn ws_gateway(a: &BenchArgs, cfg: &Config) -> Result<Option<crate::gateway::Gateway>> {
+    if a.ws_clients == 0 {
+        return Ok(None);
+    }
+    let limits = crate::gateway::client::Limits {
+        stamp: true,
+        ..crate::gateway::client::Limits::of(cfg)
+    };
+    let addr = "127.0.0.1:0".parse().expect("a valid address");
+    crate::gateway::Gateway::bind(addr, None, limits)
+        .map(Some)
+        .map_err(Failure::new)
+}
+
+/// The clients' figures and the baseline's, as JSON and as table lines.
+fn ws_result(
+    c: super::bench_ws::ClientsReport,
+    n: usize,
+    cfg: &Config,
+) -> Result<(serde_json::Value, String)> {
+    use super::bench_ws::median;
+    let cpus = (cfg.gateway_cpus.value[0], cfg.feed_cpu.value);
+    let base = super::bench_ws::baseline(c.kept, n, cpus)?;
+    let ours = median(&c.per_s);
+    let theirs = median(&base.per_s);
+    let q = |p: f64| c.latency.value_at_quantile(p);
+    let j = serde_json::json!({
+        "clients": n,
+        "frames_per_client_median": median(&c.frames.iter().map(|&f| f as f64).collect::<Vec<_>>()),
+        "frames_per_s_per_client_median": ours,
+        "receive_latency_ns": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": c.latency.max()},
+        "cut_off": c.cut,
+        "baseline": {"frames": base.frames, "frames_per_s_per_client_median": theirs},
+        "vs_baseline": if theirs > 0.0 { ours / theirs } else { 0.0 },
+    });
+    let text = format!(
+        "  ws: {n} clients, receive latency p50 {} p99 {} p99.9 {}; {}/s per client (median), {} cut off; \
+         bare tokio-tungstenite broadcast of the same {} frames: {}/s per client; ratio {:.2}x\n",
+        pretty(q(0.5)),
+        pretty(q(0.99)),
+        pretty(q(0.999)),
+        count(ours as u64),
+        c.cut,
+        count(base.frames as u64),
+        count(theirs as u64),
+        if theirs > 0.0 { ours / theirs } else { 0.0 }
+    );
+    Ok((j, text))
 }
 
 /// The paths a message takes (ingress CPU, then its shard's).

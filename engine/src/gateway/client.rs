@@ -13,6 +13,7 @@ use super::protocol::{self, Channel, Code, DepthFrame, Refusal, Symbols, MAX_DEP
 use shards::bars::Bar;
 use shards::events::{Quote, Trade};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt::Write as _;
 
 /// Channel kinds, as indexes of per-channel tables.
 pub const TRADES: usize = 0;
@@ -43,6 +44,9 @@ pub struct Limits {
     pub symbols: usize,
     /// Requests a second (a burst of twice as many is let through).
     pub requests_per_s: u32,
+    /// Stamp every data frame with `"t0"`, the engine-clock ns its first message was read
+    /// (`tickcore bench --ws-clients`: clients in the same process time their receipt).
+    pub stamp: bool,
 }
 
 impl Default for Limits {
@@ -51,6 +55,7 @@ impl Default for Limits {
             queue: 16_384,
             symbols: 1_000,
             requests_per_s: 20,
+            stamp: false,
         }
     }
 }
@@ -62,6 +67,7 @@ impl Limits {
             queue: cfg.ws_queue_frames.value,
             symbols: cfg.ws_symbols.value,
             requests_per_s: cfg.ws_requests_per_s.value as u32,
+            stamp: false,
         }
     }
 }
@@ -271,7 +277,20 @@ impl Client {
                     p.oldest_ns
                 }
             };
+            if self.limits.stamp && at > 0 && out.ends_with('}') {
+                out.pop();
+                let _ = write!(out, r#","t0":{at}}}"#);
+            }
             return Some(at);
+        }
+    }
+
+    /// Events were lost before the gateway: every stream's next frame skips a sequence number,
+    /// so that the client sees the gap and resubscribes (depth starts over with a snapshot).
+    pub fn skip_seqs(&mut self) {
+        for s in self.streams.values_mut() {
+            s.seq.iter_mut().for_each(|q| *q += 1);
+            s.held = None;
         }
     }
 

@@ -66,6 +66,9 @@ pub struct GatewayStats {
     pub batches: AtomicU64,
     /// Connections subscribed to something now (what `--ws-wait-clients` waits for).
     pub subscribed: AtomicU64,
+    /// Trades and bars lost before they reached the gateway (it was starved of CPU for
+    /// [`intake::PENDING_MAX`] of them); clients see a `seq` gap.
+    pub lost: AtomicU64,
 }
 
 /// What the gateway did, for the summary.
@@ -243,6 +246,27 @@ impl Hub {
             self.market.list(l);
         }
         let at = b.first_ingress_ns;
+        if b.lost > 0 {
+            self.stats.lost.fetch_add(b.lost, Ordering::Relaxed);
+            let why = protocol::Refusal::new(
+                protocol::Code::EventsLost,
+                format!(
+                    "{} trades and bars were lost before the gateway (it was starved of CPU); \
+                     sequence numbers skip one: resubscribe for fresh snapshots",
+                    b.lost
+                ),
+            );
+            let mut text = String::new();
+            protocol::error(&mut text, &why, None);
+            for (id, s) in self.clients.iter_mut() {
+                s.client.skip_seqs();
+                s.client.text(text.clone());
+                if !s.woken {
+                    s.woken = true;
+                    self.dirty.push(*id);
+                }
+            }
+        }
         for q in &b.bbos {
             self.market.set_bbo(q);
         }

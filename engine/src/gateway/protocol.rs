@@ -120,6 +120,8 @@ pub enum Code {
     TooLarge,
     /// The client read too slowly and its queue overflowed: the connection closes.
     SlowConsumer,
+    /// Events were lost before the gateway (it was starved of CPU): sequence numbers skip.
+    EventsLost,
 }
 
 impl Code {
@@ -136,6 +138,7 @@ impl Code {
             Code::BinaryFrame => "binary_frame",
             Code::TooLarge => "too_large",
             Code::SlowConsumer => "slow_consumer",
+            Code::EventsLost => "events_lost",
         }
     }
 }

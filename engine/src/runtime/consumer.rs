@@ -45,6 +45,9 @@ pub struct ConsumerReport {
     pub write_error: Option<String>,
     /// Times an adapter's intake ring was full and the consumer waited.
     pub adapter_waits: u64,
+    /// Batches the gateway could not take at once (every buffer in flight): they gathered,
+    /// BBOs and depths conflating, and went on later; the consumer never waits on it.
+    pub gateway_gathered: u64,
 }
 
 /// Where the consumer sends rows for one storage adapter.
@@ -174,6 +177,10 @@ impl Consumer {
     /// Takes every event batch waiting on the links; returns whether there was any.
     pub fn poll(&mut self) -> bool {
         let mut busy = false;
+        if let Some(g) = self.gateway.as_mut() {
+            // What gathered while the gateway's buffers were all in flight.
+            g.flush();
+        }
         for (i, link) in self.links.iter_mut().enumerate() {
             while let Some(buf) = link.try_recv() {
                 busy = true;
@@ -240,6 +247,10 @@ impl Consumer {
         }
         for a in &self.adapters {
             a.done.store(true, Ordering::Release);
+        }
+        if let Some(g) = self.gateway.as_mut() {
+            g.finish();
+            self.report.gateway_gathered = g.gathered;
         }
         self.report
     }

@@ -280,6 +280,12 @@ pub fn link<B: Send>(buffers: usize, make: impl Fn() -> B) -> (Sender<B>, Receiv
 }
 
 impl<B: Send> Sender<B> {
+    /// An empty buffer if one is home, without waiting.
+    #[inline]
+    pub fn try_take(&mut self) -> Option<B> {
+        self.back.try_pop()
+    }
+
     /// An empty buffer, waiting (spin, yield, park) while all are in flight.
     pub fn take(&mut self) -> B {
         self.take_with(&mut || false, std::time::Duration::from_millis(1))

@@ -1,0 +1,242 @@
+//! `tickcore bench --ws-clients N`: N WebSocket clients in this process subscribe to every
+//! symbol's trades and BBO before the feed starts, and time each frame from the moment its
+//! first message was read (the gateway stamps `t0` on the engine's clock; same process, same
+//! clock). Then, in the same command, a bare tokio-tungstenite broadcast server sends the
+//! frames client 0 received to N fresh clients as fast as it can: the gateway's messages/s per
+//! client against that ceiling.
+//!
+//! Owns the clients and the baseline server; never touches the engine but through its socket.
+
+use crate::error::{Failure, Result};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// Frames client 0 keeps for the baseline at most.
+const KEEP: usize = 4_000_000;
+
+/// What the clients saw.
+pub struct ClientsReport {
+    /// Receive latency (t0 -> frame read by the client), ns, over every client.
+    pub latency: Histogram<u64>,
+    /// Frames per client.
+    pub frames: Vec<u64>,
+    /// Per client: frames a second between its first and last data frame.
+    pub per_s: Vec<f64>,
+    /// Clients closed before the end (cut off as slow, or an error).
+    pub cut: u64,
+    /// Client 0's data frames, for the baseline.
+    pub kept: Vec<Utf8Bytes>,
+}
+
+/// Clients running on their own thread.
+pub struct Clients {
+    handle: std::thread::JoinHandle<ClientsReport>,
+}
+
+impl Clients {
+    /// Connects `n` clients to `addr` from a thread pinned to `cpu`; each subscribes to trades
+    /// and bbo of `*` and reads until the server closes.
+    pub fn start(addr: std::net::SocketAddr, n: usize, cpu: usize) -> Result<Clients> {
+        let handle = std::thread::Builder::new()
+            .name("ws-clients".into())
+            .spawn(move || {
+                crate::runtime::pin(cpu);
+                current_thread().block_on(async move {
+                    let tasks = (0..n).map(|i| client(addr, i == 0));
+                    merge(futures_util::future::join_all(tasks).await)
+                })
+            })
+            .map_err(|e| Failure::new(format!("cannot start the WebSocket clients: {e}")))?;
+        Ok(Clients { handle })
+    }
+
+    /// Waits for every client to end.
+    pub fn finish(self) -> Result<ClientsReport> {
+        self.handle
+            .join()
+            .map_err(|_| Failure::new("the WebSocket clients' thread panicked (a bug)"))
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+struct One {
+    latency: Histogram<u64>,
+    frames: u64,
+    per_s: f64,
+    clean: bool,
+    kept: Vec<Utf8Bytes>,
+}
+
+async fn client(addr: std::net::SocketAddr, keep: bool) -> One {
+    let mut one = One {
+        latency: crate::telemetry::histogram(),
+        frames: 0,
+        per_s: 0.0,
+        clean: false,
+        kept: Vec::new(),
+    };
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return one;
+    };
+    let Ok((mut ws, _)) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await
+    else {
+        return one;
+    };
+    let sub = json!({"op":"subscribe","channels":["trades","bbo"],"symbols":["*"]});
+    if ws.send(Message::text(sub.to_string())).await.is_err() {
+        return one;
+    }
+    let (mut first, mut last) = (None, 0u64);
+    while let Some(m) = ws.next().await {
+        match m {
+            Ok(Message::Text(t)) => {
+                let now = crate::runtime::clock::now_ns();
+                let Some(t0) = stamp(t.as_str()) else {
+                    continue;
+                };
+                let _ = one.latency.record(now.saturating_sub(t0).max(1));
+                one.frames += 1;
+                first.get_or_insert(now);
+                last = now;
+                if keep && one.kept.len() < KEEP {
+                    one.kept.push(t);
+                }
+            }
+            Ok(Message::Close(f)) => {
+                one.clean = f.is_some_and(|f| u16::from(f.code) == 1001);
+                break;
+            }
+            Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    if let Some(f) = first {
+        one.per_s = one.frames as f64 / ((last - f).max(1) as f64 / 1e9);
+    }
+    one
+}
+
+/// The `"t0":N` a data frame ends with.
+fn stamp(text: &str) -> Option<u64> {
+    let at = text.rfind(r#""t0":"#)?;
+    text[at + 5..].trim_end_matches('}').parse().ok()
+}
+
+fn merge(all: Vec<One>) -> ClientsReport {
+    let mut r = ClientsReport {
+        latency: crate::telemetry::histogram(),
+        frames: Vec::new(),
+        per_s: Vec::new(),
+        cut: 0,
+        kept: Vec::new(),
+    };
+    for mut o in all {
+        let _ = r.latency.add(&o.latency);
+        r.frames.push(o.frames);
+        r.per_s.push(o.per_s);
+        r.cut += u64::from(!o.clean);
+        if r.kept.is_empty() {
+            r.kept = std::mem::take(&mut o.kept);
+        }
+    }
+    r
+}
+
+/// The bare broadcast server's figures.
+pub struct Baseline {
+    /// Per client: frames a second.
+    pub per_s: Vec<f64>,
+    /// Frames each client was sent.
+    pub frames: usize,
+}
+
+/// Serves `frames` to `n` clients from a bare tokio-tungstenite server on `server_cpu` (every
+/// client's task sends the same shared frames, the cheapest broadcast there is), the clients
+/// reading on `client_cpu`.
+pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Result<Baseline> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| Failure::new(format!("baseline server: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::new(format!("baseline server: {e}")))?;
+    let count = frames.len();
+    let server = std::thread::spawn(move || {
+        crate::runtime::pin(cpus.0);
+        let frames = std::rc::Rc::new(frames);
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&current_thread(), async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            let mut served = Vec::new();
+            for _ in 0..n {
+                let Ok((s, _)) = listener.accept().await else {
+                    break;
+                };
+                let frames = std::rc::Rc::clone(&frames);
+                served.push(tokio::task::spawn_local(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                        return;
+                    };
+                    // The subscribe a client sends first, as the gateway would read it.
+                    let _ = ws.next().await;
+                    for f in frames.iter() {
+                        if ws.feed(Message::Text(f.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = ws.close(None).await;
+                }));
+            }
+            for s in served {
+                let _ = s.await;
+            }
+        });
+    });
+    let clients = std::thread::spawn(move || {
+        crate::runtime::pin(cpus.1);
+        current_thread().block_on(async move {
+            let tasks = (0..n).map(|_| async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+                let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+                    .await
+                    .ok()?;
+                ws.send(Message::text("{}")).await.ok()?;
+                let (mut first, mut last, mut got) = (None, 0u64, 0u64);
+                while let Some(Ok(m)) = ws.next().await {
+                    if let Message::Text(_) = m {
+                        let now = crate::runtime::clock::now_ns();
+                        first.get_or_insert(now);
+                        last = now;
+                        got += 1;
+                    }
+                }
+                let f = first?;
+                Some(got as f64 / ((last - f).max(1) as f64 / 1e9))
+            });
+            futures_util::future::join_all(tasks).await
+        })
+    });
+    let per_s = clients
+        .join()
+        .map_err(|_| Failure::new("baseline clients panicked (a bug)"))?;
+    let _ = server.join();
+    Ok(Baseline {
+        per_s: per_s.into_iter().flatten().collect(),
+        frames: count,
+    })
+}
+
+/// The median of `v`.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
