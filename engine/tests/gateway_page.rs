@@ -185,7 +185,8 @@ async fn the_live_page_shows_the_engines_final_book_in_a_real_browser() {
                 bid: document.getElementById('best-bid').textContent, \
                 ask: document.getElementById('best-ask').textContent, \
                 rows: document.querySelectorAll('#ladder tbody tr').length, \
-                trades: document.querySelectorAll('#trades tbody tr').length})";
+                trades: document.querySelectorAll('#trades tbody tr').length, \
+                status: document.getElementById('status').textContent})";
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut id = 0;
     let shown = loop {
