@@ -151,6 +151,10 @@ pub struct Overrides {
     /// Requests a second one WebSocket connection may send (a burst of twice as many passes).
     #[arg(long)]
     pub ws_requests_per_s: Option<usize>,
+    /// 1: the gateway echoes frames instead of serving data (only for the Autobahn
+    /// conformance suite, scripts/autobahn).
+    #[arg(long, hide = true)]
+    pub ws_echo: Option<usize>,
     /// How often the control core merges the cores' histograms and checks the budgets, ms.
     #[arg(long)]
     pub control_interval_ms: Option<usize>,
@@ -220,6 +224,8 @@ pub struct Config {
     pub ws_symbols: Setting<usize>,
     /// Requests a second a WebSocket connection may send.
     pub ws_requests_per_s: Setting<usize>,
+    /// The gateway echoes frames (conformance testing only).
+    pub ws_echo: Setting<usize>,
     /// Control interval, ms.
     pub control_interval_ms: Setting<usize>,
     /// Intervals over budget before a level up.
@@ -267,6 +273,7 @@ impl Config {
             ws_queue_frames: Setting::default(16_384),
             ws_symbols: Setting::default(1_000),
             ws_requests_per_s: Setting::default(20),
+            ws_echo: Setting::default(0),
             control_interval_ms: Setting::default(100),
             degrade_enter: Setting::default(3),
             degrade_leave: Setting::default(10),
@@ -378,6 +385,7 @@ impl Config {
         self.ws_queue_frames.set(o.ws_queue_frames, s);
         self.ws_symbols.set(o.ws_symbols, s);
         self.ws_requests_per_s.set(o.ws_requests_per_s, s);
+        self.ws_echo.set(o.ws_echo, s);
         self.control_interval_ms.set(o.control_interval_ms, s);
         self.degrade_enter.set(o.degrade_enter, s);
         self.degrade_leave.set(o.degrade_leave, s);
@@ -444,6 +452,7 @@ impl Config {
         range("ws_queue_frames", &self.ws_queue_frames, (16, 1 << 24))?;
         range("ws_symbols", &self.ws_symbols, (1, 1 << 16))?;
         range("ws_requests_per_s", &self.ws_requests_per_s, (1, 100_000))?;
+        range("ws_echo", &self.ws_echo, (0, 1))?;
         range(
             "control_interval_ms",
             &self.control_interval_ms,
@@ -677,6 +686,7 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         ws_queue_frames: one(&env, "ws_queue_frames")?,
         ws_symbols: one(&env, "ws_symbols")?,
         ws_requests_per_s: one(&env, "ws_requests_per_s")?,
+        ws_echo: one(&env, "ws_echo")?,
         control_interval_ms: one(&env, "control_interval_ms")?,
         degrade_enter: one(&env, "degrade_enter")?,
         degrade_leave: one(&env, "degrade_leave")?,

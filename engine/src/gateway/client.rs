@@ -47,6 +47,10 @@ pub struct Limits {
     /// Stamp every data frame with `"t0"`, the engine-clock ns its first message was read
     /// (`tickcore bench --ws-clients`: clients in the same process time their receipt).
     pub stamp: bool,
+    /// Echo every frame back instead of speaking the protocol, with 16 MiB frames: only for
+    /// the Autobahn conformance suite (`scripts/autobahn`), which tests the framing layer
+    /// against an echo server.
+    pub echo: bool,
 }
 
 impl Default for Limits {
@@ -56,6 +60,7 @@ impl Default for Limits {
             symbols: 1_000,
             requests_per_s: 20,
             stamp: false,
+            echo: false,
         }
     }
 }
@@ -68,6 +73,7 @@ impl Limits {
             symbols: cfg.ws_symbols.value,
             requests_per_s: cfg.ws_requests_per_s.value as u32,
             stamp: false,
+            echo: cfg.ws_echo.value != 0,
         }
     }
 }

@@ -109,14 +109,24 @@ fn route(
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     tokio::task::spawn_local(async move {
         if let Ok(up) = on_upgrade.await {
+            let echo = hub.borrow().limits.echo;
+            let max = if echo {
+                ECHO_MAX_BYTES
+            } else {
+                MAX_REQUEST_BYTES
+            };
             let config = WebSocketConfig::default()
-                .max_message_size(Some(MAX_REQUEST_BYTES))
-                .max_frame_size(Some(MAX_REQUEST_BYTES));
+                .max_message_size(Some(max))
+                .max_frame_size(Some(max));
             let io = hyper_util::rt::TokioIo::new(up);
             let ws =
                 tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config))
                     .await;
-            run(ws, &hub).await;
+            if echo {
+                run_echo(ws).await;
+            } else {
+                run(ws, &hub).await;
+            }
         }
         stats.open.fetch_sub(1, Ordering::Relaxed);
     });
@@ -154,6 +164,18 @@ fn authorised(req: &hyper::Request<hyper::body::Incoming>, token: &str) -> bool 
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Largest frame in echo mode (Autobahn's case 9 sends up to 16 MiB).
+const ECHO_MAX_BYTES: usize = 16 << 20;
+
+/// Echoes text and binary frames until the client closes (conformance testing only).
+async fn run_echo(mut ws: Ws) {
+    while let Some(Ok(m)) = ws.next().await {
+        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+            return;
+        }
+    }
+}
 
 /// One WebSocket session, until either side ends it.
 async fn run(ws: Ws, hub: &Shared) {
