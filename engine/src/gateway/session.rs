@@ -115,7 +115,11 @@ fn route(
             } else {
                 MAX_REQUEST_BYTES
             };
+            // A 4 KiB read buffer, not the default 128 KiB: requests are small, and the
+            // buffer was zeroed on every read poll (6% of the process's samples in the gateway
+            // with 10 clients, perf, 2026-12-05).
             let config = WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER)
                 .max_message_size(Some(max))
                 .max_frame_size(Some(max));
             let io = hyper_util::rt::TokioIo::new(up);
@@ -165,6 +169,8 @@ fn authorised(req: &hyper::Request<hyper::body::Incoming>, token: &str) -> bool 
 
 type Ws = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
+/// A connection's read buffer, bytes.
+const READ_BUFFER: usize = 4 << 10;
 /// Largest frame in echo mode (Autobahn's case 9 sends up to 16 MiB).
 const ECHO_MAX_BYTES: usize = 16 << 20;
 
