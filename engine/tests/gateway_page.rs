@@ -36,13 +36,17 @@ impl Drop for Killed {
     }
 }
 
-/// Starts the engine on `input` with the gateway on a free port; its address.
+/// Starts the engine on `input` with the gateway on a free port; its address. The feed waits
+/// for one subscriber (the test's own, once the page is up) and takes 4 s, so the page sees
+/// trades live whatever the machine's load.
 fn engine(input: &std::path::Path) -> (Killed, String) {
     let mut child = tickcore()
         .args([
             "run",
             "--speed",
-            "300000/s",
+            "50000/s",
+            "--ws-wait-clients",
+            "1",
             "--ws",
             "127.0.0.1:0",
             "--admin",
@@ -187,8 +191,29 @@ async fn the_live_page_shows_the_engines_final_book_in_a_real_browser() {
                 rows: document.querySelectorAll('#ladder tbody tr').length, \
                 trades: document.querySelectorAll('#trades tbody tr').length, \
                 status: document.getElementById('status').textContent})";
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // The page is connected and waiting for the feed to name its instruments: start the feed.
     let mut id = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        id += 1;
+        let args = json!({"expression": read, "returnByValue": true});
+        let r = call(&mut ws, id, "Runtime.evaluate", args).await;
+        if r["result"]["value"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no symbols in the feed yet")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the page never connected: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut starter, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let all = json!({"op":"subscribe","channels":["bbo"],"symbols":["*"]});
+    starter.send(Message::text(all.to_string())).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
     let shown = loop {
         id += 1;
         let r = call(
