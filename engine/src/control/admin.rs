@@ -478,37 +478,9 @@ fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The endpoint's own counters.
-fn admin_metrics(core: &ControlCore, m: &mut String) {
-    let Some(stats) = core.desk_stats() else {
-        return;
-    };
-    for (name, help, kind, v) in [
-        (
-            "tickcore_admin_requests_total",
-            "Admin requests answered.",
-            "counter",
-            &stats.requests,
-        ),
-        (
-            "tickcore_admin_refused_total",
-            "Admin connections refused over the connection limit.",
-            "counter",
-            &stats.refused,
-        ),
-        (
-            "tickcore_admin_timed_out_total",
-            "Admin connections cut off at a timeout.",
-            "counter",
-            &stats.timed_out,
-        ),
-        (
-            "tickcore_admin_connections",
-            "Admin connections open now.",
-            "gauge",
-            &stats.open,
-        ),
-    ] {
+/// Counters as Prometheus text: name, help, type, value.
+fn counters(m: &mut String, rows: &[(&str, &str, &str, &std::sync::atomic::AtomicU64)]) {
+    for (name, help, kind, v) in rows {
         let _ = writeln!(
             m,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
@@ -517,67 +489,100 @@ fn admin_metrics(core: &ControlCore, m: &mut String) {
     }
 }
 
+/// The endpoint's own counters.
+fn admin_metrics(core: &ControlCore, m: &mut String) {
+    let Some(stats) = core.desk_stats() else {
+        return;
+    };
+    counters(
+        m,
+        &[
+            (
+                "tickcore_admin_requests_total",
+                "Admin requests answered.",
+                "counter",
+                &stats.requests,
+            ),
+            (
+                "tickcore_admin_refused_total",
+                "Admin connections refused over the connection limit.",
+                "counter",
+                &stats.refused,
+            ),
+            (
+                "tickcore_admin_timed_out_total",
+                "Admin connections cut off at a timeout.",
+                "counter",
+                &stats.timed_out,
+            ),
+            (
+                "tickcore_admin_connections",
+                "Admin connections open now.",
+                "gauge",
+                &stats.open,
+            ),
+        ],
+    );
+}
+
 /// The WebSocket gateway's counters.
 fn gateway_metrics(core: &ControlCore, m: &mut String) {
     let Some(g) = &core.state.gateway else {
         return;
     };
-    for (name, help, kind, v) in [
-        (
-            "tickcore_ws_accepted_total",
-            "WebSocket connections accepted.",
-            "counter",
-            &g.accepted,
-        ),
-        (
-            "tickcore_ws_connections",
-            "WebSocket connections open now.",
-            "gauge",
-            &g.open,
-        ),
-        (
-            "tickcore_ws_refused_total",
-            "WebSocket connections refused (limit or token).",
-            "counter",
-            &g.refused,
-        ),
-        (
-            "tickcore_ws_slow_closed_total",
-            "Clients cut off because their queue overflowed.",
-            "counter",
-            &g.slow_closed,
-        ),
-        (
-            "tickcore_ws_frames_total",
-            "Frames written to clients.",
-            "counter",
-            &g.frames,
-        ),
-        (
-            "tickcore_ws_conflated_total",
-            "BBO and depth updates folded into a frame already queued.",
-            "counter",
-            &g.conflated,
-        ),
-        (
-            "tickcore_ws_errors_total",
-            "Error frames sent to clients.",
-            "counter",
-            &g.errors,
-        ),
-        (
-            "tickcore_ws_batches_total",
-            "Event batches the gateway took from the consumer.",
-            "counter",
-            &g.batches,
-        ),
-    ] {
-        let _ = writeln!(
-            m,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-            load(v)
-        );
-    }
+    counters(
+        m,
+        &[
+            (
+                "tickcore_ws_accepted_total",
+                "WebSocket connections accepted.",
+                "counter",
+                &g.accepted,
+            ),
+            (
+                "tickcore_ws_connections",
+                "WebSocket connections open now.",
+                "gauge",
+                &g.open,
+            ),
+            (
+                "tickcore_ws_refused_total",
+                "WebSocket connections refused (limit or token).",
+                "counter",
+                &g.refused,
+            ),
+            (
+                "tickcore_ws_slow_closed_total",
+                "Clients cut off because their queue overflowed.",
+                "counter",
+                &g.slow_closed,
+            ),
+            (
+                "tickcore_ws_frames_total",
+                "Frames written to clients.",
+                "counter",
+                &g.frames,
+            ),
+            (
+                "tickcore_ws_conflated_total",
+                "BBO and depth updates folded into a frame already queued.",
+                "counter",
+                &g.conflated,
+            ),
+            (
+                "tickcore_ws_errors_total",
+                "Error frames sent to clients.",
+                "counter",
+                &g.errors,
+            ),
+            (
+                "tickcore_ws_batches_total",
+                "Event batches the gateway took from the consumer.",
+                "counter",
+                &g.batches,
+            ),
+        ],
+    );
 }
 
 /// Prometheus label value escaping.

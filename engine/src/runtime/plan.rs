@@ -157,45 +157,27 @@ impl Plan {
             threads.push(own("control", control_cpu, Role::Control, Wait::Sleep));
         }
         let data_path = |cpu: usize| cpu == feed || runs_shard(cpu);
+        // A thread that can wait sleeps, and yields the data path's CPUs to the data path.
+        let sleeper = |name: &str, cpu: usize, role: Role| ThreadPlan {
+            nice: if data_path(cpu) { SHARED_NICE } else { 0 },
+            ..own(name, cpu, role, Wait::Sleep)
+        };
         for (k, s) in sinks.iter().enumerate() {
-            let cpu = adapter_cpu(k);
-            let mut t = own(
+            threads.push(sleeper(
                 &format!("sink-{s}"),
-                cpu,
+                adapter_cpu(k),
                 Role::Sink(s.clone()),
-                Wait::Sleep,
-            );
-            t.nice = if data_path(cpu) { SHARED_NICE } else { 0 };
-            threads.push(t);
+            ));
         }
         if endpoints.gateway {
-            // It waits on sockets and its clients' queues absorb a slow turn: it yields the
-            // data path's CPUs to the data path.
-            let mut t = own("gateway", gateway_cpu, Role::Gateway, Wait::Sleep);
-            t.nice = if data_path(gateway_cpu) {
-                SHARED_NICE
-            } else {
-                0
-            };
-            threads.push(t);
+            // Its clients' queues absorb a slow turn.
+            threads.push(sleeper("gateway", gateway_cpu, Role::Gateway));
         }
         if endpoints.admin {
-            let mut t = own("admin", control_cpu, Role::Admin, Wait::Sleep);
-            t.nice = if data_path(control_cpu) {
-                SHARED_NICE
-            } else {
-                0
-            };
-            threads.push(t);
+            threads.push(sleeper("admin", control_cpu, Role::Admin));
         }
         // Wakes once an interval for a few procfs reads, beside control.
-        let mut watch = own("watch", control_cpu, Role::Watch, Wait::Sleep);
-        watch.nice = if data_path(control_cpu) {
-            SHARED_NICE
-        } else {
-            0
-        };
-        threads.push(watch);
+        threads.push(sleeper("watch", control_cpu, Role::Watch));
         Plan { threads }
     }
 
