@@ -378,56 +378,54 @@ fn answer(hub: &Shared, id: u64, text: &str) {
         Ok(r) => r,
         Err(r) => return refuse(hub, id, &r),
     };
-    let mut h = hub.borrow_mut();
-    let h = &mut *h;
-    let Some(slot) = h.clients.get_mut(&id) else {
-        return;
-    };
-    let c: &mut Client = &mut slot.client;
-    let done = match &req {
-        Request::Subscribe {
-            id,
-            channels,
-            symbols,
-        } => c.subscribe(id.as_ref(), channels, symbols, &h.market),
-        Request::Unsubscribe {
-            id,
-            channels,
-            symbols,
-        } => c.unsubscribe(id.as_ref(), channels, symbols, &h.market),
-        Request::Ping { id } => {
-            let mut out = String::new();
-            protocol::pong(&mut out, id.as_ref());
-            c.text(out);
-            Ok(())
-        }
-        Request::List { id } => {
-            let mut out = String::new();
-            protocol::symbols(&mut out, id.as_ref(), &h.market.known());
-            c.text(out);
-            Ok(())
-        }
-    };
-    match done {
-        Ok(()) => {
-            if matches!(req, Request::Subscribe { .. } | Request::Unsubscribe { .. }) {
-                h.reindex();
+    let done = {
+        let mut h = hub.borrow_mut();
+        let h = &mut *h;
+        let Some(slot) = h.clients.get_mut(&id) else {
+            return;
+        };
+        let c: &mut Client = &mut slot.client;
+        let done = match &req {
+            Request::Subscribe {
+                id,
+                channels,
+                symbols,
+            } => c.subscribe(id.as_ref(), channels, symbols, &h.market),
+            Request::Unsubscribe {
+                id,
+                channels,
+                symbols,
+            } => c.unsubscribe(id.as_ref(), channels, symbols, &h.market),
+            Request::Ping { id } => {
+                let mut out = String::new();
+                protocol::pong(&mut out, id.as_ref());
+                c.text(out);
+                Ok(())
             }
+            Request::List { id } => {
+                let mut out = String::new();
+                protocol::symbols(&mut out, id.as_ref(), &h.market.known());
+                c.text(out);
+                Ok(())
+            }
+        };
+        let changed = matches!(req, Request::Subscribe { .. } | Request::Unsubscribe { .. });
+        if done.is_ok() && changed {
+            h.reindex();
         }
-        Err(r) => {
-            let known = (r.code == Code::UnknownSymbol).then(|| h.market.known());
-            let mut out = String::new();
-            protocol::error(&mut out, &r, known.as_deref());
-            c.text(out);
-            h.stats.errors.fetch_add(1, Ordering::Relaxed);
-        }
+        done
+    };
+    if let Err(r) = done {
+        refuse(hub, id, &r);
     }
 }
 
+/// Queues an error frame for `r` (an unknown symbol's lists the symbols that exist), counted.
 fn refuse(hub: &Shared, id: u64, r: &Refusal) {
     let mut h = hub.borrow_mut();
+    let known = (r.code == Code::UnknownSymbol).then(|| h.market.known());
     let mut out = String::new();
-    protocol::error(&mut out, r, None);
+    protocol::error(&mut out, r, known.as_deref());
     if let Some(s) = h.clients.get_mut(&id) {
         s.client.text(out);
     }

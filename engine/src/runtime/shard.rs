@@ -240,14 +240,14 @@ impl DepthOut {
         }
     }
 
-    /// Notes that message `m` may have changed its book's levels.
+    /// Notes that message `m`, at feed time `ts`, may have changed its book's levels.
     #[inline(always)]
-    fn note(&mut self, m: &[u8]) {
+    fn note(&mut self, m: &[u8], ts: Option<u64>) {
         if !matches!(m[0], b'A' | b'F' | b'E' | b'C' | b'X' | b'D' | b'U') || m.len() < 11 {
             return;
         }
         let locate = u16::from_be_bytes([m[1], m[2]]);
-        self.at[locate as usize] = shards::itch::field::timestamp(m).unwrap_or(0);
+        self.at[locate as usize] = ts.unwrap_or(0);
         let seen = &mut self.marked[locate as usize];
         if !*seen {
             *seen = true;
@@ -464,12 +464,13 @@ fn apply(
     let mut last_ts = None;
     let replayed = books.replay(&b.frames, false, out, |_, m| {
         n += 1;
-        last_ts = shards::itch::field::timestamp(m).or(last_ts);
+        let ts = shards::itch::field::timestamp(m);
+        last_ts = ts.or(last_ts);
         if delay > 0 {
             spin_chaos(delay, chaos_until);
         }
         if depth.on {
-            depth.note(m);
+            depth.note(m, ts);
         }
         if m[0] == b'R' && m.len() >= 19 {
             let mut stock = [0u8; 8];
