@@ -141,6 +141,13 @@ pub struct Overrides {
     /// Flush a Neo4j batch after the oldest row has waited this long, ms.
     #[arg(long)]
     pub neo4j_linger_ms: Option<usize>,
+    /// Rows each sink holds in memory when neither its database nor its spool takes them;
+    /// past it a replay waits and a live feed counts rows lost.
+    #[arg(long)]
+    pub sink_memory_rows: Option<usize>,
+    /// Cap on each sink's spool on disk, bytes (0: the disk's own limit).
+    #[arg(long)]
+    pub spool_max_bytes: Option<usize>,
     /// Frames one WebSocket client may have waiting (BBO and depth conflate, so this bounds
     /// its trades and bars); past it the client is closed as too slow (1013).
     #[arg(long)]
@@ -218,6 +225,10 @@ pub struct Config {
     pub neo4j_batch: Setting<usize>,
     /// Flush a Neo4j batch after the oldest row has waited this long, ms.
     pub neo4j_linger_ms: Setting<usize>,
+    /// Rows a sink holds in memory when its database and spool both refuse them.
+    pub sink_memory_rows: Setting<usize>,
+    /// Cap on each sink's spool on disk, bytes (0: none).
+    pub spool_max_bytes: Setting<usize>,
     /// Frames a WebSocket client may have waiting.
     pub ws_queue_frames: Setting<usize>,
     /// Symbols a WebSocket connection may name.
@@ -270,6 +281,8 @@ impl Config {
             redis_linger_ms: Setting::default(20),
             neo4j_batch: Setting::default(2000),
             neo4j_linger_ms: Setting::default(200),
+            sink_memory_rows: Setting::default(1_000_000),
+            spool_max_bytes: Setting::default(0),
             ws_queue_frames: Setting::default(16_384),
             ws_symbols: Setting::default(1_000),
             ws_requests_per_s: Setting::default(20),
@@ -382,6 +395,8 @@ impl Config {
         self.redis_linger_ms.set(o.redis_linger_ms, s);
         self.neo4j_batch.set(o.neo4j_batch, s);
         self.neo4j_linger_ms.set(o.neo4j_linger_ms, s);
+        self.sink_memory_rows.set(o.sink_memory_rows, s);
+        self.spool_max_bytes.set(o.spool_max_bytes, s);
         self.ws_queue_frames.set(o.ws_queue_frames, s);
         self.ws_symbols.set(o.ws_symbols, s);
         self.ws_requests_per_s.set(o.ws_requests_per_s, s);
@@ -449,6 +464,8 @@ impl Config {
         range("redis_linger_ms", &self.redis_linger_ms, (0, 60_000))?;
         range("neo4j_batch", &self.neo4j_batch, (1, 1_000_000))?;
         range("neo4j_linger_ms", &self.neo4j_linger_ms, (0, 60_000))?;
+        range("sink_memory_rows", &self.sink_memory_rows, (1, 1 << 30))?;
+        range("spool_max_bytes", &self.spool_max_bytes, (0, usize::MAX))?;
         range("ws_queue_frames", &self.ws_queue_frames, (16, 1 << 24))?;
         range("ws_symbols", &self.ws_symbols, (1, 1 << 16))?;
         range("ws_requests_per_s", &self.ws_requests_per_s, (1, 100_000))?;
@@ -579,6 +596,16 @@ impl Config {
                 self.neo4j_linger_ms.source,
             ),
             (
+                "sink_memory_rows",
+                self.sink_memory_rows.value.to_string(),
+                self.sink_memory_rows.source,
+            ),
+            (
+                "spool_max_bytes",
+                self.spool_max_bytes.value.to_string(),
+                self.spool_max_bytes.source,
+            ),
+            (
                 "ws_queue_frames",
                 self.ws_queue_frames.value.to_string(),
                 self.ws_queue_frames.source,
@@ -683,6 +710,8 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         redis_linger_ms: one(&env, "redis_linger_ms")?,
         neo4j_batch: one(&env, "neo4j_batch")?,
         neo4j_linger_ms: one(&env, "neo4j_linger_ms")?,
+        sink_memory_rows: one(&env, "sink_memory_rows")?,
+        spool_max_bytes: one(&env, "spool_max_bytes")?,
         ws_queue_frames: one(&env, "ws_queue_frames")?,
         ws_symbols: one(&env, "ws_symbols")?,
         ws_requests_per_s: one(&env, "ws_requests_per_s")?,

@@ -133,7 +133,15 @@ impl Receiver {
     }
 
     /// Waits for the run to end by itself (end of session), and returns its summary.
-    fn finish(mut self) -> (Value, String) {
+    fn finish(self) -> (Value, String) {
+        let (status, v, books, rest) = self.end();
+        assert!(status.success(), "run failed: {}", rest.join("\n"));
+        (v, books)
+    }
+
+    /// Waits for the run to end, however it ends: its exit status, summary, books and the
+    /// stderr lines not yet read.
+    fn end(mut self) -> (std::process::ExitStatus, Value, String, Vec<String>) {
         let until = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -141,10 +149,10 @@ impl Receiver {
                 std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out)
                     .unwrap();
                 let rest: Vec<String> = self.stderr.try_iter().collect();
-                assert!(status.success(), "run failed: {}", rest.join("\n"));
-                let v: Value = serde_json::from_str(&out).expect("--json summary");
+                let v: Value = serde_json::from_str(&out)
+                    .unwrap_or_else(|_| panic!("no --json summary: {}", rest.join("\n")));
                 let books = std::fs::read_to_string(&self.books).unwrap();
-                return (v, books);
+                return (status, v, books, rest);
             }
             if Instant::now() > until {
                 let _ = self.child.kill();
@@ -547,11 +555,16 @@ fn get(addr: &str, path: &str) -> Option<String> {
 }
 
 fn metric(text: &str, name: &str, line: Option<&str>) -> Option<f64> {
+    metric_of(text, name, line.map(|l| ("line", l)))
+}
+
+/// A sample's value, of the series with `label` when one is given.
+fn metric_of(text: &str, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     scrape
         .samples
         .iter()
-        .find(|s| s.metric == name && line.is_none_or(|l| s.labels.get("line") == Some(l)))
+        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
         .and_then(|s| match s.value {
             prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => Some(v),
             prometheus_parse::Value::Untyped(v) => Some(v),
@@ -606,4 +619,69 @@ fn a_signal_stops_a_waiting_live_run_with_its_summary() {
     assert_eq!(v["stopped"], true);
     assert_eq!(live(&v)["ended"], false);
     assert_eq!(live(&v)["applied"], 0);
+}
+
+/// A live feed cannot wait for a sink: with the database down and the spool at its byte limit,
+/// rows past the memory bound are dropped, counted per sink on /metrics, said in one loud line,
+/// and the run exits with status 3. The books are untouched by it.
+#[test]
+fn a_sink_with_nowhere_to_keep_rows_counts_them_lost_on_a_live_feed_and_exits_3() {
+    let d = dir("lost");
+    let (file, reference) = session(&d, "200k", "5");
+    let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let admin = admin_addr();
+    let rx = Receiver::start(
+        &d,
+        &l,
+        &rr,
+        &[
+            "--admin",
+            &admin,
+            "--linger-s",
+            "30",
+            "--sinks",
+            "pg",
+            "--pg",
+            "postgres://postgres@127.0.0.1:1/nowhere",
+            "--spool-max-bytes",
+            "8192",
+            "--sink-memory-rows",
+            "500",
+            "--pg-batch",
+            "100",
+            "--sink-finish-s",
+            "1",
+        ],
+    );
+    exchange(&d, &file, &l, &rr, &[]);
+    rx.wait_for("LOSING ROWS");
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lost = get(&admin, "/metrics")
+            .and_then(|t| metric_of(&t, "tickcore_sink_lost_rows_total", Some(("sink", "pg"))));
+        if lost.is_some_and(|v| v > 0.0) {
+            break;
+        }
+        assert!(Instant::now() < until, "/metrics never counted lost rows");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child process (ends the linger).
+    unsafe { libc::kill(rx.child.id() as i32, libc::SIGTERM) };
+    let (status, v, books, rest) = rx.end();
+    assert_eq!(status.code(), Some(3), "{}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.contains("rows lost by sink: pg")),
+        "{}",
+        rest.join("\n")
+    );
+    let sink = &v["sinks"][0];
+    let (lost, rows_in) = (
+        sink["rows_lost"].as_u64().unwrap(),
+        sink["rows_in"].as_u64().unwrap(),
+    );
+    assert!(lost > 0 && lost <= rows_in, "{sink}");
+    assert!(sink["spool_refusals"].as_u64().unwrap() > 0, "{sink}");
+    assert_eq!(sink["pushbacks"], 0, "a live feed never waits: {sink}");
+    assert_eq!(live(&v)["applied"], 200_000);
+    assert!(books == reference, "live books differ from book --json");
 }

@@ -479,3 +479,156 @@ fn a_wrong_redis_password_is_one_clear_message_and_the_run_goes_on_spooling() {
     );
     assert!(text.contains("spool"), "{text}");
 }
+
+/// A door in front of PostgreSQL: shut, it takes each connection and hangs up at once (the
+/// database looks down); open, it carries each one through to the server.
+struct Door {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Door {
+    fn shut() -> Door {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_open = std::sync::Arc::clone(&open);
+        let target = server().rsplit('@').next().unwrap().to_string();
+        std::thread::spawn(move || {
+            for c in l.incoming().map_while(Result::ok) {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                if let Ok(s) = std::net::TcpStream::connect(&target) {
+                    splice(c, s);
+                }
+            }
+        });
+        Door { port, open }
+    }
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let pipe = |from: std::net::TcpStream, to: std::net::TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut &from, &mut &to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    pipe(a, b);
+    pipe(b2, a2);
+}
+
+/// A tmpfs mounted for one test (a disk that fills up, or one that is read-only), unmounted
+/// however the test ends.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &std::path::Path, opts: &str) -> Mount {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "mount -t tmpfs -o {opts} at {}: these tests need root with CAP_SYS_ADMIN, as the \
+             project's CI machines have",
+            at.display()
+        );
+        Mount(at.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A replay whose database is down and whose spool refuses rows (at its byte limit, on a full
+/// disk, in a read-only directory) holds rows in memory up to its bound, then pushes back on
+/// the feed until the database comes back; every trade then lands exactly once.
+#[rstest::rstest]
+#[case::at_its_byte_limit("limit")]
+#[case::on_a_full_disk("full")]
+#[case::in_a_read_only_directory("ro")]
+fn a_replay_waits_while_database_and_spool_refuse_and_loses_nothing(#[case] how: &str) {
+    let f = Fixture::new(&format!("refuse{how}"));
+    let spool = f.data.join("spool");
+    let _mount = match how {
+        "full" => Some(Mount::tmpfs(&spool.join("pg"), "size=256k")),
+        "ro" => Some(Mount::tmpfs(&spool, "ro,size=64k")),
+        _ => None,
+    };
+    let door = Door::shut();
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", door.port, f.db);
+    let events = f.data.join("events.txt");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickcore"));
+    cmd.args([
+        "run",
+        "--feed",
+        "gen:m7:1M:7",
+        "--sinks",
+        "pg",
+        "--pg",
+        &url,
+        "--session-date",
+        "2026-12-02",
+        "--pg-batch",
+        "500",
+        "--sink-memory-rows",
+        "2000",
+        "--admin",
+        "off",
+        "--json",
+        "--events",
+        events.to_str().unwrap(),
+    ])
+    .env("TICKCORE_DATA_DIR", &f.data)
+    .env_remove("TICKCORE_PG")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    if how == "limit" {
+        cmd.env("TICKCORE_SPOOL_MAX_BYTES", "65536");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = Vec::new();
+    for line in std::io::BufRead::lines(err).map_while(Result::ok) {
+        let waiting = line.contains("pushing back on the feed");
+        said.push(line);
+        if waiting {
+            break;
+        }
+    }
+    assert!(
+        said.iter().any(|l| l.contains("spool")),
+        "the spool's refusal is said: {said:?}"
+    );
+    door.open();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{said:?} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = json(&o);
+    let sink = &s["sinks"][0];
+    assert_eq!(sink["rows_lost"], 0, "{sink}");
+    assert!(sink["pushbacks"].as_u64().unwrap() >= 1, "{sink}");
+    assert!(sink["spool_refusals"].as_u64().unwrap() >= 1, "{sink}");
+    assert_eq!(sink["spool_pending_bytes"], 0, "{sink}");
+    let (n, sum) = common::trades_in_events(&events);
+    assert_eq!(f.count("SELECT count(*) FROM tickcore.trades"), n);
+    assert_eq!(
+        f.count("SELECT sum(match_number) FROM tickcore.trades"),
+        sum
+    );
+}

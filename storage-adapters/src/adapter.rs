@@ -11,7 +11,17 @@
 //!   whole queue) in the spool, drops the connection and retries with exponential backoff.
 //!
 //! Writes are idempotent by natural keys, so a batch whose commit outcome is unknown (timeout)
-//! is simply written again. Owns the sink's connection, queue and spool; never touches a shard.
+//! is simply written again.
+//!
+//! When the spool refuses a batch too (disk full, its limit, a directory that cannot be
+//! written), the batch is held in memory, behind the spool and ahead of the queue, so order
+//! still holds; the held batches go to the spool as soon as it takes them again, or straight
+//! to the database. Held rows are bounded by `memory_rows`; past the bound the
+//! [`Overflow`] setting decides: a replay stops taking rows, so the rings fill and the feed
+//! waits ([`Overflow::PushBack`]); a live feed cannot wait, so the oldest held rows are dropped
+//! and counted lost ([`Overflow::Lose`], [`SinkReport::rows_lost`], [`Observer::lost`]).
+//! Nothing is dropped silently. Owns the sink's connection, queue, held rows and spool; never
+//! touches a shard.
 
 use crate::rows::RowBatch;
 use crate::spool::{OpenReport, Spool};
@@ -62,6 +72,22 @@ pub struct Settings {
     pub segment_bytes: usize,
     /// Only spool: no database configured.
     pub spool_only: bool,
+    /// Rows held in memory while neither the database nor the spool takes them.
+    pub memory_rows: usize,
+    /// What happens past `memory_rows`.
+    pub overflow: Overflow,
+    /// Cap on the spool's bytes on disk (`None`: the disk's own).
+    pub spool_max_bytes: Option<u64>,
+}
+
+/// What a sink does with rows it can keep nowhere: past its memory bound, with the database
+/// and the spool both refusing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Stop taking rows: the rings fill and the feed waits (a replay can wait).
+    PushBack,
+    /// Drop the oldest held rows and count them lost (a live feed cannot wait).
+    Lose,
 }
 
 /// What one sink did.
@@ -97,6 +123,14 @@ pub struct SinkReport {
     pub last_error: Option<String>,
     /// What opening the spool found (left over from an earlier run, damage).
     pub spool_open: Option<OpenReport>,
+    /// Appends the spool refused (disk full, its limit, no directory).
+    pub spool_refusals: u64,
+    /// Most rows held in memory at once because the spool refused them.
+    pub held_peak_rows: u64,
+    /// Rows dropped because neither the database, the spool nor memory could keep them.
+    pub rows_lost: u64,
+    /// Times intake stopped taking rows to push back on the feed.
+    pub pushbacks: u64,
 }
 
 /// What the engine learns from, and tells, a running sink (the control core's side).
@@ -115,6 +149,17 @@ pub trait Observer {
     }
     /// Bytes waiting in the spool now (called as the writer goes round).
     fn spool_bytes(&mut self, _pending: u64) {}
+    /// `rows` more rows were lost (counted for the metrics; the report has the total).
+    fn lost(&mut self, _rows: u64) {}
+    /// Whether the run is being stopped (a signal): a sink pushing back on the feed then
+    /// stops waiting, and counts what it cannot keep as lost instead.
+    fn stopping(&mut self) -> bool {
+        false
+    }
+    /// Something an operator must see now, in one line (the spool refusing, rows lost).
+    fn warn(&mut self, line: &str) {
+        eprintln!("tickcore: {line}");
+    }
 }
 
 /// Observes nothing, holds nothing.
@@ -134,31 +179,132 @@ struct State {
     queue: VecDeque<(Instant, RowBatch)>,
     queued_rows: usize,
     spool: Spool,
+    /// Batches the spool refused, oldest first: behind the spool, ahead of the queue.
+    held: VecDeque<RowBatch>,
+    held_rows: usize,
+    memory_rows: usize,
+    overflow: Overflow,
+    /// No append is tried before this while batches are held (a refused append costs an
+    /// encode; a full disk refuses every one).
+    spool_retry_at: Instant,
     ended: bool,
     scratch: Vec<u8>,
     report: SinkReport,
     spool_error: Option<String>,
+    /// Lost rows not yet told to the observer.
+    lost_untold: u64,
+    /// Lines for the observer to show, in order.
+    warnings: Vec<String>,
 }
 
+/// How long a refusing spool is left alone before the next append is tried.
+const SPOOL_RETRY: Duration = Duration::from_millis(100);
+
 impl State {
-    fn spool_batch(&mut self, b: &RowBatch) {
+    /// Keeps `b` on disk if the spool takes it, in memory if not (never ahead of what is
+    /// already held).
+    fn spool_batch(&mut self, b: RowBatch) {
         if b.is_empty() {
             return;
         }
-        b.encode(&mut self.scratch);
-        if let Err(e) = self.spool.append(&self.scratch) {
-            // Disk full or gone: nothing else can keep the rows; say so loudly.
-            self.spool_error
-                .get_or_insert(format!("spool append failed: {e}"));
+        if !self.held.is_empty() {
+            self.unhold();
         }
-        self.report.spool_peak_bytes = self.report.spool_peak_bytes.max(self.spool.pending_bytes());
+        if self.held.is_empty() && self.append(&b) {
+            return;
+        }
+        self.hold(b);
+    }
+
+    fn append(&mut self, b: &RowBatch) -> bool {
+        b.encode(&mut self.scratch);
+        match self.spool.append(&self.scratch) {
+            Ok(()) => {
+                let bytes = self.spool.pending_bytes();
+                self.report.spool_peak_bytes = self.report.spool_peak_bytes.max(bytes);
+                true
+            }
+            Err(e) => {
+                self.report.spool_refusals += 1;
+                self.spool_retry_at = Instant::now() + SPOOL_RETRY;
+                if self.spool_error.is_none() {
+                    let then = match self.overflow {
+                        Overflow::PushBack => "then the feed waits",
+                        Overflow::Lose => "then the oldest are dropped and counted lost",
+                    };
+                    self.warnings.push(format!(
+                        "sink {}: the spool refuses rows ({e}); holding up to {} rows in \
+                         memory, {then}. Free disk space or fix the spool directory.",
+                        self.report.name, self.memory_rows
+                    ));
+                    self.spool_error = Some(format!("spool append failed: {e}"));
+                }
+                false
+            }
+        }
+    }
+
+    fn hold(&mut self, b: RowBatch) {
+        self.held_rows += b.len();
+        self.held.push_back(b);
+        self.report.held_peak_rows = self.report.held_peak_rows.max(self.held_rows as u64);
+        if self.overflow == Overflow::Lose {
+            while self.held_rows > self.memory_rows && self.held.len() > 1 {
+                let old = self.held.pop_front().expect("more than one held");
+                self.held_rows -= old.len();
+                self.lose(old.len() as u64);
+            }
+        }
+    }
+
+    /// Moves held batches to the spool, oldest first, while it takes them (at most once per
+    /// [`SPOOL_RETRY`] while it refuses).
+    fn unhold(&mut self) {
+        if Instant::now() < self.spool_retry_at {
+            return;
+        }
+        while let Some(b) = self.held.pop_front() {
+            if !self.append(&b) {
+                self.held.push_front(b);
+                return;
+            }
+            self.held_rows -= b.len();
+        }
+    }
+
+    fn lose(&mut self, rows: u64) {
+        if self.report.rows_lost == 0 {
+            self.warnings.push(format!(
+                "sink {}: LOSING ROWS: the database and the spool refuse them and memory holds \
+                 {} rows; lost rows are counted (tickcore_sink_lost_rows_total) and the run \
+                 will exit with status 3",
+                self.report.name, self.memory_rows
+            ));
+        }
+        self.report.rows_lost += rows;
+        self.lost_untold += rows;
+    }
+
+    /// Whether intake should stop taking rows (the rings then push back on the feed).
+    fn full(&self) -> bool {
+        self.overflow == Overflow::PushBack && self.held_rows >= self.memory_rows
     }
 
     fn spool_queue(&mut self) {
         while let Some((_, b)) = self.queue.pop_front() {
-            self.spool_batch(&b);
+            self.spool_batch(b);
         }
         self.queued_rows = 0;
+    }
+
+    /// Tells the observer what it has not heard yet.
+    fn tell(&mut self, observer: &mut impl Observer) {
+        for w in self.warnings.drain(..) {
+            observer.warn(&w);
+        }
+        if self.lost_untold > 0 {
+            observer.lost(std::mem::take(&mut self.lost_untold));
+        }
     }
 }
 
@@ -183,50 +329,84 @@ pub fn run<C: Connect>(
             }
         }
     };
-    let (spool, open) = match Spool::open(&s.spool_dir, s.segment_bytes) {
-        Ok(x) => x,
+    let mut warnings = Vec::new();
+    let (mut spool, open) = match Spool::open(&s.spool_dir, s.segment_bytes) {
+        Ok((spool, open)) => (spool, Some(open)),
         Err(e) => {
-            return SinkReport {
-                name: s.name.clone(),
-                last_error: Some(format!(
-                    "cannot open the spool {}: {e}",
-                    s.spool_dir.display()
-                )),
-                ..Default::default()
-            }
+            // Rows can still go to the database, or be held; the spool is tried again as
+            // rows need it.
+            warnings.push(format!(
+                "sink {}: cannot open the spool {} ({e}); writing without it until it can be \
+                 created",
+                s.name,
+                s.spool_dir.display()
+            ));
+            (Spool::detached(&s.spool_dir, s.segment_bytes), None)
         }
     };
+    if let Some(max) = s.spool_max_bytes {
+        spool.limit(max);
+    }
     let state = RefCell::new(State {
         queue: VecDeque::new(),
         queued_rows: 0,
         spool,
+        held: VecDeque::new(),
+        held_rows: 0,
+        memory_rows: s.memory_rows.max(1),
+        overflow: s.overflow,
+        spool_retry_at: Instant::now(),
         ended: false,
         scratch: Vec::new(),
         report: SinkReport {
             name: s.name.clone(),
-            spool_open: Some(open),
+            spool_open: open,
             ..Default::default()
         },
         spool_error: None,
+        lost_untold: 0,
+        warnings,
     });
     let mut commits = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 40, 3)
         .expect("static histogram bounds");
     rt.block_on(async {
         let intake_task = async {
+            let mut pushing_back = false;
             loop {
                 let mut got = false;
                 loop {
+                    if state.borrow().full() {
+                        // Nothing can keep more rows: leave them in the ring (the feed waits).
+                        if !pushing_back {
+                            let mut st = state.borrow_mut();
+                            st.report.pushbacks += 1;
+                            if st.report.pushbacks == 1 {
+                                let line = format!(
+                                    "sink {}: pushing back on the feed: the database and the \
+                                     spool refuse rows and {} are held in memory; the replay \
+                                     waits until one of them takes rows again",
+                                    st.report.name, st.memory_rows
+                                );
+                                st.warnings.push(line);
+                            }
+                        }
+                        pushing_back = true;
+                        break;
+                    }
+                    pushing_back = false;
                     match intake() {
                         Intake::Rows(b) => {
                             got = true;
                             let mut st = state.borrow_mut();
                             st.report.rows_in += b.len() as u64;
-                            if !st.spool.is_empty() || st.queued_rows + b.len() > s.max_queued_rows
+                            if !st.spool.is_empty()
+                                || !st.held.is_empty()
+                                || st.queued_rows + b.len() > s.max_queued_rows
                             {
                                 // Order matters (latest state wins, stream ids increase): what
                                 // is queued is older, so it goes to the spool first.
                                 st.spool_queue();
-                                st.spool_batch(&b);
+                                st.spool_batch(b);
                             } else {
                                 st.queued_rows += b.len();
                                 st.queue.push_back((Instant::now(), b));
@@ -251,6 +431,14 @@ pub fn run<C: Connect>(
         tokio::join!(intake_task, writer_task);
     });
     let mut st = state.into_inner();
+    if st.held_rows > 0 {
+        // The feed is over and neither the database nor the spool took these in time.
+        let rows = st.held_rows as u64;
+        st.held.clear();
+        st.held_rows = 0;
+        st.lose(rows);
+    }
+    st.tell(&mut observer);
     st.report.restores = connect.restores();
     st.report.spool_pending_bytes = st.spool.pending_bytes();
     let _ = st.spool.sync();
@@ -260,6 +448,12 @@ pub fn run<C: Connect>(
     }
     if let Some(e) = st.spool_error {
         st.report.last_error = Some(e);
+    }
+    if st.report.rows_lost > 0 {
+        st.report.last_error = Some(format!(
+            "{} rows lost: the database and the spool refused them and memory was full",
+            st.report.rows_lost
+        ));
     }
     st.report
 }
@@ -277,27 +471,44 @@ async fn writer<C: Connect>(
     let mut ended_at: Option<Instant> = None;
     let mut retry_at = Instant::now();
     loop {
-        let (ended, queue_empty, spool_empty) = {
-            let st = state.borrow();
+        let (ended, queue_empty, spool_empty, held_empty) = {
+            let mut st = state.borrow_mut();
+            if st.overflow == Overflow::PushBack && observer.stopping() {
+                st.overflow = Overflow::Lose;
+                let line = format!(
+                    "sink {}: the run is stopping: it no longer waits for the database or the \
+                     spool; rows past {} in memory are counted lost",
+                    st.report.name, st.memory_rows
+                );
+                st.warnings.push(line);
+            }
+            st.unhold();
+            st.tell(observer);
             observer.spool_bytes(st.spool.pending_bytes());
-            (st.ended, st.queue.is_empty(), st.spool.is_empty())
+            (
+                st.ended,
+                st.queue.is_empty(),
+                st.spool.is_empty(),
+                st.held.is_empty(),
+            )
         };
         if ended {
             ended_at.get_or_insert_with(Instant::now);
-            if queue_empty && spool_empty {
+            if queue_empty && spool_empty && held_empty {
                 break;
             }
         }
+        let given_up = ended_at.is_some_and(|t| t.elapsed() > s.finish_within);
         if s.spool_only || (observer.hold() && !ended) {
             state.borrow_mut().spool_queue();
-            if ended {
+            if ended && (held_empty || given_up) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
             continue;
         }
         if sink.is_none() {
-            if ended_at.is_some_and(|t| t.elapsed() > s.finish_within) {
+            if given_up {
                 state.borrow_mut().spool_queue();
                 break;
             }
@@ -322,8 +533,9 @@ async fn writer<C: Connect>(
             }
             continue;
         }
-        // Spool first, in order; then the queue.
+        // Spool first, in order; then what the spool refused; then the queue.
         let from_spool = !spool_empty;
+        let from_held = !from_spool && !held_empty;
         let mut records = 0usize;
         let batch = if from_spool {
             // Several records per write: they were spooled one event batch at a time.
@@ -356,6 +568,8 @@ async fn writer<C: Connect>(
                 continue;
             }
             merged
+        } else if from_held {
+            take_held(state, s)
         } else {
             match take_due(state, s, ended) {
                 Some(b) => b,
@@ -394,8 +608,13 @@ async fn writer<C: Connect>(
                     _ => format!("write timed out after {:?}", s.write_timeout),
                 };
                 sink = None;
-                if !from_spool {
-                    state.borrow_mut().spool_batch(&batch);
+                if from_held {
+                    // It was refused by the spool once; it goes back where it was, first.
+                    let mut st = state.borrow_mut();
+                    st.held_rows += batch.len();
+                    st.held.push_front(batch);
+                } else if !from_spool {
+                    state.borrow_mut().spool_batch(batch);
                 }
                 fail(state, &mut retry_at, &mut backoff, &mut degraded_since, e);
             }
@@ -420,6 +639,20 @@ fn fail(
     degraded_since.get_or_insert_with(Instant::now);
     *retry_at = Instant::now() + *backoff;
     *backoff = (*backoff * 2).min(Duration::from_secs(2));
+}
+
+/// Held batches for one write, oldest first, up to `batch_rows` rows.
+fn take_held(state: &RefCell<State>, s: &Settings) -> RowBatch {
+    let mut st = state.borrow_mut();
+    let mut out = RowBatch::default();
+    while out.len() < s.batch_rows {
+        let Some(mut b) = st.held.pop_front() else {
+            break;
+        };
+        st.held_rows -= b.len();
+        out.append(&mut b);
+    }
+    out
 }
 
 /// The queued rows due for a write: `batch_rows` of them, or all once the oldest has lingered

@@ -13,6 +13,12 @@
 //! that fails its checksum or runs past the end is corruption, reported with its segment and
 //! offset, and everything from it to the end of that segment is cut off (the good records before
 //! it still drain). Owns only files under its directory; never interprets payloads.
+//!
+//! A disk that says no is an error here, never a crash: a new segment's blocks are reserved
+//! (`posix_fallocate`) before it is mapped, so a full disk fails the append that needed the
+//! segment instead of raising `SIGBUS` on a write into a sparse page; a byte limit
+//! ([`Spool::limit`]) refuses a segment past it the same way; a spool whose directory could not
+//! be opened ([`Spool::detached`]) refuses every append until the directory can be created.
 
 use memmap2::MmapMut;
 use std::collections::VecDeque;
@@ -84,6 +90,8 @@ pub struct Spool {
     pending_bytes: u64,
     /// Highest segment id ever seen here, damaged ones included: new segments go after it.
     max_id: u64,
+    /// Segment bytes on disk this spool may not go past (`None`: the disk's own limit).
+    max_bytes: Option<u64>,
 }
 
 fn pad4(n: usize) -> usize {
@@ -117,6 +125,7 @@ impl Spool {
             pending: 0,
             pending_bytes: 0,
             max_id: ids.last().copied().unwrap_or(0),
+            max_bytes: None,
         };
         let mut report = OpenReport::default();
         for id in ids {
@@ -160,6 +169,29 @@ impl Spool {
         report.pending = spool.pending;
         report.pending_bytes = spool.pending_bytes;
         Ok((spool, report))
+    }
+
+    /// A spool whose directory could not be opened: it holds nothing, and every append tries
+    /// to create the directory again (so a spool comes back when the disk does).
+    pub fn detached(dir: &Path, segment_bytes: usize) -> Spool {
+        Spool {
+            dir: dir.to_path_buf(),
+            segment_bytes: segment_bytes.max(4096),
+            segments: VecDeque::new(),
+            pending: 0,
+            pending_bytes: 0,
+            max_id: 0,
+            max_bytes: None,
+        }
+    }
+
+    /// Caps the segment bytes on disk at `max_bytes` (segments shrink to fit under it, to no
+    /// less than 4 KiB); an append that would need a segment past it fails with
+    /// `StorageFull`.
+    pub fn limit(&mut self, max_bytes: u64) {
+        self.max_bytes = Some(max_bytes);
+        let cap = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        self.segment_bytes = self.segment_bytes.min(cap).max(4096);
     }
 
     fn path_of(&self, id: u64) -> PathBuf {
@@ -247,6 +279,18 @@ impl Spool {
     }
 
     fn new_segment(&mut self) -> io::Result<()> {
+        // A drained segment kept because it was being written goes now: under a byte limit it
+        // would hold room that nothing uses.
+        self.delete_drained(0)?;
+        if let Some(max) = self.max_bytes {
+            if self.disk_bytes() + self.segment_bytes as u64 > max {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!("the spool is at its limit of {max} bytes (TICKCORE_SPOOL_MAX_BYTES)"),
+                ));
+            }
+        }
+        std::fs::create_dir_all(&self.dir)?;
         let id = self.max_id + 1;
         self.max_id = id;
         let path = self.path_of(id);
@@ -255,7 +299,11 @@ impl Spool {
             .write(true)
             .create_new(true)
             .open(&path)?;
-        file.set_len(self.segment_bytes as u64)?;
+        if let Err(e) = reserve(&file, self.segment_bytes) {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         // SAFETY: a file we just created and own; see `open`.
         let mut map = unsafe { MmapMut::map_mut(&file)? };
         map[..8].copy_from_slice(MAGIC);
@@ -305,8 +353,16 @@ impl Spool {
         seg.next = pad4(at + RECORD_HEADER + len);
         self.pending -= 1;
         self.pending_bytes -= len as u64;
-        while self.segments.len() > 1 && self.segments[0].next >= self.segments[0].end {
-            let done = self.segments.pop_front().expect("checked non-empty");
+        self.delete_drained(1)
+    }
+
+    /// Deletes the oldest segments while they hold nothing pending, keeping at least `keep`.
+    fn delete_drained(&mut self, keep: usize) -> io::Result<()> {
+        while self.segments.len() > keep && self.segments[0].next >= self.segments[0].end {
+            let done = self
+                .segments
+                .pop_front()
+                .expect("more than `keep` segments");
             let path = done.path.clone();
             drop(done);
             std::fs::remove_file(path)?;
@@ -338,6 +394,35 @@ impl Spool {
     pub fn sync(&self) -> io::Result<()> {
         self.segments.iter().try_for_each(|s| s.map.flush())
     }
+}
+
+/// Gives `file` `len` bytes of real blocks. A sparse file (`set_len` alone) would take the
+/// disk's "full" as `SIGBUS` on the first store into an unbacked page of the map.
+fn reserve(file: &std::fs::File, len: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
+    // SAFETY: a valid open descriptor; posix_fallocate reads nothing of ours.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        // Filesystems without fallocate (some overlay/tmpfs setups): fall back to writing
+        // zeros, which reserves the blocks just the same, slower.
+        libc::EOPNOTSUPP | libc::EINVAL => zero_fill(file, len as usize),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+fn zero_fill(file: &std::fs::File, len: usize) -> io::Result<()> {
+    use std::io::Write;
+    let zeros = vec![0u8; 1 << 16];
+    let mut w = file;
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        w.write_all(&zeros[..n])?;
+        left -= n;
+    }
+    w.flush()
 }
 
 /// Moves a segment that cannot be read out of the way, keeping it for a person to look at.
@@ -507,6 +592,46 @@ mod tests {
             names.iter().filter(|n| n.ends_with(".damaged")).count() == 2,
             "{names:?}"
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_spool_at_its_limit_refuses_with_storage_full_and_takes_again_once_drained() {
+        let d = dir("limit");
+        let (mut s, _) = Spool::open(&d, 64 << 20).unwrap();
+        s.limit(8192);
+        let rec = vec![7u8; 1000];
+        let mut taken = 0;
+        let err = loop {
+            match s.append(&rec) {
+                Ok(()) => taken += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull, "{err}");
+        assert!(s.disk_bytes() <= 8192, "{}", s.disk_bytes());
+        assert_eq!(taken, 8, "one 8 KiB segment holds 8 records of 1,012 bytes");
+        // Once drained, the full segment is deleted when the next one is needed.
+        for _ in 0..8 {
+            s.pop().unwrap();
+        }
+        s.append(&rec).unwrap();
+        assert_eq!(s.disk_bytes(), 8192);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_detached_spool_refuses_until_its_directory_can_be_made() {
+        let d = dir("detached");
+        std::fs::create_dir_all(&d).unwrap();
+        let blocker = d.join("spool");
+        std::fs::write(&blocker, b"a file where the directory should be").unwrap();
+        assert!(Spool::open(&blocker.join("pg"), 4096).is_err());
+        let mut s = Spool::detached(&blocker.join("pg"), 4096);
+        assert!(s.append(b"row").is_err());
+        std::fs::remove_file(&blocker).unwrap();
+        s.append(b"row").unwrap();
+        assert_eq!(s.peek(), Some(&b"row"[..]));
         let _ = std::fs::remove_dir_all(&d);
     }
 }

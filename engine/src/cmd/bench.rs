@@ -78,7 +78,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         speed: Some(offered.map_or(Speed::Max, Speed::Rate)),
         ws_wait_clients: a.ws_clients,
         gateway: ws,
-        sinks: super::run::sink_plans(&a.sinks.names, &a.sinks.settings, &cfg)?,
+        sinks: super::run::sink_plans(&a.sinks.names, &a.sinks.settings, &cfg, false)?,
         unmeasured: a.no_histograms,
         snapshot_probe: (a.snapshot_rate > 0)
             .then(|| std::time::Duration::from_secs_f64(1.0 / f64::from(a.snapshot_rate))),

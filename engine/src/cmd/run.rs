@@ -113,7 +113,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         speed: Some(a.speed),
         events,
         queries: a.query.clone(),
-        sinks: sink_plans(&a.sinks.names, &a.sinks.settings, &cfg)?,
+        sinks: sink_plans(&a.sinks.names, &a.sinks.settings, &cfg, live)?,
         admin,
         gateway,
         chaos: a.chaos.iter().map(|c| (c.shard, c.chaos)).collect(),
@@ -121,6 +121,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         ws_wait_clients: a.ws_wait_clients,
         unmeasured: false,
         snapshot_probe: None,
+        stop: Some(Arc::clone(&stop)),
         live: match &source {
             AnySource::Mold(m) => Some(m.gauges()),
             _ => None,
@@ -157,7 +158,28 @@ pub fn run(a: &RunArgs) -> Result<()> {
     if let Some(e) = &r.consumer.write_error {
         return Err(Failure::new(format!("writing events: {e}")));
     }
-    Ok(())
+    lost_rows(&r.sinks)
+}
+
+/// Exit status 3 when any sink lost rows: a run that dropped data must not look like one that
+/// did not.
+fn lost_rows(sinks: &[storage_adapters::adapter::SinkReport]) -> Result<()> {
+    let lost: Vec<String> = sinks
+        .iter()
+        .filter(|k| k.rows_lost > 0)
+        .map(|k| format!("{} {}", k.name, count(k.rows_lost)))
+        .collect();
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(Failure {
+        message: format!(
+            "rows lost by sink: {}. Their database and spool refused them past sink_memory_rows; \
+             free the spool's disk (or raise spool_max_bytes) and check the database",
+            lost.join(", ")
+        ),
+        code: 3,
+    })
 }
 
 /// The storage adapters to run: those `--sinks` names, and every sink given a URL (`--pg`,
@@ -167,6 +189,7 @@ pub fn sink_plans(
     names: &[String],
     a: &crate::cli::SinkArgs,
     cfg: &Config,
+    live: bool,
 ) -> Result<Vec<runtime::SinkPlan>> {
     let mut plans = Vec::new();
     for n in &effective_sinks(names, a) {
@@ -180,6 +203,14 @@ pub fn sink_plans(
                 )))
             }
         }
+    }
+    // A replay can wait for a sink that can keep nothing more; a live feed cannot.
+    for p in &mut plans {
+        p.settings.overflow = if live {
+            storage_adapters::adapter::Overflow::Lose
+        } else {
+            storage_adapters::adapter::Overflow::PushBack
+        };
     }
     Ok(plans)
 }
@@ -200,14 +231,15 @@ pub fn effective_sinks(names: &[String], a: &crate::cli::SinkArgs) -> Vec<String
 }
 
 /// Batching, spool and retry settings shared by every sink: `batch` rows or `linger_ms`, a
-/// queue of eight batches before the spool, 64 MiB spool segments.
+/// queue of eight batches before the spool, 64 MiB spool segments, `sink_memory_rows` held
+/// when the spool refuses (a replay's overflow: push back).
 fn settings(
     name: &str,
-    batch: usize,
-    linger_ms: usize,
+    (batch, linger_ms): (usize, usize),
     write_timeout_s: u64,
     url: &Option<String>,
     a: &crate::cli::SinkArgs,
+    cfg: &Config,
 ) -> storage_adapters::adapter::Settings {
     storage_adapters::adapter::Settings {
         name: name.into(),
@@ -219,6 +251,10 @@ fn settings(
         finish_within: std::time::Duration::from_secs(a.sink_finish_s),
         segment_bytes: 64 << 20,
         spool_only: url.is_none(),
+        memory_rows: cfg.sink_memory_rows.value,
+        overflow: storage_adapters::adapter::Overflow::PushBack,
+        spool_max_bytes: (cfg.spool_max_bytes.value > 0)
+            .then_some(cfg.spool_max_bytes.value as u64),
     }
 }
 
@@ -230,11 +266,11 @@ pub fn pg_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
         .unwrap_or_else(storage_adapters::pg::today_utc);
     let settings = settings(
         "pg",
-        cfg.pg_batch.value,
-        cfg.pg_linger_ms.value,
+        (cfg.pg_batch.value, cfg.pg_linger_ms.value),
         5,
         &a.pg,
         a,
+        cfg,
     );
     let pg = storage_adapters::pg::PgConnect {
         url: a.pg.clone().unwrap_or_default(),
@@ -257,11 +293,11 @@ pub fn pg_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
 pub fn neo4j_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
     let settings = settings(
         "neo4j",
-        cfg.neo4j_batch.value,
-        cfg.neo4j_linger_ms.value,
+        (cfg.neo4j_batch.value, cfg.neo4j_linger_ms.value),
         30,
         &a.neo4j,
         a,
+        cfg,
     );
     let connect = storage_adapters::neo4j::Neo4jConnect {
         url: a.neo4j.clone().unwrap_or_default(),
@@ -285,11 +321,11 @@ pub fn neo4j_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
 pub fn redis_plan(a: &crate::cli::SinkArgs, cfg: &Config) -> runtime::SinkPlan {
     let settings = settings(
         "redis",
-        cfg.redis_batch.value,
-        cfg.redis_linger_ms.value,
+        (cfg.redis_batch.value, cfg.redis_linger_ms.value),
         5,
         &a.redis,
         a,
+        cfg,
     );
     let connect = storage_adapters::redis::RedisConnect {
         url: a.redis.clone().unwrap_or_default(),
@@ -342,6 +378,23 @@ pub fn sink_lines(sinks: &[storage_adapters::adapter::SinkReport]) -> String {
                 s += &format!("  sink {}: spool damage: {d}\n", k.name);
             }
         }
+        if k.spool_refusals > 0 || k.pushbacks > 0 {
+            s += &format!(
+                "  sink {}: the spool refused {} appends; up to {} rows held in memory; the feed \
+                 was pushed back {} time(s)\n",
+                k.name,
+                count(k.spool_refusals),
+                count(k.held_peak_rows),
+                count(k.pushbacks)
+            );
+        }
+        if k.rows_lost > 0 {
+            s += &format!(
+                "  sink {}: LOST {} rows (database, spool and memory all refused them)\n",
+                k.name,
+                count(k.rows_lost)
+            );
+        }
         if k.restores > 0 {
             s += &format!(
                 "  sink {}: the server restarted empty {} time(s); its state was written again\n",
@@ -366,7 +419,9 @@ pub fn sinks_json(sinks: &[storage_adapters::adapter::SinkReport]) -> serde_json
                 "commit_p99_us": k.commit_p99_us, "spool_pending_bytes": k.spool_pending_bytes,
                 "spool_peak_bytes": k.spool_peak_bytes, "spool_drained": k.spool_drained,
                 "retries": k.retries, "degraded_s": k.degraded_s, "last_error": k.last_error,
-                "restores": k.restores,
+                "restores": k.restores, "rows_lost": k.rows_lost,
+                "spool_refusals": k.spool_refusals, "held_peak_rows": k.held_peak_rows,
+                "pushbacks": k.pushbacks,
                 "spool_damage": k.spool_open.as_ref().map(|o| o.damage.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
             })
         })

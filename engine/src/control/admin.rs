@@ -729,6 +729,21 @@ pub fn metrics(core: &ControlCore) -> String {
     }
     counter(
         &mut m,
+        "tickcore_sink_lost_rows_total",
+        "Rows each sink dropped because its database, its spool and its memory bound all \
+         refused them (live feeds only; a replay waits instead).",
+        "counter",
+    );
+    for c in st.cores.iter().filter(|c| c.name.starts_with("sink:")) {
+        let _ = writeln!(
+            m,
+            "tickcore_sink_lost_rows_total{{sink=\"{}\"}} {}",
+            esc(&c.name[5..]),
+            c.lost
+        );
+    }
+    counter(
+        &mut m,
         "tickcore_sink_lag_ns",
         "Feed read to commit, p99 per sink, nanoseconds.",
         "gauge",

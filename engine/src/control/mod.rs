@@ -89,6 +89,8 @@ pub struct CoreTotals {
     pub events: u64,
     /// The last gauge the core reported (a sink's spool bytes).
     pub gauge: u64,
+    /// Rows lost (sinks).
+    pub lost: u64,
 }
 
 /// What the control core hands out to the admin endpoint and the run's summary.
@@ -252,6 +254,7 @@ impl ControlCore {
                 items: 0,
                 events: 0,
                 gauge: 0,
+                lost: 0,
             })
             .collect();
         let now = Instant::now();
@@ -329,13 +332,13 @@ impl ControlCore {
         }
     }
 
-    /// Runs on the calling thread until `deadline` (the admin endpoint's linger after a run
-    /// whose control work shared the ingress thread).
-    pub fn run_until(&mut self, deadline: Instant) {
+    /// Runs on the calling thread until `deadline` or `stop` (the admin endpoint's linger
+    /// after a run whose control work shared the ingress thread; a signal cuts it short).
+    pub fn run_until(&mut self, deadline: Instant, stop: &AtomicBool) {
         loop {
             self.tick();
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || stop.load(Ordering::Relaxed) {
                 return;
             }
             self.rest((now + TICK).min(deadline));
@@ -433,6 +436,7 @@ impl ControlCore {
                 c.stages.merge(&iv.stages);
                 c.items += iv.items;
                 c.events += iv.events;
+                c.lost += iv.lost;
                 if iv.gauge_set {
                     c.gauge = iv.gauge;
                 }
@@ -443,6 +447,7 @@ impl ControlCore {
                 iv.stages.reset();
                 iv.items = 0;
                 iv.events = 0;
+                iv.lost = 0;
                 iv.gauge_set = false;
                 // The spare ring holds every box there is: this cannot fail.
                 let _ = f.collector.spares.try_push(iv);

@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub unmeasured: bool,
     /// Have the control core ask for a snapshot this often (the benchmark's snapshot load).
     pub snapshot_probe: Option<Duration>,
+    /// Set when the run is asked to stop (a signal): sinks stop pushing back on the feed.
+    pub stop: Option<Arc<AtomicBool>>,
     /// The live feed's counters, for `/metrics` (live feeds only).
     pub live: Option<Arc<crate::live::gauges::LiveGauges>>,
 }
@@ -75,6 +77,7 @@ pub struct SinkObserver {
     reporter: crate::telemetry::Reporter,
     level: ring::Consumer<u8>,
     hold: bool,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl storage_adapters::adapter::Observer for SinkObserver {
@@ -99,6 +102,15 @@ impl storage_adapters::adapter::Observer for SinkObserver {
     fn spool_bytes(&mut self, pending: u64) {
         self.reporter.current.gauge = pending;
         self.reporter.current.gauge_set = true;
+    }
+    fn stopping(&mut self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+    fn lost(&mut self, rows: u64) {
+        self.reporter.current.lost += rows;
+        self.reporter.tick(clock::now_ns());
     }
 }
 
@@ -313,7 +325,7 @@ pub fn run(
         shards,
         adapters,
     };
-    let done = shut_down(threads, &opts)?;
+    let done = shut_down(threads, &opts, stop)?;
     Ok(RunReport {
         ingress,
         shards: done.shards,
@@ -470,20 +482,27 @@ struct Finished {
 /// Shuts the run down once the feed has ended (the ingress has sent every shard its last
 /// batch and the consumer has every shard's last events), in this order:
 /// 1. control stays up for the linger (the admin endpoint answers from it, the gateway serves
-///    the final state), then stops;
+///    the final state), or until a signal cuts it short, then stops;
 /// 2. the admin endpoint, the gateway and the watcher stop (nothing answers them any more);
 /// 3. the run's `--query` snapshots are asked, through control, of the shards;
 /// 4. the shards are told to stop, and hand back their books and reports;
 /// 5. the sinks finish (their rings closed by the consumer: drain, or leave it spooled);
 /// 6. control takes the cores' last intervals and closes the time at the last level.
-fn shut_down(t: Threads, opts: &RunOptions) -> Result<Finished> {
+fn shut_down(t: Threads, opts: &RunOptions, stop: &AtomicBool) -> Result<Finished> {
+    let deadline = Instant::now() + opts.linger;
     let mut control = match t.control {
         Err(mut c) => {
-            c.run_until(Instant::now() + opts.linger);
+            c.run_until(deadline, stop);
             Box::new(c)
         }
         Ok(h) => {
-            std::thread::sleep(opts.linger);
+            while !stop.load(Ordering::Relaxed) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(20)));
+            }
             t.control_stop.store(true, Ordering::Release);
             Box::new(
                 h.join()

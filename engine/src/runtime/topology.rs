@@ -154,6 +154,7 @@ impl Topology {
                 reporter: reporter(format!("sink:{}", sink.settings.name), cpu),
                 level: level_rx,
                 hold: false,
+                stop: opts.stop.clone(),
             };
             sinks.push(SinkBundle {
                 sink,

@@ -188,6 +188,8 @@ pub struct Interval {
     pub gauge: u64,
     /// Whether `gauge` was set in the interval.
     pub gauge_set: bool,
+    /// Rows a sink lost in the interval (its database, spool and memory all refused them).
+    pub lost: u64,
 }
 
 /// Spare intervals per core: enough that control's merge never leaves a core without one.
@@ -223,6 +225,7 @@ pub fn reporting(core: usize, interval_ns: u64) -> (Reporter, Collector) {
             events: 0,
             gauge: 0,
             gauge_set: false,
+            lost: 0,
         })
     };
     for _ in 0..SPARES {
