@@ -10,10 +10,10 @@
 //! Owns per-instrument open bars, indexed densely by locate. Never allocates per trade: the
 //! open-bar table and the list of open bars grow only with the number of instruments.
 
-use rkyv::{Archive, Serialize};
+use rkyv::{Archive, Deserialize, Serialize};
 
 /// One closed bar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
 #[rkyv(derive(Debug))]
 pub struct Bar {
     /// Instrument.
@@ -47,6 +47,17 @@ impl Bar {
 }
 
 const NONE: u32 = u32::MAX;
+
+/// A clock's open bars as plain data (for checkpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct ClockState {
+    /// Bar length, seconds.
+    pub interval_s: u32,
+    /// Start of the open bucket; `u64::MAX` when none is open.
+    pub bucket: u64,
+    /// The open bars, in the order they opened.
+    pub open: Vec<Bar>,
+}
 
 /// Open bars of one interval for every instrument of a shard.
 pub struct BarClock {
@@ -130,6 +141,41 @@ impl BarClock {
         (s != NONE)
             .then(|| &self.open[s as usize])
             .filter(|b| b.trades > 0)
+    }
+
+    /// The open bars as plain data.
+    pub fn capture(&self) -> ClockState {
+        ClockState {
+            interval_s: self.interval_s,
+            bucket: self.bucket,
+            open: self
+                .live
+                .iter()
+                .map(|&l| self.open[self.slot[l as usize] as usize])
+                .collect(),
+        }
+    }
+
+    /// A clock whose open bars are those of `s`.
+    pub fn restore(s: &ClockState) -> Result<BarClock, String> {
+        if s.interval_s == 0 || s.open.iter().any(|b| b.trades == 0) {
+            return Err("a bar clock with no interval or an empty open bar".into());
+        }
+        let mut c = BarClock::new(s.interval_s);
+        c.bucket = s.bucket;
+        for b in &s.open {
+            let i = b.locate as usize;
+            if i >= c.slot.len() {
+                c.slot.resize(i + 1, NONE);
+            }
+            if c.slot[i] != NONE {
+                return Err(format!("two open bars for locate {}", b.locate));
+            }
+            c.slot[i] = c.open.len() as u32;
+            c.open.push(*b);
+            c.live.push(b.locate);
+        }
+        Ok(c)
     }
 
     /// Closes every open bar (end of feed).

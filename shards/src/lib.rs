@@ -5,6 +5,7 @@
 //!   trade statistics and anomaly counters.
 //! - [`events`]: what the books emit (trades, BBO changes, breaks) and the sink trait.
 //! - [`bars`]: OHLCV bars from printable trades, closed by feed time.
+//! - [`checkpoint`]: a shard's whole state at one point of the feed, as checked bytes and back.
 //! - [`mold`]: MoldUDP64, the UDP transport ITCH arrives in live, shared by sender and receiver.
 //! - [`synth`]: a deterministic synthetic ITCH session generator for tests and benchmarks.
 //!
@@ -16,6 +17,7 @@
 
 pub mod bars;
 pub mod book;
+pub mod checkpoint;
 pub mod events;
 pub mod itch;
 pub mod mold;

@@ -108,6 +108,12 @@ macro_rules! anomalies {
                 $( self.$name += other.$name; )*
             }
 
+            /// Counters from `counts`, in declaration order (missing ones zero).
+            pub fn from_counts(counts: &[u64]) -> Anomalies {
+                let mut it = counts.iter().copied();
+                Anomalies { $( $name: it.next().unwrap_or(0), )* }
+            }
+
             /// Sum of all counters.
             pub fn total(&self) -> u64 {
                 0 $( + self.$name )*

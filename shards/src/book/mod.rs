@@ -20,6 +20,7 @@
 //!   in a sorted vector;
 //! - books indexed directly by stock locate (a `u16`), no hashing at all.
 
+pub mod checkpoint;
 pub mod instrument;
 mod order_hash;
 pub mod order_table;

@@ -1,0 +1,244 @@
+//! A shard's books as plain data, and back: what a checkpoint keeps of [`Books`].
+//!
+//! Kept: every book's identity, trading state, published top, cross state, trade statistics and
+//! anomaly counters; every live order (reference, book, side, shares, price); the trade memory
+//! that `B` (broken trade) needs; the shard-wide anomaly and message-type counters. Not kept:
+//! the ladder windows, sorted levels and order-table layout, which are rebuilt by adding the
+//! live orders again in reference order (reference order is queue order, so each level's queue
+//! comes back as it was). Owns the conversion only; never does I/O (the checkpoint file format
+//! is [`crate::checkpoint`]) and never runs on the apply path.
+
+use super::{Books, Capacity, TradeRecord, NIL, TRADE_MEMORY};
+use crate::book::instrument::{Anomalies, CrossState, TradeStats};
+use crate::book::SideKind;
+use crate::events::Quote;
+use crate::itch::Header;
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// A live order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct OrderState {
+    /// Day-unique reference.
+    pub order_ref: u64,
+    /// Shares still displayed.
+    pub shares: u32,
+    /// Limit price, Price(4).
+    pub price: u32,
+    /// Stock locate of its book.
+    pub locate: u16,
+    /// `B` or `S`.
+    pub side: u8,
+}
+
+/// One side's published best.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct QuoteState {
+    /// Shares at the best price.
+    pub shares: u64,
+    /// Best price; 0 when empty.
+    pub price: u32,
+    /// Orders at the best price.
+    pub orders: u32,
+}
+
+/// One instrument's day state (its levels come back from the orders).
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct BookState {
+    /// Stock locate.
+    pub locate: u16,
+    /// Symbol, space padded.
+    pub symbol: [u8; 8],
+    /// Trading state from the last `H`.
+    pub trading_state: u8,
+    /// 0 normal, 1 locked, 2 crossed.
+    pub cross: u8,
+    /// Published best bid, then ask.
+    pub top: [QuoteState; 2],
+    /// Sum of price x shares.
+    pub notional: u128,
+    /// Printable trades, volume, last shares, last timestamp.
+    pub counts: [u64; 4],
+    /// Last price, high, low.
+    pub prices: [u32; 3],
+    /// Non-printable executions, broken trades.
+    pub other: [u64; 2],
+    /// Anomaly counters in declaration order.
+    pub anomalies: Vec<u64>,
+}
+
+/// A remembered trade (for `B`), at its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct TradeMemo {
+    /// Slot in the trade memory.
+    pub slot: u32,
+    /// Match number.
+    pub match_number: u64,
+    /// Shares.
+    pub shares: u64,
+    /// Price.
+    pub price: u32,
+    /// Dense book index.
+    pub book: u32,
+}
+
+/// Everything a shard's books hold that a restart needs.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct BooksState {
+    /// Books in the order they were created (their dense indexes).
+    pub books: Vec<BookState>,
+    /// Live orders by ascending reference.
+    pub orders: Vec<OrderState>,
+    /// The trade memory's filled slots.
+    pub recent: Vec<TradeMemo>,
+    /// Anomalies of messages that named no known order.
+    pub orphan: Vec<u64>,
+    /// Messages applied by type.
+    pub by_type: Vec<u64>,
+}
+
+fn quote(q: &Quote) -> QuoteState {
+    QuoteState {
+        shares: q.shares,
+        price: q.price,
+        orders: q.orders,
+    }
+}
+
+fn unquote(q: &QuoteState) -> Quote {
+    Quote {
+        shares: q.shares,
+        price: q.price,
+        orders: q.orders,
+    }
+}
+
+impl Books {
+    /// The books as plain data (allocates: for checkpoints, between batches).
+    pub fn capture(&self) -> BooksState {
+        let books: Vec<BookState> = self
+            .books
+            .iter()
+            .map(|b| BookState {
+                locate: b.locate,
+                symbol: b.symbol,
+                trading_state: b.trading_state,
+                cross: b.cross as u8,
+                top: [quote(&b.top.0), quote(&b.top.1)],
+                notional: b.stats.notional,
+                counts: [
+                    b.stats.trades,
+                    b.stats.volume,
+                    b.stats.last_shares,
+                    b.stats.last_timestamp,
+                ],
+                prices: [b.stats.last_price, b.stats.high, b.stats.low],
+                other: [b.stats.non_printable, b.stats.broken],
+                anomalies: b.anomalies.fields().iter().map(|f| f.1).collect(),
+            })
+            .collect();
+        let mut orders: Vec<OrderState> = self
+            .orders
+            .iter()
+            .map(|o| OrderState {
+                order_ref: o.order_ref(),
+                shares: o.shares,
+                price: o.price,
+                locate: self.books[o.book()].locate,
+                side: match o.side() {
+                    SideKind::Bid => b'B',
+                    SideKind::Ask => b'S',
+                },
+            })
+            .collect();
+        orders.sort_unstable_by_key(|o| o.order_ref);
+        let recent = self
+            .recent
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.book != NIL)
+            .map(|(i, t)| TradeMemo {
+                slot: i as u32,
+                match_number: t.match_number,
+                shares: t.shares,
+                price: t.price,
+                book: t.book,
+            })
+            .collect();
+        BooksState {
+            books,
+            orders,
+            recent,
+            orphan: self.orphan.fields().iter().map(|f| f.1).collect(),
+            by_type: self.by_type.to_vec(),
+        }
+    }
+
+    /// Books equal to those `s` was captured from, with room as `cap` says. Fails when `s`
+    /// does not describe books this build can hold (a checkpoint of another version).
+    pub fn restore(s: &BooksState, cap: Capacity) -> Result<Books, String> {
+        let mut books = Books::with_capacity(cap);
+        let anomaly_count = Anomalies::default().fields().len();
+        if s.by_type.len() != books.by_type.len() || s.orphan.len() != anomaly_count {
+            return Err("its counters do not match this build's message types".into());
+        }
+        for b in &s.books {
+            if books.by_locate[b.locate as usize] != NIL || b.anomalies.len() != anomaly_count {
+                return Err(format!("book {} appears twice or is malformed", b.locate));
+            }
+            books.book_for(b.locate, b.symbol);
+        }
+        for o in &s.orders {
+            if books.by_locate[o.locate as usize] == NIL || o.shares == 0 {
+                return Err(format!("order {} names no book", o.order_ref));
+            }
+            let h = Header {
+                locate: o.locate,
+                tracking: 0,
+                timestamp: 0,
+            };
+            let stock = books.books[books.by_locate[o.locate as usize] as usize].symbol;
+            books.add(&h, stock, o.order_ref, o.side, o.shares, o.price, &mut ());
+        }
+        if books.orders.len() != s.orders.len() {
+            return Err("some orders could not be placed again".into());
+        }
+        for (i, b) in s.books.iter().enumerate() {
+            let book = &mut books.books[i];
+            book.trading_state = b.trading_state;
+            book.cross = match b.cross {
+                1 => CrossState::Locked,
+                2 => CrossState::Crossed,
+                _ => CrossState::Normal,
+            };
+            book.top = (unquote(&b.top[0]), unquote(&b.top[1]));
+            book.stats = TradeStats {
+                notional: b.notional,
+                trades: b.counts[0],
+                volume: b.counts[1],
+                last_shares: b.counts[2],
+                last_timestamp: b.counts[3],
+                last_price: b.prices[0],
+                high: b.prices[1],
+                low: b.prices[2],
+                non_printable: b.other[0],
+                broken: b.other[1],
+            };
+            book.anomalies = Anomalies::from_counts(&b.anomalies);
+        }
+        for t in &s.recent {
+            let slot = books
+                .recent
+                .get_mut(t.slot as usize % TRADE_MEMORY)
+                .expect("slot within the memory");
+            *slot = TradeRecord {
+                match_number: t.match_number,
+                shares: t.shares,
+                price: t.price,
+                book: t.book,
+            };
+        }
+        books.orphan = Anomalies::from_counts(&s.orphan);
+        books.by_type.copy_from_slice(&s.by_type);
+        Ok(books)
+    }
+}
