@@ -62,6 +62,7 @@ fn link_hop(samples: u64, cpus: (usize, usize)) -> Histogram<u64> {
             sent_ns: now,
             messages: 1,
             last: false,
+            checkpoint: 0,
             frames: &frames,
         };
         tx.send(batch::write(&b, buf));

@@ -251,6 +251,11 @@ pub struct RunArgs {
     /// On corrupt framing, resynchronise and count instead of stopping.
     #[arg(long)]
     pub skip_corrupt: bool,
+    /// Start from the newest whole checkpoint in build_data/checkpoints/ (a damaged one is
+    /// skipped, and said) and apply only the feed messages after it. With none, start from
+    /// the beginning, and say so.
+    #[arg(long)]
+    pub recover: bool,
     /// Which sinks run, and their settings.
     #[command(flatten)]
     pub sinks: SinkChoice,

@@ -148,6 +148,13 @@ pub struct Overrides {
     /// Cap on each sink's spool on disk, bytes (0: the disk's own limit).
     #[arg(long)]
     pub spool_max_bytes: Option<usize>,
+    /// Feed time between shard checkpoints, seconds (0: only on `PUT /checkpoint`); each
+    /// shard writes its own to build_data/checkpoints/.
+    #[arg(long)]
+    pub checkpoint_every_s: Option<usize>,
+    /// How long a checkpoint may hold a shard, us: the summary counts those that took longer.
+    #[arg(long)]
+    pub checkpoint_stall_us: Option<usize>,
     /// Frames one WebSocket client may have waiting (BBO and depth conflate, so this bounds
     /// its trades and bars); past it the client is closed as too slow (1013).
     #[arg(long)]
@@ -229,6 +236,10 @@ pub struct Config {
     pub sink_memory_rows: Setting<usize>,
     /// Cap on each sink's spool on disk, bytes (0: none).
     pub spool_max_bytes: Setting<usize>,
+    /// Feed time between checkpoints, s (0: on request only).
+    pub checkpoint_every_s: Setting<usize>,
+    /// Budget for one checkpoint's hold on a shard, us.
+    pub checkpoint_stall_us: Setting<usize>,
     /// Frames a WebSocket client may have waiting.
     pub ws_queue_frames: Setting<usize>,
     /// Symbols a WebSocket connection may name.
@@ -283,6 +294,8 @@ impl Config {
             neo4j_linger_ms: Setting::default(200),
             sink_memory_rows: Setting::default(1_000_000),
             spool_max_bytes: Setting::default(0),
+            checkpoint_every_s: Setting::default(0),
+            checkpoint_stall_us: Setting::default(1000),
             ws_queue_frames: Setting::default(16_384),
             ws_symbols: Setting::default(1_000),
             ws_requests_per_s: Setting::default(20),
@@ -397,6 +410,8 @@ impl Config {
         self.neo4j_linger_ms.set(o.neo4j_linger_ms, s);
         self.sink_memory_rows.set(o.sink_memory_rows, s);
         self.spool_max_bytes.set(o.spool_max_bytes, s);
+        self.checkpoint_every_s.set(o.checkpoint_every_s, s);
+        self.checkpoint_stall_us.set(o.checkpoint_stall_us, s);
         self.ws_queue_frames.set(o.ws_queue_frames, s);
         self.ws_symbols.set(o.ws_symbols, s);
         self.ws_requests_per_s.set(o.ws_requests_per_s, s);
@@ -466,6 +481,12 @@ impl Config {
         range("neo4j_linger_ms", &self.neo4j_linger_ms, (0, 60_000))?;
         range("sink_memory_rows", &self.sink_memory_rows, (1, 1 << 30))?;
         range("spool_max_bytes", &self.spool_max_bytes, (0, usize::MAX))?;
+        range("checkpoint_every_s", &self.checkpoint_every_s, (0, 86_400))?;
+        range(
+            "checkpoint_stall_us",
+            &self.checkpoint_stall_us,
+            (1, 10_000_000),
+        )?;
         range("ws_queue_frames", &self.ws_queue_frames, (16, 1 << 24))?;
         range("ws_symbols", &self.ws_symbols, (1, 1 << 16))?;
         range("ws_requests_per_s", &self.ws_requests_per_s, (1, 100_000))?;
@@ -606,6 +627,16 @@ impl Config {
                 self.spool_max_bytes.source,
             ),
             (
+                "checkpoint_every_s",
+                self.checkpoint_every_s.value.to_string(),
+                self.checkpoint_every_s.source,
+            ),
+            (
+                "checkpoint_stall_us",
+                self.checkpoint_stall_us.value.to_string(),
+                self.checkpoint_stall_us.source,
+            ),
+            (
                 "ws_queue_frames",
                 self.ws_queue_frames.value.to_string(),
                 self.ws_queue_frames.source,
@@ -712,6 +743,8 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides> {
         neo4j_linger_ms: one(&env, "neo4j_linger_ms")?,
         sink_memory_rows: one(&env, "sink_memory_rows")?,
         spool_max_bytes: one(&env, "spool_max_bytes")?,
+        checkpoint_every_s: one(&env, "checkpoint_every_s")?,
+        checkpoint_stall_us: one(&env, "checkpoint_stall_us")?,
         ws_queue_frames: one(&env, "ws_queue_frames")?,
         ws_symbols: one(&env, "ws_symbols")?,
         ws_requests_per_s: one(&env, "ws_requests_per_s")?,

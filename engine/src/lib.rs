@@ -5,6 +5,7 @@
 //! and rendering summaries and the book JSON that other tools read. It never contains book logic.
 //! A panic here is a bug: every bad input ends in a one-line error and a non-zero exit.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -31,3 +31,8 @@ pub fn spool() -> PathBuf {
 pub fn sessions() -> PathBuf {
     data_dir().join("sessions")
 }
+
+/// Shard checkpoints.
+pub fn checkpoints() -> PathBuf {
+    data_dir().join("checkpoints")
+}

@@ -78,7 +78,9 @@ fn fresh() -> Shard {
 fn restored(bytes: &[u8]) -> Shard {
     let s = checkpoint::decode(bytes).unwrap();
     Shard {
-        books: Books::restore(&s.books, Capacity::default()).unwrap(),
+        books: Books::with_capacity(Capacity::default())
+            .restore(&s.books)
+            .unwrap(),
         bars: BarClock::restore(&s.clocks[0]).unwrap(),
         log: EventLog::default(),
         closed: Vec::new(),

@@ -79,7 +79,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
             )));
         }
     }
-    let admin = crate::control::admin::Admin::bind(
+    let (checkpoints, recover) = checkpointing(a, &cfg, &mut log)?;
+    let mut admin = crate::control::admin::Admin::bind(
         a.endpoints
             .admin
             .as_ref()
@@ -87,7 +88,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
         std::env::var("TICKCORE_ADMIN_TOKEN").ok(),
     )
     .map_err(Failure::new)?;
-    if let Some(ad) = &admin {
+    if let Some(ad) = admin.as_mut() {
+        ad.checkpoint = checkpoints.as_ref().map(|c| Arc::clone(&c.request));
         log.line(&format!("admin endpoint on http://{}", ad.addr));
         eprintln!("tickcore: admin endpoint on http://{}", ad.addr);
     }
@@ -122,6 +124,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
         unmeasured: false,
         snapshot_probe: None,
         stop: Some(Arc::clone(&stop)),
+        checkpoints,
+        recover,
         live: match &source {
             AnySource::Mold(m) => Some(m.gauges()),
             _ => None,
@@ -136,6 +140,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
         _ => None,
     };
     let mut text = summary(&r, &name);
+    let stall_budget_ns = cfg.checkpoint_stall_us.value as u64 * 1000;
+    text += &crate::checkpoint::summary_lines(&r.shards, r.ingress.checkpoints, stall_budget_ns);
+    if r.ingress.skipped > 0 {
+        text += &format!(
+            "  recovered: the first {} messages were in the checkpoint (read, not applied)\n",
+            count(r.ingress.skipped)
+        );
+    }
     if let Some(l) = &live_report {
         text += &live_summary(l);
     }
@@ -145,6 +157,15 @@ pub fn run(a: &RunArgs) -> Result<()> {
     if a.json {
         let mut j = summary_json(&r, &name);
         j["live"] = serde_json::to_value(&live_report).unwrap_or_default();
+        let (n, p50, p99, max, over) = crate::checkpoint::stalls(&r.shards, stall_budget_ns);
+        j["checkpoints"] = serde_json::json!({
+            "taken": r.ingress.checkpoints, "shard_stalls": n, "stall_p50_ns": p50,
+            "stall_p99_ns": p99, "stall_max_ns": max, "over_budget": over,
+            "written": r.shards.iter().map(|s| s.checkpoints_written).sum::<u64>(),
+            "failed": r.shards.iter().map(|s| s.checkpoints_failed).sum::<u64>(),
+            "errors": r.shards.iter().filter_map(|s| s.checkpoint_error.clone()).collect::<Vec<_>>(),
+            "skipped_messages": r.ingress.skipped,
+        });
         println!("{j}");
     } else {
         print!("{text}");
@@ -159,6 +180,45 @@ pub fn run(a: &RunArgs) -> Result<()> {
         return Err(Failure::new(format!("writing events: {e}")));
     }
     lost_rows(&r.sinks)
+}
+
+/// Checkpoints on (`checkpoint_every_s` > 0 or `--recover`: their directory made), and, with
+/// `--recover`, the state to start from.
+#[allow(clippy::type_complexity)]
+fn checkpointing(
+    a: &RunArgs,
+    cfg: &Config,
+    log: &mut Log,
+) -> Result<(
+    Option<runtime::CheckpointOpts>,
+    Option<(u64, Vec<shards::checkpoint::ShardState>)>,
+)> {
+    let dir = crate::paths::checkpoints();
+    let on = cfg.checkpoint_every_s.value > 0 || a.recover;
+    let opts = if on {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Failure::at(&dir, format!("cannot create the checkpoint directory: {e}"))
+        })?;
+        Some(runtime::CheckpointOpts {
+            dir: dir.clone(),
+            every_ns: cfg.checkpoint_every_s.value as u64 * 1_000_000_000,
+            request: Arc::new(AtomicBool::new(false)),
+            finished: (0..cfg.shards.value)
+                .map(|_| Arc::new(std::sync::atomic::AtomicU64::new(0)))
+                .collect(),
+        })
+    } else {
+        None
+    };
+    let recover = if a.recover {
+        crate::checkpoint::recovery::load(&dir, cfg.shards.value, &mut |l| {
+            log.line(l);
+            eprintln!("tickcore: {l}");
+        })?
+    } else {
+        None
+    };
+    Ok((opts, recover))
 }
 
 /// Exit status 3 when any sink lost rows: a run that dropped data must not look like one that

@@ -50,6 +50,8 @@ pub struct Admin {
     token: Option<String>,
     /// The address it listens on (with the real port when `:0` was asked).
     pub addr: SocketAddr,
+    /// `PUT /checkpoint` sets it (the ingress takes it); `None`: checkpoints are off.
+    pub checkpoint: Option<Arc<AtomicBool>>,
 }
 
 /// The endpoint's counters; written by its thread only, read by control for `/metrics`.
@@ -126,6 +128,7 @@ impl Admin {
             listener,
             token,
             addr,
+            checkpoint: None,
         }))
     }
 
@@ -157,6 +160,8 @@ struct Pending {
     waiting: HashMap<u64, tokio::sync::oneshot::Sender<Reply>>,
     /// Wakes the reply pump when a request goes out.
     wake: Rc<tokio::sync::Notify>,
+    /// The checkpoint request flag, when checkpoints are on.
+    checkpoint: Option<Arc<AtomicBool>>,
 }
 
 type Shared = Rc<RefCell<Pending>>;
@@ -182,6 +187,7 @@ fn serve(admin: Admin, desk: AdminDesk, stats: Arc<AdminStats>, stop: &AtomicBoo
             next_id: 0,
             waiting: HashMap::new(),
             wake: Rc::clone(&wake),
+            checkpoint: admin.checkpoint.clone(),
         }));
         tokio::task::spawn_local(pump_replies(Rc::clone(&shared), wake));
         let token: Rc<Option<String>> = Rc::new(admin.token);
@@ -346,21 +352,42 @@ async fn handle(
             },
             Err(e) => return Reply::text(0, 400, &e),
         },
+        (&Method::PUT, "/checkpoint") => return request_checkpoint(shared),
         (&Method::GET, p) if p.starts_with("/snapshot/") => {
             AskKind::Snapshot(p["/snapshot/".len()..].to_string())
         }
-        (_, "/metrics" | "/status" | "/budgets") => {
+        (_, "/metrics" | "/status" | "/budgets" | "/checkpoint") => {
             return Reply::text(0, 405, "method not allowed")
         }
         _ => {
             return Reply::text(
                 0,
                 404,
-                "no such path: try /metrics /status /snapshot/SYMBOL /budgets",
+                "no such path: try /metrics /status /snapshot/SYMBOL /budgets /checkpoint",
             )
         }
     };
     ask(shared, kind).await
+}
+
+/// `PUT /checkpoint`: asks the ingress to mark the feed (every shard then writes its state).
+fn request_checkpoint(shared: &Shared) -> Reply {
+    match &shared.borrow().checkpoint {
+        Some(flag) => {
+            flag.store(true, Ordering::Relaxed);
+            Reply::text(
+                0,
+                202,
+                "checkpoint requested: every shard writes one to build_data/checkpoints/ within \
+                 the next 1,024 feed messages",
+            )
+        }
+        None => Reply::text(
+            0,
+            409,
+            "checkpoints are off in this run: start it with --checkpoint-every-s S (or --recover)",
+        ),
+    }
 }
 
 /// A request body, at most 64 KiB, within [`BODY_TIMEOUT`].

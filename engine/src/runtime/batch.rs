@@ -43,6 +43,9 @@ pub struct FeedBatch<'a> {
     pub messages: u32,
     /// The last batch of the feed: the shard finishes its bars after it.
     pub last: bool,
+    /// Non-zero: after this batch the shard checkpoints its state as of the feed's first
+    /// `checkpoint` messages (every shard gets the same number at the same point of the feed).
+    pub checkpoint: u64,
     /// BinaryFILE frames (u16 big-endian length + message), in feed order.
     #[rkyv(with = InlineAsBox)]
     pub frames: &'a [u8],
@@ -128,6 +131,7 @@ mod tests {
                 first_ingress_ns: 11,
                 messages: 1,
                 last: true,
+                checkpoint: 0,
                 frames: &frames,
             },
             Buf::new(),
@@ -228,6 +232,7 @@ mod tests {
                 sent_ns: 0,
                 messages: 1,
                 last: false,
+                checkpoint: 0,
                 frames: &frames,
             },
             Buf::new(),
@@ -246,6 +251,7 @@ mod tests {
                 first_ingress_ns: 0,
                 messages: 0,
                 last: false,
+                checkpoint: 0,
                 frames: &frames,
             },
             Buf::new(),

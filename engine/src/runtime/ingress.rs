@@ -222,6 +222,10 @@ pub struct IngressReport {
     pub directory: Vec<([u8; 8], u16)>,
     /// Directory entries the control core's ring had no room for (it then cannot name them).
     pub directory_overflow: u64,
+    /// Checkpoint marks sent (each to every shard).
+    pub checkpoints: u64,
+    /// Messages skipped because a recovery's checkpoint already held them.
+    pub skipped: u64,
 }
 
 /// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
@@ -240,6 +244,7 @@ pub fn run(
     speed: Speed,
     stop: &AtomicBool,
     mut tel: IngressTelemetry,
+    mut marks: crate::checkpoint::marks::Marks,
     idle: &mut dyn FnMut() -> bool,
 ) -> IngressReport {
     let mut out: Vec<Outbound> = links
@@ -281,11 +286,29 @@ pub fn run(
             }
         };
         r.messages += 1;
+        let locate = if m.len() >= 3 {
+            u16::from_be_bytes([m[1], m[2]])
+        } else {
+            0
+        };
+        if m[0] == b'R' && m.len() >= 19 {
+            let mut sym = [0u8; 8];
+            sym.copy_from_slice(&m[11..19]);
+            r.directory.push((sym, locate));
+            if tel.directory.try_push((sym, locate)).is_err() {
+                r.directory_overflow += 1;
+            }
+        }
+        if r.messages <= marks.skip {
+            // A recovery's checkpoint holds it (its directory entry still names the locate).
+            r.skipped += 1;
+            return;
+        }
         // The message's stamp: its due time on a rate schedule, when a live source received
         // it, else read lazily (once a batch).
         let mut due = stamp;
         if let Speed::Rate(rate) = speed {
-            due = pace.due_at(r.messages - 1, rate);
+            due = pace.due_at(r.messages - 1 - r.skipped, rate);
             let now = clock::now_ns();
             if due > now {
                 // Ahead of the schedule: send to an idle shard now, to a busy one what has
@@ -295,7 +318,7 @@ pub fn run(
                         && (o.link.consumer_idle()
                             || now.saturating_sub(o.first_ns) >= RATE_LINGER_NS)
                     {
-                        flush(o, false, rep, measure, idle);
+                        flush(o, false, 0, rep, measure, idle);
                     }
                 }
                 pace.wait_until(due, stop, idle);
@@ -308,19 +331,6 @@ pub fn run(
             if pace.ahead(ts) {
                 flush_all(&mut out, rep, measure, idle);
                 pace.wait(ts, stop, idle);
-            }
-        }
-        let locate = if m.len() >= 3 {
-            u16::from_be_bytes([m[1], m[2]])
-        } else {
-            0
-        };
-        if m[0] == b'R' && m.len() >= 19 {
-            let mut sym = [0u8; 8];
-            sym.copy_from_slice(&m[11..19]);
-            r.directory.push((sym, locate));
-            if tel.directory.try_push((sym, locate)).is_err() {
-                r.directory_overflow += 1;
             }
         }
         if locate == 0 {
@@ -340,10 +350,18 @@ pub fn run(
             );
         }
         rep.current.items += 1;
+        if marks.due(r.messages, || shards::itch::field::timestamp(m)) {
+            // Every shard checkpoints after the same message: each gets a mark, with or
+            // without frames.
+            for o in out.iter_mut() {
+                flush(o, false, r.messages, rep, measure, idle);
+            }
+            marks.taken += 1;
+        }
         if let Speed::Rate(rate) = speed {
             // The next message is not due yet: an idle shard takes what is here now rather
             // than when the next one is read (a microsecond later at 1M/s).
-            if pace.due_at(r.messages, rate) > clock::now_ns() {
+            if pace.due_at(r.messages - r.skipped, rate) > clock::now_ns() {
                 flush_to_idle_shards(&mut out, rep, measure, idle);
             }
         }
@@ -353,8 +371,9 @@ pub fn run(
         Err(e) => r.error = Some(e),
     }
     r.stopped = stop.load(Ordering::Relaxed);
+    r.checkpoints = marks.taken;
     for (i, o) in out.iter_mut().enumerate() {
-        flush(o, true, rep, measure, idle);
+        flush(o, true, 0, rep, measure, idle);
         r.per_shard[i] = o.sent_messages;
         r.batches[i] = o.seq;
     }
@@ -381,7 +400,7 @@ fn push(
     o.frames.extend_from_slice(m);
     o.messages += 1;
     if o.frames.len() >= batch_bytes {
-        flush(o, false, rep, measure, idle);
+        flush(o, false, 0, rep, measure, idle);
     }
 }
 
@@ -393,7 +412,7 @@ fn flush_all(
     idle: &mut dyn FnMut() -> bool,
 ) {
     out.iter_mut()
-        .for_each(|o| flush(o, false, rep, measure, idle));
+        .for_each(|o| flush(o, false, 0, rep, measure, idle));
 }
 
 /// Sends each batch whose shard is idle (every buffer back); a busy shard's batch keeps
@@ -408,18 +427,21 @@ fn flush_to_idle_shards(
         .iter_mut()
         .filter(|o| o.messages > 0 && o.link.consumer_idle())
     {
-        flush(o, false, rep, measure, idle);
+        flush(o, false, 0, rep, measure, idle);
     }
 }
 
+/// Sends `o`'s batch (with checkpoint mark `mark`, 0 for none); an empty one only when it is
+/// the last or carries a mark.
 fn flush(
     o: &mut Outbound,
     last: bool,
+    mark: u64,
     rep: &mut Reporter,
     measure: bool,
     idle: &mut dyn FnMut() -> bool,
 ) {
-    if o.messages == 0 && !last {
+    if o.messages == 0 && !last && mark == 0 {
         return;
     }
     // A consumer polled from `idle` may be what frees the shard to give a buffer back: nap
@@ -434,6 +456,7 @@ fn flush(
         sent_ns,
         messages: o.messages,
         last,
+        checkpoint: mark,
         frames: &o.frames,
     };
     let buf = batch::write(&b, buf);

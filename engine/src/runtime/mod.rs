@@ -67,8 +67,25 @@ pub struct RunOptions {
     pub snapshot_probe: Option<Duration>,
     /// Set when the run is asked to stop (a signal): sinks stop pushing back on the feed.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Take checkpoints: where, how often, and the flag `PUT /checkpoint` sets.
+    pub checkpoints: Option<CheckpointOpts>,
+    /// Start from these shard states (a recovery): messages applied, one state per shard.
+    pub recover: Option<(u64, Vec<shards::checkpoint::ShardState>)>,
     /// The live feed's counters, for `/metrics` (live feeds only).
     pub live: Option<Arc<crate::live::gauges::LiveGauges>>,
+}
+
+/// Where and how often shards checkpoint.
+#[derive(Debug, Clone)]
+pub struct CheckpointOpts {
+    /// The directory (it exists).
+    pub dir: std::path::PathBuf,
+    /// Feed time between checkpoints, ns (0: only on request).
+    pub every_ns: u64,
+    /// Set to ask for one now.
+    pub request: Arc<AtomicBool>,
+    /// Each shard's last finished mark (the ingress sends the next only when all are done).
+    pub finished: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// A sink's link to the control core: its persist latencies, rows and spool level out, the
@@ -230,6 +247,7 @@ pub fn run(
         gateway: opts.gateway.is_some(),
     };
     let plan = plan::Plan::new(cfg, &sink_names, endpoints);
+    let skip = opts.recover.as_ref().map_or(0, |r| r.0);
     let topo = topology::Topology::build(cfg, &plan, &mut opts, source.whole());
     let topology::Topology {
         routes,
@@ -313,6 +331,14 @@ pub fn run(
         speed: opts.speed.unwrap_or(Speed::Max),
         measure: !opts.unmeasured,
         stop,
+        marks: crate::checkpoint::marks::Marks::new(
+            opts.checkpoints.as_ref().map_or(0, |c| c.every_ns),
+            opts.checkpoints.as_ref().map(|c| Arc::clone(&c.request)),
+            skip,
+            opts.checkpoints
+                .as_ref()
+                .map_or(Vec::new(), |c| c.finished.clone()),
+        ),
     };
     let (ingress, consumer, control) = feed.run(consumer, control)?;
     let engine_wall = started.elapsed();
@@ -353,6 +379,7 @@ struct IngressRun<'a, S: Source + Sync> {
     speed: Speed,
     measure: bool,
     stop: &'a AtomicBool,
+    marks: crate::checkpoint::marks::Marks,
 }
 
 /// Where control is after launch: on a thread of its own, or to be turned by the ingress.
@@ -384,6 +411,7 @@ impl<S: Source + Sync> IngressRun<'_, S> {
             speed,
             measure,
             stop,
+            marks,
         } = self;
         let (report, inline_report, inline_control) = std::thread::scope(|s| {
             let h = std::thread::Builder::new()
@@ -413,6 +441,7 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         speed,
                         stop,
                         tel,
+                        marks,
                         idle,
                     );
                     let report =

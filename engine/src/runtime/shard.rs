@@ -84,6 +84,14 @@ pub struct ShardReport {
     pub bbos_coalesced: u64,
     /// Batches that failed validation or framing (a bug if ever non-zero).
     pub bad_batches: u64,
+    /// How long each checkpoint held the shard (capture and encode), ns.
+    pub checkpoint_stalls_ns: Vec<u64>,
+    /// Checkpoints written to disk.
+    pub checkpoints_written: u64,
+    /// Checkpoints not written (the writer was behind, or the disk refused), and the last why.
+    pub checkpoints_failed: u64,
+    /// Why the last checkpoint failed, or why a restore did.
+    pub checkpoint_error: Option<String>,
 }
 
 /// A delay injected into one shard's apply stage, for tests and drills (`--chaos`).
@@ -179,6 +187,12 @@ pub struct ShardCtx {
     /// Send each batch's changed top levels ([`Depth`]): a depth consumer (the WebSocket
     /// gateway) is on.
     pub depth: bool,
+    /// Where this shard writes its checkpoints (off: none are taken).
+    pub checkpoints: Option<crate::checkpoint::store::Writer>,
+    /// The state to start from (a recovery).
+    pub restore: Option<shards::checkpoint::ShardState>,
+    /// Shards in the run (written into checkpoints).
+    pub shards: usize,
 }
 
 /// Events of the batch being applied, and the bars being built.
@@ -368,6 +382,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         id: ctx.id,
         ..Default::default()
     };
+    let restore = ctx.restore.take();
     let mut out = Out {
         trades: Vec::with_capacity(1024),
         bbos: Vec::with_capacity(1024),
@@ -387,6 +402,10 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
     };
     shards::book::pages::prefault(&mut out.marked);
     shards::book::pages::prefault(&mut out.changed_at);
+    if let Some(state) = restore {
+        books = restored(books, &mut out, &state, &mut rep);
+    }
+    let writer = ctx.checkpoints.take().map(CheckpointWriter::start);
     ctx.ready.fetch_add(1, std::sync::atomic::Ordering::Release);
     let mut chaos_until = 0u64;
     let mut fed_last = false;
@@ -403,8 +422,12 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
                     clock::now_ns() + c.for_ns
                 };
             }
-            fed_last |= apply(&mut ctx, &mut books, &mut out, &mut rep, &buf, chaos_until);
+            let (last, mark) = apply(&mut ctx, &mut books, &mut out, &mut rep, &buf, chaos_until);
+            fed_last |= last;
             ctx.feed.give_back(buf);
+            if let (Some(w), true) = (&writer, mark > 0) {
+                w.take(&ctx, &books, &out, mark, &mut rep);
+            }
             busy = true;
             glommio::yield_if_needed().await;
         }
@@ -421,6 +444,17 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
             }
             busy = true;
         }
+        if writer.as_ref().is_some_and(CheckpointWriter::busy) {
+            // The write's completions are reaped when the executor polls its rings: when the
+            // shard sleeps (idle), or at glommio's preemption tick (100 ms) while it is busy.
+            // Measured: each step of a write took 100-300 ms with only a yield here.
+            if busy {
+                glommio::executor().yield_task_queue_now().await;
+            } else {
+                glommio::timer::sleep(Duration::from_micros(20)).await;
+            }
+            continue;
+        }
         if busy {
             idle = Backoff::new();
         } else if ctx.dedicated {
@@ -435,11 +469,132 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         }
     }
     rep.bbos_coalesced = out.coalesced;
+    if let Some(w) = writer {
+        w.finish(&mut rep).await;
+    }
     ctx.reporter.flush(Duration::from_millis(200));
     (books, rep)
 }
 
-/// Applies one feed batch and sends its events; returns whether it was the last.
+/// `books` (new) and `out`'s bar clocks set to `state`; its books' listings go out with the
+/// first event batch, so the consumer names their rows as if it had seen the directory.
+fn restored(
+    books: Books,
+    out: &mut Out,
+    state: &shards::checkpoint::ShardState,
+    rep: &mut ShardReport,
+) -> Books {
+    let clocks = match state.clocks.as_slice() {
+        [s1, m1] => BarClock::restore(s1).and_then(|a| Ok((a, BarClock::restore(m1)?))),
+        _ => Err("a checkpoint holds two bar clocks".to_string()),
+    };
+    let fresh = || Books::with_capacity(shards::book::Capacity { orders: 1 << 10 });
+    let restored = clocks.and_then(|c| Ok((c, books.restore(&state.books)?)));
+    match restored {
+        Ok(((s1, m1), b)) => {
+            out.s1 = s1;
+            out.m1 = m1;
+            for book in b.books() {
+                out.listings.push(Listing {
+                    locate: book.locate,
+                    stock: book.symbol,
+                });
+            }
+            b
+        }
+        Err(e) => {
+            rep.checkpoint_error = Some(format!("cannot restore the checkpoint: {e}"));
+            fresh()
+        }
+    }
+}
+
+/// A shard's checkpoint taking: the state captured and encoded between batches (the stall,
+/// timed), then written by a task of the shard's own executor through io_uring while the
+/// shard goes on applying.
+struct CheckpointWriter {
+    queue: glommio::channels::local_channel::LocalSender<(u64, Vec<u8>)>,
+    task: glommio::task::JoinHandle<(u64, u64, Option<String>)>,
+    finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    last: std::cell::Cell<u64>,
+}
+
+/// Checkpoints that may wait for the disk at once; past this one is dropped and counted
+/// (the shard never waits for its disk).
+const CHECKPOINTS_QUEUED: usize = 2;
+
+impl CheckpointWriter {
+    fn start(mut w: crate::checkpoint::store::Writer) -> CheckpointWriter {
+        let finished = w.finished_handle();
+        let (queue, rx) =
+            glommio::channels::local_channel::new_bounded::<(u64, Vec<u8>)>(CHECKPOINTS_QUEUED);
+        let task = glommio::spawn_local(async move {
+            let (mut written, mut failed, mut error) = (0, 0, None);
+            while let Some((applied, bytes)) = rx.recv().await {
+                match w.write(applied, &bytes).await {
+                    Ok(()) => written += 1,
+                    Err(e) => {
+                        failed += 1;
+                        error = Some(format!("writing the checkpoint after {applied}: {e}"));
+                    }
+                }
+                w.finished(applied);
+            }
+            (written, failed, error)
+        })
+        .detach();
+        CheckpointWriter {
+            queue,
+            task,
+            finished,
+            last: std::cell::Cell::new(0),
+        }
+    }
+
+    /// A checkpoint handed over is not finished yet: the shard's loop must let the writing
+    /// task and the reactor run (a spinning shard never yields on its own).
+    fn busy(&self) -> bool {
+        self.finished.load(std::sync::atomic::Ordering::Acquire) < self.last.get()
+    }
+
+    fn take(&self, ctx: &ShardCtx, books: &Books, out: &Out, applied: u64, rep: &mut ShardReport) {
+        let t0 = clock::now_ns();
+        let state = shards::checkpoint::ShardState {
+            shard: ctx.id as u32,
+            shards: ctx.shards as u32,
+            applied,
+            session: [b' '; 10],
+            feed_time: 0,
+            books: books.capture(),
+            clocks: vec![out.s1.capture(), out.m1.capture()],
+        };
+        let bytes = shards::checkpoint::encode(&state);
+        rep.checkpoint_stalls_ns
+            .push(clock::now_ns().saturating_sub(t0));
+        self.last.set(applied);
+        if self.queue.try_send((applied, bytes)).is_err() {
+            rep.checkpoints_failed += 1;
+            rep.checkpoint_error = Some(format!(
+                "the checkpoint after {applied} was dropped: {CHECKPOINTS_QUEUED} were still \
+                 waiting for the disk"
+            ));
+        }
+    }
+
+    async fn finish(self, rep: &mut ShardReport) {
+        drop(self.queue);
+        if let Some((written, failed, error)) = self.task.await {
+            rep.checkpoints_written += written;
+            rep.checkpoints_failed += failed;
+            if error.is_some() {
+                rep.checkpoint_error = error;
+            }
+        }
+    }
+}
+
+/// Applies one feed batch and sends its events; returns whether it was the last, and its
+/// checkpoint mark (0: none).
 fn apply(
     ctx: &mut ShardCtx,
     books: &mut Books,
@@ -447,13 +602,13 @@ fn apply(
     rep: &mut ShardReport,
     buf: &[u8],
     chaos_until: u64,
-) -> bool {
+) -> (bool, u64) {
     let measure = ctx.measure;
     let now = || if measure { clock::now_ns() } else { 0 };
     let picked = now();
     let Ok(b) = batch::read_feed(buf) else {
         rep.bad_batches += 1;
-        return false;
+        return (false, 0);
     };
     let mut n = 0u64;
     let mut listings = core::mem::take(&mut out.listings);
@@ -557,7 +712,7 @@ fn apply(
     if measure {
         record(ctx, b, n, events, (picked, applied, now()));
     }
-    last
+    (last, b.checkpoint.to_native())
 }
 
 /// Records one batch's stages: (picked up, applied, events sent) in engine ns.

@@ -99,6 +99,12 @@ impl Topology {
         let mut watched = vec![("ingress".to_string(), ingress_tid.clone())];
         let (mut feed_tx, mut event_rx, mut links) = (Vec::new(), Vec::new(), Vec::new());
         let (mut controls, mut answers, mut shards) = (Vec::new(), Vec::new(), Vec::new());
+        // A recovery's states, one per shard in shard order (the loader checked the count).
+        let mut restore = opts
+            .recover
+            .take()
+            .map_or(Vec::new(), |(_, states)| states)
+            .into_iter();
         // Every buffer is touched now: a link's buffers are first used one by one during
         // the first batches, each page faulting in on the hot path.
         let feed_bytes = cfg.feed_batch_bytes.value + 256;
@@ -132,6 +138,12 @@ impl Topology {
                 ready: Arc::clone(&ready),
                 tid,
                 depth: opts.gateway.is_some(),
+                checkpoints: opts.checkpoints.as_ref().map(|c| {
+                    let finished = Arc::clone(&c.finished[i]);
+                    crate::checkpoint::store::Writer::new(c.dir.clone(), i, n, finished)
+                }),
+                restore: restore.next(),
+                shards: n,
             });
         }
         // The plan says whether the ingress may park waiting for a free buffer.

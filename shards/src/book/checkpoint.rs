@@ -8,7 +8,7 @@
 //! comes back as it was). Owns the conversion only; never does I/O (the checkpoint file format
 //! is [`crate::checkpoint`]) and never runs on the apply path.
 
-use super::{Books, Capacity, TradeRecord, NIL, TRADE_MEMORY};
+use super::{Books, TradeRecord, NIL, TRADE_MEMORY};
 use crate::book::instrument::{Anomalies, CrossState, TradeStats};
 use crate::book::SideKind;
 use crate::events::Quote;
@@ -173,10 +173,14 @@ impl Books {
         }
     }
 
-    /// Books equal to those `s` was captured from, with room as `cap` says. Fails when `s`
-    /// does not describe books this build can hold (a checkpoint of another version).
-    pub fn restore(s: &BooksState, cap: Capacity) -> Result<Books, String> {
-        let mut books = Books::with_capacity(cap);
+    /// These books, which must be new (room reserved and touched, nothing applied), made equal
+    /// to those `s` was captured from. Fails when `s` does not describe books this build can
+    /// hold (a checkpoint of another version).
+    pub fn restore(self, s: &BooksState) -> Result<Books, String> {
+        let mut books = self;
+        if !books.books.is_empty() || !books.orders.is_empty() {
+            return Err("restoring into books that are not new".into());
+        }
         let anomaly_count = Anomalies::default().fields().len();
         if s.by_type.len() != books.by_type.len() || s.orphan.len() != anomaly_count {
             return Err("its counters do not match this build's message types".into());

@@ -1,0 +1,66 @@
+//! Checkpoints: when the engine takes them, where they are kept, and how a restart finds the
+//! newest one that is whole.
+//!
+//! - [`marks`]: the ingress's side. Every `checkpoint_every_s` of feed time, or when
+//!   `PUT /checkpoint` asks, it sends every shard the same mark (the number of feed messages
+//!   applied so far) at the same point of the feed; a recovery's first messages are skipped
+//!   here.
+//! - [`store`]: the files, `build_data/checkpoints/ckpt-<applied>-shard<i>of<n>.tkc`, written
+//!   by each shard through its own io_uring reactor (glommio's DMA files; a temporary name,
+//!   then a rename, so a file under its final name is whole or damaged, never half new), and
+//!   read back memory-mapped. A set is usable when every shard's file of it decodes.
+//!
+//! The format itself is `shards::checkpoint`. Owns policy and files; never touches a book.
+
+pub mod marks;
+pub mod store;
+
+pub mod recovery;
+
+use crate::runtime::shard::ShardReport;
+
+/// Checkpoint stalls over every shard: count, p50, p99, max (ns), and how many passed `budget_ns`.
+pub fn stalls(shards: &[ShardReport], budget_ns: u64) -> (usize, u64, u64, u64, usize) {
+    let mut all: Vec<u64> = shards
+        .iter()
+        .flat_map(|s| s.checkpoint_stalls_ns.iter().copied())
+        .collect();
+    all.sort_unstable();
+    let at = |q: f64| {
+        all.get(((all.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let over = all.iter().filter(|&&s| s > budget_ns).count();
+    (
+        all.len(),
+        at(0.5),
+        at(0.99),
+        all.last().copied().unwrap_or(0),
+        over,
+    )
+}
+
+/// The summary's checkpoint lines (empty when none were taken, none failed and none restored).
+pub fn summary_lines(shards: &[ShardReport], marks: u64, budget_ns: u64) -> String {
+    let (n, p50, p99, max, over) = stalls(shards, budget_ns);
+    let written: u64 = shards.iter().map(|s| s.checkpoints_written).sum();
+    let failed: u64 = shards.iter().map(|s| s.checkpoints_failed).sum();
+    let mut s = String::new();
+    if n > 0 || failed > 0 {
+        s += &format!(
+            "  checkpoints: {marks} taken, {written} shard files written, {failed} failed; stall \
+             per shard p50 {} / p99 {} / max {}, {over} over the {} budget\n",
+            crate::telemetry::budget::duration_text(p50),
+            crate::telemetry::budget::duration_text(p99),
+            crate::telemetry::budget::duration_text(max),
+            crate::telemetry::budget::duration_text(budget_ns)
+        );
+    }
+    for sh in shards {
+        if let Some(e) = &sh.checkpoint_error {
+            s += &format!("  shard{}: {e}\n", sh.id);
+        }
+    }
+    s
+}

@@ -1,0 +1,189 @@
+//! Checkpoint files: each shard writes its own through its reactor; a restart finds the newest
+//! whole set.
+//!
+//! A file is `ckpt-<applied, 16 digits>-shard<i>of<n>.tkc`. It is written under a `.tmp` name
+//! with direct I/O, synced, and renamed, so a name without `.tmp` holds a complete write or
+//! damage from outside (a disk, a person), which [`newest`] detects by checksum and skips,
+//! saying so. Each shard keeps its newest [`KEEP`] checkpoints and removes older ones itself
+//! (it knows what it wrote; no directory listing on a shard). Owns the files; never a book.
+
+use shards::checkpoint::{self, ShardState};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+/// Checkpoints each shard keeps (the newest, and two to fall back on).
+pub const KEEP: usize = 3;
+
+/// The file of shard `shard` of `shards` at `applied`.
+pub fn file_name(applied: u64, shard: usize, shards: usize) -> String {
+    format!("ckpt-{applied:016}-shard{shard}of{shards}.tkc")
+}
+
+fn parse(name: &str) -> Option<(u64, usize, usize)> {
+    let rest = name.strip_prefix("ckpt-")?.strip_suffix(".tkc")?;
+    let (applied, rest) = rest.split_once("-shard")?;
+    let (i, n) = rest.split_once("of")?;
+    Some((applied.parse().ok()?, i.parse().ok()?, n.parse().ok()?))
+}
+
+/// A shard's writer of its own checkpoints (lives on the shard's executor).
+pub struct Writer {
+    dir: PathBuf,
+    shard: usize,
+    shards: usize,
+    written: VecDeque<u64>,
+    /// The last mark this shard finished (written or failed): the ingress waits for it.
+    finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Writer {
+    /// The writer of shard `shard` of `shards` into `dir` (which exists); it stores each
+    /// mark it finishes in `finished`.
+    pub fn new(
+        dir: PathBuf,
+        shard: usize,
+        shards: usize,
+        finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Writer {
+        Writer {
+            dir,
+            shard,
+            shards,
+            written: VecDeque::new(),
+            finished,
+        }
+    }
+
+    /// The mark this shard last finished, shared.
+    pub fn finished_handle(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        std::sync::Arc::clone(&self.finished)
+    }
+
+    /// Says the checkpoint at `applied` is finished, written or not.
+    pub fn finished(&self, applied: u64) {
+        self.finished
+            .store(applied, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Writes `bytes` (a multiple of 4 KiB) as the checkpoint at `applied`, through io_uring,
+    /// then removes this shard's checkpoints older than the newest [`KEEP`].
+    pub async fn write(&mut self, applied: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let name = file_name(applied, self.shard, self.shards);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let file = glommio::io::DmaFile::create(&tmp).await.map_err(io)?;
+        let mut buf = file.alloc_dma_buffer(bytes.len());
+        buf.as_bytes_mut().copy_from_slice(bytes);
+        let synced = match file.write_at(buf, 0).await.map_err(io) {
+            Ok(n) if n == bytes.len() => file.fdatasync().await.map_err(io),
+            Ok(n) => Err(std::io::Error::other(format!(
+                "short write: {n} of {} bytes",
+                bytes.len()
+            ))),
+            Err(e) => Err(e),
+        };
+        let closed = file.close().await.map_err(io);
+        if let Err(e) = synced.and(closed) {
+            let _ = glommio::io::remove(&tmp).await;
+            return Err(e);
+        }
+        glommio::io::rename(&tmp, self.dir.join(&name))
+            .await
+            .map_err(io)?;
+        self.written.push_back(applied);
+        while self.written.len() > KEEP {
+            let old = self.written.pop_front().expect("more than KEEP");
+            let path = self.dir.join(file_name(old, self.shard, self.shards));
+            let _ = glommio::io::remove(path).await;
+        }
+        Ok(())
+    }
+}
+
+fn io(e: glommio::GlommioError<()>) -> std::io::Error {
+    e.into()
+}
+
+/// What [`newest`] found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The newest whole set: messages applied, and each shard's state in shard order.
+    pub set: Option<(u64, Vec<ShardState>)>,
+    /// Newer sets passed over, each with why (one line each, for the operator).
+    pub skipped: Vec<String>,
+}
+
+/// The newest set of checkpoints in `dir` with a valid file for every one of `shards` shards.
+pub fn newest(dir: &Path, shards: usize) -> std::io::Result<Found> {
+    let mut sets: BTreeMap<u64, BTreeMap<usize, (usize, PathBuf)>> = BTreeMap::new();
+    let mut found = Found::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some((applied, i, n)) = parse(&name) {
+            sets.entry(applied).or_default().insert(i, (n, e.path()));
+        }
+    }
+    for (applied, files) in sets.into_iter().rev() {
+        match load_set(applied, &files, shards) {
+            Ok(states) => {
+                found.set = Some((applied, states));
+                break;
+            }
+            Err(why) => found.skipped.push(format!(
+                "checkpoint after message {applied}: {why}; trying the one before"
+            )),
+        }
+    }
+    Ok(found)
+}
+
+fn load_set(
+    applied: u64,
+    files: &BTreeMap<usize, (usize, PathBuf)>,
+    shards: usize,
+) -> Result<Vec<ShardState>, String> {
+    let mut states = Vec::with_capacity(shards);
+    for i in 0..shards {
+        let Some((n, path)) = files.get(&i) else {
+            return Err(format!("shard {i}'s file is missing"));
+        };
+        if *n != shards {
+            return Err(format!("taken with {n} shards, this run has {shards}"));
+        }
+        let s = read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if s.applied != applied || s.shard as usize != i || s.shards as usize != shards {
+            return Err(format!(
+                "{}: its header disagrees with its name",
+                path.display()
+            ));
+        }
+        states.push(s);
+    }
+    Ok(states)
+}
+
+/// One checkpoint file, memory-mapped and decoded.
+pub fn read(path: &Path) -> Result<ShardState, String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // SAFETY: read-only map of a file the engine wrote and renamed into place; nothing writes
+    // it again (a new checkpoint is a new file).
+    let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| e.to_string())?;
+    checkpoint::decode(&map).map_err(|d| d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let n = file_name(1_234_567, 2, 3);
+        assert_eq!(n, "ckpt-0000000001234567-shard2of3.tkc");
+        assert_eq!(parse(&n), Some((1_234_567, 2, 3)));
+        assert_eq!(parse(&format!("{n}.tmp")), None);
+    }
+}

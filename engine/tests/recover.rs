@@ -1,0 +1,288 @@
+//! Restart mid-session: a replay checkpoints as it goes, is SIGKILLed at a point chosen by a
+//! printed seed, and `run --recover` finishes it; the books equal `tickcore book --json` on the
+//! same file byte for byte. A damaged newest checkpoint is passed over (and said), and with
+//! none whole the run starts from the beginning (and says so). Real processes, real files.
+
+use rstest::rstest;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// One session and its reference books, shared by every case of this binary.
+fn session() -> &'static (PathBuf, String) {
+    static S: OnceLock<(PathBuf, String)> = OnceLock::new();
+    S.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("tickcore-recover-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("session.itch50");
+        let fs = f.to_str().unwrap();
+        ok(
+            &d,
+            &[
+                "gen",
+                "--scope",
+                "n100",
+                "--messages",
+                "1M",
+                "--seed",
+                "8",
+                "--out",
+                fs,
+            ],
+        );
+        let books = ok(&d, &["book", "--input", fs, "--json", "--depth", "0"]);
+        (f, String::from_utf8(books.stdout).unwrap())
+    })
+}
+
+fn dir(case: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tickcore-recover-{}-{case}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn command(d: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tickcore"));
+    c.args(args).env("TICKCORE_DATA_DIR", d.join("data"));
+    c
+}
+
+fn ok(d: &Path, args: &[&str]) -> Output {
+    let o = command(d, args).output().expect("binary runs");
+    assert!(
+        o.status.success(),
+        "tickcore {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn checkpoints(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d.join("data/checkpoints"))
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tkc"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Marks of the checkpoint sets whole on disk now (both shards' files there).
+fn whole_sets(d: &Path) -> Vec<String> {
+    let files = checkpoints(d);
+    let mut marks: Vec<String> = files.iter().map(|f| f[5..21].to_string()).collect();
+    marks.dedup();
+    marks.retain(|m| files.iter().filter(|f| f.contains(m.as_str())).count() == 2);
+    marks
+}
+
+/// `run --recover` to the end of the file: its books, and what it said on stderr.
+fn recover(d: &Path) -> (String, String) {
+    let (file, _) = session();
+    let books = d.join("books.json");
+    let o = ok(
+        d,
+        &[
+            "run",
+            "--feed",
+            &format!("file:{}", file.display()),
+            "--shards",
+            "2",
+            "--admin",
+            "off",
+            "--recover",
+            "--checkpoint-every-s",
+            "600",
+            "--dump-books",
+            books.to_str().unwrap(),
+            "--depth",
+            "0",
+        ],
+    );
+    (
+        std::fs::read_to_string(books).unwrap(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A paced replay that checkpoints every minute of feed time, killed once `sets` whole
+/// checkpoint sets have been on disk (each shard keeps its newest three).
+fn killed_after(d: &Path, sets: usize) {
+    let (file, _) = session();
+    let mut child = command(
+        d,
+        &[
+            "run",
+            "--feed",
+            &format!("file:{}", file.display()),
+            "--shards",
+            "2",
+            "--admin",
+            "off",
+            "--speed",
+            "400000/s",
+            "--checkpoint-every-s",
+            "60",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        seen.extend(whole_sets(d));
+        if seen.len() >= sets {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {sets} checkpoints were on disk: {:?}",
+            checkpoints(d)
+        );
+        assert!(Instant::now() < until, "no {sets} checkpoints within 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[rstest]
+#[case(1)]
+#[case(2)]
+#[case(3)]
+#[case(4)]
+#[case(5)]
+#[case(6)]
+#[case(7)]
+#[case(8)]
+#[case(9)]
+#[case(10)]
+fn a_replay_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
+    // The kill point: after 1 to 10 whole checkpoint sets.
+    let sets = 1 + (seed * 7919 % 10) as usize;
+    let d = dir(&format!("kill{seed}"));
+    eprintln!("seed {seed}: SIGKILL after {sets} checkpoint set(s)");
+    killed_after(&d, sets);
+    let (books, said) = recover(&d);
+    assert!(
+        said.contains("recover: starting after message"),
+        "seed {seed}: {said}"
+    );
+    assert!(
+        books == session().1,
+        "seed {seed}: recovered books differ from book --json"
+    );
+}
+
+#[rstest]
+#[case::flipped_byte("flip")]
+#[case::truncated("cut")]
+#[case::a_shard_file_missing("missing")]
+fn a_damaged_newest_checkpoint_is_passed_over_and_said(#[case] how: &str) {
+    let d = dir(how);
+    killed_after(&d, 3);
+    let files = checkpoints(&d);
+    let newest = d.join("data/checkpoints").join(files.last().unwrap());
+    match how {
+        "flip" => {
+            let mut b = std::fs::read(&newest).unwrap();
+            b[100] ^= 0x40;
+            std::fs::write(&newest, b).unwrap();
+        }
+        "cut" => {
+            let b = std::fs::read(&newest).unwrap();
+            std::fs::write(&newest, &b[..b.len() / 3]).unwrap();
+        }
+        _ => std::fs::remove_file(&newest).unwrap(),
+    }
+    let (books, said) = recover(&d);
+    assert!(said.contains("passed over the checkpoint"), "{how}: {said}");
+    assert!(
+        said.contains("recover: starting after message"),
+        "{how}: {said}"
+    );
+    assert!(books == session().1, "{how}: books differ from book --json");
+}
+
+#[test]
+fn with_no_whole_checkpoint_recovery_starts_from_the_beginning_and_says_so() {
+    let d = dir("none");
+    std::fs::create_dir_all(d.join("data/checkpoints")).unwrap();
+    std::fs::write(
+        d.join("data/checkpoints/ckpt-0000000000001024-shard0of2.tkc"),
+        b"not a checkpoint",
+    )
+    .unwrap();
+    let (books, said) = recover(&d);
+    assert!(said.contains("no whole checkpoint"), "{said}");
+    assert!(books == session().1);
+}
+
+#[test]
+fn put_checkpoint_on_the_admin_endpoint_writes_one_per_shard() {
+    let d = dir("put");
+    let (file, _) = session();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut child = command(
+        &d,
+        &[
+            "run",
+            "--feed",
+            &format!("file:{}", file.display()),
+            "--shards",
+            "2",
+            "--admin",
+            &admin,
+            "--speed",
+            "100000/s",
+            "--recover",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    for l in err.lines().map_while(Result::ok) {
+        if l.contains("admin endpoint on") {
+            break;
+        }
+    }
+    let reply = put(&admin, "/checkpoint");
+    assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
+    let until = Instant::now() + Duration::from_secs(30);
+    while whole_sets(&d).is_empty() {
+        assert!(
+            Instant::now() < until,
+            "no checkpoint 30 s after PUT /checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn put(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
