@@ -233,7 +233,11 @@ impl OrderHash {
 
     /// Every live order, in no particular order. O(capacity): for queries and checks.
     pub fn iter(&self) -> impl Iterator<Item = &Order> + '_ {
-        self.slots.iter().filter(|s| s.is_live())
+        // Empty (an orderly feed keeps every live order in the ring): no scan of its slots,
+        // which a checkpoint of an n100 day spent 26% of a paced replay's samples on (1M
+        // slots, 16 MiB, sized by shard_orders).
+        let slots = if self.len == 0 { &[][..] } else { &self.slots[..] };
+        slots.iter().filter(|s| s.is_live())
     }
 
     fn rebuild(&mut self, cap: usize, scrambled: bool) {
