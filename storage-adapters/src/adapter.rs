@@ -173,6 +173,23 @@ pub enum Intake {
     Idle,
     /// The feed is over; nothing more will come.
     End,
+    /// A checkpoint mark (feed messages applied), after every row that came before it: once
+    /// those rows are durable (committed, or in the synced spool) the sink records the mark
+    /// ([`durable_mark`]), and a recovery may start at a checkpoint up to it.
+    Mark(u64),
+}
+
+/// The file in a sink's spool directory that holds its durable mark.
+const MARK_FILE: &str = "durable-mark";
+
+/// The highest checkpoint mark up to which `spool_dir`'s sink had every row durable (`None`:
+/// it never recorded one).
+pub fn durable_mark(spool_dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(spool_dir.join(MARK_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 struct State {
@@ -195,6 +212,10 @@ struct State {
     lost_untold: u64,
     /// Lines for the observer to show, in order.
     warnings: Vec<String>,
+    /// A checkpoint mark to record once the rows before it are durable.
+    mark: Option<u64>,
+    /// Where the mark goes.
+    mark_file: PathBuf,
 }
 
 /// How long a refusing spool is left alone before the next append is tried.
@@ -297,6 +318,28 @@ impl State {
         self.queued_rows = 0;
     }
 
+    /// Records the pending checkpoint mark: every row that came before it goes to the spool
+    /// (or is already committed), the spool is synced, and the mark written. Called by the
+    /// writer between writes, so no batch is in flight. Rows held in memory (the spool
+    /// refusing) are not durable: the mark waits for the next one.
+    fn record_mark(&mut self) {
+        let Some(m) = self.mark else { return };
+        self.spool_queue();
+        if !self.held.is_empty() {
+            return;
+        }
+        self.mark = None;
+        let tmp = self.mark_file.with_extension("tmp");
+        let written = self
+            .spool
+            .sync()
+            .and_then(|()| std::fs::write(&tmp, format!("{m}\n")))
+            .and_then(|()| std::fs::rename(&tmp, &self.mark_file));
+        if let Err(e) = written {
+            self.report.last_error = Some(format!("cannot record checkpoint mark {m}: {e}"));
+        }
+    }
+
     /// Tells the observer what it has not heard yet.
     fn tell(&mut self, observer: &mut impl Observer) {
         for w in self.warnings.drain(..) {
@@ -366,6 +409,8 @@ pub fn run<C: Connect>(
         spool_error: None,
         lost_untold: 0,
         warnings,
+        mark: None,
+        mark_file: s.spool_dir.join(MARK_FILE),
     });
     let mut commits = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 40, 3)
         .expect("static histogram bounds");
@@ -411,6 +456,10 @@ pub fn run<C: Connect>(
                                 st.queued_rows += b.len();
                                 st.queue.push_back((Instant::now(), b));
                             }
+                        }
+                        Intake::Mark(m) => {
+                            got = true;
+                            state.borrow_mut().mark = Some(m);
                         }
                         Intake::Idle => break,
                         Intake::End => {
@@ -483,6 +532,7 @@ async fn writer<C: Connect>(
                 st.warnings.push(line);
             }
             st.unhold();
+            st.record_mark();
             st.tell(observer);
             observer.spool_bytes(st.spool.pending_bytes());
             (

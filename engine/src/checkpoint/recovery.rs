@@ -8,13 +8,23 @@ use crate::error::{Failure, Result};
 use shards::checkpoint::ShardState;
 
 /// Where a recovering run starts: messages already applied and each shard's state, or `None`
-/// (no whole checkpoint: the feed is applied from its start). Every line said goes to `say`.
+/// (no whole checkpoint: the feed is applied from its start). `sinks_durable` is the sink
+/// with the lowest durable mark, and that mark: no checkpoint past it is used (the rows after
+/// it may be gone with the killed process). Every line said goes to `say`.
 pub fn load(
     dir: &std::path::Path,
     shards: usize,
+    sinks_durable: Option<(String, u64)>,
     say: &mut dyn FnMut(&str),
 ) -> Result<Option<(u64, Vec<ShardState>)>> {
-    let found = store::newest(dir, shards)
+    let bound = sinks_durable.as_ref().map_or(u64::MAX, |s| s.1);
+    if let Some((sink, m)) = &sinks_durable {
+        say(&format!(
+            "recover: sink {sink} has every row durable up to message {m}: no checkpoint after \
+             it is used"
+        ));
+    }
+    let found = store::newest(dir, shards, bound)
         .map_err(|e| Failure::at(dir, format!("cannot read the checkpoint directory: {e}")))?;
     for why in &found.skipped {
         say(&format!("recover: passed over the {why}"));

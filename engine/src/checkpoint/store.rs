@@ -112,8 +112,9 @@ pub struct Found {
     pub skipped: Vec<String>,
 }
 
-/// The newest set of checkpoints in `dir` with a valid file for every one of `shards` shards.
-pub fn newest(dir: &Path, shards: usize) -> std::io::Result<Found> {
+/// The newest set of checkpoints in `dir`, at or before message `bound`, with a valid file
+/// for every one of `shards` shards.
+pub fn newest(dir: &Path, shards: usize, bound: u64) -> std::io::Result<Found> {
     let mut sets: BTreeMap<u64, BTreeMap<usize, (usize, PathBuf)>> = BTreeMap::new();
     let mut found = Found::default();
     let entries = match std::fs::read_dir(dir) {
@@ -127,7 +128,7 @@ pub fn newest(dir: &Path, shards: usize) -> std::io::Result<Found> {
             sets.entry(applied).or_default().insert(i, (n, e.path()));
         }
     }
-    for (applied, files) in sets.into_iter().rev() {
+    for (applied, files) in sets.into_iter().rev().filter(|(a, _)| *a <= bound) {
         match load_set(applied, &files, shards) {
             Ok(states) => {
                 found.set = Some((applied, states));

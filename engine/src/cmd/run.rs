@@ -79,7 +79,8 @@ pub fn run(a: &RunArgs) -> Result<()> {
             )));
         }
     }
-    let (checkpoints, recover) = checkpointing(a, &cfg, &mut log)?;
+    let sinks = sink_plans(&a.sinks.names, &a.sinks.settings, &cfg, live)?;
+    let (checkpoints, recover) = checkpointing(a, &cfg, &sinks, &mut log)?;
     let mut admin = crate::control::admin::Admin::bind(
         a.endpoints
             .admin
@@ -115,7 +116,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         speed: Some(a.speed),
         events,
         queries: a.query.clone(),
-        sinks: sink_plans(&a.sinks.names, &a.sinks.settings, &cfg, live)?,
+        sinks,
         admin,
         gateway,
         chaos: a.chaos.iter().map(|c| (c.shard, c.chaos)).collect(),
@@ -188,6 +189,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
 fn checkpointing(
     a: &RunArgs,
     cfg: &Config,
+    sinks: &[runtime::SinkPlan],
     log: &mut Log,
 ) -> Result<(
     Option<runtime::CheckpointOpts>,
@@ -210,8 +212,16 @@ fn checkpointing(
     } else {
         None
     };
+    // A checkpoint past a sink's durable mark would skip rows that sink never kept.
+    let bound = sinks
+        .iter()
+        .map(|p| {
+            let m = storage_adapters::adapter::durable_mark(&p.settings.spool_dir).unwrap_or(0);
+            (p.settings.name.clone(), m)
+        })
+        .min_by_key(|(_, m)| *m);
     let recover = if a.recover {
-        crate::checkpoint::recovery::load(&dir, cfg.shards.value, &mut |l| {
+        crate::checkpoint::recovery::load(&dir, cfg.shards.value, bound, &mut |l| {
             log.line(l);
             eprintln!("tickcore: {l}");
         })?

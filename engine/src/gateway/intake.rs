@@ -265,6 +265,7 @@ mod tests {
             seq: n,
             first_ingress_ns: n,
             last: false,
+            checkpoint: 0,
             trades: &[t],
             bbos: &[Bbo::new(locate, n, q, q)],
             bars: &[],

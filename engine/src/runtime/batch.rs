@@ -62,6 +62,10 @@ pub struct EventBatch<'a> {
     pub first_ingress_ns: u64,
     /// The shard's last batch: no more events follow.
     pub last: bool,
+    /// Non-zero: the shard checkpointed after this batch, as of the feed's first
+    /// `checkpoint` messages (consumers pass it on to the sinks, whose durable rows bound
+    /// where a recovery may start).
+    pub checkpoint: u64,
     /// Trades, in feed order.
     #[rkyv(with = InlineAsBox)]
     pub trades: &'a [Trade],
@@ -165,6 +169,7 @@ mod tests {
                 seq: 7,
                 first_ingress_ns: 11,
                 last: false,
+                checkpoint: 0,
                 trades: &[t, t],
                 bbos: &[q],
                 bars: &[],
@@ -205,6 +210,7 @@ mod tests {
                 seq: 1,
                 first_ingress_ns: 0,
                 last: true,
+                checkpoint: 0,
                 trades: &trades,
                 bbos: &[],
                 bars: &[],
@@ -278,6 +284,7 @@ mod tests {
                 seq: 0,
                 first_ingress_ns: 0,
                 last: false,
+                checkpoint: 0,
                 trades: &t,
                 bbos: &[],
                 bars: &[],

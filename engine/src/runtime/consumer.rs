@@ -58,6 +58,8 @@ pub struct AdapterFeed {
     pub done: Arc<AtomicBool>,
     /// Which rows the adapter takes.
     pub wants: storage_adapters::adapter::Wants,
+    /// Checkpoint marks every shard has passed, after the rows before them.
+    pub marks: Producer<u64>,
 }
 
 /// What the consumer knows of every instrument, by locate.
@@ -151,6 +153,8 @@ pub struct Consumer {
     gateway: Option<GatewayFeed>,
     known: Instruments,
     done: Vec<bool>,
+    /// Each shard's last checkpoint mark, and the last one every shard had passed.
+    marks: (Vec<u64>, u64),
     report: ConsumerReport,
 }
 
@@ -166,6 +170,7 @@ impl Consumer {
         Consumer {
             gateway,
             done: vec![false; links.len()],
+            marks: (vec![0; links.len()], 0),
             known: Instruments::new(!adapters.is_empty()),
             links,
             file,
@@ -190,9 +195,13 @@ impl Consumer {
                     adapters: &mut self.adapters,
                     gateway: self.gateway.as_mut(),
                 };
-                let last = take(&buf, r, &mut self.known, outs);
+                let (last, mark) = take(&buf, r, &mut self.known, outs);
                 self.done[i] |= last;
                 link.give_back(buf);
+                if mark > 0 {
+                    self.marks.0[i] = mark;
+                    pass_marks(&mut self.marks, &mut self.adapters);
+                }
             }
         }
         busy
@@ -272,7 +281,26 @@ struct Outs<'a> {
     gateway: Option<&'a mut GatewayFeed>,
 }
 
-fn take(buf: &[u8], r: &mut ConsumerReport, known: &mut Instruments, outs: Outs<'_>) -> bool {
+/// Once every shard has passed a checkpoint mark, tells each adapter (after the rows before
+/// it): the adapter records it once those rows are durable. A full mark ring skips the mark (a
+/// later one covers it).
+fn pass_marks(marks: &mut (Vec<u64>, u64), adapters: &mut [AdapterFeed]) {
+    let low = marks.0.iter().copied().min().unwrap_or(0);
+    if low > marks.1 {
+        marks.1 = low;
+        for a in adapters {
+            let _ = a.marks.try_push(low);
+        }
+    }
+}
+
+/// Takes one event batch; returns whether it was its shard's last, and its checkpoint mark.
+fn take(
+    buf: &[u8],
+    r: &mut ConsumerReport,
+    known: &mut Instruments,
+    outs: Outs<'_>,
+) -> (bool, u64) {
     let Outs {
         file,
         adapters,
@@ -280,7 +308,7 @@ fn take(buf: &[u8], r: &mut ConsumerReport, known: &mut Instruments, outs: Outs<
     } = outs;
     let Ok(b) = batch::read_events(buf) else {
         r.bad_batches += 1;
-        return false;
+        return (false, 0);
     };
     if let Some(g) = gateway {
         g.send(b);
@@ -336,7 +364,7 @@ fn take(buf: &[u8], r: &mut ConsumerReport, known: &mut Instruments, outs: Outs<
             *file = None;
         }
     }
-    b.last
+    (b.last, b.checkpoint.to_native())
 }
 
 fn write_lines(f: &mut impl Write, b: &batch::ArchivedEventBatch<'_>) -> std::io::Result<()> {
@@ -450,6 +478,7 @@ mod tests {
             seq: 0,
             first_ingress_ns: 0,
             last: false,
+            checkpoint: 0,
             trades: &[],
             bbos,
             bars: &[],

@@ -49,6 +49,7 @@ pub fn sinks(
             let SinkBundle {
                 sink,
                 mut rows,
+                mut marks,
                 done,
                 observer,
             } = b;
@@ -58,9 +59,18 @@ pub fn sinks(
                     pin(cpu);
                     set_nice(nice);
                     use storage_adapters::adapter::Intake;
+                    // A mark goes to the adapter once the rows ring is empty: every row pushed
+                    // before the mark (the consumer pushed it after them) has then been taken.
+                    let mut mark = None;
                     let intake = move || {
+                        if mark.is_none() {
+                            mark = marks.try_pop();
+                        }
                         if let Some(b) = rows.try_pop() {
                             return Intake::Rows(b);
+                        }
+                        if let Some(m) = mark.take() {
+                            return Intake::Mark(m);
                         }
                         if done.load(Ordering::Acquire) {
                             // The consumer set `done` after its last push: one more look is final.

@@ -690,6 +690,7 @@ fn apply(
         seq: b.seq.to_native(),
         first_ingress_ns: b.first_ingress_ns.to_native(),
         last,
+        checkpoint: b.checkpoint.to_native(),
         trades: &out.trades,
         bbos: &out.bbos,
         bars: &out.bars,

@@ -37,6 +37,8 @@ pub struct SinkBundle {
     pub sink: SinkPlan,
     /// Row batches from the consumer.
     pub rows: ring::Consumer<storage_adapters::rows::RowBatch>,
+    /// Checkpoint marks, each after the rows before it.
+    pub marks: ring::Consumer<u64>,
     /// Set by the consumer after its last push.
     pub done: Arc<AtomicBool>,
     /// Its link to control.
@@ -153,11 +155,13 @@ impl Topology {
         let (mut adapter_feeds, mut sinks, mut sink_levels) = (Vec::new(), Vec::new(), Vec::new());
         for sink in opts.sinks.drain(..) {
             let (tx, rows) = ring::ring::<storage_adapters::rows::RowBatch>(4096);
+            let (marks_tx, marks) = ring::ring::<u64>(64);
             let done = Arc::new(AtomicBool::new(false));
             adapter_feeds.push(consumer::AdapterFeed {
                 tx,
                 done: Arc::clone(&done),
                 wants: sink.wants,
+                marks: marks_tx,
             });
             let cpu = plan.thread_of(&Role::Sink(sink.settings.name.clone())).cpu;
             let (level_tx, level_rx) = ring::ring::<u8>(64);
@@ -171,6 +175,7 @@ impl Topology {
             sinks.push(SinkBundle {
                 sink,
                 rows,
+                marks,
                 done,
                 observer,
             });

@@ -236,7 +236,11 @@ impl OrderHash {
         // Empty (an orderly feed keeps every live order in the ring): no scan of its slots,
         // which a checkpoint of an n100 day spent 26% of a paced replay's samples on (1M
         // slots, 16 MiB, sized by shard_orders).
-        let slots = if self.len == 0 { &[][..] } else { &self.slots[..] };
+        let slots = if self.len == 0 {
+            &[][..]
+        } else {
+            &self.slots[..]
+        };
         slots.iter().filter(|s| s.is_live())
     }
 
