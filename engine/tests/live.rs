@@ -4,6 +4,8 @@
 //! case needs a datagram no exchange would send (malformed ones, heartbeat-only stretches), the
 //! test sends it itself through a real socket.
 
+mod common;
+
 use rstest::rstest;
 use serde_json::Value;
 use shards::mold::{self, Session};
@@ -684,4 +686,177 @@ fn a_sink_with_nowhere_to_keep_rows_counts_them_lost_on_a_live_feed_and_exits_3(
     assert_eq!(sink["pushbacks"], 0, "a live feed never waits: {sink}");
     assert_eq!(live(&v)["applied"], 200_000);
     assert!(books == reference, "live books differ from book --json");
+}
+
+/// Checkpoint marks with every one of `shards` shard files on disk now.
+fn whole_checkpoints(d: &Path, shards: usize) -> Vec<String> {
+    let names: Vec<String> = std::fs::read_dir(d.join("data/checkpoints"))
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tkc"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut marks: Vec<String> = names.iter().map(|n| n[5..21].to_string()).collect();
+    marks.sort();
+    marks.dedup();
+    marks.retain(|m| names.iter().filter(|n| n.contains(m.as_str())).count() == shards);
+    marks
+}
+
+fn psql(db: &str, sql: &str) -> String {
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let o = Command::new("psql")
+        .args([&url, "-Atc", sql])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A database of one test's own, dropped after.
+struct Db(String);
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+            ])
+            .output();
+    }
+}
+
+/// A live run with PostgreSQL and Redis SIGKILLed mid-session (after a seeded number of
+/// checkpoints, the seed printed) against an exchange dropping 1% of packets, and started again
+/// with --recover: it resumes after its newest checkpoint, re-requests what it missed while
+/// down, follows the line to the end of the session; its books equal the file's, PostgreSQL
+/// holds every trade of the file exactly once, and every Redis hash the final state.
+#[rstest]
+#[case(1)]
+#[case(2)]
+#[case(3)]
+#[case(4)]
+#[case(5)]
+#[case(6)]
+#[case(7)]
+#[case(8)]
+#[case(9)]
+#[case(10)]
+fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
+    let d = dir(&format!("recover{seed}"));
+    let (file, reference) = session(&d, "200k", "5");
+    let events = d.join("events.txt");
+    ok(
+        &d,
+        &[
+            "run",
+            "--feed",
+            &format!("file:{file}"),
+            "--admin",
+            "off",
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    let (trades, match_sum) = common::trades_in_events(&events);
+    let db = Db(format!(
+        "tickcore_live_recover{seed}_{}",
+        std::process::id()
+    ));
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {}", db.0));
+    psql("postgres", &format!("CREATE DATABASE {}", db.0));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+    let prefix = format!("tickcore-test-recover{seed}-{}:", std::process::id());
+    let _keys = common::RedisKeys(prefix.clone());
+    let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let every = [
+        "--checkpoint-every-s",
+        "300",
+        "--shards",
+        "2",
+        "--pg",
+        &url,
+        "--session-date",
+        "2026-12-06",
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--redis-prefix",
+        &prefix,
+    ];
+    let rx = Receiver::start(&d, &l, &rr, &every);
+    let seed_text = seed.to_string();
+    let mut ex = command(
+        &d,
+        &[
+            "exchange",
+            "--input",
+            &file,
+            "--lines",
+            &l,
+            "--rerequest",
+            &rr,
+            "--speed",
+            "50000/s",
+            "--drop",
+            "1",
+            "--seed",
+            &seed_text,
+            "--linger-s",
+            "20",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let sets = 1 + (seed * 7919 % 4) as usize;
+    eprintln!("seed {seed}: SIGKILL after {sets} checkpoint set(s)");
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut child = rx.child;
+    while seen.len() < sets {
+        seen.extend(whole_checkpoints(&d, 2));
+        assert!(
+            Instant::now() < until,
+            "seed {seed}: no {sets} checkpoints in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut again = every.to_vec();
+    again.push("--recover");
+    let rx = Receiver::start(&d, &l, &rr, &again);
+    let (v, books) = rx.finish();
+    let _ = ex.kill();
+    let _ = ex.wait();
+    assert!(
+        books == reference,
+        "seed {seed}: recovered live books differ from book --json"
+    );
+    let resumed = v["checkpoints"]["resumed_after"].as_u64().unwrap();
+    assert!(
+        resumed > 0,
+        "seed {seed}: resumed from a checkpoint: {}",
+        v["checkpoints"]
+    );
+    assert_eq!(live(&v)["applied"].as_u64().unwrap(), 200_000 - resumed);
+    let count = psql(&db.0, "SELECT count(*) FROM tickcore.trades");
+    assert_eq!(
+        count.parse::<i64>().unwrap(),
+        trades,
+        "seed {seed}: trades in PostgreSQL"
+    );
+    let sum = psql(&db.0, "SELECT sum(match_number) FROM tickcore.trades");
+    assert_eq!(sum.parse::<i64>().unwrap(), match_sum, "seed {seed}");
+    assert!(
+        common::check_redis_hashes(&prefix, &books) > 0,
+        "seed {seed}: Redis hashes"
+    );
+    assert_eq!(live(&v)["ended"], true);
+    assert_eq!(live(&v)["recovery"]["lost_messages"], 0, "{}", live(&v));
 }

@@ -52,15 +52,22 @@ pub fn run(a: &RunArgs) -> Result<()> {
             Some(Box::new(std::io::BufWriter::new(f)) as Box<dyn Write + Send>)
         }
     };
+    let sinks = sink_plans(&a.sinks.names, &a.sinks.settings, &cfg, live)?;
+    let (checkpoints, recover) = checkpointing(a, &cfg, &sinks, &mut log)?;
+    // A live feed resumes after the checkpoint: the arbiter starts there, and re-requests
+    // what lies between it and the first packet it hears.
+    let resume = recover.as_ref().map_or(0, |r| r.0);
     let source = match (&a.feed, &feed) {
         (_, Some(f)) => AnySource::Bytes(BytesSource {
             name: f.name.display().to_string(),
             bytes: &f.bytes,
             skip_corrupt: a.skip_corrupt,
         }),
-        (Some(FeedSpec::Mold(lines)), None) => AnySource::Mold(Box::new(
-            MoldSource::open(live_config(lines, &a.live)).map_err(Failure::new)?,
-        )),
+        (Some(FeedSpec::Mold(lines)), None) => {
+            let mut lc = live_config(lines, &a.live);
+            lc.arbiter.start = resume + 1;
+            AnySource::Mold(Box::new(MoldSource::open(lc).map_err(Failure::new)?))
+        }
         (Some(FeedSpec::Pcap(p)), None) => {
             AnySource::Pcap(PcapSource::open(p).map_err(Failure::new)?)
         }
@@ -79,8 +86,6 @@ pub fn run(a: &RunArgs) -> Result<()> {
             )));
         }
     }
-    let sinks = sink_plans(&a.sinks.names, &a.sinks.settings, &cfg, live)?;
-    let (checkpoints, recover) = checkpointing(a, &cfg, &sinks, &mut log)?;
     let mut admin = crate::control::admin::Admin::bind(
         a.endpoints
             .admin
@@ -143,6 +148,12 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let mut text = summary(&r, &name);
     let stall_budget_ns = cfg.checkpoint_stall_us.value as u64 * 1000;
     text += &crate::checkpoint::summary_lines(&r.shards, r.ingress.checkpoints, stall_budget_ns);
+    if r.ingress.resumed_after > 0 {
+        text += &format!(
+            "  recovered: the live feed resumed after message {} (its checkpoint)\n",
+            count(r.ingress.resumed_after)
+        );
+    }
     if r.ingress.skipped > 0 {
         text += &format!(
             "  recovered: the first {} messages were in the checkpoint (read, not applied)\n",
@@ -166,6 +177,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
             "failed": r.shards.iter().map(|s| s.checkpoints_failed).sum::<u64>(),
             "errors": r.shards.iter().filter_map(|s| s.checkpoint_error.clone()).collect::<Vec<_>>(),
             "skipped_messages": r.ingress.skipped,
+            "resumed_after": r.ingress.resumed_after,
         });
         println!("{j}");
     } else {
@@ -788,6 +800,13 @@ impl Source for AnySource<'_> {
         match self {
             AnySource::Bytes(s) => s.whole(),
             _ => None,
+        }
+    }
+
+    fn resumes_after(&self) -> u64 {
+        match self {
+            AnySource::Mold(s) => s.resumes_after(),
+            _ => 0,
         }
     }
 }

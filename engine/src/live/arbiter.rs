@@ -42,6 +42,9 @@ pub struct ArbiterConfig {
     pub lines: usize,
     /// Lock onto this session only; `None` locks onto the first live one seen.
     pub session: Option<Session>,
+    /// The first sequence number to apply (1; a recovery starts after its checkpoint, and
+    /// what lies between it and the first packet heard is re-requested like any gap).
+    pub start: u64,
 }
 
 impl Default for ArbiterConfig {
@@ -58,6 +61,7 @@ impl Default for ArbiterConfig {
             liveness_ns: 1_500_000_000,
             lines: 2,
             session: None,
+            start: 1,
         }
     }
 }
@@ -209,8 +213,8 @@ impl Arbiter {
             cfg,
             session: cfg.session,
             session_seen_ns: 0,
-            next: 1,
-            known_end: 1,
+            next: cfg.start.max(1),
+            known_end: cfg.start.max(1),
             end_of_session: None,
             // Gaps alternate with held packets (or lost gaps): at most one more than twice those.
             gaps: Vec::with_capacity(2 * hold + 4),

@@ -228,6 +228,10 @@ impl Source for MoldSource {
         None
     }
 
+    fn resumes_after(&self) -> u64 {
+        self.cfg.arbiter.start.max(1) - 1
+    }
+
     fn pump(&self, stop: &AtomicBool, each: impl FnMut(Fed<'_>)) -> Result<WalkStats, FrameError> {
         let drops_before = crate::net::udp_rcvbuf_errors();
         if let Some(p) = &self.cfg.paced {

@@ -24,6 +24,11 @@ pub trait Source {
     /// The whole input when it is known up front (files, generated sessions), for `balanced`
     /// assignment; `None` for live sources.
     fn whole(&self) -> Option<&[u8]>;
+    /// Messages of the feed before the first one this source hands over (a live source that
+    /// resumes after a checkpoint); 0 for sources that start at the beginning.
+    fn resumes_after(&self) -> u64 {
+        0
+    }
 }
 
 /// What a source hands the ingress.
@@ -226,6 +231,9 @@ pub struct IngressReport {
     pub checkpoints: u64,
     /// Messages skipped because a recovery's checkpoint already held them.
     pub skipped: u64,
+    /// Messages of the feed before the source's first (a live source resuming after a
+    /// checkpoint).
+    pub resumed_after: u64,
 }
 
 /// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
@@ -271,6 +279,10 @@ pub fn run(
     };
     let mut pace = Pacer::new(speed);
     let measure = tel.measure;
+    // Checkpoint marks count the feed's messages from its start, whatever the source skipped.
+    let base = source.resumes_after();
+    marks.skip = marks.skip.saturating_sub(base);
+    r.resumed_after = base;
     let rep = &mut tel.reporter;
     let walked = source.pump(stop, |fed| {
         let (m, stamp) = match fed {
@@ -350,11 +362,11 @@ pub fn run(
             );
         }
         rep.current.items += 1;
-        if marks.due(r.messages, || shards::itch::field::timestamp(m)) {
+        if marks.due(base + r.messages, || shards::itch::field::timestamp(m)) {
             // Every shard checkpoints after the same message: each gets a mark, with or
             // without frames.
             for o in out.iter_mut() {
-                flush(o, false, r.messages, rep, measure, idle);
+                flush(o, false, base + r.messages, rep, measure, idle);
             }
             marks.taken += 1;
         }
