@@ -773,7 +773,10 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
     let prefix = format!("tickcore-test-recover{seed}-{}:", std::process::id());
     let _keys = common::RedisKeys(prefix.clone());
     let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let cap = d.join("capture.pcap");
     let every = [
+        "--capture",
+        cap.to_str().unwrap(),
         "--checkpoint-every-s",
         "300",
         "--shards",
@@ -845,6 +848,12 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
         v["checkpoints"]
     );
     assert_eq!(live(&v)["applied"].as_u64().unwrap(), 200_000 - resumed);
+    let from_capture = live(&v)["from_capture"].as_u64().unwrap();
+    eprintln!("seed {seed}: resumed after {resumed}, {from_capture} messages from the capture");
+    assert!(
+        from_capture > 0,
+        "seed {seed}: the killed run's capture is replayed first"
+    );
     let count = psql(&db.0, "SELECT count(*) FROM tickcore.trades");
     assert_eq!(
         count.parse::<i64>().unwrap(),

@@ -102,6 +102,7 @@ impl LiveBench {
             arbiter: Default::default(),
             rcvbuf: 64 << 20,
             capture: None,
+            replay_first: None,
             paced: Some(Paced { start_ns, sent_ns }),
         };
         Ok(LiveBench {

@@ -66,6 +66,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
         (Some(FeedSpec::Mold(lines)), None) => {
             let mut lc = live_config(lines, &a.live);
             lc.arbiter.start = resume + 1;
+            if resume > 0 {
+                lc.replay_first = keep_old_capture(lc.capture.as_deref(), &mut log);
+            }
             AnySource::Mold(Box::new(MoldSource::open(lc).map_err(Failure::new)?))
         }
         (Some(FeedSpec::Pcap(p)), None) => {
@@ -241,6 +244,32 @@ fn checkpointing(
         None
     };
     Ok((opts, recover))
+}
+
+/// A recovery's `--capture` file holds what the killed run received: it is moved aside (the
+/// new run writes its own) and replayed before the lines are heard.
+fn keep_old_capture(capture: Option<&std::path::Path>, log: &mut Log) -> Option<PathBuf> {
+    let p = capture.filter(|p| p.exists())?;
+    let mut old = p.as_os_str().to_owned();
+    old.push(".before-recover");
+    let old = PathBuf::from(old);
+    match std::fs::rename(p, &old) {
+        Ok(()) => {
+            let l = format!("recover: replaying {} first", old.display());
+            log.line(&l);
+            eprintln!("tickcore: {l}");
+            Some(old)
+        }
+        Err(e) => {
+            let l = format!(
+                "recover: cannot move {} aside ({e}); re-requesting instead",
+                p.display()
+            );
+            log.line(&l);
+            eprintln!("tickcore: {l}");
+            None
+        }
+    }
 }
 
 /// Exit status 3 when any sink lost rows: a run that dropped data must not look like one that
@@ -827,6 +856,7 @@ pub fn live_config(lines: &[crate::net::Endpoint], a: &crate::cli::LiveArgs) -> 
         },
         rcvbuf: a.rcvbuf,
         capture: a.capture.clone(),
+        replay_first: None,
         paced: None,
     }
 }
@@ -843,6 +873,12 @@ pub fn live_summary(l: &LiveReport) -> String {
             "did not reach end of session"
         }
     );
+    if l.from_capture > 0 {
+        s += &format!(
+            "  live: {} of them from the killed run's capture, before the lines were heard\n",
+            count(l.from_capture)
+        );
+    }
     let first: u64 = l
         .lines
         .iter()

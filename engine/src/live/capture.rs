@@ -153,6 +153,26 @@ fn ship(
     true
 }
 
+/// The capture file behind its buffer, shared between the pcap writer and the loop that
+/// flushes it (one thread).
+#[derive(Clone)]
+struct Wal(std::rc::Rc<std::cell::RefCell<std::io::BufWriter<std::fs::File>>>);
+
+impl Write for Wal {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+/// The capture is a recovery's write-ahead log: what it holds need not be asked of the
+/// exchange again. It reaches the kernel whenever the feed pauses (a killed process loses
+/// nothing the kernel has) and the disk at least this often while it grows, more often than
+/// any checkpoint is taken.
+const WAL_SYNC: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn write_all(
     file: std::fs::File,
     port: u16,
@@ -160,8 +180,11 @@ fn write_all(
     mut back: Producer<Chunk>,
     done: Arc<AtomicBool>,
 ) -> std::io::Result<u64> {
-    let mut w = pcap_file::pcap::PcapWriter::new(std::io::BufWriter::with_capacity(1 << 20, file))
-        .map_err(std::io::Error::other)?;
+    let wal = Wal(std::rc::Rc::new(std::cell::RefCell::new(
+        std::io::BufWriter::with_capacity(1 << 20, file),
+    )));
+    let mut w = pcap_file::pcap::PcapWriter::new(wal.clone()).map_err(std::io::Error::other)?;
+    let (mut dirty, mut synced) = (false, std::time::Instant::now());
     let mut frame = Vec::with_capacity(FRAME_HEADERS + mold::MAX_DATAGRAM);
     let mut written = 0u64;
     loop {
@@ -180,10 +203,20 @@ fn write_all(
             ))
             .map_err(std::io::Error::other)?;
             written += 1;
+            dirty = true;
             let _ = back.try_push(c);
         }
         if finishing {
             break;
+        }
+        if dirty && (!any || synced.elapsed() >= WAL_SYNC) {
+            let mut f = wal.0.borrow_mut();
+            f.flush()?;
+            if synced.elapsed() >= WAL_SYNC {
+                f.get_ref().sync_data()?;
+                synced = std::time::Instant::now();
+            }
+            dirty = false;
         }
         if !any {
             std::thread::sleep(std::time::Duration::from_millis(1));

@@ -20,6 +20,11 @@ pub struct PcapSource {
 }
 
 impl PcapSource {
+    /// Its datagrams, in file order.
+    pub fn datagrams(&self) -> &[Vec<u8>] {
+        &self.datagrams
+    }
+
     /// Reads every frame of the file; an error names the problem.
     pub fn open(path: &std::path::Path) -> Result<PcapSource, String> {
         let f = std::fs::File::open(path)

@@ -41,6 +41,9 @@ pub struct LiveConfig {
     pub rcvbuf: usize,
     /// Write what is applied here, as pcap.
     pub capture: Option<std::path::PathBuf>,
+    /// A recovery: the killed run's capture, fed to the arbiter before the lines are heard
+    /// (what it holds past the checkpoint is not asked of the exchange again).
+    pub replay_first: Option<std::path::PathBuf>,
     /// Set by the live benchmark: messages are sent on this schedule, so each is stamped with
     /// its send time rather than its arrival (e2e then starts at the exchange).
     pub paced: Option<Paced>,
@@ -55,6 +58,7 @@ impl LiveConfig {
             arbiter: ArbiterConfig::default(),
             rcvbuf,
             capture: None,
+            replay_first: None,
             paced: None,
         }
     }
@@ -99,6 +103,8 @@ pub struct LiveReport {
     pub capture_overflow: u64,
     /// Re-requests the socket refused to send.
     pub request_send_errors: u64,
+    /// Messages a recovery took from the killed run's capture before hearing the lines.
+    pub from_capture: u64,
 }
 
 /// A MoldUDP64 feed on one or two lines.
@@ -155,6 +161,30 @@ impl MoldSource {
     pub fn report(&self) -> Option<LiveReport> {
         self.report.lock().ok().and_then(|mut r| r.take())
     }
+}
+
+/// Feeds the datagrams of the capture at `path` to the arbiter as if line A had sent them (it
+/// drops what the checkpoint already holds); returns the messages that applied. A capture that
+/// cannot be read is said, and its range is re-requested instead.
+fn replay_capture<O: Outlet>(path: &std::path::Path, arb: &mut Arbiter, out: &mut O) -> u64 {
+    let src = match super::replay::PcapSource::open(path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("recover: {e}; re-requesting what it held instead");
+            return 0;
+        }
+    };
+    let before = arb.applied();
+    let now = clock::now_ns();
+    for d in src.datagrams() {
+        arb.datagram(0, d, now, out);
+    }
+    let n = arb.applied() - before;
+    tracing::info!(
+        "recover: {n} messages from the capture {} (before hearing the lines)",
+        path.display()
+    );
+    n
 }
 
 /// The arbiter's outlet on the feed core.
@@ -259,6 +289,11 @@ impl Source for MoldSource {
             .map(|(i, s)| (i, s.as_raw_fd()))
             .chain([(ANSWERS, self.requests.as_raw_fd())])
             .collect();
+        let from_capture = self
+            .cfg
+            .replay_first
+            .as_deref()
+            .map_or(0, |p| replay_capture(p, &mut arb, &mut out));
         let mut next_tick = 0u64;
         let mut next_publish = 0u64;
         let mut turn = 0u32;
@@ -341,6 +376,7 @@ impl Source for MoldSource {
             captured,
             capture_overflow: overflow,
             request_send_errors: send_errors,
+            from_capture,
         };
         if let Ok(mut slot) = self.report.lock() {
             *slot = Some(r);
