@@ -207,6 +207,10 @@ pub struct BenchArgs {
     /// Percentage of packets each live line drops (recovered by re-requests).
     #[arg(long, default_value = "0", value_parser = crate::exchange::faults::parse_pct)]
     pub drop: f64,
+    /// With --live: also write the capture (the recovery log) to
+    /// build_data/bench/live-capture.pcap, to measure what it costs the e2e latency.
+    #[arg(long)]
+    pub live_capture: bool,
     /// CPU for the live exchange thread [default: one the feed and shards do not use, else the
     /// feed's].
     #[arg(long)]

@@ -101,7 +101,11 @@ impl LiveBench {
             rerequest,
             arbiter: Default::default(),
             rcvbuf: 64 << 20,
-            capture: None,
+            capture: a.live_capture.then(|| {
+                let dir = crate::paths::bench();
+                let _ = std::fs::create_dir_all(&dir);
+                dir.join("live-capture.pcap")
+            }),
             replay_first: None,
             paced: Some(Paced { start_ns, sent_ns }),
         };
