@@ -688,48 +688,6 @@ fn a_sink_with_nowhere_to_keep_rows_counts_them_lost_on_a_live_feed_and_exits_3(
     assert!(books == reference, "live books differ from book --json");
 }
 
-/// Checkpoint marks with every one of `shards` shard files on disk now.
-fn whole_checkpoints(d: &Path, shards: usize) -> Vec<String> {
-    let names: Vec<String> = std::fs::read_dir(d.join("data/checkpoints"))
-        .map(|r| {
-            r.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".tkc"))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut marks: Vec<String> = names.iter().map(|n| n[5..21].to_string()).collect();
-    marks.sort();
-    marks.dedup();
-    marks.retain(|m| names.iter().filter(|n| n.contains(m.as_str())).count() == shards);
-    marks
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    let o = Command::new("psql")
-        .args([&url, "-Atc", sql])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// A database of one test's own, dropped after.
-struct Db(String);
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
-            ])
-            .output();
-    }
-}
-
 /// A live run with PostgreSQL and Redis SIGKILLed mid-session (after a seeded number of
 /// checkpoints, the seed printed) against an exchange dropping 1% of packets, and started again
 /// with --recover: it resumes after its newest checkpoint, re-requests what it missed while
@@ -763,13 +721,8 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
         ],
     );
     let (trades, match_sum) = common::trades_in_events(&events);
-    let db = Db(format!(
-        "tickcore_live_recover{seed}_{}",
-        std::process::id()
-    ));
-    psql("postgres", &format!("DROP DATABASE IF EXISTS {}", db.0));
-    psql("postgres", &format!("CREATE DATABASE {}", db.0));
-    let url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+    let db = common::TestDb::new(&format!("live_recover{seed}"));
+    let url = db.url();
     let prefix = format!("tickcore-test-recover{seed}-{}:", std::process::id());
     let _keys = common::RedisKeys(prefix.clone());
     let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
@@ -821,8 +774,11 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
     let until = Instant::now() + Duration::from_secs(60);
     let mut seen = std::collections::BTreeSet::new();
     let mut child = rx.child;
-    while seen.len() < sets {
-        seen.extend(whole_checkpoints(&d, 2));
+    // The kill waits for both sinks to have recorded a durable mark too: before that, a
+    // recovery rightly starts from the beginning (the rows may be gone with the process).
+    let marked = |sink: &str| d.join(format!("data/spool/{sink}/durable-mark")).exists();
+    while seen.len() < sets || !marked("pg") || !marked("redis") {
+        seen.extend(common::whole_checkpoints(&d.join("data"), 2));
         assert!(
             Instant::now() < until,
             "seed {seed}: no {sets} checkpoints in 60 s"
@@ -854,14 +810,10 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
         from_capture > 0,
         "seed {seed}: the killed run's capture is replayed first"
     );
-    let count = psql(&db.0, "SELECT count(*) FROM tickcore.trades");
-    assert_eq!(
-        count.parse::<i64>().unwrap(),
-        trades,
-        "seed {seed}: trades in PostgreSQL"
-    );
-    let sum = psql(&db.0, "SELECT sum(match_number) FROM tickcore.trades");
-    assert_eq!(sum.parse::<i64>().unwrap(), match_sum, "seed {seed}");
+    let count = db.number("SELECT count(*) FROM tickcore.trades");
+    assert_eq!(count, trades, "seed {seed}: trades in PostgreSQL");
+    let sum = db.number("SELECT sum(match_number) FROM tickcore.trades");
+    assert_eq!(sum, match_sum, "seed {seed}");
     assert!(
         common::check_redis_hashes(&prefix, &books) > 0,
         "seed {seed}: Redis hashes"

@@ -75,11 +75,7 @@ fn checkpoints(d: &Path) -> Vec<String> {
 
 /// Marks of the checkpoint sets whole on disk now (both shards' files there).
 fn whole_sets(d: &Path) -> Vec<String> {
-    let files = checkpoints(d);
-    let mut marks: Vec<String> = files.iter().map(|f| f[5..21].to_string()).collect();
-    marks.dedup();
-    marks.retain(|m| files.iter().filter(|f| f.contains(m.as_str())).count() == 2);
-    marks
+    common::whole_checkpoints(&d.join("data"), 2)
 }
 
 /// `run --recover` to the end of the file: its books, and what it said on stderr.
@@ -118,10 +114,12 @@ fn recover_with(d: &Path, extra: &[&str]) -> (String, String) {
 /// A paced replay that checkpoints every minute of feed time, killed once `sets` whole
 /// checkpoint sets have been on disk (each shard keeps its newest three).
 fn killed_after(d: &Path, sets: usize) {
-    killed_after_with(d, sets, &[]);
+    killed_after_with(d, sets, &[], &[]);
 }
 
-fn killed_after_with(d: &Path, sets: usize, extra: &[&str]) {
+/// As [`killed_after`], with `extra` flags, and once each of `sinks` has recorded a durable
+/// mark too (before that a recovery rightly starts from the beginning).
+fn killed_after_with(d: &Path, sets: usize, extra: &[&str], sinks: &[&str]) {
     let (file, _) = session();
     let feed = format!("file:{}", file.display());
     let mut args = vec!["run"];
@@ -147,7 +145,10 @@ fn killed_after_with(d: &Path, sets: usize, extra: &[&str]) {
     let mut seen = std::collections::BTreeSet::new();
     loop {
         seen.extend(whole_sets(d));
-        if seen.len() >= sets {
+        let marked = sinks
+            .iter()
+            .all(|s| d.join(format!("data/spool/{s}/durable-mark")).exists());
+        if seen.len() >= sets && marked {
             break;
         }
         assert!(
@@ -295,47 +296,6 @@ fn put(addr: &str, path: &str) -> String {
     s
 }
 
-fn psql(db: &str, sql: &str) -> String {
-    let o = Command::new("psql")
-        .args([
-            &format!("postgres://postgres@127.0.0.1:5432/{db}"),
-            "-Atc",
-            sql,
-        ])
-        .output()
-        .expect("psql runs");
-    assert!(
-        o.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// A database for one test, dropped after.
-struct Db(String);
-
-impl Db {
-    fn new(tag: &str) -> Db {
-        let db = format!("tickcore_recover_{tag}_{}", std::process::id());
-        psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
-        psql("postgres", &format!("CREATE DATABASE {db}"));
-        Db(db)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
-            ])
-            .output();
-    }
-}
-
 mod common;
 
 /// Trades of the whole session (count, match-number sum), from one clean run's event file.
@@ -365,10 +325,10 @@ fn a_killed_replay_with_postgres_recovers_with_every_trade_exactly_once(#[case] 
     let sets = 1 + (seed * 7919 % 6) as usize;
     eprintln!("seed {seed}: SIGKILL after {sets} checkpoint set(s)");
     let d = dir(&format!("pg{seed}"));
-    let db = Db::new(&format!("s{seed}"));
-    let url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+    let db = common::TestDb::new(&format!("recover_s{seed}"));
+    let url = db.url();
     let pg = ["--pg", url.as_str(), "--session-date", "2026-12-06"];
-    killed_after_with(&d, sets, &pg);
+    killed_after_with(&d, sets, &pg, &["pg"]);
     let (books, said) = recover_with(&d, &pg);
     assert!(books == session().1, "seed {seed}: books differ: {said}");
     assert!(
@@ -380,8 +340,22 @@ fn a_killed_replay_with_postgres_recovers_with_every_trade_exactly_once(#[case] 
         "seed {seed}: a checkpoint is used: {said}"
     );
     let (n, sum) = *session_trades();
-    let count = psql(&db.0, "SELECT count(*) FROM tickcore.trades");
-    assert_eq!(count.parse::<i64>().unwrap(), n, "seed {seed}: {said}");
-    let got = psql(&db.0, "SELECT sum(match_number) FROM tickcore.trades");
-    assert_eq!(got.parse::<i64>().unwrap(), sum, "seed {seed}");
+    let count = db.number("SELECT count(*) FROM tickcore.trades");
+    assert_eq!(count, n, "seed {seed}: {said}");
+    let got = db.number("SELECT sum(match_number) FROM tickcore.trades");
+    assert_eq!(got, sum, "seed {seed}");
+}
+
+/// A run without --recover starts a new history: an earlier run's checkpoints would otherwise
+/// be taken for its own by a later --recover.
+#[test]
+fn a_run_without_recover_removes_an_earlier_runs_checkpoints_and_says_so() {
+    let d = dir("fresh");
+    let old = d.join("data/checkpoints/ckpt-0000000000001024-shard0of1.tkc");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(&old, b"an earlier run's").unwrap();
+    let o = ok(&d, &["run", "--feed", "gen:f2:10k:1", "--admin", "off"]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("removed 1 checkpoint file(s)"), "{said}");
+    assert!(!old.exists());
 }

@@ -182,6 +182,16 @@ pub enum Intake {
 /// The file in a sink's spool directory that holds its durable mark.
 const MARK_FILE: &str = "durable-mark";
 
+/// Forgets `spool_dir`'s durable mark (a new run starts a new history: a mark of an earlier
+/// run must not vouch for this one's rows).
+pub fn forget_durable_mark(spool_dir: &std::path::Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(spool_dir.join(MARK_FILE)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The highest checkpoint mark up to which `spool_dir`'s sink had every row durable (`None`:
 /// it never recorded one).
 pub fn durable_mark(spool_dir: &std::path::Path) -> Option<u64> {

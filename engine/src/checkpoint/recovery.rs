@@ -7,6 +7,37 @@ use super::store;
 use crate::error::{Failure, Result};
 use shards::checkpoint::ShardState;
 
+/// A run that does not recover starts a new history: the checkpoints of an earlier run (a
+/// later `--recover` would otherwise take them for this run's) and the sinks' durable marks
+/// go. Says what it removed, in one line.
+pub fn start_fresh(
+    dir: &std::path::Path,
+    sink_spools: &[std::path::PathBuf],
+    say: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let files = store::files(dir)
+        .map_err(|e| Failure::at(dir, format!("cannot read the checkpoint directory: {e}")))?;
+    for f in &files {
+        std::fs::remove_file(f)
+            .map_err(|e| Failure::at(f, format!("cannot remove an old checkpoint: {e}")))?;
+    }
+    let mut marks = 0;
+    for s in sink_spools {
+        marks += storage_adapters::adapter::forget_durable_mark(s)
+            .map_err(|e| Failure::at(s, format!("cannot remove the sink's durable mark: {e}")))?
+            as usize;
+    }
+    if !files.is_empty() || marks > 0 {
+        say(&format!(
+            "removed {} checkpoint file(s) and {marks} sink mark(s) of an earlier run from {} \
+             (a run without --recover starts a new history)",
+            files.len(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Where a recovering run starts: messages already applied and each shard's state, or `None`
 /// (no whole checkpoint: the feed is applied from its start). `sinks_durable` is the sink
 /// with the lowest durable mark, and that mark: no checkpoint past it is used (the rows after

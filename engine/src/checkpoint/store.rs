@@ -103,6 +103,20 @@ fn io(e: glommio::GlommioError<()>) -> std::io::Error {
     e.into()
 }
 
+/// Every checkpoint file in `dir` (finished or `.tmp`); none when `dir` does not exist.
+pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ckpt-"))
+        .map(|e| e.path())
+        .collect())
+}
+
 /// What [`newest`] found.
 #[derive(Debug, Default)]
 pub struct Found {

@@ -235,14 +235,16 @@ fn checkpointing(
             (p.settings.name.clone(), m)
         })
         .min_by_key(|(_, m)| *m);
-    let recover = if a.recover {
-        crate::checkpoint::recovery::load(&dir, cfg.shards.value, bound, &mut |l| {
-            log.line(l);
-            eprintln!("tickcore: {l}");
-        })?
-    } else {
-        None
+    let say = &mut |l: &str| {
+        log.line(l);
+        eprintln!("tickcore: {l}");
     };
+    if !a.recover {
+        let spools: Vec<PathBuf> = sinks.iter().map(|p| p.settings.spool_dir.clone()).collect();
+        crate::checkpoint::recovery::start_fresh(&dir, &spools, say)?;
+        return Ok((opts, None));
+    }
+    let recover = crate::checkpoint::recovery::load(&dir, cfg.shards.value, bound, say)?;
     Ok((opts, recover))
 }
 

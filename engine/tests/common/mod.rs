@@ -187,3 +187,70 @@ pub fn price_bars_by_ticker(db: &str) -> std::collections::BTreeMap<String, i64>
         })
         .collect()
 }
+
+/// `psql -Atc SQL` against database `db` of the local PostgreSQL; its trimmed output.
+pub fn psql(db: &str, sql: &str) -> String {
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let o = std::process::Command::new("psql")
+        .args([&url, "-Atc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        o.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A PostgreSQL database of one test's own, created now and dropped when it goes.
+pub struct TestDb(pub String);
+
+impl TestDb {
+    /// `tickcore_<tag>_<pid>`, new and empty.
+    pub fn new(tag: &str) -> TestDb {
+        let db = format!("tickcore_{tag}_{}", std::process::id());
+        psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+        psql("postgres", &format!("CREATE DATABASE {db}"));
+        TestDb(db)
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.0)
+    }
+
+    /// A count or sum the database answers.
+    pub fn number(&self, sql: &str) -> i64 {
+        psql(&self.0, sql).parse().expect("a number")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+            ])
+            .output();
+    }
+}
+
+/// Marks of the checkpoint sets under `data/checkpoints` with every one of `shards` files.
+pub fn whole_checkpoints(data: &std::path::Path, shards: usize) -> Vec<String> {
+    let names: Vec<String> = std::fs::read_dir(data.join("checkpoints"))
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tkc"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut marks: Vec<String> = names.iter().map(|n| n[5..21].to_string()).collect();
+    marks.sort();
+    marks.dedup();
+    marks.retain(|m| names.iter().filter(|n| n.contains(m.as_str())).count() == shards);
+    marks
+}
