@@ -63,6 +63,7 @@ fn link_hop(samples: u64, cpus: (usize, usize)) -> Histogram<u64> {
             messages: 1,
             last: false,
             checkpoint: 0,
+            session: [b' '; 10],
             frames: &frames,
         };
         tx.send(batch::write(&b, buf));

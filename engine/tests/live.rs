@@ -804,6 +804,13 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
         v["checkpoints"]
     );
     assert_eq!(live(&v)["applied"].as_u64().unwrap(), 200_000 - resumed);
+    // Its checkpoints carry the session their sequence numbers count (the recovered run
+    // locks onto it).
+    let newest = common::whole_checkpoints(&d.join("data"), 2).pop().unwrap();
+    let f = d.join(format!("data/checkpoints/ckpt-{newest}-shard0of2.tkc"));
+    let state = shards::checkpoint::decode(&std::fs::read(f).unwrap()).unwrap();
+    let kept = String::from_utf8_lossy(&state.session).trim().to_string();
+    assert_eq!(live(&v)["session"], kept.as_str(), "seed {seed}");
     let from_capture = live(&v)["from_capture"].as_u64().unwrap();
     eprintln!("seed {seed}: resumed after {resumed}, {from_capture} messages from the capture");
     assert!(

@@ -66,6 +66,15 @@ pub fn run(a: &RunArgs) -> Result<()> {
         (Some(FeedSpec::Mold(lines)), None) => {
             let mut lc = live_config(lines, &a.live);
             lc.arbiter.start = resume + 1;
+            // The checkpoint's session, unless the operator named one: its sequence numbers
+            // are the ones the checkpoint counts.
+            let kept = recover
+                .as_ref()
+                .and_then(|r| r.1.first())
+                .map(|s| s.session);
+            if let Some(s) = kept.filter(|s| s != &[b' '; 10] && lc.arbiter.session.is_none()) {
+                lc.arbiter.session = Some(shards::mold::Session(s));
+            }
             if resume > 0 {
                 lc.replay_first = keep_old_capture(lc.capture.as_deref(), &mut log);
             }
@@ -838,6 +847,13 @@ impl Source for AnySource<'_> {
         match self {
             AnySource::Mold(s) => s.resumes_after(),
             _ => 0,
+        }
+    }
+
+    fn session(&self) -> Option<[u8; 10]> {
+        match self {
+            AnySource::Mold(s) => s.session(),
+            _ => None,
         }
     }
 }

@@ -116,6 +116,8 @@ pub struct MoldSource {
     capture: Mutex<Option<Capture>>,
     report: Mutex<Option<LiveReport>>,
     gauges: std::sync::Arc<super::gauges::LiveGauges>,
+    /// The session followed now, as bytes 0-7 and 8-9 (0: none yet), for checkpoints.
+    following: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl MoldSource {
@@ -149,6 +151,7 @@ impl MoldSource {
             requests,
             rcvbuf,
             report: Mutex::new(None),
+            following: Default::default(),
         })
     }
 
@@ -197,6 +200,8 @@ struct Out<'a, F: FnMut(Fed<'_>)> {
     send_errors: u64,
     capture: Option<&'a mut Capture>,
     session: Session,
+    /// Where the session followed is published (the ingress reads it for checkpoints).
+    following: &'a [std::sync::atomic::AtomicU64; 2],
     /// When each message left a benchmark's exchange.
     sent_ns: Option<&'a [std::sync::atomic::AtomicU64]>,
 }
@@ -241,6 +246,11 @@ impl<F: FnMut(Fed<'_>)> Outlet for Out<'_, F> {
 
     fn session(&mut self, s: Session) {
         self.session = s;
+        let (head, tail) = s.0.split_at(8);
+        let tail = u64::from(u16::from_le_bytes([tail[0], tail[1]]));
+        let head = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+        self.following[0].store(head, Ordering::Relaxed);
+        self.following[1].store(tail, Ordering::Relaxed);
     }
 }
 
@@ -262,6 +272,18 @@ impl Source for MoldSource {
         self.cfg.arbiter.start.max(1) - 1
     }
 
+    fn session(&self) -> Option<[u8; 10]> {
+        let head = self.following[0].load(Ordering::Relaxed);
+        if head == 0 {
+            return None;
+        }
+        let tail = self.following[1].load(Ordering::Relaxed) as u16;
+        let mut s = [0u8; 10];
+        s[..8].copy_from_slice(&head.to_le_bytes());
+        s[8..].copy_from_slice(&tail.to_le_bytes());
+        Some(s)
+    }
+
     fn pump(&self, stop: &AtomicBool, each: impl FnMut(Fed<'_>)) -> Result<WalkStats, FrameError> {
         let drops_before = crate::net::udp_rcvbuf_errors();
         if let Some(p) = &self.cfg.paced {
@@ -280,6 +302,7 @@ impl Source for MoldSource {
             send_errors: 0,
             capture: capture.as_mut(),
             session: Session([b' '; mold::SESSION_LEN]),
+            following: &self.following,
             sent_ns: self.cfg.paced.as_ref().map(|p| &p.sent_ns[..]),
         };
         let fds: Vec<(usize, i32)> = self

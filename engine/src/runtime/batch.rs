@@ -43,6 +43,9 @@ pub struct FeedBatch<'a> {
     pub messages: u32,
     /// The last batch of the feed: the shard finishes its bars after it.
     pub last: bool,
+    /// With a checkpoint mark: the MoldUDP64 session the feed is (spaces for a file). Before
+    /// `checkpoint`, so the archive still ends with `frames` (no padding after it).
+    pub session: [u8; 10],
     /// Non-zero: after this batch the shard checkpoints its state as of the feed's first
     /// `checkpoint` messages (every shard gets the same number at the same point of the feed).
     pub checkpoint: u64,
@@ -136,6 +139,7 @@ mod tests {
                 messages: 1,
                 last: true,
                 checkpoint: 0,
+                session: [b' '; 10],
                 frames: &frames,
             },
             Buf::new(),
@@ -239,6 +243,7 @@ mod tests {
                 messages: 1,
                 last: false,
                 checkpoint: 0,
+                session: [b' '; 10],
                 frames: &frames,
             },
             Buf::new(),
@@ -258,6 +263,7 @@ mod tests {
                 messages: 0,
                 last: false,
                 checkpoint: 0,
+                session: [b' '; 10],
                 frames: &frames,
             },
             Buf::new(),

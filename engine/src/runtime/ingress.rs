@@ -29,6 +29,10 @@ pub trait Source {
     fn resumes_after(&self) -> u64 {
         0
     }
+    /// The session the feed is now (MoldUDP64), for checkpoints; `None` for files.
+    fn session(&self) -> Option<[u8; 10]> {
+        None
+    }
 }
 
 /// What a source hands the ingress.
@@ -204,6 +208,8 @@ struct Outbound {
     last_ns: u64,
     seq: u64,
     sent_messages: u64,
+    /// The feed's session, sent with a checkpoint mark.
+    session: [u8; 10],
 }
 
 /// What the ingress did.
@@ -270,6 +276,7 @@ pub fn run(
             last_ns: 0,
             seq: 0,
             sent_messages: 0,
+            session: [b' '; 10],
         })
         .collect();
     let mut r = IngressReport {
@@ -365,7 +372,9 @@ pub fn run(
         if marks.due(base + r.messages, || shards::itch::field::timestamp(m)) {
             // Every shard checkpoints after the same message: each gets a mark, with or
             // without frames.
+            let session = source.session().unwrap_or([b' '; 10]);
             for o in out.iter_mut() {
+                o.session = session;
                 flush(o, false, base + r.messages, rep, measure, idle);
             }
             marks.taken += 1;
@@ -469,6 +478,7 @@ fn flush(
         messages: o.messages,
         last,
         checkpoint: mark,
+        session: o.session,
         frames: &o.frames,
     };
     let buf = batch::write(&b, buf);

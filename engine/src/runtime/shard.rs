@@ -425,7 +425,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
             let (last, mark) = apply(&mut ctx, &mut books, &mut out, &mut rep, &buf, chaos_until);
             fed_last |= last;
             ctx.feed.give_back(buf);
-            if let (Some(w), true) = (&writer, mark > 0) {
+            if let (Some(w), true) = (&writer, mark.0 > 0) {
                 w.take(&ctx, &books, &out, mark, &mut rep);
             }
             busy = true;
@@ -557,13 +557,21 @@ impl CheckpointWriter {
         self.finished.load(std::sync::atomic::Ordering::Acquire) < self.last.get()
     }
 
-    fn take(&self, ctx: &ShardCtx, books: &Books, out: &Out, applied: u64, rep: &mut ShardReport) {
+    /// Takes the checkpoint of mark `(applied, session)`.
+    fn take(
+        &self,
+        ctx: &ShardCtx,
+        books: &Books,
+        out: &Out,
+        (applied, session): (u64, [u8; 10]),
+        rep: &mut ShardReport,
+    ) {
         let t0 = clock::now_ns();
         let state = shards::checkpoint::ShardState {
             shard: ctx.id as u32,
             shards: ctx.shards as u32,
             applied,
-            session: [b' '; 10],
+            session,
             feed_time: 0,
             books: books.capture(),
             clocks: vec![out.s1.capture(), out.m1.capture()],
@@ -594,7 +602,7 @@ impl CheckpointWriter {
 }
 
 /// Applies one feed batch and sends its events; returns whether it was the last, and its
-/// checkpoint mark (0: none).
+/// checkpoint mark (0: none) with the feed's session.
 fn apply(
     ctx: &mut ShardCtx,
     books: &mut Books,
@@ -602,13 +610,13 @@ fn apply(
     rep: &mut ShardReport,
     buf: &[u8],
     chaos_until: u64,
-) -> (bool, u64) {
+) -> (bool, (u64, [u8; 10])) {
     let measure = ctx.measure;
     let now = || if measure { clock::now_ns() } else { 0 };
     let picked = now();
     let Ok(b) = batch::read_feed(buf) else {
         rep.bad_batches += 1;
-        return (false, 0);
+        return (false, (0, [b' '; 10]));
     };
     let mut n = 0u64;
     let mut listings = core::mem::take(&mut out.listings);
@@ -713,7 +721,7 @@ fn apply(
     if measure {
         record(ctx, b, n, events, (picked, applied, now()));
     }
-    (last, b.checkpoint.to_native())
+    (last, (b.checkpoint.to_native(), b.session))
 }
 
 /// Records one batch's stages: (picked up, applied, events sent) in engine ns.
