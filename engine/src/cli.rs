@@ -195,6 +195,10 @@ pub struct BenchArgs {
     /// instead of reading memory. e2e then counts from each message's send time.
     #[arg(long)]
     pub live: bool,
+    /// Take shard checkpoints every S seconds of feed time (into build_data/bench/checkpoints/)
+    /// and report each one's stall per shard (p50/p99/max) against checkpoint_stall_us.
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every_s: u64,
     /// WebSocket clients to run in this process against the gateway (`run --ws`), each
     /// subscribed to every symbol's trades and BBO before the feed starts; reports their
     /// receive latency and frames/s, then the same frames from a bare tokio-tungstenite

@@ -41,6 +41,10 @@ pub fn stalls(shards: &[ShardReport], budget_ns: u64) -> (usize, u64, u64, u64, 
     )
 }
 
+fn ms(ns: u64) -> String {
+    format!("{:.2} ms", ns as f64 / 1e6)
+}
+
 /// The summary's checkpoint lines (empty when none were taken, none failed and none restored).
 pub fn summary_lines(shards: &[ShardReport], marks: u64, budget_ns: u64) -> String {
     let (n, p50, p99, max, over) = stalls(shards, budget_ns);
@@ -51,10 +55,10 @@ pub fn summary_lines(shards: &[ShardReport], marks: u64, budget_ns: u64) -> Stri
         s += &format!(
             "  checkpoints: {marks} taken, {written} shard files written, {failed} failed; stall \
              per shard p50 {} / p99 {} / max {}, {over} over the {} budget\n",
-            crate::telemetry::budget::duration_text(p50),
-            crate::telemetry::budget::duration_text(p99),
-            crate::telemetry::budget::duration_text(max),
-            crate::telemetry::budget::duration_text(budget_ns)
+            ms(p50),
+            ms(p99),
+            ms(max),
+            ms(budget_ns)
         );
     }
     for sh in shards {

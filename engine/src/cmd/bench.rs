@@ -82,6 +82,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         unmeasured: a.no_histograms,
         snapshot_probe: (a.snapshot_rate > 0)
             .then(|| std::time::Duration::from_secs_f64(1.0 / f64::from(a.snapshot_rate))),
+        checkpoints: checkpoints(a.checkpoint_every_s, cfg.shards.value)?,
         ..Default::default()
     };
     let stop = AtomicBool::new(false);
@@ -100,6 +101,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
         _ => String::new(),
     };
+    let stall_budget_ns = cfg.checkpoint_stall_us.value as u64 * 1000;
+    let (n, p50, p99, max, over) = crate::checkpoint::stalls(&r.shards, stall_budget_ns);
+    if n > 0 {
+        result["checkpoints"] = serde_json::json!({
+            "taken": r.ingress.checkpoints, "shard_stalls": n, "stall_p50_ns": p50,
+            "stall_p99_ns": p99, "stall_max_ns": max, "over_budget": over,
+            "budget_ns": stall_budget_ns,
+        });
+    }
+    let ckpt_lines =
+        crate::checkpoint::summary_lines(&r.shards, r.ingress.checkpoints, stall_budget_ns);
     let ws_lines = match clients {
         Some(c) => {
             let (j, text) = ws_result(c.finish()?, a.ws_clients as usize, &cfg)?;
@@ -125,7 +137,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let svg = path.with_extension("svg");
     std::fs::write(&svg, chart(&result, &r))
         .map_err(|e| Failure::at(&svg, format!("cannot write the chart: {e}")))?;
-    print!("{}{live_lines}{ws_lines}", table(&result));
+    print!("{}{ckpt_lines}{live_lines}{ws_lines}", table(&result));
     println!("  wrote {} and {}", path.display(), svg.display());
     match &a.baseline {
         None => Ok(()),
@@ -193,6 +205,26 @@ fn noise_paths(cfg: &Config) -> Vec<Vec<usize>> {
 }
 
 /// Probes the gaps of the CPUs a message crosses for `ms` (nothing when 0).
+/// Checkpoints every `every_s` of feed time into a directory of the benchmark's own (emptied
+/// first), or none.
+fn checkpoints(every_s: u64, shards: usize) -> Result<Option<runtime::CheckpointOpts>> {
+    if every_s == 0 {
+        return Ok(None);
+    }
+    let dir = crate::paths::bench().join("checkpoints");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::at(&dir, format!("cannot create the directory: {e}")))?;
+    Ok(Some(runtime::CheckpointOpts {
+        dir,
+        every_ns: every_s * 1_000_000_000,
+        request: std::sync::Arc::new(AtomicBool::new(false)),
+        finished: (0..shards)
+            .map(|_| std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)))
+            .collect(),
+    }))
+}
+
 fn probe_noise(cfg: &Config, ms: u64) -> Vec<crate::telemetry::noise::CpuNoise> {
     if ms == 0 {
         return Vec::new();
