@@ -505,6 +505,14 @@ fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// One per-sink series: name, help, type, and its value for a sink's core.
+type Series<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a dyn Fn(&super::CoreTotals) -> u64,
+);
+
 /// Counters as Prometheus text: name, help, type, value.
 fn counters(m: &mut String, rows: &[(&str, &str, &str, &std::sync::atomic::AtomicU64)]) {
     for (name, help, kind, v) in rows {
@@ -726,67 +734,51 @@ pub fn metrics(core: &ControlCore) -> String {
         let v = load(&l.sent).saturating_sub(load(&l.returned));
         let _ = writeln!(m, "tickcore_ring_in_flight{{ring=\"{}\"}} {v}", esc(n));
     }
-    counter(
-        &mut m,
-        "tickcore_sink_rows_total",
-        "Rows each sink committed.",
-        "counter",
-    );
-    for c in st.cores.iter().filter(|c| c.name.starts_with("sink:")) {
-        let _ = writeln!(
-            m,
-            "tickcore_sink_rows_total{{sink=\"{}\"}} {}",
-            esc(&c.name[5..]),
-            c.items
-        );
-    }
-    counter(
-        &mut m,
-        "tickcore_sink_spool_bytes",
-        "Bytes waiting in each sink's spool.",
-        "gauge",
-    );
-    for c in st.cores.iter().filter(|c| c.name.starts_with("sink:")) {
-        let _ = writeln!(
-            m,
-            "tickcore_sink_spool_bytes{{sink=\"{}\"}} {}",
-            esc(&c.name[5..]),
-            c.gauge
-        );
-    }
-    counter(
-        &mut m,
-        "tickcore_sink_lost_rows_total",
-        "Rows each sink dropped because its database, its spool and its memory bound all \
-         refused them (live feeds only; a replay waits instead).",
-        "counter",
-    );
-    for c in st.cores.iter().filter(|c| c.name.starts_with("sink:")) {
-        let _ = writeln!(
-            m,
-            "tickcore_sink_lost_rows_total{{sink=\"{}\"}} {}",
-            esc(&c.name[5..]),
-            c.lost
-        );
-    }
-    counter(
-        &mut m,
-        "tickcore_sink_lag_ns",
-        "Feed read to commit, p99 per sink, nanoseconds.",
-        "gauge",
-    );
-    for c in st.cores.iter().filter(|c| c.name.starts_with("sink:")) {
+    let sinks: Vec<_> = st
+        .cores
+        .iter()
+        .filter_map(|c| Some((c.name.strip_prefix("sink:")?, c)))
+        .collect();
+    let lag_p99 = |c: &super::CoreTotals| {
         let h = c.stages.get(crate::telemetry::Stage::Persist);
-        let v = if h.is_empty() {
+        if h.is_empty() {
             0
         } else {
             h.value_at_quantile(0.99)
-        };
-        let _ = writeln!(
-            m,
-            "tickcore_sink_lag_ns{{sink=\"{}\"}} {v}",
-            esc(&c.name[5..])
-        );
+        }
+    };
+    let per_sink: [Series<'_>; 4] = [
+        (
+            "tickcore_sink_rows_total",
+            "Rows each sink committed.",
+            "counter",
+            &|c| c.items,
+        ),
+        (
+            "tickcore_sink_spool_bytes",
+            "Bytes waiting in each sink's spool.",
+            "gauge",
+            &|c| c.gauge,
+        ),
+        (
+            "tickcore_sink_lost_rows_total",
+            "Rows each sink dropped because its database, its spool and its memory bound all \
+             refused them (live feeds only; a replay waits instead).",
+            "counter",
+            &|c| c.lost,
+        ),
+        (
+            "tickcore_sink_lag_ns",
+            "Feed read to commit, p99 per sink, nanoseconds.",
+            "gauge",
+            &lag_p99,
+        ),
+    ];
+    for (name, help, kind, value) in per_sink {
+        counter(&mut m, name, help, kind);
+        for (sink, c) in &sinks {
+            let _ = writeln!(m, "{name}{{sink=\"{}\"}} {}", esc(sink), value(c));
+        }
     }
     counter(
         &mut m,
