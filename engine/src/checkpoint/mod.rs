@@ -41,6 +41,19 @@ pub fn stalls(shards: &[ShardReport], budget_ns: u64) -> (usize, u64, u64, u64, 
     )
 }
 
+/// The checkpoints of a run for `--json` and bench results: marks taken, the stall per shard
+/// (p50/p99/max against `budget_ns`), files written and failed, and the errors.
+pub fn summary_json(shards: &[ShardReport], marks: u64, budget_ns: u64) -> serde_json::Value {
+    let (n, p50, p99, max, over) = stalls(shards, budget_ns);
+    serde_json::json!({
+        "taken": marks, "shard_stalls": n, "stall_p50_ns": p50, "stall_p99_ns": p99,
+        "stall_max_ns": max, "over_budget": over, "budget_ns": budget_ns,
+        "written": shards.iter().map(|s| s.checkpoints_written).sum::<u64>(),
+        "failed": shards.iter().map(|s| s.checkpoints_failed).sum::<u64>(),
+        "errors": shards.iter().filter_map(|s| s.checkpoint_error.clone()).collect::<Vec<_>>(),
+    })
+}
+
 fn ms(ns: u64) -> String {
     format!("{:.2} ms", ns as f64 / 1e6)
 }

@@ -102,13 +102,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         _ => String::new(),
     };
     let stall_budget_ns = cfg.checkpoint_stall_us.value as u64 * 1000;
-    let (n, p50, p99, max, over) = crate::checkpoint::stalls(&r.shards, stall_budget_ns);
-    if n > 0 {
-        result["checkpoints"] = serde_json::json!({
-            "taken": r.ingress.checkpoints, "shard_stalls": n, "stall_p50_ns": p50,
-            "stall_p99_ns": p99, "stall_max_ns": max, "over_budget": over,
-            "budget_ns": stall_budget_ns,
-        });
+    if r.ingress.checkpoints > 0 {
+        result["checkpoints"] =
+            crate::checkpoint::summary_json(&r.shards, r.ingress.checkpoints, stall_budget_ns);
     }
     let ckpt_lines =
         crate::checkpoint::summary_lines(&r.shards, r.ingress.checkpoints, stall_budget_ns);
@@ -215,14 +211,7 @@ fn checkpoints(every_s: u64, shards: usize) -> Result<Option<runtime::Checkpoint
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::at(&dir, format!("cannot create the directory: {e}")))?;
-    Ok(Some(runtime::CheckpointOpts {
-        dir,
-        every_ns: every_s * 1_000_000_000,
-        request: std::sync::Arc::new(AtomicBool::new(false)),
-        finished: (0..shards)
-            .map(|_| std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)))
-            .collect(),
-    }))
+    Ok(Some(runtime::CheckpointOpts::new(dir, every_s, shards)))
 }
 
 fn probe_noise(cfg: &Config, ms: u64) -> Vec<crate::telemetry::noise::CpuNoise> {

@@ -181,16 +181,11 @@ pub fn run(a: &RunArgs) -> Result<()> {
     if a.json {
         let mut j = summary_json(&r, &name);
         j["live"] = serde_json::to_value(&live_report).unwrap_or_default();
-        let (n, p50, p99, max, over) = crate::checkpoint::stalls(&r.shards, stall_budget_ns);
-        j["checkpoints"] = serde_json::json!({
-            "taken": r.ingress.checkpoints, "shard_stalls": n, "stall_p50_ns": p50,
-            "stall_p99_ns": p99, "stall_max_ns": max, "over_budget": over,
-            "written": r.shards.iter().map(|s| s.checkpoints_written).sum::<u64>(),
-            "failed": r.shards.iter().map(|s| s.checkpoints_failed).sum::<u64>(),
-            "errors": r.shards.iter().filter_map(|s| s.checkpoint_error.clone()).collect::<Vec<_>>(),
-            "skipped_messages": r.ingress.skipped,
-            "resumed_after": r.ingress.resumed_after,
-        });
+        let mut c =
+            crate::checkpoint::summary_json(&r.shards, r.ingress.checkpoints, stall_budget_ns);
+        c["skipped_messages"] = r.ingress.skipped.into();
+        c["resumed_after"] = r.ingress.resumed_after.into();
+        j["checkpoints"] = c;
         println!("{j}");
     } else {
         print!("{text}");
@@ -225,25 +220,14 @@ fn checkpointing(
         std::fs::create_dir_all(&dir).map_err(|e| {
             Failure::at(&dir, format!("cannot create the checkpoint directory: {e}"))
         })?;
-        Some(runtime::CheckpointOpts {
-            dir: dir.clone(),
-            every_ns: cfg.checkpoint_every_s.value as u64 * 1_000_000_000,
-            request: Arc::new(AtomicBool::new(false)),
-            finished: (0..cfg.shards.value)
-                .map(|_| Arc::new(std::sync::atomic::AtomicU64::new(0)))
-                .collect(),
-        })
+        Some(runtime::CheckpointOpts::new(
+            dir.clone(),
+            cfg.checkpoint_every_s.value as u64,
+            cfg.shards.value,
+        ))
     } else {
         None
     };
-    // A checkpoint past a sink's durable mark would skip rows that sink never kept.
-    let bound = sinks
-        .iter()
-        .map(|p| {
-            let m = storage_adapters::adapter::durable_mark(&p.settings.spool_dir).unwrap_or(0);
-            (p.settings.name.clone(), m)
-        })
-        .min_by_key(|(_, m)| *m);
     let say = &mut |l: &str| {
         log.line(l);
         eprintln!("tickcore: {l}");
@@ -253,6 +237,14 @@ fn checkpointing(
         crate::checkpoint::recovery::start_fresh(&dir, &spools, say)?;
         return Ok((opts, None));
     }
+    // A checkpoint past a sink's durable mark would skip rows that sink never kept.
+    let bound = sinks
+        .iter()
+        .map(|p| {
+            let m = storage_adapters::adapter::durable_mark(&p.settings.spool_dir).unwrap_or(0);
+            (p.settings.name.clone(), m)
+        })
+        .min_by_key(|(_, m)| *m);
     let recover = crate::checkpoint::recovery::load(&dir, cfg.shards.value, bound, say)?;
     Ok((opts, recover))
 }

@@ -88,6 +88,19 @@ pub struct CheckpointOpts {
     pub finished: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
+impl CheckpointOpts {
+    /// Checkpoints of `shards` shards into `dir` (which exists) every `every_s` seconds of
+    /// feed time (0: on request only).
+    pub fn new(dir: std::path::PathBuf, every_s: u64, shards: usize) -> CheckpointOpts {
+        CheckpointOpts {
+            dir,
+            every_ns: every_s * 1_000_000_000,
+            request: Arc::new(AtomicBool::new(false)),
+            finished: (0..shards).map(|_| Default::default()).collect(),
+        }
+    }
+}
+
 /// A sink's link to the control core: its persist latencies, rows and spool level out, the
 /// degrade level in.
 pub struct SinkObserver {
