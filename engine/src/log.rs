@@ -46,6 +46,13 @@ impl Log {
             eprintln!("{msg}");
         }
     }
+
+    /// Writes one line and shows it on stderr as `tickcore: msg` (what an operator, or a
+    /// script waiting for the line, must see now).
+    pub fn say(&mut self, msg: &str) {
+        self.line(msg);
+        eprintln!("tickcore: {msg}");
+    }
 }
 
 /// Routes `tracing` events to stderr through a writer thread, as bare lines (no time, level

@@ -131,15 +131,10 @@ pub struct Found {
 pub fn newest(dir: &Path, shards: usize, bound: u64) -> std::io::Result<Found> {
     let mut sets: BTreeMap<u64, BTreeMap<usize, (usize, PathBuf)>> = BTreeMap::new();
     let mut found = Found::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e),
-    };
-    for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some((applied, i, n)) = parse(&name) {
-            sets.entry(applied).or_default().insert(i, (n, e.path()));
+    for path in files(dir)? {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some((applied, i, n)) = name.as_deref().and_then(parse) {
+            sets.entry(applied).or_default().insert(i, (n, path));
         }
     }
     for (applied, files) in sets.into_iter().rev().filter(|(a, _)| *a <= bound) {

@@ -108,23 +108,18 @@ pub fn run(a: &RunArgs) -> Result<()> {
     .map_err(Failure::new)?;
     if let Some(ad) = admin.as_mut() {
         ad.checkpoint = checkpoints.as_ref().map(|c| Arc::clone(&c.request));
-        log.line(&format!("admin endpoint on http://{}", ad.addr));
-        eprintln!("tickcore: admin endpoint on http://{}", ad.addr);
+        log.say(&format!("admin endpoint on http://{}", ad.addr));
     }
     let gateway = match a.endpoints.ws {
         Some(addr) => {
             let token = std::env::var("TICKCORE_WS_TOKEN").ok();
             let limits = crate::gateway::client::Limits::of(&cfg);
             let g = crate::gateway::Gateway::bind(addr, token, limits).map_err(Failure::new)?;
-            log.line(&format!(
+            // Tests and scripts wait for this line before they connect.
+            log.say(&format!(
                 "WebSocket gateway on ws://{0}/ (live page http://{0}/)",
                 g.addr
             ));
-            // Tests and scripts wait for this line before they connect.
-            eprintln!(
-                "tickcore: WebSocket gateway on ws://{0}/ (live page http://{0}/)",
-                g.addr
-            );
             Some(g)
         }
         None => None,
@@ -228,10 +223,7 @@ fn checkpointing(
     } else {
         None
     };
-    let say = &mut |l: &str| {
-        log.line(l);
-        eprintln!("tickcore: {l}");
-    };
+    let say = &mut |l: &str| log.say(l);
     if !a.recover {
         let spools: Vec<PathBuf> = sinks.iter().map(|p| p.settings.spool_dir.clone()).collect();
         crate::checkpoint::recovery::start_fresh(&dir, &spools, say)?;
@@ -258,18 +250,14 @@ fn keep_old_capture(capture: Option<&std::path::Path>, log: &mut Log) -> Option<
     let old = PathBuf::from(old);
     match std::fs::rename(p, &old) {
         Ok(()) => {
-            let l = format!("recover: replaying {} first", old.display());
-            log.line(&l);
-            eprintln!("tickcore: {l}");
+            log.say(&format!("recover: replaying {} first", old.display()));
             Some(old)
         }
         Err(e) => {
-            let l = format!(
+            log.say(&format!(
                 "recover: cannot move {} aside ({e}); re-requesting instead",
                 p.display()
-            );
-            log.line(&l);
-            eprintln!("tickcore: {l}");
+            ));
             None
         }
     }
