@@ -238,9 +238,7 @@ impl State {
         if b.is_empty() {
             return;
         }
-        if !self.held.is_empty() {
-            self.unhold();
-        }
+        self.unhold();
         if self.held.is_empty() && self.append(&b) {
             return;
         }
@@ -289,9 +287,9 @@ impl State {
     }
 
     /// Moves held batches to the spool, oldest first, while it takes them (at most once per
-    /// [`SPOOL_RETRY`] while it refuses).
+    /// [`SPOOL_RETRY`] while it refuses). Nothing to do, and no clock read, when none is held.
     fn unhold(&mut self) {
-        if Instant::now() < self.spool_retry_at {
+        if self.held.is_empty() || Instant::now() < self.spool_retry_at {
             return;
         }
         while let Some(b) = self.held.pop_front() {
@@ -701,18 +699,25 @@ fn fail(
     *backoff = (*backoff * 2).min(Duration::from_secs(2));
 }
 
-/// Held batches for one write, oldest first, up to `batch_rows` rows.
-fn take_held(state: &RefCell<State>, s: &Settings) -> RowBatch {
-    let mut st = state.borrow_mut();
+/// Batches from `next`, oldest first, merged into one of up to `rows` rows (the last batch
+/// taken may carry it past).
+fn merged(rows: usize, mut next: impl FnMut() -> Option<RowBatch>) -> RowBatch {
     let mut out = RowBatch::default();
-    while out.len() < s.batch_rows {
-        let Some(mut b) = st.held.pop_front() else {
-            break;
-        };
-        st.held_rows -= b.len();
+    while out.len() < rows {
+        let Some(mut b) = next() else { break };
         out.append(&mut b);
     }
     out
+}
+
+/// Held batches for one write, oldest first, up to `batch_rows` rows.
+fn take_held(state: &RefCell<State>, s: &Settings) -> RowBatch {
+    let mut st = state.borrow_mut();
+    merged(s.batch_rows, || {
+        let b = st.held.pop_front()?;
+        st.held_rows -= b.len();
+        Some(b)
+    })
 }
 
 /// The queued rows due for a write: `batch_rows` of them, or all once the oldest has lingered
@@ -723,15 +728,11 @@ fn take_due(state: &RefCell<State>, s: &Settings, ended: bool) -> Option<RowBatc
     if st.queued_rows < s.batch_rows && oldest.elapsed() < s.linger && !ended {
         return None;
     }
-    let mut out = RowBatch::default();
-    while out.len() < s.batch_rows {
-        let Some((_, mut b)) = st.queue.pop_front() else {
-            break;
-        };
+    Some(merged(s.batch_rows, || {
+        let (_, b) = st.queue.pop_front()?;
         st.queued_rows -= b.len();
-        out.append(&mut b);
-    }
-    Some(out)
+        Some(b)
+    }))
 }
 
 /// Any of the sinks this crate has, for an engine that picks them at run time.

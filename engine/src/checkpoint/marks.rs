@@ -14,7 +14,7 @@ use std::sync::Arc;
 const LOOK_EVERY: u64 = 1024;
 
 /// The ingress's checkpoint schedule.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Marks {
     /// Feed time between checkpoints, ns (0: only on request).
     pub every_ns: u64,
@@ -28,7 +28,7 @@ pub struct Marks {
     last: u64,
     /// Feed time of the next scheduled checkpoint (0: not set yet).
     next_ns: u64,
-    /// Marks sent.
+    /// Marks given (each `true` from [`Marks::due`]).
     pub taken: u64,
 }
 
@@ -52,10 +52,19 @@ impl Marks {
         }
     }
 
-    /// Whether message number `n` (from 1), just routed, should be followed by a mark.
-    /// `ts` reads the message's feed time when the schedule needs it.
+    /// Whether message number `n` (from 1), just routed, should be followed by a mark (the
+    /// caller then sends it). `ts` reads the message's feed time when the schedule needs it.
     #[inline]
     pub fn due(&mut self, n: u64, ts: impl FnOnce() -> Option<u64>) -> bool {
+        let due = self.check(n, ts);
+        if due {
+            self.last = n;
+            self.taken += 1;
+        }
+        due
+    }
+
+    fn check(&mut self, n: u64, ts: impl FnOnce() -> Option<u64>) -> bool {
         if n % LOOK_EVERY != 0 || (self.every_ns == 0 && self.request.is_none()) {
             return false;
         }
@@ -71,7 +80,6 @@ impl Marks {
             .as_ref()
             .is_some_and(|r| r.swap(false, Ordering::Relaxed))
         {
-            self.last = n;
             return true;
         }
         if self.every_ns == 0 {
@@ -84,7 +92,6 @@ impl Marks {
         }
         if t >= self.next_ns {
             self.next_ns = t + self.every_ns;
-            self.last = n;
             return true;
         }
         false

@@ -377,7 +377,6 @@ pub fn run(
                 o.session = session;
                 flush(o, false, base + r.messages, rep, measure, idle);
             }
-            marks.taken += 1;
         }
         if let Speed::Rate(rate) = speed {
             // The next message is not due yet: an idle shard takes what is here now rather
