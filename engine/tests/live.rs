@@ -774,10 +774,10 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
     let until = Instant::now() + Duration::from_secs(60);
     let mut seen = std::collections::BTreeSet::new();
     let mut child = rx.child;
-    // The kill waits for both sinks to have recorded a durable mark too: before that, a
-    // recovery rightly starts from the beginning (the rows may be gone with the process).
-    let marked = |sink: &str| d.join(format!("data/spool/{sink}/durable-mark")).exists();
-    while seen.len() < sets || !marked("pg") || !marked("redis") {
+    // The kill also waits until a kept checkpoint set is at or before both sinks' durable
+    // marks: without one, a recovery rightly starts from the beginning (rows after a sink's
+    // mark may be gone with the process, and each shard keeps only its newest three sets).
+    while seen.len() < sets || !common::recoverable(&d.join("data"), 2, &["pg", "redis"]) {
         seen.extend(common::whole_checkpoints(&d.join("data"), 2));
         assert!(
             Instant::now() < until,

@@ -145,10 +145,7 @@ fn killed_after_with(d: &Path, sets: usize, extra: &[&str], sinks: &[&str]) {
     let mut seen = std::collections::BTreeSet::new();
     loop {
         seen.extend(whole_sets(d));
-        let marked = sinks
-            .iter()
-            .all(|s| d.join(format!("data/spool/{s}/durable-mark")).exists());
-        if seen.len() >= sets && marked {
+        if seen.len() >= sets && common::recoverable(&d.join("data"), 2, sinks) {
             break;
         }
         assert!(

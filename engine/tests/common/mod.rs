@@ -254,3 +254,22 @@ pub fn whole_checkpoints(data: &std::path::Path, shards: usize) -> Vec<String> {
     marks.retain(|m| names.iter().filter(|n| n.contains(m.as_str())).count() == shards);
     marks
 }
+
+/// Whether a recovery under `data` can start from a checkpoint: a whole set of `shards` files
+/// is on disk at or before every one of `sinks`' durable marks (a set past a sink's mark is
+/// rightly passed over, and each shard keeps only its newest three).
+pub fn recoverable(data: &std::path::Path, shards: usize, sinks: &[&str]) -> bool {
+    let bound = sinks
+        .iter()
+        .map(|s| {
+            std::fs::read_to_string(data.join(format!("spool/{s}/durable-mark")))
+                .ok()
+                .and_then(|m| m.trim().parse::<u64>().ok())
+        })
+        .try_fold(u64::MAX, |low, m| Some(low.min(m?)));
+    bound.is_some_and(|b| {
+        whole_checkpoints(data, shards)
+            .iter()
+            .any(|m| m.parse::<u64>().is_ok_and(|m| m <= b))
+    })
+}
