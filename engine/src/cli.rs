@@ -196,7 +196,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub live: bool,
     /// Take shard checkpoints every S seconds of feed time (into build_data/bench/checkpoints/)
-    /// and report each one's stall per shard (p50/p99/max) against checkpoint_stall_us.
+    /// and report the stall of each slice a shard gives them (p50/p99/max) against checkpoint_stall_us.
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every_s: u64,
     /// WebSocket clients to run in this process against the gateway (`run --ws`), each

@@ -53,7 +53,7 @@ impl Shard {
         let _ = matches!(d, Message::SystemEvent(_));
     }
 
-    fn state(&self, applied: u64) -> ShardState {
+    fn state(&mut self, applied: u64) -> ShardState {
         ShardState {
             shard: 0,
             shards: 1,
@@ -87,33 +87,73 @@ fn restored(bytes: &[u8]) -> Shard {
     }
 }
 
+/// A checkpoint of `a` taken in slices as the engine takes it: begun now (after `applied`
+/// messages), then a chunk at a time with `every` of `rest` applied between chunks. Returns the
+/// file's bytes and how many of `rest` `a` applied meanwhile.
+fn sliced(a: &mut Shard, applied: u64, rest: &[&[u8]], every: usize) -> (Vec<u8>, usize) {
+    let mut head = a.state(applied);
+    head.books = a.books.begin_capture();
+    let books = std::mem::take(&mut head.books.books);
+    let mut done = 0;
+    while !a.books.capture_step(1) {
+        for m in rest.iter().skip(done).take(every) {
+            a.apply(m);
+        }
+        done = (done + every).min(rest.len());
+    }
+    let c = a.books.finish_capture().expect("complete");
+    let mut e = checkpoint::Encoder::new(&head, 0);
+    for i in 0..c.parts(&books) {
+        e.part(&c.part(i, &books));
+    }
+    (e.finish(), done)
+}
+
 fn go_on_alike(name: &str, file: &[u8], cut_per_mille: usize) {
     let msgs = messages(file);
     let cut = msgs.len() * cut_per_mille / 1000;
-    let mut a = fresh();
-    msgs[..cut].iter().for_each(|m| a.apply(m));
-    let bytes = checkpoint::encode(&a.state(cut as u64));
+    let (mut a, mut c) = (fresh(), fresh());
+    for m in &msgs[..cut] {
+        a.apply(m);
+        c.apply(m);
+    }
+    // c stops at the cut and is captured at once; a goes on while its capture is sliced.
+    let whole = c.state(cut as u64);
+    assert_eq!(
+        checkpoint::decode(&checkpoint::encode(&whole)).unwrap(),
+        whole
+    );
+    let (bytes, ahead) = sliced(&mut a, cut as u64, &msgs[cut..], 3);
     assert_eq!(bytes.len() % checkpoint::BLOCK, 0);
     let mut b = restored(&bytes);
     assert_eq!(
         b.state(cut as u64),
-        a.state(cut as u64),
-        "{name} at {cut}: restored state differs"
+        whole,
+        "{name} at {cut}: the state restored from a sliced capture differs"
     );
-    a.log = EventLog::default();
-    a.closed.clear();
+    c.log = EventLog::default();
+    c.closed.clear();
     for m in &msgs[cut..] {
-        a.apply(m);
+        c.apply(m);
         b.apply(m);
     }
-    a.bars.flush(|x| a.closed.push(*x));
+    for m in &msgs[cut + ahead..] {
+        a.apply(m);
+    }
+    c.bars.flush(|x| c.closed.push(*x));
     b.bars.flush(|x| b.closed.push(*x));
-    assert_eq!(a.log.trades, b.log.trades, "{name} at {cut}: trades after");
-    assert_eq!(a.log.bbos, b.log.bbos, "{name} at {cut}: BBOs after");
-    assert_eq!(a.log.breaks, b.log.breaks, "{name} at {cut}: breaks after");
-    assert_eq!(a.closed, b.closed, "{name} at {cut}: bars after");
+    assert_eq!(c.log.trades, b.log.trades, "{name} at {cut}: trades after");
+    assert_eq!(c.log.bbos, b.log.bbos, "{name} at {cut}: BBOs after");
+    assert_eq!(c.log.breaks, b.log.breaks, "{name} at {cut}: breaks after");
+    assert_eq!(c.closed, b.closed, "{name} at {cut}: bars after");
     let end = msgs.len() as u64;
-    assert_eq!(b.state(end), a.state(end), "{name} at {cut}: final state");
+    let last = c.state(end);
+    assert_eq!(b.state(end), last, "{name} at {cut}: final state");
+    assert_eq!(
+        a.state(end),
+        last,
+        "{name} at {cut}: capturing changed the books"
+    );
     b.books.check_invariants().unwrap();
 }
 

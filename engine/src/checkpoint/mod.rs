@@ -19,12 +19,19 @@ pub mod recovery;
 
 use crate::runtime::shard::ShardReport;
 
-/// Checkpoint stalls over every shard: count, p50, p99, max (ns), and how many passed `budget_ns`.
+/// Checkpoint stalls (slices) over every shard: count, p50, p99, max (ns), and how many
+/// passed `budget_ns`.
 pub fn stalls(shards: &[ShardReport], budget_ns: u64) -> (usize, u64, u64, u64, usize) {
-    let mut all: Vec<u64> = shards
-        .iter()
-        .flat_map(|s| s.checkpoint_stalls_ns.iter().copied())
-        .collect();
+    quantiles(shards, budget_ns, |s| &s.checkpoint_stalls_ns)
+}
+
+/// Count, p50, p99, max and count over `budget_ns` of the samples `of` each shard.
+fn quantiles(
+    shards: &[ShardReport],
+    budget_ns: u64,
+    of: impl Fn(&ShardReport) -> &Vec<u64>,
+) -> (usize, u64, u64, u64, usize) {
+    let mut all: Vec<u64> = shards.iter().flat_map(|s| of(s).iter().copied()).collect();
     all.sort_unstable();
     let at = |q: f64| {
         all.get(((all.len() as f64 - 1.0) * q).round() as usize)
@@ -41,13 +48,17 @@ pub fn stalls(shards: &[ShardReport], budget_ns: u64) -> (usize, u64, u64, u64, 
     )
 }
 
-/// The checkpoints of a run for `--json` and bench results: marks taken, the stall per shard
-/// (p50/p99/max against `budget_ns`), files written and failed, and the errors.
+/// The checkpoints of a run for `--json` and bench results: marks taken, the stall of each
+/// slice a shard gave them (p50/p99/max against `budget_ns`), each checkpoint's work over its
+/// slices, chunks a write copied first, files written and failed, and the errors.
 pub fn summary_json(shards: &[ShardReport], marks: u64, budget_ns: u64) -> serde_json::Value {
     let (n, p50, p99, max, over) = stalls(shards, budget_ns);
+    let (_, work_p50, _, work_max, _) = quantiles(shards, 0, |s| &s.checkpoint_work_ns);
     serde_json::json!({
         "taken": marks, "shard_stalls": n, "stall_p50_ns": p50, "stall_p99_ns": p99,
         "stall_max_ns": max, "over_budget": over, "budget_ns": budget_ns,
+        "work_p50_ns": work_p50, "work_max_ns": work_max,
+        "forced_chunks": shards.iter().map(|s| s.checkpoint_forced_chunks).sum::<u64>(),
         "written": shards.iter().map(|s| s.checkpoints_written).sum::<u64>(),
         "failed": shards.iter().map(|s| s.checkpoints_failed).sum::<u64>(),
         "errors": shards.iter().filter_map(|s| s.checkpoint_error.clone()).collect::<Vec<_>>(),
@@ -61,17 +72,22 @@ fn ms(ns: u64) -> String {
 /// The summary's checkpoint lines (empty when none were taken, none failed and none restored).
 pub fn summary_lines(shards: &[ShardReport], marks: u64, budget_ns: u64) -> String {
     let (n, p50, p99, max, over) = stalls(shards, budget_ns);
+    let (_, work_p50, _, work_max, _) = quantiles(shards, 0, |s| &s.checkpoint_work_ns);
+    let forced: u64 = shards.iter().map(|s| s.checkpoint_forced_chunks).sum();
     let written: u64 = shards.iter().map(|s| s.checkpoints_written).sum();
     let failed: u64 = shards.iter().map(|s| s.checkpoints_failed).sum();
     let mut s = String::new();
     if n > 0 || failed > 0 {
         s += &format!(
             "  checkpoints: {marks} taken, {written} shard files written, {failed} failed; stall \
-             per shard p50 {} / p99 {} / max {}, {over} over the {} budget\n",
+             per slice p50 {} / p99 {} / max {}, {over} of {n} slices over the {} budget; work \
+             per checkpoint p50 {} / max {}; {forced} chunks copied ahead of a write\n",
             ms(p50),
             ms(p99),
             ms(max),
-            ms(budget_ns)
+            ms(budget_ns),
+            ms(work_p50),
+            ms(work_max),
         );
     }
     for sh in shards {

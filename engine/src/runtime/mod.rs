@@ -20,6 +20,7 @@
 //! only when it exits. Never touches book logic.
 
 pub mod batch;
+pub mod checkpointer;
 pub mod clock;
 pub mod consumer;
 pub mod ingress;

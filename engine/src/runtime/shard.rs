@@ -9,11 +9,13 @@
 //! and never allocates per message: event vectors and bar tables grow to their high-water mark.
 
 use super::batch::{self, Buf, EventBatch};
+use super::checkpointer::Checkpointer;
 use super::clock;
 use super::ring::{Backoff, Consumer, Producer, Receiver, Sender};
 use crate::telemetry::{Reporter, Stage};
 use shards::bars::{Bar, BarClock};
 use shards::book::{Books, LevelInfo, SideKind};
+use shards::checkpoint::ShardState;
 use shards::events::{
     Bbo, Break, Depth, EventSink, InstrumentState, Listing, Quote, Trade, DEPTH_LEVELS,
 };
@@ -84,8 +86,13 @@ pub struct ShardReport {
     pub bbos_coalesced: u64,
     /// Batches that failed validation or framing (a bug if ever non-zero).
     pub bad_batches: u64,
-    /// How long each checkpoint held the shard (capture and encode), ns.
+    /// How long each slice of a checkpoint held the shard at once, ns.
     pub checkpoint_stalls_ns: Vec<u64>,
+    /// Each checkpoint's work over all its slices, ns.
+    pub checkpoint_work_ns: Vec<u64>,
+    /// Chunks a write copied first while a checkpoint was taken (each a 6-15 us read inside
+    /// one message's apply).
+    pub checkpoint_forced_chunks: u64,
     /// Checkpoints written to disk.
     pub checkpoints_written: u64,
     /// Checkpoints not written (the writer was behind, or the disk refused), and the last why.
@@ -189,6 +196,8 @@ pub struct ShardCtx {
     pub depth: bool,
     /// Where this shard writes its checkpoints (off: none are taken).
     pub checkpoints: Option<crate::checkpoint::store::Writer>,
+    /// How long one slice of a checkpoint may hold the shard, ns.
+    pub checkpoint_slice_ns: u64,
     /// The state to start from (a recovery).
     pub restore: Option<shards::checkpoint::ShardState>,
     /// Shards in the run (written into checkpoints).
@@ -405,7 +414,11 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
     if let Some(state) = restore {
         books = restored(books, &mut out, &state, &mut rep);
     }
-    let writer = ctx.checkpoints.take().map(CheckpointWriter::start);
+    let slice = ctx.checkpoint_slice_ns;
+    let mut writer = ctx
+        .checkpoints
+        .take()
+        .map(|w| Checkpointer::start(w, slice));
     ctx.ready.fetch_add(1, std::sync::atomic::Ordering::Release);
     let mut chaos_until = 0u64;
     let mut fed_last = false;
@@ -425,8 +438,8 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
             let (last, mark) = apply(&mut ctx, &mut books, &mut out, &mut rep, &buf, chaos_until);
             fed_last |= last;
             ctx.feed.give_back(buf);
-            if let (Some(w), true) = (&writer, mark.0 > 0) {
-                w.take(&ctx, &books, &out, mark, &mut rep);
+            if let (Some(w), true) = (&mut writer, mark.0 > 0) {
+                w.begin(head(&ctx, &out, mark), &mut books, &mut rep);
             }
             busy = true;
             glommio::yield_if_needed().await;
@@ -444,7 +457,11 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
             }
             busy = true;
         }
-        if writer.as_ref().is_some_and(CheckpointWriter::busy) {
+        if let Some(w) = writer.as_mut().filter(|w| w.due(!busy)) {
+            w.step(&mut books, &mut rep);
+            busy = true;
+        }
+        if writer.as_ref().is_some_and(Checkpointer::busy) {
             // The write's completions are reaped when the executor polls its rings: when the
             // shard sleeps (idle), or at glommio's preemption tick (100 ms) while it is busy.
             // Measured: each step of a write took 100-300 ms with only a yield here.
@@ -469,7 +486,8 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         }
     }
     rep.bbos_coalesced = out.coalesced;
-    if let Some(w) = writer {
+    if let Some(mut w) = writer {
+        w.complete(&mut books, &mut rep);
         w.finish(&mut rep).await;
     }
     ctx.reporter.flush(Duration::from_millis(200));
@@ -509,95 +527,17 @@ fn restored(
     }
 }
 
-/// A shard's checkpoint taking: the state captured and encoded between batches (the stall,
-/// timed), then written by a task of the shard's own executor through io_uring while the
-/// shard goes on applying.
-struct CheckpointWriter {
-    queue: glommio::channels::local_channel::LocalSender<(u64, Vec<u8>)>,
-    task: glommio::task::JoinHandle<(u64, u64, Option<String>)>,
-    finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    last: std::cell::Cell<u64>,
-}
-
-/// Checkpoints that may wait for the disk at once; past this one is dropped and counted
-/// (the shard never waits for its disk).
-const CHECKPOINTS_QUEUED: usize = 2;
-
-impl CheckpointWriter {
-    fn start(mut w: crate::checkpoint::store::Writer) -> CheckpointWriter {
-        let finished = w.finished_handle();
-        let (queue, rx) =
-            glommio::channels::local_channel::new_bounded::<(u64, Vec<u8>)>(CHECKPOINTS_QUEUED);
-        let task = glommio::spawn_local(async move {
-            let (mut written, mut failed, mut error) = (0, 0, None);
-            while let Some((applied, bytes)) = rx.recv().await {
-                match w.write(applied, &bytes).await {
-                    Ok(()) => written += 1,
-                    Err(e) => {
-                        failed += 1;
-                        error = Some(format!("writing the checkpoint after {applied}: {e}"));
-                    }
-                }
-                w.finished(applied);
-            }
-            (written, failed, error)
-        })
-        .detach();
-        CheckpointWriter {
-            queue,
-            task,
-            finished,
-            last: std::cell::Cell::new(0),
-        }
-    }
-
-    /// A checkpoint handed over is not finished yet: the shard's loop must let the writing
-    /// task and the reactor run (a spinning shard never yields on its own).
-    fn busy(&self) -> bool {
-        self.finished.load(std::sync::atomic::Ordering::Acquire) < self.last.get()
-    }
-
-    /// Takes the checkpoint of mark `(applied, session)`.
-    fn take(
-        &self,
-        ctx: &ShardCtx,
-        books: &Books,
-        out: &Out,
-        (applied, session): (u64, [u8; 10]),
-        rep: &mut ShardReport,
-    ) {
-        let t0 = clock::now_ns();
-        let state = shards::checkpoint::ShardState {
-            shard: ctx.id as u32,
-            shards: ctx.shards as u32,
-            applied,
-            session,
-            feed_time: 0,
-            books: books.capture(),
-            clocks: vec![out.s1.capture(), out.m1.capture()],
-        };
-        let bytes = shards::checkpoint::encode(&state);
-        rep.checkpoint_stalls_ns
-            .push(clock::now_ns().saturating_sub(t0));
-        self.last.set(applied);
-        if self.queue.try_send((applied, bytes)).is_err() {
-            rep.checkpoints_failed += 1;
-            rep.checkpoint_error = Some(format!(
-                "the checkpoint after {applied} was dropped: {CHECKPOINTS_QUEUED} were still \
-                 waiting for the disk"
-            ));
-        }
-    }
-
-    async fn finish(self, rep: &mut ShardReport) {
-        drop(self.queue);
-        if let Some((written, failed, error)) = self.task.await {
-            rep.checkpoints_written += written;
-            rep.checkpoints_failed += failed;
-            if error.is_some() {
-                rep.checkpoint_error = error;
-            }
-        }
+/// The shard's state at checkpoint mark `(applied, session)` but its books, which the
+/// [`Checkpointer`] copies in slices.
+fn head(ctx: &ShardCtx, out: &Out, (applied, session): (u64, [u8; 10])) -> ShardState {
+    ShardState {
+        shard: ctx.id as u32,
+        shards: ctx.shards as u32,
+        applied,
+        session,
+        feed_time: 0,
+        books: Default::default(),
+        clocks: vec![out.s1.capture(), out.m1.capture()],
     }
 }
 

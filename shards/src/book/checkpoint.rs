@@ -5,12 +5,21 @@
 //! that `B` (broken trade) needs; the shard-wide anomaly and message-type counters. Not kept:
 //! the ladder windows, sorted levels and order-table layout, which are rebuilt by adding the
 //! live orders again in reference order (reference order is queue order, so each level's queue
-//! comes back as it was). Owns the conversion only; never does I/O (the checkpoint file format
-//! is [`crate::checkpoint`]) and never runs on the apply path.
+//! comes back as it was).
+//!
+//! A capture is taken in slices, so a checkpoint never holds the shard for long: the small
+//! per-book state is copied at the instant ([`Books::begin_capture`]); the live orders and the
+//! trade memory are copied a few chunks at a time between batches ([`Books::capture_step`],
+//! through [`super::sweep`]) while messages go on changing them, and still come out as they
+//! were at the instant; [`Captured`] turns them into plain data a part at a time. Owns the
+//! conversion only; never does I/O (the checkpoint file format is [`crate::checkpoint`]).
 
+use super::order_table::Order;
+use super::sweep::Sweep;
 use super::{Books, TradeRecord, NIL, TRADE_MEMORY};
 use crate::book::instrument::{Anomalies, CrossState, TradeStats};
 use crate::book::SideKind;
+use crate::checkpoint::{Part, BOOKS_PART, PART};
 use crate::events::Quote;
 use crate::itch::Header;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -82,11 +91,11 @@ pub struct TradeMemo {
 }
 
 /// Everything a shard's books hold that a restart needs.
-#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct BooksState {
     /// Books in the order they were created (their dense indexes).
     pub books: Vec<BookState>,
-    /// Live orders by ascending reference.
+    /// Live orders, in no particular order ([`Books::restore`] adds them in reference order).
     pub orders: Vec<OrderState>,
     /// The trade memory's filled slots.
     pub recent: Vec<TradeMemo>,
@@ -112,9 +121,79 @@ fn unquote(q: &QuoteState) -> Quote {
     }
 }
 
+/// The live orders and remembered trades of a capture's instant, copied; turned into plain
+/// data a part at a time.
+pub struct Captured {
+    orders: Vec<Order>,
+    recent: Vec<TradeRecord>,
+    /// Stock locate by dense book index.
+    locates: Vec<u16>,
+    forced: u64,
+}
+
+impl Captured {
+    /// Chunks a write had to copy first while the capture ran (each delayed its message by
+    /// one chunk's read).
+    pub fn forced(&self) -> u64 {
+        self.forced
+    }
+
+    /// Live orders captured.
+    pub fn orders(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Remembered trades captured.
+    pub fn trades(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Parts the capture and its `books` fill.
+    pub fn parts(&self, books: &[BookState]) -> usize {
+        crate::checkpoint::parts(books.len(), self.orders.len().max(self.recent.len()))
+    }
+
+    /// Part `i`: its share of `books` (the head's, taken at the instant), orders and trades.
+    pub fn part(&self, i: usize, books: &[BookState]) -> Part {
+        use crate::checkpoint::part;
+        Part {
+            books: books[part(i, BOOKS_PART, books.len())].to_vec(),
+            orders: self.order_states(part(i, PART, self.orders.len())),
+            recent: self.trade_memos(part(i, PART, self.recent.len())),
+        }
+    }
+
+    /// Orders `range` as plain data.
+    pub fn order_states(&self, range: core::ops::Range<usize>) -> Vec<OrderState> {
+        let state = |o: &Order| OrderState {
+            order_ref: o.order_ref(),
+            shares: o.shares,
+            price: o.price,
+            locate: self.locates[o.book()],
+            side: match o.side() {
+                SideKind::Bid => b'B',
+                SideKind::Ask => b'S',
+            },
+        };
+        self.orders[range].iter().map(state).collect()
+    }
+
+    /// Remembered trades `range` as plain data.
+    pub fn trade_memos(&self, range: core::ops::Range<usize>) -> Vec<TradeMemo> {
+        let memo = |t: &TradeRecord| TradeMemo {
+            slot: (t.match_number as usize & (TRADE_MEMORY - 1)) as u32,
+            match_number: t.match_number,
+            shares: t.shares,
+            price: t.price,
+            book: t.book,
+        };
+        self.recent[range].iter().map(memo).collect()
+    }
+}
+
 impl Books {
-    /// The books as plain data (allocates: for checkpoints, between batches).
-    pub fn capture(&self) -> BooksState {
+    /// The per-book state and counters as plain data, without orders or trades.
+    fn head(&self) -> BooksState {
         let books: Vec<BookState> = self
             .books
             .iter()
@@ -136,41 +215,68 @@ impl Books {
                 anomalies: b.anomalies.fields().iter().map(|f| f.1).collect(),
             })
             .collect();
-        let mut orders: Vec<OrderState> = self
-            .orders
-            .iter()
-            .map(|o| OrderState {
-                order_ref: o.order_ref(),
-                shares: o.shares,
-                price: o.price,
-                locate: self.books[o.book()].locate,
-                side: match o.side() {
-                    SideKind::Bid => b'B',
-                    SideKind::Ask => b'S',
-                },
-            })
-            .collect();
-        orders.sort_unstable_by_key(|o| o.order_ref);
-        let recent = self
-            .recent
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.book != NIL)
-            .map(|(i, t)| TradeMemo {
-                slot: i as u32,
-                match_number: t.match_number,
-                shares: t.shares,
-                price: t.price,
-                book: t.book,
-            })
-            .collect();
         BooksState {
             books,
-            orders,
-            recent,
+            orders: Vec::new(),
+            recent: Vec::new(),
             orphan: self.orphan.fields().iter().map(|f| f.1).collect(),
             by_type: self.by_type.to_vec(),
         }
+    }
+
+    /// Starts a capture of the books as they are now: returns the per-book state and counters
+    /// (copied now), and starts copying the live orders and trade memory, which
+    /// [`capture_step`](Self::capture_step) goes on with while messages are applied. One
+    /// capture at a time.
+    pub fn begin_capture(&mut self) -> BooksState {
+        self.orders.begin_sweep();
+        // Room for a full memory (address space only until written): counting the filled
+        // slots first would read the whole memory at the instant.
+        let kept = |t: &TradeRecord| t.book != NIL;
+        self.recent_sweep = Some(Box::new(Sweep::new(self.recent.len(), TRADE_MEMORY, kept)));
+        self.head()
+    }
+
+    /// Copies up to `chunks` chunks (4,096 slots each) more of each array; true when the
+    /// capture is complete (or none was begun).
+    pub fn capture_step(&mut self, chunks: usize) -> bool {
+        let orders = self.orders.sweep_step(chunks);
+        let recent = match &mut self.recent_sweep {
+            Some(s) => s.done() || s.step(&self.recent, chunks),
+            None => true,
+        };
+        orders && recent
+    }
+
+    /// The copied orders and trades, once [`capture_step`](Self::capture_step) said complete.
+    pub fn finish_capture(&mut self) -> Option<Captured> {
+        if !self.recent_sweep.as_ref().is_some_and(|s| s.done()) {
+            return None;
+        }
+        let forced =
+            self.orders.sweep_forced() + self.recent_sweep.as_ref().map_or(0, |s| s.forced());
+        let orders = self.orders.finish_sweep()?;
+        let recent = self.recent_sweep.take()?.finish();
+        let locates = self.books.iter().map(|b| b.locate).collect();
+        Some(Captured {
+            orders,
+            recent,
+            locates,
+            forced,
+        })
+    }
+
+    /// The books as plain data, at once, orders by ascending reference (for tests and tools;
+    /// the engine captures in slices).
+    pub fn capture(&mut self) -> BooksState {
+        let mut s = self.begin_capture();
+        while !self.capture_step(usize::MAX) {}
+        let c = self.finish_capture().expect("the capture is complete");
+        s.orders = c.order_states(0..c.orders());
+        s.orders.sort_unstable_by_key(|o| o.order_ref);
+        s.recent = c.trade_memos(0..c.trades());
+        s.recent.sort_unstable_by_key(|t| t.slot);
+        s
     }
 
     /// These books, which must be new (room reserved and touched, nothing applied), made equal
@@ -191,7 +297,9 @@ impl Books {
             }
             books.book_for(b.locate, b.symbol);
         }
-        for o in &s.orders {
+        let mut by_ref: Vec<&OrderState> = s.orders.iter().collect();
+        by_ref.sort_unstable_by_key(|o| o.order_ref);
+        for o in by_ref {
             if books.by_locate[o.locate as usize] == NIL || o.shares == 0 {
                 return Err(format!("order {} names no book", o.order_ref));
             }

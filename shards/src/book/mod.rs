@@ -29,6 +29,7 @@ pub mod prefetch;
 pub mod prefetch_policy;
 pub mod side;
 mod sorted;
+pub mod sweep;
 
 pub use instrument::{Anomalies, Book, CrossState, TradeStats};
 pub use order_table::{Order, MAX_REF};
@@ -141,6 +142,8 @@ pub struct Books {
     /// needs no bounds check on the hot path.
     by_locate: Box<[u32; 1 << 16]>,
     recent: Box<[TradeRecord]>,
+    /// The trade memory at a checkpoint's instant, being copied (every write tells it first).
+    recent_sweep: Option<Box<sweep::Sweep<TradeRecord>>>,
     orphan: Anomalies,
     by_type: [u64; ALL_TYPES.len() + 1],
     /// Whether replays prefetch, decided by timing them ([`prefetch_policy`]).
@@ -167,6 +170,7 @@ impl Books {
                 .try_into()
                 .expect("exactly one entry per locate"),
             recent: vec![NO_TRADE; TRADE_MEMORY].into_boxed_slice(),
+            recent_sweep: None,
             orphan: Anomalies::default(),
             by_type: [0; ALL_TYPES.len() + 1],
             prefetch: prefetch_policy::Chooser::default(),
@@ -574,7 +578,11 @@ impl Books {
         let book = &mut self.books[b];
         if t.printable {
             book.stats.record(t.price, t.shares, t.timestamp);
-            self.recent[t.match_number as usize & (TRADE_MEMORY - 1)] = TradeRecord {
+            let slot = t.match_number as usize & (TRADE_MEMORY - 1);
+            if let Some(s) = &mut self.recent_sweep {
+                s.before_write(slot, &self.recent);
+            }
+            self.recent[slot] = TradeRecord {
                 match_number: t.match_number,
                 shares: t.shares,
                 price: t.price,
@@ -587,7 +595,11 @@ impl Books {
     }
 
     fn broken<S: EventSink>(&mut self, h: &Header, match_number: u64, sink: &mut S) {
-        let slot = &mut self.recent[match_number as usize & (TRADE_MEMORY - 1)];
+        let at = match_number as usize & (TRADE_MEMORY - 1);
+        if let Some(s) = &mut self.recent_sweep {
+            s.before_write(at, &self.recent);
+        }
+        let slot = &mut self.recent[at];
         let reversed = slot.book != NIL && slot.match_number == match_number;
         if reversed {
             let r = core::mem::replace(slot, NO_TRADE);

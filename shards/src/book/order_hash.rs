@@ -21,6 +21,7 @@
 
 use super::order_table::{Order, VACANT};
 use super::pages::PageArray;
+use super::sweep::Sweep;
 
 /// Probe length that makes the table switch to the hash that mixes every bit.
 pub const MAX_PROBE: usize = 64;
@@ -44,6 +45,8 @@ pub struct OrderHash {
     shift: u32,
     len: usize,
     scrambled: bool,
+    /// The live orders at a checkpoint's instant, being copied (every write tells it first).
+    sweep: Option<Box<Sweep<Order>>>,
 }
 
 impl OrderHash {
@@ -59,6 +62,7 @@ impl OrderHash {
             shift: 64 - cap.trailing_zeros(),
             len: 0,
             scrambled: false,
+            sweep: None,
         }
     }
 
@@ -80,6 +84,12 @@ impl OrderHash {
     /// Whether the table fell back to the hash that mixes every bit of a reference.
     pub fn scrambled(&self) -> bool {
         self.scrambled
+    }
+
+    /// Slots.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
     }
 
     /// Bytes the table holds on the heap.
@@ -149,6 +159,7 @@ impl OrderHash {
     /// Shares left of the order in slot `i` (from [`find`](Self::find)), to change in place.
     #[inline(always)]
     pub fn shares_at(&mut self, i: usize) -> &mut u32 {
+        self.writing(i);
         &mut self.slots[i].shares
     }
 
@@ -192,6 +203,7 @@ impl OrderHash {
     pub fn fill(&mut self, c: HashClaim, o: Order) {
         debug_assert!(o.is_live(), "a live order displays shares");
         debug_assert!(!self.slots[c.slot].is_live(), "the claim is stale");
+        self.writing(c.slot);
         self.slots[c.slot] = o;
         self.len += 1;
         if c.probe > MAX_PROBE && !self.scrambled {
@@ -216,11 +228,13 @@ impl OrderHash {
             }
             let home = self.home(s.order_ref());
             if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(hole) & self.mask) {
+                self.writing(hole);
                 self.slots[hole] = s;
                 hole = j;
             }
             j = (j + 1) & self.mask;
         }
+        self.writing(hole);
         self.slots[hole] = VACANT;
         gone
     }
@@ -258,6 +272,46 @@ impl OrderHash {
             self.slots[i] = s;
             self.len += 1;
         }
+        if let Some(sw) = &mut self.sweep {
+            sw.freeze(old);
+        }
+    }
+
+    /// Slot `i` is about to be written: a checkpoint's copy reads it first if it must.
+    #[inline(always)]
+    fn writing(&mut self, i: usize) {
+        if let Some(s) = &mut self.sweep {
+            s.before_write(i, &self.slots);
+        }
+    }
+
+    /// Starts copying the live orders as they are now (an empty table copies nothing: an
+    /// orderly feed keeps every order in the ring, and this table is sized by shard_orders).
+    pub(super) fn begin_sweep(&mut self) {
+        let len = if self.len == 0 { 0 } else { self.slots.len() };
+        let live = |o: &Order| o.is_live();
+        self.sweep = Some(Box::new(Sweep::new(len, self.len, live)));
+    }
+
+    /// Copies up to `chunks` more chunks; true when the copy is complete.
+    pub(super) fn sweep_step(&mut self, chunks: usize) -> bool {
+        match &mut self.sweep {
+            Some(s) => s.done() || s.step(&self.slots, chunks),
+            None => true,
+        }
+    }
+
+    /// Chunks a write had to copy first.
+    pub(super) fn sweep_forced(&self) -> u64 {
+        self.sweep.as_ref().map_or(0, |s| s.forced())
+    }
+
+    /// The copied orders, once complete.
+    pub(super) fn finish_sweep(&mut self) -> Option<Vec<Order>> {
+        if !self.sweep.as_ref().is_some_and(|s| s.done()) {
+            return None;
+        }
+        Some(self.sweep.take()?.finish())
     }
 }
 
@@ -349,6 +403,64 @@ pub(super) mod tests {
         }
         assert_eq!(t.live(), model.len(), "seed {seed}");
         assert_eq!(t.get(u64::MAX - 7), model.get(&(u64::MAX - 7)));
+    }
+
+    /// A sweep of the hash begun part way, a chunk copied every `every` changes (inserts of
+    /// scattered references and removals, which shift probe runs back), copies the hash as
+    /// it was at the instant; the first case grows the hash with most chunks still pending.
+    #[rstest::rstest]
+    #[case::grows_mid_sweep(1, 3_000, 9)]
+    #[case::shifts_a_chunk_per_change(2, 1, 5)]
+    fn a_sweep_copies_the_hash_as_it_was(
+        #[case] seed: u64,
+        #[case] every: usize,
+        #[case] inserts_in_ten: u64,
+    ) {
+        let mut t = OrderHash::with_capacity(4);
+        let mut live: Vec<u64> = Vec::new();
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut change = |t: &mut OrderHash, live: &mut Vec<u64>, inserts: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x % 10 < inserts || live.is_empty() {
+                let k = x >> 20;
+                if t.insert(order(k, k as u32)) {
+                    live.push(k);
+                }
+            } else {
+                let k = live.swap_remove((x >> 8) as usize % live.len());
+                assert!(t.remove(k).is_some(), "seed {seed}: {k} live");
+            }
+        };
+        // Just below the 32k-slot table's bound (half full): it grows within a few inserts,
+        // with most of its eight chunks still pending.
+        while t.len() < 16_380 {
+            change(&mut t, &mut live, 9);
+        }
+        let mut want: Vec<u64> = t.iter().map(|o| o.order_ref()).collect();
+        let cap = t.capacity();
+        t.begin_sweep();
+        loop {
+            for _ in 0..every {
+                change(&mut t, &mut live, inserts_in_ten);
+            }
+            if t.sweep_step(1) {
+                break;
+            }
+        }
+        let mut got: Vec<u64> = t
+            .finish_sweep()
+            .unwrap()
+            .iter()
+            .map(|o| o.order_ref())
+            .collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "seed {seed}");
+        if seed == 1 {
+            assert!(t.capacity() > cap, "the hash grew during the sweep");
+        }
     }
 
     #[test]

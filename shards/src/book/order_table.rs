@@ -27,10 +27,15 @@
 //!
 //! Slots move on removal and growth of the hash, so nothing may hold a slot index across a
 //! change to the table. Never allocates except when the hash grows past its reserved capacity.
+//!
+//! A checkpoint copies the live orders while the table goes on changing ([`OrderTable::begin_sweep`]):
+//! every write to a slot, in the ring or the hash, first tells the [`Sweep`], which costs one
+//! untaken branch per write when no checkpoint is being taken.
 
 use super::order_hash::{HashClaim, OrderHash};
 use super::pages::PageArray;
 use super::side::SideKind;
+use super::sweep::Sweep;
 
 pub use super::order_hash::MAX_PROBE;
 
@@ -132,6 +137,8 @@ pub struct OrderTable {
     /// The largest reference ever claimed: a larger one cannot be live yet, so its add skips
     /// the duplicate check.
     max_ref: u64,
+    /// The ring's live orders at a checkpoint's instant, being copied.
+    sweep: Option<Box<Sweep<Order>>>,
 }
 
 impl OrderTable {
@@ -143,6 +150,7 @@ impl OrderTable {
             older: OrderHash::with_capacity(older),
             in_ring: 0,
             max_ref: 0,
+            sweep: None,
         }
     }
 
@@ -244,7 +252,10 @@ impl OrderTable {
     #[inline(always)]
     pub fn shares_at(&mut self, i: usize) -> &mut u32 {
         match i < RING {
-            true => &mut self.ring[i].shares,
+            true => {
+                self.writing(i);
+                &mut self.ring[i].shares
+            }
             false => self.older.shares_at(i - RING),
         }
     }
@@ -321,10 +332,14 @@ impl OrderTable {
             debug_assert!(!self.ring[j].is_live(), "distinct below, distinct above");
             self.ring[j] = o;
         }
+        if let Some(s) = &mut self.sweep {
+            s.freeze(old);
+        }
     }
 
     /// Moves the ring's live occupant of slot `j` to the hash.
     fn migrate(&mut self, j: usize) {
+        self.writing(j);
         let o = core::mem::replace(&mut self.ring[j], VACANT);
         self.in_ring -= 1;
         let moved = self.older.insert(o);
@@ -341,6 +356,7 @@ impl OrderTable {
         match c {
             Claim::Ring(j) => {
                 debug_assert!(!self.ring[j].is_live(), "the claim is stale");
+                self.writing(j);
                 self.ring[j] = o;
                 self.in_ring += 1;
             }
@@ -359,6 +375,7 @@ impl OrderTable {
         if i >= RING {
             return self.remove_older(i - RING);
         }
+        self.writing(i);
         let gone = core::mem::replace(&mut self.ring[i], VACANT);
         debug_assert!(gone.is_live(), "removing an empty slot");
         self.in_ring -= 1;
@@ -373,6 +390,47 @@ impl OrderTable {
     /// Removes `key`; returns the order if it was live.
     pub fn remove(&mut self, key: u64) -> Option<Order> {
         self.find(key).map(|i| self.remove_at(i))
+    }
+
+    /// Ring slot `i` is about to be written: a checkpoint's copy reads it first if it must.
+    #[inline(always)]
+    fn writing(&mut self, i: usize) {
+        if let Some(s) = &mut self.sweep {
+            s.before_write(i, &self.ring);
+        }
+    }
+
+    /// Starts copying the live orders as they are now, while the table goes on changing.
+    pub fn begin_sweep(&mut self) {
+        debug_assert!(self.sweep.is_none(), "one checkpoint at a time");
+        let live = |o: &Order| o.is_live();
+        self.sweep = Some(Box::new(Sweep::new(self.ring.len(), self.in_ring, live)));
+        self.older.begin_sweep();
+    }
+
+    /// Copies up to `chunks` more chunks of slots; true when the copy is complete.
+    pub fn sweep_step(&mut self, chunks: usize) -> bool {
+        let Some(s) = &mut self.sweep else {
+            return true;
+        };
+        let ring_done = s.done() || s.step(&self.ring, chunks);
+        ring_done && self.older.sweep_step(chunks)
+    }
+
+    /// Chunks a write had to copy first (each delayed its message by one chunk's read).
+    pub fn sweep_forced(&self) -> u64 {
+        self.sweep.as_ref().map_or(0, |s| s.forced()) + self.older.sweep_forced()
+    }
+
+    /// The live orders at the instant [`begin_sweep`](Self::begin_sweep) was called, in no
+    /// particular order; `None` until [`sweep_step`](Self::sweep_step) said complete.
+    pub fn finish_sweep(&mut self) -> Option<Vec<Order>> {
+        if !self.sweep.as_ref().is_some_and(|s| s.done()) {
+            return None;
+        }
+        let mut all = self.sweep.take()?.finish();
+        all.extend(self.older.finish_sweep()?);
+        Some(all)
     }
 
     /// Every live order, in no particular order. O(capacity): for queries and checks.
@@ -442,6 +500,141 @@ mod tests {
             _ => i + RING as u64,
         });
         checked(keys, 5);
+    }
+
+    /// Changes to a table and the live references it should hold, drawn from a seed.
+    struct Day {
+        t: OrderTable,
+        live: Vec<u64>,
+        x: u64,
+        next: u64,
+        n: u32,
+    }
+
+    impl Day {
+        fn new(seed: u64) -> Day {
+            Day {
+                t: OrderTable::with_capacity(4),
+                live: Vec::new(),
+                x: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+                next: 1,
+                n: 0,
+            }
+        }
+
+        /// One change: in `mix`'s proportions (out of 16) an add of a new reference, an add
+        /// below the newest (out of order), a removal of a young order, of any order, or a
+        /// partial execution.
+        fn change(&mut self, mix: [u64; 5]) {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            let x = self.x;
+            let (r, pick) = (x % 16, (x >> 8) as usize);
+            let mut at = 0;
+            let kind = mix.iter().position(|&w| {
+                at += w;
+                r < at
+            });
+            self.n += 1;
+            let len = self.live.len();
+            match kind {
+                Some(0) => {
+                    self.next += 1 + (x >> 40) % 3;
+                    self.add(self.next);
+                }
+                Some(1) => self.add(1 + (x >> 20) % self.next),
+                Some(2) if len > 0 => self.remove(len - 1 - pick % len.min(64)),
+                Some(3) if len > 0 => self.remove(pick % len),
+                Some(4) if len > 0 => {
+                    let i = self.t.find(self.live[pick % len]).expect("live");
+                    let s = self.t.shares_at(i);
+                    *s = (*s / 2).max(1);
+                }
+                _ => {}
+            }
+        }
+
+        fn add(&mut self, k: u64) {
+            if self.t.insert(order(k, self.n)) {
+                self.live.push(k);
+            }
+        }
+
+        fn remove(&mut self, i: usize) {
+            let k = self.live.swap_remove(i);
+            assert!(self.t.remove(k).is_some(), "{k} was live");
+        }
+    }
+
+    /// Adds only: after a [`DAY`] the ring is sparse and has lapped (references ~120k in 16k
+    /// slots), so adds move survivors to the hash, then fill it past an eighth and it doubles
+    /// with chunks still pending, moving orders to other slots.
+    const ADDS: [u64; 5] = [16, 0, 0, 0, 0];
+    /// A day whose cancels hit young orders: survivors are lapped into the hash.
+    const DAY: [u64; 5] = [6, 1, 6, 0, 3];
+
+    /// Live orders, sorted by reference, as plain tuples.
+    fn sorted(mut v: Vec<Order>) -> Vec<(u64, u32, u32)> {
+        v.sort_unstable_by_key(|o| o.order_ref());
+        v.iter()
+            .map(|o| (o.order_ref(), o.shares, o.price))
+            .collect()
+    }
+
+    /// A sweep begun part way through a day, a chunk copied every `every` changes drawn from
+    /// `during`, copies the table as it was at the instant; each case names the path it
+    /// drives, and checks that it did.
+    #[rstest::rstest]
+    #[case::ring_doubles(1, DAY, 4_000, ADDS)]
+    #[case::hash_grows(2, DAY, 20_000, [7, 1, 7, 0, 1])]
+    #[case::removals_shift_the_hash(3, DAY, 1, [4, 2, 4, 4, 2])]
+    #[case::a_chunk_every_hundred(4, DAY, 100, [6, 2, 3, 2, 3])]
+    fn a_sweep_copies_the_table_as_it_was(
+        #[case] seed: u64,
+        #[case] before: [u64; 5],
+        #[case] every: usize,
+        #[case] during: [u64; 5],
+    ) {
+        let mut d = Day::new(seed);
+        for _ in 0..60_000 {
+            d.change(before);
+        }
+        let want = sorted(d.t.iter().copied().collect());
+        let (ring, hash) = (d.t.ring.len(), d.t.older.capacity());
+        d.t.begin_sweep();
+        loop {
+            for _ in 0..every {
+                d.change(during);
+            }
+            if d.t.sweep_step(1) {
+                break;
+            }
+        }
+        let got = sorted(d.t.finish_sweep().expect("complete"));
+        assert_eq!(got.len(), want.len(), "seed {seed}: orders copied");
+        assert_eq!(got, want, "seed {seed}");
+        match seed {
+            1 => assert!(d.t.ring.len() > ring, "the ring doubled during the sweep"),
+            2 => assert!(
+                d.t.older.capacity() > hash,
+                "the hash grew during the sweep"
+            ),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn a_survivor_lapped_into_the_hash_mid_sweep_is_copied_from_the_ring() {
+        // The ring's one chunk is pending when the add of 5 + RING_START laps 5: the move to
+        // the hash is the first write to the chunk.
+        let mut t = OrderTable::with_capacity(4);
+        assert!(t.insert(order(5, 1)));
+        t.begin_sweep();
+        assert!(t.insert(order(5 + RING_START as u64, 2)));
+        assert_eq!(t.older(), 1, "5 moved to the hash");
+        assert!(t.sweep_step(usize::MAX));
+        assert_eq!(t.finish_sweep(), Some(vec![order(5, 1)]));
     }
 
     #[test]
