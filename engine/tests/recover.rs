@@ -192,6 +192,7 @@ fn a_replay_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
 #[case::flipped_byte("flip")]
 #[case::truncated("cut")]
 #[case::a_shard_file_missing("missing")]
+#[case::whole_but_would_not_restore("twice")]
 fn a_damaged_newest_checkpoint_is_passed_over_and_said(#[case] how: &str) {
     let d = dir(how);
     killed_after(&d, 3);
@@ -207,10 +208,25 @@ fn a_damaged_newest_checkpoint_is_passed_over_and_said(#[case] how: &str) {
             let b = std::fs::read(&newest).unwrap();
             std::fs::write(&newest, &b[..b.len() / 3]).unwrap();
         }
+        "twice" => {
+            // Checksummed and decodable, but an order listed twice: restoring it would fail
+            // after the messages it holds were skipped.
+            let mut s = shards::checkpoint::decode(&std::fs::read(&newest).unwrap()).unwrap();
+            let o = *s
+                .books
+                .orders
+                .first()
+                .expect("live orders at the checkpoint");
+            s.books.orders.push(o);
+            std::fs::write(&newest, shards::checkpoint::encode(&s)).unwrap();
+        }
         _ => std::fs::remove_file(&newest).unwrap(),
     }
     let (books, said) = recover(&d);
     assert!(said.contains("passed over the checkpoint"), "{how}: {said}");
+    if how == "twice" {
+        assert!(said.contains("would not restore"), "{how}: {said}");
+    }
     assert!(
         said.contains("recover: starting after message"),
         "{how}: {said}"

@@ -59,6 +59,25 @@ pub struct ClockState {
     pub open: Vec<Bar>,
 }
 
+impl ClockState {
+    /// Whether [`BarClock::restore`] can take this state: an interval, and at most one open
+    /// bar a locate, none of them empty.
+    pub fn check(&self) -> Result<(), String> {
+        if self.interval_s == 0 || self.open.iter().any(|b| b.trades == 0) {
+            return Err("a bar clock with no interval or an empty open bar".into());
+        }
+        let mut seen = vec![false; 1 << 16];
+        match self
+            .open
+            .iter()
+            .find(|b| std::mem::replace(&mut seen[b.locate as usize], true))
+        {
+            Some(b) => Err(format!("two open bars for locate {}", b.locate)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Open bars of one interval for every instrument of a shard.
 pub struct BarClock {
     interval_ns: u64,
@@ -158,9 +177,7 @@ impl BarClock {
 
     /// A clock whose open bars are those of `s`.
     pub fn restore(s: &ClockState) -> Result<BarClock, String> {
-        if s.interval_s == 0 || s.open.iter().any(|b| b.trades == 0) {
-            return Err("a bar clock with no interval or an empty open bar".into());
-        }
+        s.check()?;
         let mut c = BarClock::new(s.interval_s);
         c.bucket = s.bucket;
         for b in &s.open {
@@ -168,9 +185,7 @@ impl BarClock {
             if i >= c.slot.len() {
                 c.slot.resize(i + 1, NONE);
             }
-            if c.slot[i] != NONE {
-                return Err(format!("two open bars for locate {}", b.locate));
-            }
+            debug_assert_eq!(c.slot[i], NONE, "checked: one open bar a locate");
             c.slot[i] = c.open.len() as u32;
             c.open.push(*b);
             c.live.push(b.locate);

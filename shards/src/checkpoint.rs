@@ -69,6 +69,18 @@ pub struct Part {
     pub recent: Vec<TradeMemo>,
 }
 
+impl ShardState {
+    /// Whether a shard of this build can start from this state: its books and its two bar
+    /// clocks restore (see [`BooksState::check`]).
+    pub fn check(&self) -> Result<(), String> {
+        if self.clocks.len() != 2 {
+            return Err(format!("{} bar clocks, not two", self.clocks.len()));
+        }
+        self.clocks.iter().try_for_each(ClockState::check)?;
+        self.books.check()
+    }
+}
+
 /// What is wrong with a checkpoint's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {

@@ -176,13 +176,16 @@ fn load_set(
     Ok(states)
 }
 
-/// One checkpoint file, memory-mapped and decoded.
+/// One checkpoint file, memory-mapped, decoded, and checked to restore (so a recovery passes
+/// over a file it could not start from before it skips the messages the file holds).
 pub fn read(path: &Path) -> Result<ShardState, String> {
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     // SAFETY: read-only map of a file the engine wrote and renamed into place; nothing writes
     // it again (a new checkpoint is a new file).
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| e.to_string())?;
-    checkpoint::decode(&map).map_err(|d| d.to_string())
+    let s = checkpoint::decode(&map).map_err(|d| d.to_string())?;
+    s.check().map_err(|e| format!("would not restore: {e}"))?;
+    Ok(s)
 }
 
 #[cfg(test)]

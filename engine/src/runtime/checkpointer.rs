@@ -115,11 +115,17 @@ impl Checkpointer {
             && (idle || clock::now_ns().saturating_sub(self.stepped_at) > 4 * self.slice_ns)
     }
 
-    /// Begins the checkpoint of mark `applied`: `head` is the shard's state without its books,
-    /// which are copied from here on. A mark that comes while one is still being taken is
-    /// counted as failed (the ingress sends the next only when every shard finished the last).
-    pub fn begin(&mut self, head: ShardState, books: &mut Books, rep: &mut ShardReport) {
-        let applied = head.applied;
+    /// Begins the checkpoint of mark `applied`: `head` gives the shard's state without its
+    /// books (timed with the rest of this first slice), which are copied from here on. A mark
+    /// that comes while one is still being taken is counted as failed (the ingress sends the
+    /// next only when every shard finished the last).
+    pub fn begin(
+        &mut self,
+        applied: u64,
+        head: impl FnOnce() -> ShardState,
+        books: &mut Books,
+        rep: &mut ShardReport,
+    ) {
         if self.taking.is_some() {
             rep.checkpoints_failed += 1;
             rep.checkpoint_error = Some(format!(
@@ -128,7 +134,8 @@ impl Checkpointer {
             return;
         }
         let t0 = clock::now_ns();
-        let mut head = head;
+        let mut head = head();
+        debug_assert_eq!(head.applied, applied, "the head is of this mark");
         head.books = books.begin_capture();
         self.last = applied;
         self.stepped_at = clock::now_ns();

@@ -439,7 +439,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
             fed_last |= last;
             ctx.feed.give_back(buf);
             if let (Some(w), true) = (&mut writer, mark.0 > 0) {
-                w.begin(head(&ctx, &out, mark), &mut books, &mut rep);
+                w.begin(mark.0, || head(&ctx, &out, mark), &mut books, &mut rep);
             }
             busy = true;
             glommio::yield_if_needed().await;

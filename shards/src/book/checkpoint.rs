@@ -191,6 +191,49 @@ impl Captured {
     }
 }
 
+impl BooksState {
+    /// Whether books this build can hold could be restored from this state: the rules
+    /// [`Books::restore`] relies on, so that a recovery can pass over a checkpoint that would
+    /// not restore before it commits to it (a checkpoint of another build, or a bug).
+    pub fn check(&self) -> Result<(), String> {
+        let anomaly_count = Anomalies::default().fields().len();
+        if self.by_type.len() != crate::itch::ALL_TYPES.len() + 1
+            || self.orphan.len() != anomaly_count
+        {
+            return Err("its counters do not match this build's message types".into());
+        }
+        let mut listed = vec![false; 1 << 16];
+        for b in &self.books {
+            if std::mem::replace(&mut listed[b.locate as usize], true)
+                || b.anomalies.len() != anomaly_count
+            {
+                return Err(format!("book {} appears twice or is malformed", b.locate));
+            }
+        }
+        for o in &self.orders {
+            if !listed[o.locate as usize] || o.shares == 0 || o.order_ref > super::MAX_REF {
+                return Err(format!(
+                    "order {} names no book or is malformed",
+                    o.order_ref
+                ));
+            }
+        }
+        let mut refs: Vec<u64> = self.orders.iter().map(|o| o.order_ref).collect();
+        refs.sort_unstable();
+        if let Some(w) = refs.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("order {} appears twice", w[0]));
+        }
+        if let Some(t) = self
+            .recent
+            .iter()
+            .find(|t| t.book as usize >= self.books.len())
+        {
+            return Err(format!("trade {} names no book", t.match_number));
+        }
+        Ok(())
+    }
+}
+
 impl Books {
     /// The per-book state and counters as plain data, without orders or trades.
     fn head(&self) -> BooksState {
@@ -287,22 +330,13 @@ impl Books {
         if !books.books.is_empty() || !books.orders.is_empty() {
             return Err("restoring into books that are not new".into());
         }
-        let anomaly_count = Anomalies::default().fields().len();
-        if s.by_type.len() != books.by_type.len() || s.orphan.len() != anomaly_count {
-            return Err("its counters do not match this build's message types".into());
-        }
+        s.check()?;
         for b in &s.books {
-            if books.by_locate[b.locate as usize] != NIL || b.anomalies.len() != anomaly_count {
-                return Err(format!("book {} appears twice or is malformed", b.locate));
-            }
             books.book_for(b.locate, b.symbol);
         }
         let mut by_ref: Vec<&OrderState> = s.orders.iter().collect();
         by_ref.sort_unstable_by_key(|o| o.order_ref);
         for o in by_ref {
-            if books.by_locate[o.locate as usize] == NIL || o.shares == 0 {
-                return Err(format!("order {} names no book", o.order_ref));
-            }
             let h = Header {
                 locate: o.locate,
                 tracking: 0,
