@@ -359,6 +359,82 @@ fn a_killed_replay_with_postgres_recovers_with_every_trade_exactly_once(#[case] 
     assert_eq!(got, sum, "seed {seed}");
 }
 
+/// A sink that lags more checkpoints than a shard keeps (its database cut off and its spool
+/// at its byte limit, so its durable mark stops) still leaves a set a recovery can start from:
+/// shards keep the newest set at or before the lowest sink's mark. Before, they kept only the
+/// newest three, and the recovery started from the beginning.
+#[test]
+fn a_sink_lagging_more_checkpoints_than_kept_leaves_one_to_recover_from() {
+    let d = dir("lag");
+    let db = common::TestDb::new("recover_lag");
+    let door = common::Door::shut();
+    door.open();
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", door.port, db.0);
+    let pg = ["--pg", url.as_str(), "--session-date", "2026-12-06"];
+    let (file, _) = session();
+    let feed = format!("file:{}", file.display());
+    let mut args = pg.to_vec();
+    args.extend_from_slice(&["--feed", &feed, "--shards", "2", "--admin", "off"]);
+    args.extend_from_slice(&["--speed", "200000/s", "--checkpoint-every-s", "60"]);
+    let mut child = command(&d, &["run"])
+        .args(&args)
+        .env("TICKCORE_SPOOL_MAX_BYTES", "262144")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let data = d.join("data");
+    let until = Instant::now() + Duration::from_secs(60);
+    let (mut cut, mut seen) = (false, std::collections::BTreeSet::new());
+    loop {
+        let mark = common::durable_mark(&data, "pg");
+        if !cut && mark.is_some() {
+            door.close();
+            cut = true;
+        }
+        seen.extend(common::whole_checkpoints(&data, 2));
+        let newer = seen
+            .iter()
+            .filter(|m| m.parse::<u64>().unwrap() > mark.unwrap_or(u64::MAX))
+            .count();
+        if newer > 4 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the sink lagged 5 checkpoints (mark {mark:?}): {:?}",
+            checkpoints(&d)
+        );
+        assert!(
+            Instant::now() < until,
+            "the sink never lagged 5 checkpoints"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        common::recoverable(&data, 2, &["pg"]),
+        "a set at or before the sink's mark {:?} is kept: {:?}",
+        common::durable_mark(&data, "pg"),
+        checkpoints(&d)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    door.open();
+    let (books, said) = recover_with(&d, &pg);
+    assert!(said.contains("recover: starting after message"), "{said}");
+    assert!(books == session().1, "books differ: {said}");
+    let (n, sum) = *session_trades();
+    assert_eq!(
+        db.number("SELECT count(*) FROM tickcore.trades"),
+        n,
+        "{said}"
+    );
+    assert_eq!(
+        db.number("SELECT sum(match_number) FROM tickcore.trades"),
+        sum
+    );
+}
+
 /// A run without --recover starts a new history: an earlier run's checkpoints would otherwise
 /// be taken for its own by a later --recover.
 #[test]

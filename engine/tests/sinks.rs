@@ -480,50 +480,6 @@ fn a_wrong_redis_password_is_one_clear_message_and_the_run_goes_on_spooling() {
     assert!(text.contains("spool"), "{text}");
 }
 
-/// A door in front of PostgreSQL: shut, it takes each connection and hangs up at once (the
-/// database looks down); open, it carries each one through to the server.
-struct Door {
-    port: u16,
-    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Door {
-    fn shut() -> Door {
-        use std::sync::atomic::Ordering;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let is_open = std::sync::Arc::clone(&open);
-        let target = server().rsplit('@').next().unwrap().to_string();
-        std::thread::spawn(move || {
-            for c in l.incoming().map_while(Result::ok) {
-                if !is_open.load(Ordering::SeqCst) {
-                    continue; // dropped: the client sees the connection closed
-                }
-                if let Ok(s) = std::net::TcpStream::connect(&target) {
-                    splice(c, s);
-                }
-            }
-        });
-        Door { port, open }
-    }
-    fn open(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
-    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
-    let pipe = |from: std::net::TcpStream, to: std::net::TcpStream| {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut &from, &mut &to);
-            let _ = to.shutdown(std::net::Shutdown::Write);
-        })
-    };
-    pipe(a, b);
-    pipe(b2, a2);
-}
-
 /// A tmpfs mounted for one test (a disk that fills up, or one that is read-only), unmounted
 /// however the test ends.
 struct Mount(PathBuf);
@@ -567,7 +523,7 @@ fn a_replay_waits_while_database_and_spool_refuse_and_loses_nothing(#[case] how:
         "ro" => Some(Mount::tmpfs(&spool, "ro,size=64k")),
         _ => None,
     };
-    let door = Door::shut();
+    let door = common::Door::shut();
     let url = format!("postgres://postgres@127.0.0.1:{}/{}", door.port, f.db);
     let events = f.data.join("events.txt");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickcore"));

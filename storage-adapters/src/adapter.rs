@@ -78,6 +78,10 @@ pub struct Settings {
     pub overflow: Overflow,
     /// Cap on the spool's bytes on disk (`None`: the disk's own).
     pub spool_max_bytes: Option<u64>,
+    /// The sink's durable mark, published for the shards, which keep the checkpoint a
+    /// recovery could start from (the newest at or before the lowest sink's mark): the mark
+    /// file's value at start, then each mark recorded.
+    pub durable: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a sink does with rows it can keep nowhere: past its memory bound, with the database
@@ -226,6 +230,8 @@ struct State {
     mark: Option<u64>,
     /// Where the mark goes.
     mark_file: PathBuf,
+    /// Where the mark is published once recorded.
+    durable: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How long a refusing spool is left alone before the next append is tried.
@@ -343,8 +349,11 @@ impl State {
             .sync()
             .and_then(|()| std::fs::write(&tmp, format!("{m}\n")))
             .and_then(|()| std::fs::rename(&tmp, &self.mark_file));
-        if let Err(e) = written {
-            self.report.last_error = Some(format!("cannot record checkpoint mark {m}: {e}"));
+        match written {
+            Ok(()) => self.durable.store(m, std::sync::atomic::Ordering::Release),
+            Err(e) => {
+                self.report.last_error = Some(format!("cannot record checkpoint mark {m}: {e}"))
+            }
         }
     }
 
@@ -419,7 +428,12 @@ pub fn run<C: Connect>(
         warnings,
         mark: None,
         mark_file: s.spool_dir.join(MARK_FILE),
+        durable: std::sync::Arc::clone(&s.durable),
     });
+    s.durable.store(
+        durable_mark(&s.spool_dir).unwrap_or(0),
+        std::sync::atomic::Ordering::Release,
+    );
     let mut commits = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1 << 40, 3)
         .expect("static histogram bounds");
     rt.block_on(async {

@@ -34,16 +34,20 @@ pub struct Writer {
     written: VecDeque<u64>,
     /// The last mark this shard finished (written or failed): the ingress waits for it.
     finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Each sink's durable mark.
+    sinks: Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Writer {
     /// The writer of shard `shard` of `shards` into `dir` (which exists); it stores each
-    /// mark it finishes in `finished`.
+    /// mark it finishes in `finished`, and keeps the checkpoint `sinks`' lowest durable mark
+    /// allows a recovery to start from.
     pub fn new(
         dir: PathBuf,
         shard: usize,
         shards: usize,
         finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        sinks: Vec<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     ) -> Writer {
         Writer {
             dir,
@@ -51,6 +55,7 @@ impl Writer {
             shards,
             written: VecDeque::new(),
             finished,
+            sinks,
         }
     }
 
@@ -66,7 +71,7 @@ impl Writer {
     }
 
     /// Writes `bytes` (a multiple of 4 KiB) as the checkpoint at `applied`, through io_uring,
-    /// then removes this shard's checkpoints older than the newest [`KEEP`].
+    /// then removes this shard's checkpoints that [`pruned`] lets go.
     pub async fn write(&mut self, applied: u64, bytes: &[u8]) -> std::io::Result<()> {
         let name = file_name(applied, self.shard, self.shards);
         let tmp = self.dir.join(format!("{name}.tmp"));
@@ -90,13 +95,39 @@ impl Writer {
             .await
             .map_err(io)?;
         self.written.push_back(applied);
-        while self.written.len() > KEEP {
-            let old = self.written.pop_front().expect("more than KEEP");
+        let floor = self
+            .sinks
+            .iter()
+            .map(|m| m.load(std::sync::atomic::Ordering::Acquire))
+            .min();
+        for old in pruned(&mut self.written, floor) {
             let path = self.dir.join(file_name(old, self.shard, self.shards));
             let _ = glommio::io::remove(path).await;
         }
         Ok(())
     }
+}
+
+/// The checkpoints of `written` (ascending) to remove, taken out of it: all but the newest
+/// [`KEEP`], and but the newest at or before `floor`, the lowest sink's durable mark (`None`:
+/// no sinks). A recovery can start no later than that mark, so that one set is what it will
+/// use when the sinks lag more than [`KEEP`] checkpoints; before, it was removed and the
+/// recovery started from the beginning. As the floor only rises, the set kept for it is
+/// never one removed earlier.
+pub fn pruned(written: &mut VecDeque<u64>, floor: Option<u64>) -> Vec<u64> {
+    let newest = written.len().saturating_sub(KEEP);
+    let keep = floor.and_then(|f| written.iter().rposition(|&m| m <= f));
+    let mut gone = Vec::new();
+    let mut i = 0;
+    written.retain(|&m| {
+        let kept = i >= newest || Some(i) == keep;
+        i += 1;
+        if !kept {
+            gone.push(m);
+        }
+        kept
+    });
+    gone
 }
 
 fn io(e: glommio::GlommioError<()>) -> std::io::Error {
@@ -191,6 +222,29 @@ pub fn read(path: &Path) -> Result<ShardState, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case::no_sinks(&[10, 20, 30, 40, 50], None, &[10, 20])]
+    #[case::sinks_current(&[10, 20, 30, 40, 50], Some(50), &[10, 20])]
+    #[case::a_sink_lagging(&[10, 20, 30, 40, 50], Some(25), &[10])]
+    #[case::a_sink_with_no_mark_yet(&[10, 20, 30, 40], Some(0), &[10])]
+    #[case::the_kept_one_stays(&[20, 50, 60, 70], Some(45), &[])]
+    #[case::the_floor_rises(&[20, 50, 60, 70, 80], Some(55), &[20])]
+    #[case::fewer_than_kept(&[10, 20], Some(0), &[])]
+    fn pruning_keeps_the_newest_and_the_one_the_sinks_allow(
+        #[case] written: &[u64],
+        #[case] floor: Option<u64>,
+        #[case] gone: &[u64],
+    ) {
+        let mut w: VecDeque<u64> = written.iter().copied().collect();
+        assert_eq!(pruned(&mut w, floor), gone);
+        let left: Vec<u64> = written
+            .iter()
+            .copied()
+            .filter(|m| !gone.contains(m))
+            .collect();
+        assert_eq!(w, left);
+    }
 
     #[test]
     fn names_round_trip() {

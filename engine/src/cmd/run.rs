@@ -215,11 +215,16 @@ fn checkpointing(
         std::fs::create_dir_all(&dir).map_err(|e| {
             Failure::at(&dir, format!("cannot create the checkpoint directory: {e}"))
         })?;
-        Some(runtime::CheckpointOpts::new(
+        let mut o = runtime::CheckpointOpts::new(
             dir.clone(),
             cfg.checkpoint_every_s.value as u64,
             cfg.shards.value,
-        ))
+        );
+        o.sinks_durable = sinks
+            .iter()
+            .map(|p| std::sync::Arc::clone(&p.settings.durable))
+            .collect();
+        Some(o)
     } else {
         None
     };
@@ -357,6 +362,7 @@ fn settings(
         overflow: storage_adapters::adapter::Overflow::PushBack,
         spool_max_bytes: (cfg.spool_max_bytes.value > 0)
             .then_some(cfg.spool_max_bytes.value as u64),
+        durable: Default::default(),
     }
 }
 

@@ -87,6 +87,8 @@ pub struct CheckpointOpts {
     pub request: Arc<AtomicBool>,
     /// Each shard's last finished mark (the ingress sends the next only when all are done).
     pub finished: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    /// Each sink's durable mark: shards keep the newest checkpoint at or before the lowest.
+    pub sinks_durable: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl CheckpointOpts {
@@ -98,6 +100,7 @@ impl CheckpointOpts {
             every_ns: every_s * 1_000_000_000,
             request: Arc::new(AtomicBool::new(false)),
             finished: (0..shards).map(|_| Default::default()).collect(),
+            sinks_durable: Vec::new(),
         }
     }
 }

@@ -142,7 +142,8 @@ impl Topology {
                 depth: opts.gateway.is_some(),
                 checkpoints: opts.checkpoints.as_ref().map(|c| {
                     let finished = Arc::clone(&c.finished[i]);
-                    crate::checkpoint::store::Writer::new(c.dir.clone(), i, n, finished)
+                    let sinks = c.sinks_durable.clone();
+                    crate::checkpoint::store::Writer::new(c.dir.clone(), i, n, finished, sinks)
                 }),
                 // A quarter of the budget, so a slice, a forced chunk and a batch stay inside
                 // it; at most 100 us, which holds back 500 messages at 5M msg/s.

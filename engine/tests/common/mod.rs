@@ -261,15 +261,88 @@ pub fn whole_checkpoints(data: &std::path::Path, shards: usize) -> Vec<String> {
 pub fn recoverable(data: &std::path::Path, shards: usize, sinks: &[&str]) -> bool {
     let bound = sinks
         .iter()
-        .map(|s| {
-            std::fs::read_to_string(data.join(format!("spool/{s}/durable-mark")))
-                .ok()
-                .and_then(|m| m.trim().parse::<u64>().ok())
-        })
+        .map(|s| durable_mark(data, s))
         .try_fold(u64::MAX, |low, m| Some(low.min(m?)));
     bound.is_some_and(|b| {
         whole_checkpoints(data, shards)
             .iter()
             .any(|m| m.parse::<u64>().is_ok_and(|m| m <= b))
     })
+}
+
+/// A door in front of PostgreSQL (at `TICKCORE_TEST_PG`'s host and port, 127.0.0.1:5432 by
+/// default): shut, it takes each connection and hangs up at once (the database looks down);
+/// open, it carries each one through to the server; closing it again also cuts the
+/// connections it carried.
+pub struct Door {
+    /// The port to connect to instead of the server's.
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    carried: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Door {
+    /// A door, shut.
+    pub fn shut() -> Door {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let carried = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_open, keep) = (
+            std::sync::Arc::clone(&open),
+            std::sync::Arc::clone(&carried),
+        );
+        let server = std::env::var("TICKCORE_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let target = server.rsplit('@').next().unwrap().to_string();
+        std::thread::spawn(move || {
+            for c in l.incoming().map_while(Result::ok) {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                if let Ok(s) = std::net::TcpStream::connect(&target) {
+                    keep.lock().unwrap().push(c.try_clone().unwrap());
+                    splice(c, s);
+                }
+            }
+        });
+        Door {
+            port,
+            open,
+            carried,
+        }
+    }
+
+    /// Lets connections through from now on.
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Refuses connections from now on, and cuts those it carried.
+    pub fn close(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.carried.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let pipe = |from: std::net::TcpStream, to: std::net::TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut &from, &mut &to);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        })
+    };
+    pipe(a, b);
+    pipe(b2, a2);
+}
+
+/// The durable mark `data/spool/<sink>/durable-mark` holds, if any.
+pub fn durable_mark(data: &std::path::Path, sink: &str) -> Option<u64> {
+    std::fs::read_to_string(data.join(format!("spool/{sink}/durable-mark")))
+        .ok()
+        .and_then(|m| m.trim().parse::<u64>().ok())
 }
