@@ -53,10 +53,13 @@ fn quantiles(
 /// slices, chunks a write copied first, files written and failed, and the errors.
 pub fn summary_json(shards: &[ShardReport], marks: u64, budget_ns: u64) -> serde_json::Value {
     let (n, p50, p99, max, over) = stalls(shards, budget_ns);
+    let (_, _, cpu_p99, cpu_max, cpu_over) =
+        quantiles(shards, budget_ns, |s| &s.checkpoint_stalls_cpu_ns);
     let (_, work_p50, _, work_max, _) = quantiles(shards, 0, |s| &s.checkpoint_work_ns);
     serde_json::json!({
         "taken": marks, "shard_stalls": n, "stall_p50_ns": p50, "stall_p99_ns": p99,
         "stall_max_ns": max, "over_budget": over, "budget_ns": budget_ns,
+        "stall_cpu_p99_ns": cpu_p99, "stall_cpu_max_ns": cpu_max, "over_budget_on_cpu": cpu_over,
         "work_p50_ns": work_p50, "work_max_ns": work_max,
         "forced_chunks": shards.iter().map(|s| s.checkpoint_forced_chunks).sum::<u64>(),
         "written": shards.iter().map(|s| s.checkpoints_written).sum::<u64>(),
@@ -72,6 +75,8 @@ fn ms(ns: u64) -> String {
 /// The summary's checkpoint lines (empty when none were taken, none failed and none restored).
 pub fn summary_lines(shards: &[ShardReport], marks: u64, budget_ns: u64) -> String {
     let (n, p50, p99, max, over) = stalls(shards, budget_ns);
+    let (_, _, cpu_p99, cpu_max, cpu_over) =
+        quantiles(shards, budget_ns, |s| &s.checkpoint_stalls_cpu_ns);
     let (_, work_p50, _, work_max, _) = quantiles(shards, 0, |s| &s.checkpoint_work_ns);
     let forced: u64 = shards.iter().map(|s| s.checkpoint_forced_chunks).sum();
     let written: u64 = shards.iter().map(|s| s.checkpoints_written).sum();
@@ -80,12 +85,16 @@ pub fn summary_lines(shards: &[ShardReport], marks: u64, budget_ns: u64) -> Stri
     if n > 0 || failed > 0 {
         s += &format!(
             "  checkpoints: {marks} taken, {written} shard files written, {failed} failed; stall \
-             per slice p50 {} / p99 {} / max {}, {over} of {n} slices over the {} budget; work \
-             per checkpoint p50 {} / max {}; {forced} chunks copied ahead of a write\n",
+             per slice p50 {} / p99 {} / max {}, {over} of {n} slices over the {} budget; on \
+             the thread's CPU p99 {} / max {}, {cpu_over} over (the rest of a slice it waited \
+             for a CPU); work per checkpoint p50 {} / max {}; {forced} chunks copied ahead of a \
+             write\n",
             ms(p50),
             ms(p99),
             ms(max),
             ms(budget_ns),
+            ms(cpu_p99),
+            ms(cpu_max),
             ms(work_p50),
             ms(work_max),
         );

@@ -88,6 +88,8 @@ pub struct ShardReport {
     pub bad_batches: u64,
     /// How long each slice of a checkpoint held the shard at once, ns.
     pub checkpoint_stalls_ns: Vec<u64>,
+    /// How much of each slice the shard's thread ran (the rest it waited for a CPU), ns.
+    pub checkpoint_stalls_cpu_ns: Vec<u64>,
     /// Each checkpoint's work over all its slices, ns.
     pub checkpoint_work_ns: Vec<u64>,
     /// Chunks a write copied first while a checkpoint was taken (each a 6-15 us read inside
