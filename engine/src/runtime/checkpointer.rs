@@ -29,6 +29,16 @@ const CHECKPOINTS_QUEUED: usize = 2;
 /// in 6-15 us, a part archives in 50-150 us.
 const CHUNKS_PER_LOOK: usize = 2;
 
+/// What the writing task did: files written and failed, the last error, and the wall and CPU
+/// time of each chunk it copied into a DMA buffer (slices of the shard's thread too).
+#[derive(Default)]
+struct Written {
+    written: u64,
+    failed: u64,
+    error: Option<String>,
+    slices: Vec<(u64, u64)>,
+}
+
 /// What the checkpoint being taken waits for.
 enum Stage {
     /// The sweeps of the orders and trades.
@@ -54,7 +64,7 @@ struct Taking {
 /// A shard's checkpoints: the one being taken, and the task writing them.
 pub struct Checkpointer {
     queue: glommio::channels::local_channel::LocalSender<(u64, Vec<u8>)>,
-    task: glommio::task::JoinHandle<(u64, u64, Option<String>)>,
+    task: glommio::task::JoinHandle<Written>,
     finished: std::sync::Arc<std::sync::atomic::AtomicU64>,
     last: u64,
     taking: Option<Taking>,
@@ -71,18 +81,19 @@ impl Checkpointer {
         let (queue, rx) =
             glommio::channels::local_channel::new_bounded::<(u64, Vec<u8>)>(CHECKPOINTS_QUEUED);
         let task = glommio::spawn_local(async move {
-            let (mut written, mut failed, mut error) = (0, 0, None);
+            let mut done = Written::default();
             while let Some((applied, bytes)) = rx.recv().await {
                 match w.write(applied, &bytes).await {
-                    Ok(()) => written += 1,
+                    Ok(()) => done.written += 1,
                     Err(e) => {
-                        failed += 1;
-                        error = Some(format!("writing the checkpoint after {applied}: {e}"));
+                        done.failed += 1;
+                        done.error = Some(format!("writing the checkpoint after {applied}: {e}"));
                     }
                 }
                 w.finished(applied);
             }
-            (written, failed, error)
+            done.slices = w.take_slices();
+            done
         })
         .detach();
         Checkpointer {
@@ -221,11 +232,15 @@ impl Checkpointer {
     /// Waits for the writing task to write what it was given.
     pub async fn finish(self, rep: &mut ShardReport) {
         drop(self.queue);
-        if let Some((written, failed, error)) = self.task.await {
-            rep.checkpoints_written += written;
-            rep.checkpoints_failed += failed;
-            if error.is_some() {
-                rep.checkpoint_error = error;
+        if let Some(done) = self.task.await {
+            rep.checkpoints_written += done.written;
+            rep.checkpoints_failed += done.failed;
+            if done.error.is_some() {
+                rep.checkpoint_error = done.error;
+            }
+            for (wall, cpu) in done.slices {
+                rep.checkpoint_stalls_ns.push(wall);
+                rep.checkpoint_stalls_cpu_ns.push(cpu);
             }
         }
     }
