@@ -272,7 +272,11 @@ async fn follow(
     assert_eq!(ack["subscription"]["depth:10"], json!(["*"]), "{ack}");
     let mut copies: HashMap<String, Copy> = HashMap::new();
     while let Some(f) = recv(&mut ws, false).await {
-        let sym = f["symbol"].as_str().unwrap().to_string();
+        // Every frame but a heartbeat names its symbol; anything else (an error: this client
+        // cut off as slow) fails here, saying what came.
+        let Some(sym) = f["symbol"].as_str().map(str::to_string) else {
+            panic!("the following client got a frame with no symbol: {f}");
+        };
         copies.entry(sym).or_default().take(&f);
         if arrived
             .as_ref()
