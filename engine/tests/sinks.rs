@@ -7,13 +7,8 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn server() -> String {
-    std::env::var("TICKCORE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
 fn psql(db: &str, sql: &str) -> String {
-    let url = format!("{}/{db}", server());
+    let url = format!("{}/{db}", common::pg_server());
     let o = Command::new("psql")
         .args([&url, "-Atc", sql])
         .output()
@@ -43,7 +38,7 @@ impl Fixture {
         Fixture { db, data }
     }
     fn url(&self) -> String {
-        format!("{}/{}", server(), self.db)
+        format!("{}/{}", common::pg_server(), self.db)
     }
     fn tickcore(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_tickcore"))
@@ -71,7 +66,7 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = Command::new("psql")
             .args([
-                &format!("{}/postgres", server()),
+                &format!("{}/postgres", common::pg_server()),
                 "-qc",
                 &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
             ])
@@ -425,7 +420,7 @@ fn a_database_that_refuses_the_schema_is_one_clear_message_and_the_run_goes_on()
     psql("postgres", &format!("DROP OWNED BY {role} CASCADE"));
     let _ = Command::new("psql")
         .args([
-            &format!("{}/postgres", server()),
+            &format!("{}/postgres", common::pg_server()),
             "-qc",
             &format!("DROP ROLE IF EXISTS {role}"),
         ])

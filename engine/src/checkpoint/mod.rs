@@ -19,18 +19,12 @@ pub mod recovery;
 
 use crate::runtime::shard::ShardReport;
 
-/// Checkpoint stalls (slices) over every shard: count, p50, p99, max (ns), and how many
-/// passed `budget_ns`.
-pub fn stalls(shards: &[ShardReport], budget_ns: u64) -> (usize, u64, u64, u64, usize) {
-    quantiles(shards, budget_ns, |s| &s.checkpoint_stalls_ns)
-}
-
 /// Count, p50, p99, max and count over `budget_ns` of the samples `of` each shard.
 fn quantiles(
     shards: &[ShardReport],
     budget_ns: u64,
     of: impl Fn(&ShardReport) -> &Vec<u64>,
-) -> (usize, u64, u64, u64, usize) {
+) -> Quantiles {
     let mut all: Vec<u64> = shards.iter().flat_map(|s| of(s).iter().copied()).collect();
     all.sort_unstable();
     let at = |q: f64| {
@@ -38,65 +32,89 @@ fn quantiles(
             .copied()
             .unwrap_or(0)
     };
-    let over = all.iter().filter(|&&s| s > budget_ns).count();
-    (
-        all.len(),
-        at(0.5),
-        at(0.99),
-        all.last().copied().unwrap_or(0),
-        over,
-    )
+    Quantiles {
+        n: all.len(),
+        p50: at(0.5),
+        p99: at(0.99),
+        max: all.last().copied().unwrap_or(0),
+        over: all.iter().filter(|&&s| s > budget_ns).count(),
+    }
+}
+
+/// Samples, their p50, p99 and max (ns), and how many passed the budget.
+struct Quantiles {
+    n: usize,
+    p50: u64,
+    p99: u64,
+    max: u64,
+    over: usize,
+}
+
+/// A run's checkpoint figures over every shard, for the summary line and the JSON alike.
+struct Figures {
+    /// Each slice's stall on the wall clock, and on the thread's CPU clock.
+    wall: Quantiles,
+    cpu: Quantiles,
+    /// Each checkpoint's work over its slices.
+    work: Quantiles,
+    forced: u64,
+    written: u64,
+    failed: u64,
+}
+
+fn figures(shards: &[ShardReport], budget_ns: u64) -> Figures {
+    Figures {
+        wall: quantiles(shards, budget_ns, |s| &s.checkpoint_stalls_ns),
+        cpu: quantiles(shards, budget_ns, |s| &s.checkpoint_stalls_cpu_ns),
+        work: quantiles(shards, 0, |s| &s.checkpoint_work_ns),
+        forced: shards.iter().map(|s| s.checkpoint_forced_chunks).sum(),
+        written: shards.iter().map(|s| s.checkpoints_written).sum(),
+        failed: shards.iter().map(|s| s.checkpoints_failed).sum(),
+    }
 }
 
 /// The checkpoints of a run for `--json` and bench results: marks taken, the stall of each
-/// slice a shard gave them (p50/p99/max against `budget_ns`), each checkpoint's work over its
-/// slices, chunks a write copied first, files written and failed, and the errors.
+/// slice a shard gave them (p50/p99/max against `budget_ns`, on the wall and CPU clocks), each
+/// checkpoint's work over its slices, chunks a write copied first, files written and failed,
+/// and the errors.
 pub fn summary_json(shards: &[ShardReport], marks: u64, budget_ns: u64) -> serde_json::Value {
-    let (n, p50, p99, max, over) = stalls(shards, budget_ns);
-    let (_, _, cpu_p99, cpu_max, cpu_over) =
-        quantiles(shards, budget_ns, |s| &s.checkpoint_stalls_cpu_ns);
-    let (_, work_p50, _, work_max, _) = quantiles(shards, 0, |s| &s.checkpoint_work_ns);
+    let f = figures(shards, budget_ns);
     serde_json::json!({
-        "taken": marks, "shard_stalls": n, "stall_p50_ns": p50, "stall_p99_ns": p99,
-        "stall_max_ns": max, "over_budget": over, "budget_ns": budget_ns,
-        "stall_cpu_p99_ns": cpu_p99, "stall_cpu_max_ns": cpu_max, "over_budget_on_cpu": cpu_over,
-        "work_p50_ns": work_p50, "work_max_ns": work_max,
-        "forced_chunks": shards.iter().map(|s| s.checkpoint_forced_chunks).sum::<u64>(),
-        "written": shards.iter().map(|s| s.checkpoints_written).sum::<u64>(),
-        "failed": shards.iter().map(|s| s.checkpoints_failed).sum::<u64>(),
+        "taken": marks, "shard_stalls": f.wall.n, "stall_p50_ns": f.wall.p50,
+        "stall_p99_ns": f.wall.p99, "stall_max_ns": f.wall.max, "over_budget": f.wall.over,
+        "budget_ns": budget_ns, "stall_cpu_p99_ns": f.cpu.p99, "stall_cpu_max_ns": f.cpu.max,
+        "over_budget_on_cpu": f.cpu.over, "work_p50_ns": f.work.p50, "work_max_ns": f.work.max,
+        "forced_chunks": f.forced, "written": f.written, "failed": f.failed,
         "errors": shards.iter().filter_map(|s| s.checkpoint_error.clone()).collect::<Vec<_>>(),
     })
 }
 
-fn ms(ns: u64) -> String {
-    format!("{:.2} ms", ns as f64 / 1e6)
-}
-
 /// The summary's checkpoint lines (empty when none were taken, none failed and none restored).
 pub fn summary_lines(shards: &[ShardReport], marks: u64, budget_ns: u64) -> String {
-    let (n, p50, p99, max, over) = stalls(shards, budget_ns);
-    let (_, _, cpu_p99, cpu_max, cpu_over) =
-        quantiles(shards, budget_ns, |s| &s.checkpoint_stalls_cpu_ns);
-    let (_, work_p50, _, work_max, _) = quantiles(shards, 0, |s| &s.checkpoint_work_ns);
-    let forced: u64 = shards.iter().map(|s| s.checkpoint_forced_chunks).sum();
-    let written: u64 = shards.iter().map(|s| s.checkpoints_written).sum();
-    let failed: u64 = shards.iter().map(|s| s.checkpoints_failed).sum();
+    use crate::telemetry::budget::pretty;
+    let f = figures(shards, budget_ns);
+    let (wall, cpu) = (&f.wall, &f.cpu);
     let mut s = String::new();
-    if n > 0 || failed > 0 {
+    if wall.n > 0 || f.failed > 0 {
         s += &format!(
-            "  checkpoints: {marks} taken, {written} shard files written, {failed} failed; stall \
-             per slice p50 {} / p99 {} / max {}, {over} of {n} slices over the {} budget; on \
-             the thread's CPU p99 {} / max {}, {cpu_over} over (the rest of a slice it waited \
-             for a CPU); work per checkpoint p50 {} / max {}; {forced} chunks copied ahead of a \
-             write\n",
-            ms(p50),
-            ms(p99),
-            ms(max),
-            ms(budget_ns),
-            ms(cpu_p99),
-            ms(cpu_max),
-            ms(work_p50),
-            ms(work_max),
+            "  checkpoints: {marks} taken, {} shard files written, {} failed; stall per slice \
+             p50 {} / p99 {} / max {}, {} of {} slices over the {} budget; on the thread's CPU \
+             p99 {} / max {}, {} over (the rest of a slice it waited for a CPU); work per \
+             checkpoint p50 {} / max {}; {} chunks copied ahead of a write\n",
+            f.written,
+            f.failed,
+            pretty(wall.p50),
+            pretty(wall.p99),
+            pretty(wall.max),
+            wall.over,
+            wall.n,
+            pretty(budget_ns),
+            pretty(cpu.p99),
+            pretty(cpu.max),
+            cpu.over,
+            pretty(f.work.p50),
+            pretty(f.work.max),
+            f.forced,
         );
     }
     for sh in shards {

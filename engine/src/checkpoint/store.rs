@@ -108,9 +108,7 @@ impl Writer {
         }
         Ok(())
     }
-}
 
-impl Writer {
     /// Writes `bytes` from offset 0, a [`WRITE_CHUNK`] at a time. Each chunk is copied into a
     /// DMA buffer on the shard's own thread (a slice of the checkpoint, timed), and the shard
     /// runs while the chunk's write is in flight.

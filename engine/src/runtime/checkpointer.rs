@@ -25,8 +25,8 @@ use shards::checkpoint::{Encoder, ShardState};
 /// (the shard never waits for its disk).
 const CHECKPOINTS_QUEUED: usize = 2;
 
-/// Chunks copied (or parts archived) between two looks at the clock: one chunk reads 64 KiB
-/// in 6-15 us, a part archives in 50-150 us.
+/// Chunks of each array copied between two looks at the clock (one chunk reads 64 KiB in
+/// 6-15 us); parts are archived one a look (50-150 us each).
 const CHUNKS_PER_LOOK: usize = 2;
 
 /// What the writing task did: files written and failed, the last error, and the wall and CPU

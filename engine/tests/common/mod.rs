@@ -270,6 +270,12 @@ pub fn recoverable(data: &std::path::Path, shards: usize, sinks: &[&str]) -> boo
     })
 }
 
+/// The PostgreSQL server the sink tests use: `TICKCORE_TEST_PG`, or this machine's.
+pub fn pg_server() -> String {
+    std::env::var("TICKCORE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
 /// A door in front of PostgreSQL (at `TICKCORE_TEST_PG`'s host and port, 127.0.0.1:5432 by
 /// default): shut, it takes each connection and hangs up at once (the database looks down);
 /// open, it carries each one through to the server; closing it again also cuts the
@@ -293,9 +299,7 @@ impl Door {
             std::sync::Arc::clone(&open),
             std::sync::Arc::clone(&carried),
         );
-        let server = std::env::var("TICKCORE_TEST_PG")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let target = server.rsplit('@').next().unwrap().to_string();
+        let target = pg_server().rsplit('@').next().unwrap().to_string();
         std::thread::spawn(move || {
             for c in l.incoming().map_while(Result::ok) {
                 if !is_open.load(Ordering::SeqCst) {

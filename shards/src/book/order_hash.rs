@@ -306,9 +306,14 @@ impl OrderHash {
         self.sweep.as_ref().map_or(0, |s| s.forced())
     }
 
+    /// Whether a copy was begun and is complete.
+    pub(super) fn sweep_done(&self) -> bool {
+        self.sweep.as_ref().is_some_and(|s| s.done())
+    }
+
     /// The copied orders, once complete.
     pub(super) fn finish_sweep(&mut self) -> Option<Vec<Order>> {
-        if !self.sweep.as_ref().is_some_and(|s| s.done()) {
+        if !self.sweep_done() {
             return None;
         }
         Some(self.sweep.take()?.finish())

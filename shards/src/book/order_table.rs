@@ -425,7 +425,8 @@ impl OrderTable {
     /// The live orders at the instant [`begin_sweep`](Self::begin_sweep) was called, in no
     /// particular order; `None` until [`sweep_step`](Self::sweep_step) said complete.
     pub fn finish_sweep(&mut self) -> Option<Vec<Order>> {
-        if !self.sweep.as_ref().is_some_and(|s| s.done()) {
+        // Both copies complete before either is taken: a half-taken sweep would lose its orders.
+        if !self.sweep.as_ref().is_some_and(|s| s.done()) || !self.older.sweep_done() {
             return None;
         }
         let mut all = self.sweep.take()?.finish();
