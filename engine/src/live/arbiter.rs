@@ -31,6 +31,10 @@ pub struct ArbiterConfig {
     pub max_retries: u32,
     /// Most messages one request asks for (what one answer datagram can hold).
     pub request_max: u16,
+    /// Requests in flight at once for the gap at the front of the session (the one the
+    /// books wait for). One at a time costs a round trip per answer: a restart's gap of a
+    /// million messages, at about 45 an answer, is 22,000 round trips.
+    pub request_window: usize,
     /// Packets held beyond a gap, at most.
     pub hold_packets: usize,
     /// A packet whose sequence number is this far beyond what is known is malformed.
@@ -56,6 +60,7 @@ impl Default for ArbiterConfig {
             // 1,400 bytes of payload over blocks of at least 2 + 12 bytes (the shortest
             // ITCH messages): a request never asks for more than one answer can hold.
             request_max: 100,
+            request_window: 16,
             hold_packets: 8192,
             window: 1 << 24,
             liveness_ns: 1_500_000_000,
@@ -166,9 +171,23 @@ struct Gap {
     from: u64,
     to: u64,
     detected_ns: u64,
+    /// When the next round of requests is due: the first after the reorder wait, then one
+    /// retry period after the last progress.
     next_ns: u64,
+    /// Rounds asked without progress.
     retries: u32,
     lost: bool,
+    /// A round has been asked.
+    asking: bool,
+    /// Requests of this round cover `[from, asked_to)`.
+    asked_to: u64,
+}
+
+/// A request sent and not yet answered, in sending order.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    seq: u64,
+    count: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -203,6 +222,12 @@ pub struct Arbiter {
     applied: u64,
     /// Whether the outlet has been told the configured session.
     announced: bool,
+    /// Requests in flight, oldest first. The server answers in order, so an answer passes
+    /// every request before its own: those answers were lost and are asked again at once.
+    flight: std::collections::VecDeque<Flight>,
+    /// Messages one answer holds, learnt from answers that held less than asked: the
+    /// count each request asks for.
+    fit: u16,
 }
 
 impl Arbiter {
@@ -229,7 +254,23 @@ impl Arbiter {
             last_probe_ns: 0,
             applied: 0,
             announced: false,
+            flight: std::collections::VecDeque::with_capacity(Self::flight_cap(&cfg)),
+            fit: cfg.request_max.max(1),
         }
+    }
+
+    /// Requests tracked in flight at most (more are sent untracked: the retry covers them).
+    fn flight_cap(cfg: &ArbiterConfig) -> usize {
+        4 * cfg.request_window.max(1) + 64
+    }
+
+    /// Hold slots kept for answers to the front gap's window: packets from the lines may not
+    /// take them, or a restart's line, running ahead while its gap fills, fills the hold and
+    /// the window's answers beyond one lost answer find no room.
+    fn reserve(&self) -> usize {
+        self.cfg
+            .request_window
+            .min(self.cfg.hold_packets.max(1) / 4)
     }
 
     /// The session locked onto, if any.
@@ -260,6 +301,12 @@ impl Arbiter {
     /// Packets held beyond a gap now.
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Whether every message known to exist has been applied (or declared lost): no gap is
+    /// open and nothing is held. By the invariant above, `next >= known_end` then.
+    pub fn caught_up(&self) -> bool {
+        self.gaps.is_empty() && self.held.is_empty()
     }
 
     /// Takes one datagram received on `line` at `now`.
@@ -303,9 +350,122 @@ impl Arbiter {
             Kind::Messages(n) => {
                 self.lines[line].messages += n as u64;
                 self.packet(line, p.seq, end, buf, now, out);
+                if line == ANSWERS {
+                    self.answered(p.seq, n, out);
+                }
             }
         }
         self.advance(out);
+        if line == ANSWERS {
+            self.ask_window(out);
+        }
+    }
+
+    /// An answer `[seq, seq + n)` came: the requests sent before its own went unanswered and
+    /// what of them is still missing is asked again now, as is what its own request asked
+    /// beyond what the answer held (which also teaches how much an answer holds).
+    fn answered(&mut self, seq: u64, n: u16, out: &mut impl Outlet) {
+        let Some(j) = self.flight.iter().position(|f| f.seq == seq) else {
+            return;
+        };
+        for _ in 0..j {
+            let f = self
+                .flight
+                .pop_front()
+                .expect("position is within the queue");
+            self.ask_again(f.seq, f.seq + f.count as u64, out);
+        }
+        let f = self
+            .flight
+            .pop_front()
+            .expect("position is within the queue");
+        if n < f.count {
+            // Halfway to what this answer held: one short answer (the server's live edge,
+            // a run of long messages) does not shrink every later request to its size.
+            self.fit = ((self.fit + n) / 2).max(1);
+            self.ask_again(seq + n as u64, seq + f.count as u64, out);
+        } else if f.count == self.fit {
+            // Asked for what was learnt and got it all: ask for an eighth more next time.
+            self.fit = (self.fit + self.fit / 8 + 1).min(self.cfg.request_max.max(1));
+        }
+    }
+
+    /// Asks for what of `[from, to)` is still missing, if its answer would find room.
+    fn ask_again(&mut self, from: u64, to: u64, out: &mut impl Outlet) {
+        let Some(session) = self.session else {
+            return;
+        };
+        let Some(g) = self
+            .gaps
+            .iter()
+            .find(|g| !g.lost && g.from < to && from < g.to)
+        else {
+            return;
+        };
+        let (from, to) = (from.max(g.from), to.min(g.to));
+        if from > self.next && self.free.len() <= self.reserve() && g.from != self.next {
+            return;
+        }
+        self.send(session, from, (to - from) as u16, out);
+    }
+
+    /// Sends one request and tracks it.
+    fn send(&mut self, session: Session, seq: u64, count: u16, out: &mut impl Outlet) {
+        out.request(Request {
+            session,
+            seq,
+            count,
+        });
+        self.recovery.rerequests += 1;
+        if self.flight.len() < Self::flight_cap(&self.cfg) {
+            self.flight.push_back(Flight { seq, count });
+        }
+    }
+
+    /// Keeps `request_window` requests in flight over the gaps being asked, front first: the
+    /// gap the books wait on, then the ones beyond it while the hold has room for their
+    /// answers. A gap whose requests were all sent and none is in flight any more (answers
+    /// lost, or passed by later ones and not asked again for want of room) is asked again.
+    fn ask_window(&mut self, out: &mut impl Outlet) {
+        let Some(session) = self.session else {
+            return;
+        };
+        let mut budget = self
+            .cfg
+            .request_window
+            .max(1)
+            .saturating_sub(self.flight.len());
+        let fit = self.fit as u64;
+        for i in 0..self.gaps.len() {
+            if budget == 0 {
+                break;
+            }
+            let g = self.gaps[i];
+            if g.lost || !g.asking {
+                continue;
+            }
+            if g.from != self.next && self.free.len() <= self.reserve() {
+                break;
+            }
+            let mut at = g.asked_to.max(g.from);
+            if at >= g.to && !self.in_flight(g.from, g.to) {
+                at = g.from;
+            }
+            while at < g.to && budget > 0 {
+                let count = fit.min(g.to - at);
+                self.send(session, at, count as u16, out);
+                at += count;
+                budget -= 1;
+            }
+            self.gaps[i].asked_to = at;
+        }
+    }
+
+    /// Whether a tracked request overlaps `[from, to)`.
+    fn in_flight(&self, from: u64, to: u64) -> bool {
+        self.flight
+            .iter()
+            .any(|f| f.seq < to && from < f.seq + f.count as u64)
     }
 
     fn count_malformed(&mut self, e: PacketError) {
@@ -371,6 +531,7 @@ impl Arbiter {
             self.declare_lost(from, to, out);
         }
         self.held.clear();
+        self.flight.clear();
         self.free.clear();
         self.free
             .extend((0..self.cfg.hold_packets.max(1) as u32).rev());
@@ -417,7 +578,12 @@ impl Arbiter {
             self.cover(seq, end, now);
             return;
         }
-        match self.free.pop() {
+        let room = if line == ANSWERS {
+            !self.free.is_empty()
+        } else {
+            self.free.len() > self.reserve()
+        };
+        match if room { self.free.pop() } else { None } {
             Some(slot) => {
                 let at = slot as usize * mold::MAX_DATAGRAM;
                 self.slots[at..at + buf.len()].copy_from_slice(buf);
@@ -489,6 +655,8 @@ impl Arbiter {
             next_ns: now + wait,
             retries: 0,
             lost: false,
+            asking: false,
+            asked_to: from,
         });
     }
 
@@ -517,12 +685,19 @@ impl Arbiter {
                     self.gaps[i].to = b;
                 }
                 (None, Some((a, b))) => {
-                    // The answer (or packet) covered the front: progress, ask for the rest now.
+                    // The answer (or packet) covered the front: progress. A gap being asked
+                    // keeps its window going and its retry counts from now; one not yet asked
+                    // is asked for at once.
+                    let retry = self.cfg.retry_ns;
                     let gi = &mut self.gaps[i];
                     gi.from = a;
                     gi.to = b;
                     gi.retries = 0;
-                    gi.next_ns = gi.next_ns.min(now);
+                    gi.next_ns = if gi.asking {
+                        now + retry
+                    } else {
+                        gi.next_ns.min(now)
+                    };
                 }
                 (Some((a, b)), Some((c, d))) => {
                     self.gaps[i].from = a;
@@ -603,20 +778,26 @@ impl Arbiter {
             if g.lost || now < g.next_ns {
                 continue;
             }
-            if g.retries >= self.cfg.max_retries {
+            // The round now ending asked for it and brought nothing (progress resets the
+            // retries and the timer): a retry spent. A gap the window could not reach yet
+            // (the hold full) spends none.
+            let asked = g.asking && g.asked_to > g.from;
+            if asked && g.retries + 1 >= self.cfg.max_retries {
                 self.gaps[i].lost = true;
                 self.declare_lost(g.from, g.to, out);
                 continue;
             }
-            out.request(Request {
-                session,
-                seq: g.from,
-                count: (g.to - g.from).min(self.cfg.request_max as u64) as u16,
-            });
-            self.recovery.rerequests += 1;
-            self.gaps[i].retries += 1;
-            self.gaps[i].next_ns = now + self.cfg.retry_ns;
+            // A new round: its requests start again at the gap's start; what was in flight
+            // for it is presumed lost.
+            self.flight
+                .retain(|f| f.seq + f.count as u64 <= g.from || g.to <= f.seq);
+            let gi = &mut self.gaps[i];
+            gi.retries += asked as u32;
+            gi.next_ns = now + self.cfg.retry_ns;
+            gi.asking = true;
+            gi.asked_to = g.from;
         }
+        self.ask_window(out);
         self.advance(out);
         self.watch_lines(session, now, out);
     }
@@ -704,4 +885,4 @@ impl Arbiter {
 
 #[cfg(test)]
 #[path = "arbiter_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -14,7 +14,7 @@ fn s1() -> Session {
 }
 
 /// An Order Delete whose reference is its sequence number: valid ITCH, and it says where it was.
-fn msg(seq: u64) -> [u8; 19] {
+pub(crate) fn msg(seq: u64) -> [u8; 19] {
     let mut m = [0u8; 19];
     m[0] = b'D';
     m[11..19].copy_from_slice(&seq.to_be_bytes());
@@ -182,30 +182,138 @@ fn one_line_asks_at_once_and_retries_on_the_clock_then_declares_the_gap_lost() {
 }
 
 #[test]
-fn a_partial_answer_makes_progress_and_the_rest_is_asked_for_at_once() {
+fn a_partial_answer_teaches_what_an_answer_holds_and_the_rest_is_asked_for_at_once() {
     let (mut a, mut o) = (arb(1), Rec::default());
     feed(&mut a, &mut o, A, &pkt(1, 1), 0);
     feed(&mut a, &mut o, A, &pkt(300, 1), 1);
     a.tick(2, &mut o);
-    assert_eq!(
-        o.requests[0],
-        Request {
-            session: s1(),
-            seq: 2,
-            count: 100
-        }
-    );
+    let asked: Vec<(u64, u16)> = o.requests.iter().map(|r| (r.seq, r.count)).collect();
+    assert_eq!(asked, vec![(2, 100), (102, 100), (202, 98)], "the window");
+    o.requests.clear();
     feed(&mut a, &mut o, R, &pkt(2, 60), 3);
-    a.tick(4, &mut o);
-    assert_eq!(
-        o.requests[1],
-        Request {
-            session: s1(),
-            seq: 62,
-            count: 100
-        }
-    );
     assert_eq!(*o.got.last().unwrap(), 61);
+    let asked: Vec<(u64, u16)> = o.requests.iter().map(|r| (r.seq, r.count)).collect();
+    assert_eq!(
+        asked,
+        vec![(62, 40)],
+        "what the answer could not hold, at once"
+    );
+    assert_eq!(a.fit, 80, "halfway to what the answer held");
+    o.requests.clear();
+    // The server answers in the order it was asked.
+    feed(&mut a, &mut o, R, &pkt(102, 60), 4);
+    let asked: Vec<(u64, u16)> = o.requests.iter().map(|r| (r.seq, r.count)).collect();
+    assert_eq!(asked, vec![(162, 40)]);
+    assert_eq!(a.fit, 70);
+    feed(&mut a, &mut o, R, &pkt(202, 60), 5);
+    feed(&mut a, &mut o, R, &pkt(62, 40), 6);
+    feed(&mut a, &mut o, R, &pkt(162, 40), 7);
+    feed(&mut a, &mut o, R, &pkt(262, 38), 8);
+    assert_eq!(o.got, upto(300));
+    assert!(a.caught_up());
+}
+
+#[test]
+fn the_front_gap_is_asked_a_window_at_a_time_and_the_window_slides_with_each_answer() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    feed(&mut a, &mut o, A, &pkt(10_002, 1), 1);
+    a.fit = 50;
+    a.tick(2, &mut o);
+    let window = ArbiterConfig::default().request_window;
+    assert_eq!(o.requests.len(), window);
+    for (i, r) in o.requests.iter().enumerate() {
+        assert_eq!((r.seq, r.count), (2 + 50 * i as u64, 50), "request {i}");
+    }
+    o.requests.clear();
+    feed(&mut a, &mut o, R, &pkt(2, 50), 3);
+    // A whole answer: one request out for the one answered, asking for an eighth more.
+    assert_eq!(a.fit, 57);
+    let asked: Vec<(u64, u16)> = o.requests.iter().map(|r| (r.seq, r.count)).collect();
+    assert_eq!(asked, vec![(2 + 50 * window as u64, 57)]);
+    assert_eq!(a.recovery.lost_gaps, 0);
+}
+
+#[test]
+fn an_answer_that_passes_an_unanswered_request_has_it_asked_again_at_once() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    feed(&mut a, &mut o, A, &pkt(402, 1), 1);
+    a.fit = 50;
+    a.tick(2, &mut o);
+    o.requests.clear();
+    // The answer to (2, 50) is lost; the one to (52, 50) arrives and is held.
+    feed(&mut a, &mut o, R, &pkt(52, 50), 3);
+    let asked: Vec<(u64, u16)> = o.requests.iter().map(|r| (r.seq, r.count)).collect();
+    assert_eq!(
+        asked[0],
+        (2, 50),
+        "asked again without waiting for the retry"
+    );
+    assert_eq!(a.held(), 2, "the answer and the line's packet");
+    feed(&mut a, &mut o, R, &pkt(2, 50), 4);
+    assert_eq!(o.got, upto(101));
+}
+
+/// A restart's gap fills while the line runs ahead and fills the hold: the gaps beyond it are
+/// not asked while their answers would find no room, so no retry is spent on them and
+/// nothing is declared lost while the server answers everything.
+#[test]
+fn a_gap_beyond_a_full_hold_waits_unasked_and_is_never_declared_lost() {
+    let mut a = Arbiter::new(ArbiterConfig {
+        lines: 1,
+        hold_packets: 16,
+        request_window: 1,
+        ..ArbiterConfig::default()
+    });
+    let mut o = Rec::default();
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    // The line resumes at 1,000: [2, 1000) is the restart's gap.
+    let mut seq = 1_000;
+    let mut now = 10;
+    let retry = ArbiterConfig::default().retry_ns;
+    let mut line = |a: &mut Arbiter, o: &mut Rec, now: u64| {
+        feed(a, o, A, &pkt(seq, 1), now);
+        seq += 1;
+    };
+    for _ in 0..40 {
+        line(&mut a, &mut o, now);
+    }
+    assert!(a.recovery.hold_full > 0, "the line has overrun the hold");
+    // The server answers only the front gap, slowly: one answer every retry period.
+    for _ in 0..3 * ArbiterConfig::default().max_retries {
+        a.tick(now, &mut o);
+        let asked = std::mem::take(&mut o.requests);
+        let front = a.next();
+        for r in asked.iter().filter(|r| r.seq == front) {
+            feed(
+                &mut a,
+                &mut o,
+                R,
+                &pkt(r.seq, (r.count as u64).min(20)),
+                now + 1,
+            );
+        }
+        line(&mut a, &mut o, now + 2);
+        now += retry;
+    }
+    assert!(o.lost.is_empty(), "declared lost: {:?}", o.lost);
+    while !a.caught_up() {
+        a.tick(now, &mut o);
+        for r in std::mem::take(&mut o.requests) {
+            feed(
+                &mut a,
+                &mut o,
+                R,
+                &pkt(r.seq, (r.count as u64).min(20)),
+                now + 1,
+            );
+        }
+        now += retry;
+        assert!(now < 1_000 * retry, "never caught up");
+    }
+    assert_eq!(o.got, upto(seq - 1));
+    assert!(o.lost.is_empty(), "declared lost: {:?}", o.lost);
 }
 
 #[test]
@@ -231,15 +339,18 @@ fn a_full_hold_buffer_drops_and_the_dropped_packets_are_asked_for() {
     for i in 0..20u64 {
         feed(&mut a, &mut o, A, &pkt(3 + i, 1), 1 + i);
     }
-    assert_eq!(a.recovery.hold_full, 4, "16 held, 4 dropped");
-    assert_eq!(a.recovery.held_peak, 16);
+    assert_eq!(
+        a.recovery.hold_full, 8,
+        "12 held, 8 dropped: a quarter of the hold is kept for answers"
+    );
+    assert_eq!(a.recovery.held_peak, 12);
     a.tick(100, &mut o);
     feed(&mut a, &mut o, R, &pkt(2, 1), 101);
-    assert_eq!(*o.got.last().unwrap(), 18);
+    assert_eq!(*o.got.last().unwrap(), 14);
     a.tick(200, &mut o);
     let r = o.requests.last().unwrap();
-    assert_eq!((r.seq, r.count), (19, 4));
-    feed(&mut a, &mut o, R, &pkt(19, 4), 201);
+    assert_eq!((r.seq, r.count), (15, 8));
+    feed(&mut a, &mut o, R, &pkt(15, 8), 201);
     assert_eq!(o.got, upto(22));
 }
 
@@ -463,4 +574,57 @@ fn an_ended_new_session_is_followed_once_the_locked_one_is_silent_and_asked_for_
     feed(&mut a, &mut o, R, &pkt_of(new, 1, 3), later + 2);
     assert!(a.done());
     assert_eq!(o.got, vec![1, 2, 1, 2, 3]);
+}
+
+/// A restart: the arbiter resumes at 1 while the line is already at 20,001 and runs on, a
+/// packet a tick; the server answers a tick later, losing `loss` percent of its answers, in
+/// the order asked. Everything arrives once, in order, nothing is declared lost, and the
+/// window fills the gap in far fewer rounds than one request per round trip would.
+#[rstest]
+fn a_restarts_gap_fills_while_the_line_runs_on(
+    #[values(1, 2, 3, 4)] seed: u64,
+    #[values(0, 5)] loss: u64,
+) {
+    let mut rng = Rng::new(seed);
+    let mut a = Arbiter::new(ArbiterConfig {
+        lines: 1,
+        hold_packets: 256,
+        ..ArbiterConfig::default()
+    });
+    let mut o = Rec::default();
+    let mut line = 20_001u64;
+    let mut now = 0u64;
+    let mut pending: Vec<Request> = Vec::new();
+    let mut ticks = 0u64;
+    while !(a.caught_up() && a.next() > 20_000) {
+        let n = 1 + rng.below(40);
+        feed(&mut a, &mut o, A, &pkt(line, n), now);
+        line += n;
+        for r in std::mem::take(&mut pending) {
+            if rng.below(100) >= loss {
+                let n = (r.count as u64).min(line - r.seq).min(25 + rng.below(20));
+                feed(&mut a, &mut o, R, &pkt(r.seq, n), now);
+            }
+        }
+        now += 50_000;
+        a.tick(now, &mut o);
+        pending.append(&mut o.requests);
+        ticks += 1;
+        assert!(
+            ticks < 20_000,
+            "seed {seed} loss {loss}: never caught up: next {} held {} gaps {:?} flight {:?} fit {}",
+            a.next(),
+            a.held(),
+            &a.gaps[..a.gaps.len().min(5)],
+            a.flight.iter().take(5).collect::<Vec<_>>(),
+            a.fit
+        );
+    }
+    a.check();
+    assert_eq!(o.got, upto(line - 1), "seed {seed} loss {loss}");
+    assert!(o.lost.is_empty(), "seed {seed} loss {loss}: {:?}", o.lost);
+    assert!(
+        ticks < 400,
+        "seed {seed} loss {loss}: {ticks} ticks to fill 20,000 messages"
+    );
 }
