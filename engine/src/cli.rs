@@ -205,6 +205,14 @@ pub struct BenchArgs {
     /// broadcast server to as many clients. 0: no gateway.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=512))]
     pub ws_clients: u64,
+    /// Measure a restart instead: a `tickcore exchange` process serves the session at --rate
+    /// over MoldUDP64 on loopback, a `tickcore run` process follows it with a capture, is
+    /// SIGKILLed once it has applied N messages and is started again with --recover; reports
+    /// how long the restarted process took to be live again. Twice, back to back: from its
+    /// checkpoints (every --checkpoint-every-s of feed time, 600 when 0) and from the capture
+    /// alone. Pick a rate the machine follows with a third process beside it (300k on 2 CPUs).
+    #[arg(long, value_name = "N", value_parser = parse_count, conflicts_with_all = ["live", "ws_clients", "baseline"])]
+    pub recover_at: Option<u64>,
     /// Lines the live exchange sends on (1 or 2).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub live_lines: u8,
@@ -430,6 +438,10 @@ pub struct LiveArgs {
     /// Milliseconds a re-request waits for its answer before it is sent again.
     #[arg(long, default_value_t = 20)]
     pub retry_ms: u64,
+    /// Re-requests in flight at once for the gap the books wait on (a restart's gap, a long
+    /// loss); 1 asks one at a time.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub request_window: u16,
     /// Re-requests a gap gets without progress before it is declared lost.
     #[arg(long, default_value_t = 10)]
     pub max_retries: u32,
@@ -604,6 +616,9 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
+    // The engine clock counts from its first read: read it now, so its times (a recovery's
+    // `live_again_s`) count from the process's start.
+    crate::runtime::clock::now_ns();
     let cli = Cli::parse();
     let _events = crate::log::init_events();
     let result = match cli.command {

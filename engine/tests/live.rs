@@ -165,8 +165,9 @@ impl Receiver {
     }
 }
 
-fn exchange(d: &Path, input: &str, lines: &str, rerequest: &str, extra: &[&str]) -> Value {
-    let mut args = vec![
+/// `tickcore exchange` serving `input` on `lines`, answering re-requests on `rerequest`.
+fn exchange_args<'a>(input: &'a str, lines: &'a str, rerequest: &'a str) -> Vec<&'a str> {
+    vec![
         "exchange",
         "--input",
         input,
@@ -174,13 +175,45 @@ fn exchange(d: &Path, input: &str, lines: &str, rerequest: &str, extra: &[&str])
         lines,
         "--rerequest",
         rerequest,
-        "--linger-s",
-        "2",
-        "--json",
-    ];
+    ]
+}
+
+fn exchange(d: &Path, input: &str, lines: &str, rerequest: &str, extra: &[&str]) -> Value {
+    let mut args = exchange_args(input, lines, rerequest);
+    args.extend_from_slice(&["--linger-s", "2", "--json"]);
     args.extend_from_slice(extra);
     let o = ok(d, &args);
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// An exchange process serving `input` at 50k messages/s for a run to be killed and
+/// recovered against, answering re-requests 20 s past the end.
+fn exchange_process(d: &Path, input: &str, lines: &str, rerequest: &str, extra: &[&str]) -> Child {
+    let mut args = exchange_args(input, lines, rerequest);
+    args.extend_from_slice(&["--speed", "50000/s", "--linger-s", "20"]);
+    args.extend_from_slice(extra);
+    command(d, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The killed run started again with `--recover`, followed to the end of the session: its
+/// summary and books. The exchange is stopped after.
+fn recovered(
+    d: &Path,
+    lines: &str,
+    rerequest: &str,
+    args: &[&str],
+    mut ex: Child,
+) -> (Value, String) {
+    let mut again = args.to_vec();
+    again.push("--recover");
+    let r = Receiver::start(d, lines, rerequest, &again).finish();
+    let _ = ex.kill();
+    let _ = ex.wait();
+    r
 }
 
 fn lines(n: usize) -> String {
@@ -745,30 +778,7 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
     ];
     let rx = Receiver::start(&d, &l, &rr, &every);
     let seed_text = seed.to_string();
-    let mut ex = command(
-        &d,
-        &[
-            "exchange",
-            "--input",
-            &file,
-            "--lines",
-            &l,
-            "--rerequest",
-            &rr,
-            "--speed",
-            "50000/s",
-            "--drop",
-            "1",
-            "--seed",
-            &seed_text,
-            "--linger-s",
-            "20",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let ex = exchange_process(&d, &file, &l, &rr, &["--drop", "1", "--seed", &seed_text]);
     let sets = 1 + (seed * 7919 % 4) as usize;
     eprintln!("seed {seed}: SIGKILL after {sets} checkpoint set(s)");
     let until = Instant::now() + Duration::from_secs(60);
@@ -787,12 +797,7 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let mut again = every.to_vec();
-    again.push("--recover");
-    let rx = Receiver::start(&d, &l, &rr, &again);
-    let (v, books) = rx.finish();
-    let _ = ex.kill();
-    let _ = ex.wait();
+    let (v, books) = recovered(&d, &l, &rr, &every, ex);
     assert!(
         books == reference,
         "seed {seed}: recovered live books differ from book --json"
@@ -827,4 +832,73 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
     );
     assert_eq!(live(&v)["ended"], true);
     assert_eq!(live(&v)["recovery"]["lost_messages"], 0, "{}", live(&v));
+    assert!(
+        live(&v)["live_again_s"].as_f64().is_some_and(|t| t > 0.0),
+        "seed {seed}: the time to be live again is reported: {}",
+        live(&v)
+    );
+}
+
+/// A live run killed before it took any checkpoint, its capture cut mid-record by the kill as
+/// it may be, recovers from the capture alone: replayed from its start up to its last whole
+/// record and appended to, the rest asked of the exchange; the books equal the file's.
+#[test]
+fn a_live_run_killed_before_any_checkpoint_recovers_from_its_capture_alone() {
+    let d = dir("capture_alone");
+    let (file, reference) = session(&d, "200k", "6");
+    let (l, rr) = (lines(1), format!("127.0.0.1:{}", port()));
+    let cap = d.join("capture.pcap");
+    let every = [
+        "--capture",
+        cap.to_str().unwrap(),
+        "--checkpoint-every-s",
+        "0",
+    ];
+    let rx = Receiver::start(&d, &l, &rr, &every);
+    let ex = exchange_process(&d, &file, &l, &rr, &[]);
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut child = rx.child;
+    // Killed once the capture holds a good part of the session (it reaches the kernel
+    // whenever the feed pauses).
+    while std::fs::metadata(&cap).map_or(0, |m| m.len()) < 1 << 20 {
+        assert!(Instant::now() < until, "the capture never grew");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let len = std::fs::metadata(&cap).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&cap).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    let (v, books) = recovered(&d, &l, &rr, &every, ex);
+    assert!(
+        books == reference,
+        "recovered live books differ from book --json"
+    );
+    let lv = live(&v);
+    assert!(lv["from_capture"].as_u64().unwrap() > 0, "{lv}");
+    assert_eq!(lv["applied"], 200_000, "{lv}");
+    assert_eq!(lv["recovery"]["lost_messages"], 0, "{lv}");
+    assert!(lv["live_again_s"].as_f64().is_some(), "{lv}");
+    // The capture was appended to: it replays whole to the same books.
+    let replay = ok(
+        &d,
+        &[
+            "run",
+            "--feed",
+            &format!("pcap:{}", cap.display()),
+            "--admin",
+            "off",
+            "--depth",
+            "0",
+            "--dump-books",
+            d.join("replayed.json").to_str().unwrap(),
+        ],
+    );
+    assert!(replay.status.success());
+    let replayed = std::fs::read_to_string(d.join("replayed.json")).unwrap();
+    assert!(
+        replayed == reference,
+        "the appended capture replays to the file's books"
+    );
 }

@@ -218,6 +218,16 @@ fn header(buf: &[u8]) -> Result<(Session, u64, u16), PacketError> {
     Ok((session, seq, u16::from_be_bytes([buf[18], buf[19]])))
 }
 
+/// The sequence numbers a data datagram's header claims, `[seq, seq + count)`, without
+/// walking its blocks: for passing over what a receiver already holds. `None` for a heartbeat,
+/// end of session, or a header that does not parse.
+pub fn claimed(buf: &[u8]) -> Option<(u64, u64)> {
+    match header(buf).ok()? {
+        (_, _, 0 | END_OF_SESSION) => None,
+        (_, seq, n) => Some((seq, seq.saturating_add(n as u64))),
+    }
+}
+
 /// Checks a whole downstream datagram and returns its view.
 pub fn parse(buf: &[u8]) -> Result<Packet<'_>, PacketError> {
     let (session, seq, count) = header(buf)?;

@@ -55,6 +55,7 @@ pub fn load(
              it is used"
         ));
     }
+    let t = std::time::Instant::now();
     let found = store::newest(dir, shards, bound)
         .map_err(|e| Failure::at(dir, format!("cannot read the checkpoint directory: {e}")))?;
     for why in &found.skipped {
@@ -65,10 +66,11 @@ pub fn load(
             let orders: usize = states.iter().map(|s| s.books.orders.len()).sum();
             say(&format!(
                 "recover: starting after message {applied} from the checkpoint in {} ({} \
-                 shard(s), {orders} live orders); the feed's first {applied} messages are \
-                 skipped",
+                 shard(s), {orders} live orders, read and checked in {:.2} s); the feed's \
+                 first {applied} messages are skipped",
                 dir.display(),
-                states.len()
+                states.len(),
+                t.elapsed().as_secs_f64()
             ));
         }
         None => say(&format!(

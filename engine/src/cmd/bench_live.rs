@@ -106,7 +106,7 @@ impl LiveBench {
                 let _ = std::fs::create_dir_all(&dir);
                 dir.join("live-capture.pcap")
             }),
-            replay_first: None,
+            resume_capture: false,
             paced: Some(Paced { start_ns, sent_ns }),
         };
         Ok(LiveBench {

@@ -75,8 +75,10 @@ pub fn run(a: &RunArgs) -> Result<()> {
             if let Some(s) = kept.filter(|s| s != &[b' '; 10] && lc.arbiter.session.is_none()) {
                 lc.arbiter.session = Some(shards::mold::Session(s));
             }
-            if resume > 0 {
-                lc.replay_first = keep_old_capture(lc.capture.as_deref(), &mut log);
+            // With no whole checkpoint the capture alone is the log: replayed from its
+            // start, rather than every message asked of the exchange again.
+            if a.recover {
+                lc.resume_capture = resumes_capture(lc.capture.as_deref(), &mut log);
             }
             AnySource::Mold(Box::new(MoldSource::open(lc).map_err(Failure::new)?))
         }
@@ -246,25 +248,25 @@ fn checkpointing(
     Ok((opts, recover))
 }
 
-/// A recovery's `--capture` file holds what the killed run received: it is moved aside (the
-/// new run writes its own) and replayed before the lines are heard.
-fn keep_old_capture(capture: Option<&std::path::Path>, log: &mut Log) -> Option<PathBuf> {
-    let p = capture.filter(|p| p.exists())?;
-    let mut old = p.as_os_str().to_owned();
-    old.push(".before-recover");
-    let old = PathBuf::from(old);
-    match std::fs::rename(p, &old) {
-        Ok(()) => {
-            log.say(&format!("recover: replaying {} first", old.display()));
-            Some(old)
-        }
-        Err(e) => {
+/// A recovery's `--capture` file holds what the killed run received: it is replayed before
+/// the lines are heard, and this run appends to it. Says so, or that there is none.
+fn resumes_capture(capture: Option<&std::path::Path>, log: &mut Log) -> bool {
+    match capture {
+        Some(p) if p.exists() => {
             log.say(&format!(
-                "recover: cannot move {} aside ({e}); re-requesting instead",
+                "recover: replaying {} first, then appending to it",
                 p.display()
             ));
-            None
+            true
         }
+        Some(p) => {
+            log.say(&format!(
+                "recover: no capture at {}: what the checkpoint lacks is asked of the exchange",
+                p.display()
+            ));
+            false
+        }
+        None => false,
     }
 }
 
@@ -854,13 +856,14 @@ pub fn live_config(lines: &[crate::net::Endpoint], a: &crate::cli::LiveArgs) -> 
             retry_ns: a.retry_ms.max(1).saturating_mul(1_000_000),
             max_retries: a.max_retries,
             hold_packets: a.hold_packets.clamp(1, 1 << 20),
+            request_window: a.request_window as usize,
             liveness_ns: a.liveness_ms.max(1).saturating_mul(1_000_000),
             session: a.session,
             ..Default::default()
         },
         rcvbuf: a.rcvbuf,
         capture: a.capture.clone(),
-        replay_first: None,
+        resume_capture: false,
         paced: None,
     }
 }
@@ -881,6 +884,13 @@ pub fn live_summary(l: &LiveReport) -> String {
         s += &format!(
             "  live: {} of them from the killed run's capture, before the lines were heard\n",
             count(l.from_capture)
+        );
+    }
+    if let (Some(t), Some(seq)) = (l.live_again_s, l.live_again_seq) {
+        s += &format!(
+            "  live: live {t:.2} s after start (every message the lines had sent was in, \
+             through {})\n",
+            count(seq)
         );
     }
     let first: u64 = l

@@ -38,6 +38,7 @@ pub struct LiveGauges {
     fill_p50_ns: AtomicU64,
     fill_p99_ns: AtomicU64,
     first_lost: AtomicU64,
+    live_again_ms: AtomicU64,
 }
 
 impl LiveGauges {
@@ -72,6 +73,12 @@ impl LiveGauges {
             self.fill_p99_ns
                 .store(a.fill_ns.value_at_quantile(0.99), Relaxed);
         }
+    }
+
+    /// The receiver was first live `ns` after the process started (see
+    /// `LiveReport::live_again_s`).
+    pub fn live_again(&self, ns: u64) {
+        self.live_again_ms.store((ns / 1_000_000).max(1), Relaxed);
     }
 
     /// What a snapshot says of the feed: after a loss, no book can be vouched for (a lost
@@ -126,7 +133,7 @@ impl LiveGauges {
                 let _ = writeln!(m, "{full}{{line=\"{line}\"}} {}", pick(g).load(Relaxed));
             }
         }
-        let totals: [(&str, &str, &str, &AtomicU64); 11] = [
+        let totals: [(&str, &str, &str, &AtomicU64); 12] = [
             (
                 "applied_total",
                 "Messages handed to the engine in sequence order.",
@@ -187,6 +194,13 @@ impl LiveGauges {
                 "Gap detected to filled, p99, nanoseconds.",
                 "gauge",
                 &self.fill_p99_ns,
+            ),
+            (
+                "live_again_ms",
+                "Milliseconds from the process's start until every message the lines had sent \
+                 was in (after a recovery: the time to be live again); 0: not yet.",
+                "gauge",
+                &self.live_again_ms,
             ),
         ];
         for (name, help, kind, v) in totals {

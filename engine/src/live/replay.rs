@@ -7,44 +7,115 @@
 use super::arbiter::{Arbiter, ArbiterConfig, Outlet};
 use super::capture::datagram_of;
 use crate::runtime::ingress::{Fed, Source};
+use pcap_file::pcap::PcapParser;
 use shards::itch::{FrameError, WalkStats};
 use shards::mold::Request;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A pcap capture of MoldUDP64 datagrams, read whole.
+/// A pcap capture of MoldUDP64 datagrams, mapped and read in place.
 pub struct PcapSource {
     name: String,
-    datagrams: Vec<Vec<u8>>,
+    map: memmap2::Mmap,
+    parser: PcapParser,
+    /// Where the records start (after the file header) and where the last whole one ends.
+    records: std::ops::Range<usize>,
     /// Frames that were not IPv4/UDP (skipped, counted, named in [`Source::describe`]).
     not_udp: u64,
+    /// What cut the file short, if something did: a record torn by a killed writer, or a
+    /// damaged one. Everything before it is used.
+    cut: Option<String>,
 }
 
 impl PcapSource {
-    /// Its datagrams, in file order.
-    pub fn datagrams(&self) -> &[Vec<u8>] {
-        &self.datagrams
-    }
-
-    /// Reads every frame of the file; an error names the problem.
+    /// Maps the file and walks its record headers once (counting frames that are not UDP and
+    /// finding where the whole records end); an error names the problem.
     pub fn open(path: &std::path::Path) -> Result<PcapSource, String> {
         let f = std::fs::File::open(path)
             .map_err(|e| format!("{}: cannot open: {e}", path.display()))?;
-        let mut r = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(f))
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < super::capture::PCAP_HEADER_LEN as u64 {
+            return Err(format!(
+                "{}: not a pcap file: {len} bytes, shorter than a pcap header",
+                path.display()
+            ));
+        }
+        // SAFETY: the file is only read; a capture being rewritten under a replay is an
+        // operator error this process cannot prevent (the recovery moves it aside first).
+        let map = unsafe { memmap2::Mmap::map(&f) }
+            .map_err(|e| format!("{}: cannot map: {e}", path.display()))?;
+        let (rest, parser) = PcapParser::new(&map[..])
             .map_err(|e| format!("{}: not a pcap file: {e}", path.display()))?;
-        let mut datagrams = Vec::new();
+        let start = map.len() - rest.len();
+        let mut s = PcapSource {
+            name: path.display().to_string(),
+            records: start..map.len(),
+            map,
+            parser,
+            not_udp: 0,
+            cut: None,
+        };
+        s.walk();
+        Ok(s)
+    }
+
+    /// One pass over the record headers: counts, and where the whole records end.
+    fn walk(&mut self) {
+        let mut rest = &self.map[self.records.clone()];
         let mut not_udp = 0;
-        while let Some(p) = r.next_packet() {
-            let p = p.map_err(|e| format!("{}: a damaged record: {e}", path.display()))?;
-            match datagram_of(&p.data) {
-                Some(d) => datagrams.push(d.to_vec()),
-                None => not_udp += 1,
+        while !rest.is_empty() {
+            match self.parser.next_packet(rest) {
+                Ok((r, p)) => {
+                    not_udp += datagram_of(&p.data).is_none() as u64;
+                    rest = r;
+                }
+                Err(e) => {
+                    self.cut = Some(match e {
+                        pcap_file::PcapError::IncompleteBuffer => {
+                            format!("its last {} bytes are a torn record", rest.len())
+                        }
+                        e => format!(
+                            "a damaged record ({e}) and the {} bytes after it",
+                            rest.len()
+                        ),
+                    });
+                    break;
+                }
             }
         }
-        Ok(PcapSource {
-            name: path.display().to_string(),
-            datagrams,
-            not_udp,
+        self.records.end = self.map.len() - rest.len();
+        self.not_udp = not_udp;
+    }
+
+    /// Its datagrams, in file order, up to the last whole record.
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut rest = &self.map[self.records.clone()];
+        std::iter::from_fn(move || loop {
+            let (r, p) = self.parser.next_packet(rest).ok()?;
+            rest = r;
+            // The frame borrows the map: `p.data` is `Cow::Borrowed` for a parser over a slice.
+            let frame: &[u8] = match p.data {
+                std::borrow::Cow::Borrowed(b) => b,
+                std::borrow::Cow::Owned(_) => continue,
+            };
+            if let Some(d) = datagram_of(frame) {
+                return Some(d);
+            }
         })
+    }
+
+    /// What cut the file short, if anything.
+    pub fn cut(&self) -> Option<&str> {
+        self.cut.as_deref()
+    }
+
+    /// Bytes up to the end of the last whole record.
+    pub fn whole_len(&self) -> u64 {
+        self.records.end as u64
+    }
+
+    /// The file's pcap header, as written.
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.map[..self.records.start]
     }
 }
 
@@ -70,13 +141,14 @@ impl<F: FnMut(Fed<'_>)> Outlet for Out<F> {
 
 impl Source for PcapSource {
     fn describe(&self) -> String {
-        match self.not_udp {
-            0 => format!("pcap capture {}", self.name),
-            n => format!(
-                "pcap capture {} ({n} frame(s) not IPv4/UDP, skipped)",
-                self.name
-            ),
+        let mut s = format!("pcap capture {}", self.name);
+        if self.not_udp > 0 {
+            s += &format!(" ({} frame(s) not IPv4/UDP, skipped)", self.not_udp);
         }
+        if let Some(c) = &self.cut {
+            s += &format!(" (cut short: {c}; replayed up to it)");
+        }
+        s
     }
 
     fn whole(&self) -> Option<&[u8]> {
@@ -91,7 +163,7 @@ impl Source for PcapSource {
             ..ArbiterConfig::default()
         });
         let mut out = Out { each };
-        for (i, d) in self.datagrams.iter().enumerate() {
+        for (i, d) in self.datagrams().enumerate() {
             if i % 4096 == 0 && stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -131,7 +203,7 @@ mod tests {
         drop(w);
         let s = PcapSource::open(&path).unwrap();
         let _ = std::fs::remove_file(&path);
-        assert_eq!((s.datagrams.len(), s.not_udp), (1, 2));
+        assert_eq!((s.datagrams().count(), s.not_udp), (1, 2));
         assert!(
             s.describe().contains("2 frame(s) not IPv4/UDP"),
             "{}",

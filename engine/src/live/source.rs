@@ -41,9 +41,10 @@ pub struct LiveConfig {
     pub rcvbuf: usize,
     /// Write what is applied here, as pcap.
     pub capture: Option<std::path::PathBuf>,
-    /// A recovery: the killed run's capture, fed to the arbiter before the lines are heard
-    /// (what it holds past the checkpoint is not asked of the exchange again).
-    pub replay_first: Option<std::path::PathBuf>,
+    /// A recovery: `capture` holds what the killed run applied. It is fed to the arbiter
+    /// before the lines are heard (what it holds past the checkpoint is not asked of the
+    /// exchange again) and appended to.
+    pub resume_capture: bool,
     /// Set by the live benchmark: messages are sent on this schedule, so each is stamped with
     /// its send time rather than its arrival (e2e then starts at the exchange).
     pub paced: Option<Paced>,
@@ -58,7 +59,7 @@ impl LiveConfig {
             arbiter: ArbiterConfig::default(),
             rcvbuf,
             capture: None,
-            replay_first: None,
+            resume_capture: false,
             paced: None,
         }
     }
@@ -105,6 +106,12 @@ pub struct LiveReport {
     pub request_send_errors: u64,
     /// Messages a recovery took from the killed run's capture before hearing the lines.
     pub from_capture: u64,
+    /// Seconds from the process's start until the receiver was first live: it had heard the
+    /// lines, held every message they had sent (none missing, none held, its sockets empty)
+    /// and had handed them all to the ingress. For a recovery, the time to be live again.
+    pub live_again_s: Option<f64>,
+    /// The sequence number it had applied through at that moment.
+    pub live_again_seq: Option<u64>,
 }
 
 /// A MoldUDP64 feed on one or two lines.
@@ -136,7 +143,14 @@ impl MoldSource {
             .map_err(|e| format!("cannot open the re-request socket: {e}"))?;
         let mut arbiter = cfg.arbiter;
         arbiter.lines = cfg.lines.len();
+        let mut cfg = cfg;
         let capture = match &cfg.capture {
+            Some(p) if cfg.resume_capture => {
+                Some(resume_or_start(p, &cfg.lines).map(|(c, resumed)| {
+                    cfg.resume_capture = resumed;
+                    c
+                })?)
+            }
             Some(p) => Some(
                 Capture::start(p, &cfg.lines)
                     .map_err(|e| format!("--capture {}: cannot write: {e}", p.display()))?,
@@ -166,10 +180,13 @@ impl MoldSource {
     }
 }
 
-/// Feeds the datagrams of the capture at `path` to the arbiter as if line A had sent them (it
-/// drops what the checkpoint already holds); returns the messages that applied. A capture that
-/// cannot be read is said, and its range is re-requested instead.
+/// Feeds the datagrams of the capture at `path` to the arbiter as if line A had sent them,
+/// passing over those wholly before where the arbiter starts (what the checkpoint holds)
+/// without parsing their blocks; returns the messages that applied. A capture that cannot be
+/// read is said, and its range is re-requested instead; one cut short by the kill is used up
+/// to its last whole record.
 fn replay_capture<O: Outlet>(path: &std::path::Path, arb: &mut Arbiter, out: &mut O) -> u64 {
+    let t0 = clock::now_ns();
     let src = match super::replay::PcapSource::open(path) {
         Ok(s) => s,
         Err(e) => {
@@ -177,17 +194,84 @@ fn replay_capture<O: Outlet>(path: &std::path::Path, arb: &mut Arbiter, out: &mu
             return 0;
         }
     };
+    if let Some(c) = src.cut() {
+        tracing::warn!(
+            "recover: the capture {} is cut short ({c}); using it up to there",
+            path.display()
+        );
+    }
     let before = arb.applied();
-    let now = clock::now_ns();
+    let (mut passed, mut fed) = (0u64, 0u64);
     for d in src.datagrams() {
-        arb.datagram(0, d, now, out);
+        if mold::claimed(d).is_some_and(|(_, end)| end <= arb.next()) {
+            passed += 1;
+            continue;
+        }
+        arb.datagram(0, d, clock::now_ns(), out);
+        fed += 1;
     }
     let n = arb.applied() - before;
     tracing::info!(
-        "recover: {n} messages from the capture {} (before hearing the lines)",
-        path.display()
+        "recover: {n} messages from the capture {} in {:.2} s ({passed} datagrams before the \
+         checkpoint passed over, {fed} fed), before hearing the lines",
+        path.display(),
+        (clock::now_ns() - t0) as f64 / 1e9
     );
     n
+}
+
+/// A recovery's capture, appended to; or, when the file cannot be (not one this program
+/// wrote, unreadable), moved aside with a line saying so and started anew: false then, and
+/// what it held is asked of the exchange instead.
+fn resume_or_start(p: &std::path::Path, lines: &[Endpoint]) -> Result<(Capture, bool), String> {
+    match Capture::resume(p, lines) {
+        Ok(c) => return Ok((c, true)),
+        Err(e) => {
+            let mut aside = p.as_os_str().to_owned();
+            aside.push(".unusable");
+            let aside = std::path::PathBuf::from(aside);
+            let moved = std::fs::rename(p, &aside).is_ok();
+            tracing::warn!(
+                "recover: cannot replay and append to the capture: {e}; {}a new capture \
+                 starts and what it held is asked of the exchange",
+                if moved {
+                    format!("moved to {}; ", aside.display())
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Capture::start(p, lines)
+        .map(|c| (c, false))
+        .map_err(|e| format!("--capture {}: cannot write: {e}", p.display()))
+}
+
+/// When the receiver was first live: the moment a recovery is measured by.
+#[derive(Default)]
+struct Live {
+    /// A line (not the capture, not the answers) has been heard.
+    heard: bool,
+    /// Engine clock ns (since the process started) and the sequence number applied through.
+    at: Option<(u64, u64)>,
+}
+
+impl Live {
+    /// Called on a turn whose sockets were all empty: live if the lines have been heard and
+    /// nothing they sent is missing or held. Said once, with the time since the start.
+    fn check(&mut self, arb: &Arbiter, now: u64, gauges: &super::gauges::LiveGauges) {
+        if self.at.is_some() || !self.heard || !arb.caught_up() {
+            return;
+        }
+        let through = arb.next() - 1;
+        self.at = Some((now, through));
+        gauges.live_again(now);
+        tracing::info!(
+            "live feed: live {:.2} s after start: every message the lines have sent is in, \
+             through {through}",
+            now as f64 / 1e9
+        );
+    }
 }
 
 /// The arbiter's outlet on the feed core.
@@ -312,14 +396,20 @@ impl Source for MoldSource {
             .map(|(i, s)| (i, s.as_raw_fd()))
             .chain([(ANSWERS, self.requests.as_raw_fd())])
             .collect();
-        let from_capture = self
-            .cfg
-            .replay_first
-            .as_deref()
-            .map_or(0, |p| replay_capture(p, &mut arb, &mut out));
+        // The capture already holds what it replays: it is not written again.
+        let from_capture = match (&self.cfg.capture, self.cfg.resume_capture) {
+            (Some(p), true) => {
+                let kept = out.capture.take();
+                let n = replay_capture(p, &mut arb, &mut out);
+                out.capture = kept;
+                n
+            }
+            _ => 0,
+        };
         let mut next_tick = 0u64;
         let mut next_publish = 0u64;
         let mut turn = 0u32;
+        let mut live = Live::default();
         while !stop.load(Ordering::Relaxed) && !arb.done() {
             let mut got = 0;
             turn = turn.wrapping_add(1);
@@ -340,8 +430,12 @@ impl Source for MoldSource {
                     arb.datagram(line, batch.datagram(i), now, &mut out);
                 }
                 got += n;
+                live.heard |= line != ANSWERS;
             }
             let now = clock::now_ns();
+            if got == 0 {
+                live.check(&arb, now, &self.gauges);
+            }
             if got == 0 || now >= next_tick {
                 arb.tick(now, &mut out);
                 next_tick = now + TICK_NS;
@@ -400,6 +494,8 @@ impl Source for MoldSource {
             capture_overflow: overflow,
             request_send_errors: send_errors,
             from_capture,
+            live_again_s: live.at.map(|(ns, _)| ns as f64 / 1e9),
+            live_again_seq: live.at.map(|(_, seq)| seq),
         };
         if let Ok(mut slot) = self.report.lock() {
             *slot = Some(r);
