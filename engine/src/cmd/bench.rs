@@ -22,6 +22,9 @@ pub const SHAPE: u32 = 1;
 
 /// Runs the command.
 pub fn run(a: &BenchArgs) -> Result<()> {
+    if let Some(at) = a.recover_at {
+        return super::bench_recover::run(a, at);
+    }
     let offered = parse_rate(&a.rate).map_err(Failure::new)?;
     let flags = Overrides {
         shards: a.shards,

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_live;
+pub mod bench_recover;
 pub mod bench_ws;
 pub mod book;
 pub mod config;
