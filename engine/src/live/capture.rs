@@ -5,6 +5,8 @@
 //! Owns the packing on the feed core (into pooled buffers, no allocation per message) and a
 //! writer thread that does the file I/O. The feed core never waits on the disk: with every
 //! pooled buffer in flight, a datagram is counted as not captured, and the count is reported.
+//! A recovery appends to the killed run's file ([`Capture::resume`]) rather than writing what
+//! it replays again.
 
 use crate::net::Endpoint;
 use crate::runtime::ring::{ring, Consumer, Producer};

@@ -1,8 +1,10 @@
 //! `--feed pcap:PATH`: a capture fed back through the same arbiter as the live feed, so a
 //! capture's books equal the live run's books.
 //!
-//! Owns reading the pcap file and unwrapping each frame to its MoldUDP64 datagram. There is no
-//! one to ask for what a capture lacks: a gap in it is declared lost at once and counted.
+//! Owns reading the pcap file (mapped, read in place; a tail torn by a killed writer is said and
+//! the records before it are used) and unwrapping each frame to its MoldUDP64 datagram. A
+//! recovery replays the killed run's capture through [`PcapSource::datagrams`] too. There is
+//! no one to ask for what a capture lacks: a gap in it is declared lost at once and counted.
 
 use super::arbiter::{Arbiter, ArbiterConfig, Outlet};
 use super::capture::datagram_of;
