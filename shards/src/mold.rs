@@ -199,7 +199,9 @@ impl<'a> Iterator for Messages<'a> {
     }
 }
 
-fn header(buf: &[u8]) -> Result<(Session, u64, u16), PacketError> {
+/// A datagram's header, checked: its session, sequence number and message count (0 for a
+/// heartbeat, [`END_OF_SESSION`]), blocks not walked.
+pub fn header(buf: &[u8]) -> Result<(Session, u64, u16), PacketError> {
     if buf.len() < HEADER_LEN {
         return Err(PacketError::ShortHeader { len: buf.len() });
     }

@@ -782,7 +782,9 @@ impl Arbiter {
             // retries and the timer): a retry spent. A gap the window could not reach yet
             // (the hold full) spends none.
             let asked = g.asking && g.asked_to > g.from;
-            if asked && g.retries + 1 >= self.cfg.max_retries {
+            let spent = g.retries + asked as u32;
+            if spent >= self.cfg.max_retries {
+                // With no retries at all (a capture replayed: no one to ask), at once.
                 self.gaps[i].lost = true;
                 self.declare_lost(g.from, g.to, out);
                 continue;
@@ -792,7 +794,7 @@ impl Arbiter {
             self.flight
                 .retain(|f| f.seq + f.count as u64 <= g.from || g.to <= f.seq);
             let gi = &mut self.gaps[i];
-            gi.retries += asked as u32;
+            gi.retries = spent;
             gi.next_ns = now + self.cfg.retry_ns;
             gi.asking = true;
             gi.asked_to = g.from;

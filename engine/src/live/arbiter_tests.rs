@@ -628,3 +628,21 @@ fn a_restarts_gap_fills_while_the_line_runs_on(
         "seed {seed} loss {loss}: {ticks} ticks to fill 20,000 messages"
     );
 }
+
+/// With no retries (a capture replayed: no one to ask), a gap is lost at its first tick and
+/// what lies beyond it is applied, not held until the hold overflows.
+#[test]
+fn with_no_retries_a_gap_is_lost_at_once() {
+    let mut a = Arbiter::new(ArbiterConfig {
+        lines: 1,
+        max_retries: 0,
+        reorder_ns: 0,
+        ..ArbiterConfig::default()
+    });
+    let mut o = Rec::default();
+    feed(&mut a, &mut o, A, &pkt(1, 1), 0);
+    feed(&mut a, &mut o, A, &pkt(3, 1), 1);
+    a.tick(1, &mut o);
+    assert_eq!(o.lost, vec![(2, 3)]);
+    assert_eq!(o.got, vec![1, 3]);
+}

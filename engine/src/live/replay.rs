@@ -11,7 +11,7 @@ use super::capture::datagram_of;
 use crate::runtime::ingress::{Fed, Source};
 use pcap_file::pcap::PcapParser;
 use shards::itch::{FrameError, WalkStats};
-use shards::mold::Request;
+use shards::mold::{self, Request};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A pcap capture of MoldUDP64 datagrams, mapped and read in place.
@@ -105,6 +105,30 @@ impl PcapSource {
         })
     }
 
+    /// Its datagrams in sequence order within each session (sessions in the order they first
+    /// appear, file order among equals). A recovered run appends what filled the killed run's
+    /// holes after the killed run's records: in file order those holes would be found empty.
+    pub fn in_sequence(&self) -> Vec<&[u8]> {
+        let mut sessions: Vec<[u8; mold::SESSION_LEN]> = Vec::new();
+        let mut keyed: Vec<(usize, u64, &[u8])> = Vec::new();
+        for d in self.datagrams() {
+            let (k, seq) = match mold::header(d) {
+                Ok((s, seq, _)) => match sessions.iter().position(|x| *x == s.0) {
+                    Some(k) => (k, seq),
+                    None => {
+                        sessions.push(s.0);
+                        (sessions.len() - 1, seq)
+                    }
+                },
+                // Malformed: kept where it was, for the arbiter to count.
+                Err(_) => (sessions.len().saturating_sub(1), 0),
+            };
+            keyed.push((k, seq, d));
+        }
+        keyed.sort_by_key(|&(k, seq, _)| (k, seq));
+        keyed.into_iter().map(|(_, _, d)| d).collect()
+    }
+
     /// What cut the file short, if anything.
     pub fn cut(&self) -> Option<&str> {
         self.cut.as_deref()
@@ -165,7 +189,7 @@ impl Source for PcapSource {
             ..ArbiterConfig::default()
         });
         let mut out = Out { each };
-        for (i, d) in self.datagrams().enumerate() {
+        for (i, d) in self.in_sequence().into_iter().enumerate() {
             if i % 4096 == 0 && stop.load(Ordering::Relaxed) {
                 break;
             }

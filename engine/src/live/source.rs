@@ -202,7 +202,7 @@ fn replay_capture<O: Outlet>(path: &std::path::Path, arb: &mut Arbiter, out: &mu
     }
     let before = arb.applied();
     let (mut passed, mut fed) = (0u64, 0u64);
-    for d in src.datagrams() {
+    for d in src.in_sequence() {
         if mold::claimed(d).is_some_and(|(_, end)| end <= arb.next()) {
             passed += 1;
             continue;
