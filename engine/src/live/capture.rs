@@ -54,8 +54,9 @@ impl Capture {
     /// may have torn the one after), is appended to. What it holds is replayed, not written
     /// again: rewriting 20M messages' worth took the writer 3.3 s of a 5 s recovery, and it
     /// fell behind (v3k, 300k/s line, 09:00). Refused for a file this program did not write
-    /// (another pcap header): the caller starts a new one.
-    pub fn resume(path: &Path, lines: &[Endpoint]) -> Result<Capture, String> {
+    /// (another pcap header): the caller starts a new one. Returns what cut the file short,
+    /// if anything, for the caller to say (the cut bytes are gone after this).
+    pub fn resume(path: &Path, lines: &[Endpoint]) -> Result<(Capture, Option<String>), String> {
         let old = super::replay::PcapSource::open(path)?;
         let ours = pcap_file::pcap::PcapWriter::new(Vec::new())
             .map(|w| w.into_writer())
@@ -66,14 +67,16 @@ impl Capture {
                 path.display()
             ));
         }
-        let whole = old.whole_len();
+        let (whole, cut) = (old.whole_len(), old.cut().map(str::to_string));
         drop(old);
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(path)
             .and_then(|f| f.set_len(whole).map(|_| f))
             .map_err(|e| format!("{}: cannot append: {e}", path.display()))?;
-        Capture::open(file, true, lines).map_err(|e| format!("{}: {e}", path.display()))
+        Capture::open(file, true, lines)
+            .map(|c| (c, cut))
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Starts the writer thread over `file`; `append`: it holds a header already.
@@ -379,7 +382,11 @@ mod tests {
         assert_eq!(src.whole_len(), whole);
         drop(src);
         assert_eq!(seqs(&path), vec![1, 2]);
-        let mut c = Capture::resume(&path, &[]).unwrap();
+        let (mut c, cut) = Capture::resume(&path, &[]).unwrap();
+        assert!(
+            cut.is_some_and(|c| c.contains("torn")),
+            "the resume says what it cut"
+        );
         c.message(session(), 3, &msg(3));
         assert_eq!(c.finish(false).unwrap(), 1);
         let src = crate::live::replay::PcapSource::open(&path).unwrap();

@@ -41,8 +41,10 @@ impl PcapSource {
                 path.display()
             ));
         }
-        // SAFETY: the file is only read; a capture being rewritten under a replay is an
-        // operator error this process cannot prevent (the recovery moves it aside first).
+        // SAFETY: the file is only read, and only below the end of its last whole record. A
+        // recovery cuts a torn tail before it maps the file again to replay it, and its writer
+        // only appends past the mapped length; another process rewriting the file under a
+        // replay is an operator error this process cannot prevent.
         let map = unsafe { memmap2::Mmap::map(&f) }
             .map_err(|e| format!("{}: cannot map: {e}", path.display()))?;
         let (rest, parser) = PcapParser::new(&map[..])

@@ -183,8 +183,8 @@ impl MoldSource {
 /// Feeds the datagrams of the capture at `path` to the arbiter as if line A had sent them,
 /// passing over those wholly before where the arbiter starts (what the checkpoint holds)
 /// without parsing their blocks; returns the messages that applied. A capture that cannot be
-/// read is said, and its range is re-requested instead; one cut short by the kill is used up
-/// to its last whole record.
+/// read is said, and its range is re-requested instead. (A tail torn by the kill was cut, and
+/// said, when the capture was resumed.)
 fn replay_capture<O: Outlet>(path: &std::path::Path, arb: &mut Arbiter, out: &mut O) -> u64 {
     let t0 = clock::now_ns();
     let src = match super::replay::PcapSource::open(path) {
@@ -194,12 +194,6 @@ fn replay_capture<O: Outlet>(path: &std::path::Path, arb: &mut Arbiter, out: &mu
             return 0;
         }
     };
-    if let Some(c) = src.cut() {
-        tracing::warn!(
-            "recover: the capture {} is cut short ({c}); using it up to there",
-            path.display()
-        );
-    }
     let before = arb.applied();
     let (mut passed, mut fed) = (0u64, 0u64);
     for d in src.in_sequence() {
@@ -225,7 +219,15 @@ fn replay_capture<O: Outlet>(path: &std::path::Path, arb: &mut Arbiter, out: &mu
 /// what it held is asked of the exchange instead.
 fn resume_or_start(p: &std::path::Path, lines: &[Endpoint]) -> Result<(Capture, bool), String> {
     match Capture::resume(p, lines) {
-        Ok(c) => return Ok((c, true)),
+        Ok((c, cut)) => {
+            if let Some(cut) = cut {
+                tracing::warn!(
+                    "recover: the capture {} was cut short ({cut}); it is used up to there",
+                    p.display()
+                );
+            }
+            return Ok((c, true));
+        }
         Err(e) => {
             let mut aside = p.as_os_str().to_owned();
             aside.push(".unusable");
