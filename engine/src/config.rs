@@ -115,8 +115,9 @@ pub struct Overrides {
     #[arg(long)]
     pub io_memory_kib: Option<usize>,
     /// Live orders each shard reserves room for, allocated and touched before the feed starts
-    /// (16 bytes a slot, four slots an order: 2^19 orders is 32 MiB a shard). Past it the
-    /// table grows by copying, mid-feed.
+    /// (16-byte slots: a ring of recent references, eight slots an order up to 64 MiB, and a
+    /// hash, four slots an order; 2^19 orders is 96 MiB a shard). Past it the table grows by
+    /// copying, mid-feed.
     #[arg(long)]
     pub shard_orders: Option<usize>,
     /// Books (instruments) each shard touches room for before the feed starts: their ladder

@@ -387,7 +387,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
     ctx.tid.set_to_current();
     // Everything the feed will touch is resident before it starts: the order table (growing
     // it mid-feed copied it, up to tens of ms on v3k) and the per-locate tables below.
-    let mut books = Books::with_capacity(shards::book::Capacity { orders: ctx.orders });
+    let mut books = Books::with_capacity(shards::book::Capacity::whole(ctx.orders));
     books.touch(ctx.books);
     let mut rep = ShardReport {
         id: ctx.id,
@@ -508,7 +508,7 @@ fn restored(
         [s1, m1] => BarClock::restore(s1).and_then(|a| Ok((a, BarClock::restore(m1)?))),
         _ => Err("a checkpoint holds two bar clocks".to_string()),
     };
-    let fresh = || Books::with_capacity(shards::book::Capacity { orders: 1 << 10 });
+    let fresh = || Books::with_capacity(shards::book::Capacity::default());
     let restored = clocks.and_then(|c| Ok((c, books.restore(&state.books)?)));
     match restored {
         Ok(((s1, m1), b)) => {

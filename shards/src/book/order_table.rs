@@ -144,14 +144,29 @@ pub struct OrderTable {
 impl OrderTable {
     /// A table whose hash holds `older` orders before it must grow.
     pub fn with_capacity(older: usize) -> Self {
+        Self::with_ring(older, RING_START)
+    }
+
+    /// As [`with_capacity`](Self::with_capacity), with a ring of `slots` from the start
+    /// (rounded to a power of two between [`RING_START`] and [`RING`]).
+    pub fn with_ring(older: usize, slots: usize) -> Self {
+        let slots = slots.next_power_of_two().clamp(RING_START, RING);
         OrderTable {
-            ring: PageArray::zeroed(RING_START),
-            mask: RING_START - 1,
+            ring: PageArray::zeroed(slots),
+            mask: slots - 1,
             older: OrderHash::with_capacity(older),
             in_ring: 0,
             max_ref: 0,
             sweep: None,
         }
+    }
+
+    /// The most the ring grows to while at most `live` orders are live: it doubles only while
+    /// more than an eighth full. A ring this size from the start never grows mid-feed.
+    pub fn ring_for(live: usize) -> usize {
+        live.saturating_mul(8)
+            .next_power_of_two()
+            .clamp(RING_START, RING)
     }
 
     /// Writes every slot's page now (the slots stay empty), so no lookup faults one in later.
@@ -463,6 +478,28 @@ mod tests {
             "{} slots for ~6k live",
             t.ring.len()
         );
+    }
+
+    #[test]
+    fn a_ring_sized_for_its_live_orders_never_grows() {
+        // The engine sizes its ring for its shard's live orders before the clock starts: a
+        // doubling mid-feed faults fresh pages in on the hot path.
+        let live = 20_000;
+        let mut t = OrderTable::with_ring(live, OrderTable::ring_for(live));
+        let slots = t.ring.len();
+        for k in 1..=live as u64 {
+            assert!(t.insert(order(k, 1)));
+        }
+        assert_eq!(t.ring.len(), slots, "the ring grew");
+        assert_eq!(t.older(), 0, "nothing was lapped");
+        // The same orders in a ring left to grow from the smallest size: it doubles, never
+        // past the size given from the start.
+        let mut small = OrderTable::with_capacity(live);
+        for k in 1..=live as u64 {
+            assert!(small.insert(order(k, 1)));
+        }
+        assert!(small.ring.len() > RING_START, "it grew");
+        assert!(small.ring.len() <= slots, "ring_for bounds the growth");
     }
 
     #[test]
