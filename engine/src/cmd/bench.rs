@@ -122,7 +122,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     // The floor brackets the replay: probed before and after it, the gaps of both together.
     let after = probe_noise(&cfg, a.noise_ms);
     result["noise"] = noise_json(&cfg, a.noise_ms, before, after);
-    result["vs_floor"] = vs_floor(&result);
+    result["vs_floor"] = vs_floor(&result, "noise");
+    // The same floor from the run itself: what the data path's own threads lost meanwhile.
+    let shard_off: Vec<_> = r.shards.iter().map(|s| s.off_cpu.as_ref()).collect();
+    result["run_floor"] =
+        crate::telemetry::offcpu::run_floor_json(r.ingress.off_cpu.as_ref(), &shard_off);
+    result["vs_run_floor"] = vs_floor(&result, "run_floor");
     let path = a.json.clone().unwrap_or_else(|| default_path(scope));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
@@ -250,11 +255,12 @@ fn noise_json(
     j
 }
 
-/// e2e over the floor at p99 and p99.9 (`null` where either is missing or the floor is 0).
-fn vs_floor(j: &serde_json::Value) -> serde_json::Value {
+/// e2e over the floor in `j[of]` at p99 and p99.9 (`null` where either is missing or the
+/// floor is 0).
+fn vs_floor(j: &serde_json::Value, of: &str) -> serde_json::Value {
     let ratio = |q: &str| {
         let e2e = j["stages"]["e2e"][format!("{q}_ns")].as_f64()?;
-        let floor = j["noise"][format!("floor_{q}_ns")].as_f64()?;
+        let floor = j[of][format!("floor_{q}_ns")].as_f64()?;
         (floor > 0.0).then(|| e2e / floor)
     };
     serde_json::json!({"p99": ratio("p99"), "p999": ratio("p999")})
@@ -388,20 +394,29 @@ fn table(j: &serde_json::Value) -> String {
             count(v["count"].as_u64().unwrap_or(0))
         );
     }
-    if let Some(n) = j["noise"].as_object() {
-        let ns = |k: &str| pretty(n[k].as_u64().unwrap_or(0));
-        let x = |q: &str| {
-            j["vs_floor"][q]
-                .as_f64()
-                .map_or("-".into(), |r| format!("{r:.1}x"))
-        };
-        s += &format!(
-            "  noise floor (this machine's lost CPU time alone): e2e p99 {}, p99.9 {}; e2e / floor: p99 {}, p99.9 {}\n",
-            ns("floor_p99_ns"),
-            ns("floor_p999_ns"),
-            x("p99"),
-            x("p999")
-        );
+    for (of, vs, what) in [
+        (
+            "noise",
+            "vs_floor",
+            "noise floor (this machine's lost CPU time alone)",
+        ),
+        (
+            "run_floor",
+            "vs_run_floor",
+            "floor of this run (its own data path's time off its CPUs)",
+        ),
+    ] {
+        if let Some(n) = j[of].as_object() {
+            let ns = |k: &str| pretty(n[k].as_u64().unwrap_or(0));
+            let x = |q: &str| j[vs][q].as_f64().map_or("-".into(), |r| format!("{r:.1}x"));
+            s += &format!(
+                "  {what}: e2e p99 {}, p99.9 {}; e2e / floor: p99 {}, p99.9 {}\n",
+                ns("floor_p99_ns"),
+                ns("floor_p999_ns"),
+                x("p99"),
+                x("p999")
+            );
+        }
     }
     let secs = &j["degrade"]["seconds_at_level"];
     s += &format!(
@@ -477,9 +492,11 @@ fn gate(now: &serde_json::Value, baseline: &Path, tolerance: f64) -> Result<()> 
     }
     // e2e over the machine's floor in the same run: the engine's own share of the tail, which
     // a noisy hour moves less than the tail itself.
-    for q in ["p99", "p999"] {
-        if let (Some(b), Some(n)) = (base["vs_floor"][q].as_f64(), now["vs_floor"][q].as_f64()) {
-            check(format!("vs_floor.{q}"), b, n, false);
+    for vs in ["vs_floor", "vs_run_floor"] {
+        for q in ["p99", "p999"] {
+            if let (Some(b), Some(n)) = (base[vs][q].as_f64(), now[vs][q].as_f64()) {
+                check(format!("{vs}.{q}"), b, n, false);
+            }
         }
     }
     if worse.is_empty() {

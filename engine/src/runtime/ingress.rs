@@ -9,6 +9,7 @@ use super::batch::{self, Buf, FeedBatch};
 use super::clock;
 use super::ring::{Producer, Sender};
 use crate::config::Assign;
+use crate::telemetry::offcpu::OffCpu;
 use crate::telemetry::{Reporter, Stage};
 use shards::itch::{walk, FrameError, WalkStats};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,6 +197,9 @@ pub struct IngressTelemetry {
     pub directory: Producer<([u8; 8], u16)>,
     /// Record the ingress stage (off: `tickcore bench --no-histograms`).
     pub measure: bool,
+    /// Record the thread's time off its CPU (`telemetry::offcpu`): only when no shard shares
+    /// the CPU, whose turns would otherwise count as the machine's.
+    pub off_cpu: bool,
 }
 
 /// One shard's outbound batch.
@@ -240,6 +244,8 @@ pub struct IngressReport {
     /// Messages of the feed before the source's first (a live source resuming after a
     /// checkpoint).
     pub resumed_after: u64,
+    /// Its time off its CPU while it ran, when it recorded it.
+    pub off_cpu: Option<crate::telemetry::offcpu::Record>,
 }
 
 /// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
@@ -291,6 +297,9 @@ pub fn run(
     marks.skip = marks.skip.saturating_sub(base);
     r.resumed_after = base;
     let rep = &mut tel.reporter;
+    if tel.off_cpu {
+        rep.off_cpu.begin();
+    }
     let walked = source.pump(stop, |fed| {
         let (m, stamp) = match fed {
             Fed::Message(m, stamp) => (m, stamp),
@@ -329,6 +338,7 @@ pub fn run(
         if let Speed::Rate(rate) = speed {
             due = pace.due_at(r.messages - 1 - r.skipped, rate);
             let now = clock::now_ns();
+            rep.off_cpu.tick(now);
             if due > now {
                 // Ahead of the schedule: send to an idle shard now, to a busy one what has
                 // waited long enough (it takes the batch when it is done anyway), then wait.
@@ -340,7 +350,7 @@ pub fn run(
                         flush(o, false, 0, rep, measure, idle);
                     }
                 }
-                pace.wait_until(due, stop, idle);
+                pace.wait_until(due, stop, idle, &mut rep.off_cpu);
             }
         } else if let Some(ts) = pace
             .enabled()
@@ -350,6 +360,7 @@ pub fn run(
             if pace.ahead(ts) {
                 flush_all(&mut out, rep, measure, idle);
                 pace.wait(ts, stop, idle);
+                rep.off_cpu.rested();
             }
         }
         if locate == 0 {
@@ -397,6 +408,7 @@ pub fn run(
         r.per_shard[i] = o.sent_messages;
         r.batches[i] = o.seq;
     }
+    r.off_cpu = rep.off_cpu.finish();
     rep.flush_with(std::time::Duration::from_millis(200), idle);
     r
 }
@@ -465,9 +477,18 @@ fn flush(
         return;
     }
     // A consumer polled from `idle` may be what frees the shard to give a buffer back: nap
-    // briefly, then poll it again.
-    let buf = o.link.take_with(idle, std::time::Duration::from_micros(50));
+    // briefly, then poll it again. Time spent waiting for the shard is the engine's, never the
+    // machine's noise.
+    let buf = match o.link.try_take() {
+        Some(b) => b,
+        None => {
+            let b = o.link.take_with(idle, std::time::Duration::from_micros(50));
+            rep.off_cpu.rested();
+            b
+        }
+    };
     let sent_ns = if measure { clock::now_ns() } else { 0 };
+    rep.off_cpu.tick(sent_ns);
     let first = if o.messages == 0 { sent_ns } else { o.first_ns };
     let b = FeedBatch {
         seq: o.seq,
@@ -531,14 +552,23 @@ impl Pacer {
     }
 
     /// Waits until the engine clock reaches `due` (spinning the last stretch), or `stop`.
-    fn wait_until(&mut self, due: u64, stop: &AtomicBool, idle: &mut dyn FnMut() -> bool) {
+    /// A yield counts as time off the CPU when another task takes it; a sleep does not.
+    fn wait_until(
+        &mut self,
+        due: u64,
+        stop: &AtomicBool,
+        idle: &mut dyn FnMut() -> bool,
+        off: &mut OffCpu,
+    ) {
         loop {
             let now = clock::now_ns();
+            off.tick(now);
             if now >= due || stop.load(Ordering::Relaxed) {
                 return;
             }
             if due - now > 200_000 {
                 std::thread::sleep(std::time::Duration::from_nanos(due - now - 100_000));
+                off.rested();
             } else if due - now > 300 {
                 // The ingress shares its CPU with the consumer and control on small machines:
                 // give them the wait, or the shards' event buffers come back late. A consumer

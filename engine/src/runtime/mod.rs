@@ -445,6 +445,7 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         reporter: bundle.reporter,
                         directory: bundle.directory,
                         measure,
+                        off_cpu: bundle.off_cpu,
                     };
                     let idle = &mut || {
                         turn(&mut inline_control);

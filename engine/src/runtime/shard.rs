@@ -101,6 +101,8 @@ pub struct ShardReport {
     pub checkpoints_failed: u64,
     /// Why the last checkpoint failed, or why a restore did.
     pub checkpoint_error: Option<String>,
+    /// Its time off its CPU while it ran, when it recorded it (with a CPU to itself).
+    pub off_cpu: Option<crate::telemetry::offcpu::Record>,
 }
 
 /// A delay injected into one shard's apply stage, for tests and drills (`--chaos`).
@@ -422,11 +424,17 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         .take()
         .map(|w| Checkpointer::start(w, slice));
     ctx.ready.fetch_add(1, std::sync::atomic::Ordering::Release);
+    if ctx.dedicated {
+        // Only with its CPU to itself: a shard that shares one waits by choice, and the
+        // roles it shares with take turns that are the engine's, not the machine's.
+        ctx.reporter.off_cpu.begin();
+    }
     let mut chaos_until = 0u64;
     let mut fed_last = false;
     let mut stop = false;
     let mut idle = Backoff::new();
     while !(stop && fed_last) {
+        ctx.reporter.off_cpu.tick(clock::now_ns());
         let mut busy = false;
         // One batch, then the control ring: a snapshot waits at most one batch's apply.
         if let Some(buf) = ctx.feed.try_recv() {
@@ -471,6 +479,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
                 glommio::executor().yield_task_queue_now().await;
             } else {
                 glommio::timer::sleep(Duration::from_micros(20)).await;
+                ctx.reporter.off_cpu.rested();
             }
             continue;
         }
@@ -488,6 +497,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         }
     }
     rep.bbos_coalesced = out.coalesced;
+    rep.off_cpu = ctx.reporter.off_cpu.finish();
     if let Some(mut w) = writer {
         w.complete(&mut books, &mut rep);
         w.finish(&mut rep).await;

@@ -14,6 +14,7 @@ pub mod budget;
 pub mod lost;
 pub mod memory;
 pub mod noise;
+pub mod offcpu;
 
 use crate::runtime::ring::{self, Consumer, Producer};
 use hdrhistogram::Histogram;
@@ -203,6 +204,8 @@ pub struct Reporter {
     spares: Consumer<Box<Interval>>,
     interval_ns: u64,
     next_ns: u64,
+    /// The core's own time off its CPU, when it records it (the data path: ingress and shards).
+    pub off_cpu: offcpu::OffCpu,
 }
 
 /// The control core's end of one core's reporting.
@@ -237,6 +240,7 @@ pub fn reporting(core: usize, interval_ns: u64) -> (Reporter, Collector) {
         spares,
         interval_ns: interval_ns.max(1),
         next_ns: 0,
+        off_cpu: offcpu::OffCpu::default(),
     };
     (
         r,
