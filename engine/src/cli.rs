@@ -205,6 +205,12 @@ pub struct BenchArgs {
     /// broadcast server to as many clients. 0: no gateway.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=512))]
     pub ws_clients: u64,
+    /// Run the admin endpoint (on a free loopback port) with this many connections held open
+    /// without a request, and `/metrics` scraped every 20 ms and timed: what an endpoint
+    /// beside the feed costs its tail, and how it answers under load. 0 scrapes with no
+    /// idle connections (the baseline to compare 100 against). Absent: no endpoint.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=200))]
+    pub admin_idle: Option<u64>,
     /// Measure a restart instead: a `tickcore exchange` process serves the session at --rate
     /// over MoldUDP64 on loopback, a `tickcore run` process follows it with a capture, is
     /// SIGKILLed once it has applied N messages and is started again with --recover; reports

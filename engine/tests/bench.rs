@@ -89,6 +89,19 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
             j["vs_floor"]
         );
     }
+    // The floor of the run itself, from the data path's own time off its CPUs: recorded when
+    // the ingress and the shard each have a CPU (a 1-CPU machine has it null).
+    let run = &j["run_floor"];
+    if !run.is_null() {
+        assert!(run["floor_p99_ns"].is_u64(), "{run}");
+        let threads = run["threads"].as_array().unwrap();
+        assert_eq!(threads.len(), 2, "the ingress and one shard: {run}");
+        for t in threads {
+            let span = t["span_s"].as_f64().unwrap();
+            assert!(span > 0.3, "it recorded through the replay: {t}");
+            assert!(t["longest_turn_ns"].is_u64(), "{t}");
+        }
+    }
     // 0.6 s of feed at the default 1000 snapshot requests a second, each answered.
     let snaps = j["stages"]["snapshot"]["count"].as_u64().unwrap();
     assert!(snaps > 100, "{snaps} snapshot round trips: {}", j["stages"]);
@@ -110,9 +123,11 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
             }
         }
     }
-    for q in ["p99", "p999"] {
-        if j["vs_floor"][q].is_f64() {
-            looser["vs_floor"][q] = 1e9.into();
+    for vs in ["vs_floor", "vs_run_floor"] {
+        for q in ["p99", "p999"] {
+            if j[vs][q].is_f64() {
+                looser[vs][q] = 1e9.into();
+            }
         }
     }
     let l = data.join("looser.json");
@@ -142,5 +157,32 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
     );
     let o = bench(&["--rate", "fast"], &data);
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not a rate"));
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn the_admin_endpoint_answers_every_scrape_with_idle_connections_held_and_the_feed_is_whole() {
+    let data = std::env::temp_dir().join(format!("tickcore-bench-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let path = data.join("a.json");
+    let o = short_bench(path.to_str().unwrap(), &["--admin-idle", "20"], &data);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("20 idle connection(s) held"), "{out}");
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let a = &j["admin"];
+    assert_eq!(a["idle_connections"], 20, "{a}");
+    // 0.6 s of feed, a scrape every 20 ms: each one answered.
+    assert!(a["scrapes"].as_u64().unwrap() >= 10, "{a}");
+    assert_eq!(a["failed"], 0, "{a}");
+    assert!(a["metrics_ms"]["p99"].as_f64().unwrap() > 0.0, "{a}");
+    // Nothing of the feed was lost to the endpoint's load.
+    assert_eq!(j["drops"], 0);
+    assert!(
+        j["stages"]["e2e"]["count"].as_u64().unwrap() >= 60_000,
+        "{}",
+        j["stages"]
+    );
     let _ = std::fs::remove_dir_all(&data);
 }

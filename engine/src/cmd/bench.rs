@@ -77,7 +77,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         )?),
         None => None,
     };
+    let (admin, admin_load) = admin_load(a, &cfg)?;
     let opts = RunOptions {
+        admin,
         speed: Some(offered.map_or(Speed::Max, Speed::Rate)),
         ws_wait_clients: a.ws_clients,
         gateway: ws,
@@ -119,6 +121,14 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
         None => String::new(),
     };
+    let admin_lines = match admin_load {
+        Some(l) => {
+            let rep = l.finish()?;
+            result["admin"] = rep.json();
+            rep.line()
+        }
+        None => String::new(),
+    };
     // The floor brackets the replay: probed before and after it, the gaps of both together.
     let after = probe_noise(&cfg, a.noise_ms);
     result["noise"] = noise_json(&cfg, a.noise_ms, before, after);
@@ -141,12 +151,36 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let svg = path.with_extension("svg");
     std::fs::write(&svg, chart(&result, &r))
         .map_err(|e| Failure::at(&svg, format!("cannot write the chart: {e}")))?;
-    print!("{}{ckpt_lines}{live_lines}{ws_lines}", table(&result));
+    print!(
+        "{}{ckpt_lines}{live_lines}{ws_lines}{admin_lines}",
+        table(&result)
+    );
     println!("  wrote {} and {}", path.display(), svg.display());
     match &a.baseline {
         None => Ok(()),
         Some(b) => gate(&result, b, a.tolerance),
     }
+}
+
+/// The admin endpoint for `--admin-idle`, bound on a free loopback port, and its load started
+/// (its connections wait in the listener's backlog until the endpoint serves).
+fn admin_load(
+    a: &BenchArgs,
+    cfg: &Config,
+) -> Result<(
+    Option<crate::control::admin::Admin>,
+    Option<super::bench_admin::AdminLoad>,
+)> {
+    let Some(idle) = a.admin_idle else {
+        return Ok((None, None));
+    };
+    let addr =
+        crate::control::admin::AdminAddr::Given("127.0.0.1:0".parse().expect("a valid address"));
+    let admin = crate::control::admin::Admin::bind(&addr, None)
+        .map_err(Failure::new)?
+        .ok_or_else(|| Failure::new("the admin endpoint did not bind (a bug)"))?;
+    let load = super::bench_admin::AdminLoad::start(admin.addr, idle as usize, cfg.feed_cpu.value)?;
+    Ok((Some(admin), Some(load)))
 }
 
 /// The gateway for `--ws-clients`, bound on a free loopback port, stamping frames.

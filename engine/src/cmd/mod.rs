@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `run(&Args) -> Result<()>`.
 
 pub mod bench;
+pub mod bench_admin;
 pub mod bench_live;
 pub mod bench_recover;
 pub mod bench_ws;
