@@ -71,6 +71,15 @@ pub struct Tick {
     pub control_turn_max_ns: u64,
     /// Hypervisor steal on the data path's CPUs in the interval, ns (10 ms resolution).
     pub steal_ns: u64,
+    /// The ingress's longest gap off its CPU in the interval, ns (see
+    /// [`crate::telemetry::offcpu`]; 0 when it does not record).
+    pub ingress_off_max_ns: u64,
+    /// The ingress's longest own turn in the interval, ns.
+    pub ingress_turn_max_ns: u64,
+    /// The longest gap off its CPU of any shard in the interval, ns.
+    pub shard_off_max_ns: u64,
+    /// The longest own turn of any shard in the interval, ns.
+    pub shard_turn_max_ns: u64,
     /// The level in force after the interval.
     pub level: usize,
 }
@@ -174,6 +183,8 @@ pub struct ControlCore {
     lost: Option<Consumer<crate::telemetry::lost::Sample>>,
     interval_lost: Vec<u64>,
     interval_turn_max: u64,
+    /// This interval's longest off-CPU gap and own turn: the ingress's, then any shard's.
+    interval_data_path: [u64; 4],
     probe: Option<Probe>,
 }
 
@@ -290,6 +301,7 @@ impl ControlCore {
             queries: queries::Outstanding::new(s.shard_count),
             interval_lost: vec![0; watched],
             interval_turn_max: 0,
+            interval_data_path: [0; 4],
             lost: lost_rx,
             routes: s.routes,
             interval: s.interval,
@@ -441,6 +453,16 @@ impl ControlCore {
                     c.gauge = iv.gauge;
                 }
                 self.interval_acc.merge(&iv.stages);
+                let at = match f.name.as_str() {
+                    "ingress" => Some(0),
+                    n if n.starts_with("shard") => Some(2),
+                    _ => None,
+                };
+                if let Some(at) = at {
+                    let d = &mut self.interval_data_path;
+                    d[at] = d[at].max(iv.off_max_ns);
+                    d[at + 1] = d[at + 1].max(iv.turn_max_ns);
+                }
                 if f.name.starts_with("shard") {
                     self.interval_messages += iv.items;
                 }
@@ -499,8 +521,13 @@ impl ControlCore {
                 shard_lost_ns: self.lost_of(|n| n.starts_with("shard")),
                 control_turn_max_ns: self.interval_turn_max,
                 steal_ns: self.lost_of(|n| n == "steal"),
+                ingress_off_max_ns: self.interval_data_path[0],
+                ingress_turn_max_ns: self.interval_data_path[1],
+                shard_off_max_ns: self.interval_data_path[2],
+                shard_turn_max_ns: self.interval_data_path[3],
             });
         }
+        self.interval_data_path = [0; 4];
         self.interval_lost.iter_mut().for_each(|v| *v = 0);
         self.interval_turn_max = 0;
         self.interval_acc.reset();

@@ -191,6 +191,10 @@ pub struct Interval {
     pub gauge_set: bool,
     /// Rows a sink lost in the interval (its database, spool and memory all refused them).
     pub lost: u64,
+    /// The core's longest gap off its CPU in the interval, ns (0 when it does not record).
+    pub off_max_ns: u64,
+    /// The core's longest turn of its own work in the interval, ns (0 when it does not record).
+    pub turn_max_ns: u64,
 }
 
 /// Spare intervals per core: enough that control's merge never leaves a core without one.
@@ -229,6 +233,8 @@ pub fn reporting(core: usize, interval_ns: u64) -> (Reporter, Collector) {
             gauge: 0,
             gauge_set: false,
             lost: 0,
+            off_max_ns: 0,
+            turn_max_ns: 0,
         })
     };
     for _ in 0..SPARES {
@@ -266,6 +272,7 @@ impl Reporter {
             return;
         };
         self.next_ns = now_ns + self.interval_ns;
+        (self.current.off_max_ns, self.current.turn_max_ns) = self.off_cpu.take_interval();
         std::mem::swap(&mut self.current, &mut spare);
         if let Err(back) = self.to_control.try_push(spare) {
             // The forward ring holds every box there is, so this cannot happen; keep the data.

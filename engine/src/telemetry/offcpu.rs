@@ -47,6 +47,9 @@ pub struct OffCpu {
     gaps: Histogram<u64>,
     turns: Histogram<u64>,
     looked: u64,
+    /// The longest gap off the CPU and the longest own turn since the reporter last shipped.
+    interval_off_max: u64,
+    interval_turn_max: u64,
 }
 
 impl Default for OffCpu {
@@ -59,6 +62,8 @@ impl Default for OffCpu {
             gaps: super::histogram(),
             turns: super::histogram(),
             looked: 0,
+            interval_off_max: 0,
+            interval_turn_max: 0,
         }
     }
 }
@@ -97,6 +102,8 @@ impl OffCpu {
         }
         // The rest of the gap the thread ran: one long turn of the engine's own work.
         self.turns.saturating_record(gap - off);
+        self.interval_off_max = self.interval_off_max.max(off);
+        self.interval_turn_max = self.interval_turn_max.max(gap - off);
         self.looked += 1;
         self.mark_wall = now;
         self.mark_cpu = cpu;
@@ -115,6 +122,14 @@ impl OffCpu {
     fn mark(&mut self, now: u64) {
         self.mark_wall = now;
         self.mark_cpu = clock::thread_cpu_ns();
+    }
+
+    /// The longest gap off the CPU and the longest own turn since the last call, ns.
+    pub fn take_interval(&mut self) -> (u64, u64) {
+        let maxes = (self.interval_off_max, self.interval_turn_max);
+        self.interval_off_max = 0;
+        self.interval_turn_max = 0;
+        maxes
     }
 
     /// Gaps looked into (each one system call).
