@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// How often `/metrics` is scraped (a Prometheus at 50 Hz; real ones scrape every 1-15 s).
 pub const SCRAPE_EVERY: Duration = Duration::from_millis(20);
 /// How often the holder looks for connections the endpoint closed.
-const HOLD_CHECK: Duration = Duration::from_millis(50);
+const HOLD_CHECK: Duration = Duration::from_millis(250);
 /// A scrape that takes longer than this counts as failed.
 const SCRAPE_PATIENCE: Duration = Duration::from_secs(3);
 /// How long the first scrape waits for the endpoint to serve (shards reserve and touch their
