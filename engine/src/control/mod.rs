@@ -277,7 +277,9 @@ impl ControlCore {
                 changes: Vec::new(),
                 time_at_level: [0.0; LEVELS.len()],
                 breaches: BTreeMap::new(),
-                ticks: Vec::new(),
+                // Reserved whole: growing it copied the history on the ingress's thread, where
+                // control runs on a small machine.
+                ticks: Vec::with_capacity(MAX_TICKS),
                 lost: lost_names.into_iter().map(|n| (n, 0)).collect(),
                 snapshot: histogram(),
                 links: s.links,
