@@ -82,6 +82,12 @@ pub struct Topology {
     pub gateway: Option<GatewayBundle>,
 }
 
+/// Bytes of each event buffer. A batch that closes the bars of thousands of instruments at
+/// once needs more than its messages suggest: on v3k at 1M/s three 64 KiB buffers grew to
+/// 128 KiB mid-run (batches of 69-88 KiB), each growth an allocation and a copy on the shard.
+/// A larger batch still works: its buffer grows once and keeps the size.
+const EVENT_BUFFER_BYTES: usize = 256 << 10;
+
 impl Topology {
     /// Builds every ring for `plan`; takes the sinks and the event writer out of `opts`.
     pub fn build(cfg: &Config, plan: &Plan, opts: &mut RunOptions, whole: Option<&[u8]>) -> Self {
@@ -115,7 +121,8 @@ impl Topology {
         let feed_bytes = cfg.feed_batch_bytes.value + 256;
         for i in 0..n {
             let (ftx, frx) = ring::link(cfg.feed_buffers.value, || touched_buf(feed_bytes));
-            let (etx, erx) = ring::link(cfg.event_buffers.value, || touched_buf(64 << 10));
+            let (etx, erx) =
+                ring::link(cfg.event_buffers.value, || touched_buf(EVENT_BUFFER_BYTES));
             let (ctx_p, ctx_c) = ring::ring::<Control>(16);
             let (ans_p, ans_c) = ring::ring::<Snapshot>(16);
             links.push((format!("ingress->shard{i}"), ftx.stats()));
