@@ -66,6 +66,9 @@ pub struct BytesSource<'a> {
 /// which was most of the e2e median.
 const RATE_LINGER_NS: u64 = 2_500;
 
+/// Messages between looks for an idle shard while the ingress is behind its rate schedule.
+const CATCH_UP_CHECK: u64 = 32;
+
 /// Messages between checks of the stop flag.
 const STOP_EVERY: u64 = 4096;
 
@@ -391,8 +394,12 @@ pub fn run(
         }
         if let Speed::Rate(rate) = speed {
             // The next message is not due yet: an idle shard takes what is here now rather
-            // than when the next one is read (a microsecond later at 1M/s).
-            if pace.due_at(r.messages - r.skipped, rate) > clock::now_ns() {
+            // than when the next one is read (a microsecond later at 1M/s). Behind the
+            // schedule (after the ingress lost its CPU), an idle shard is fed every
+            // CATCH_UP_CHECK messages, so it applies the backlog while the ingress reads it
+            // instead of after.
+            let behind = pace.due_at(r.messages - r.skipped, rate) <= clock::now_ns();
+            if !behind || r.messages % CATCH_UP_CHECK == 0 {
                 flush_to_idle_shards(&mut out, rep, measure, idle);
             }
         }
@@ -614,6 +621,75 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the ingress over a generated f2 session of `n` messages at `rate` into one shard
+    /// that takes each batch and keeps its buffer (so it is idle only until the first): the
+    /// batches it was sent, as message counts, in order.
+    fn batches_sent(n: u64, rate: f64) -> Vec<u32> {
+        let bytes = shards::synth::generate(&shards::synth::GenConfig {
+            scope: shards::synth::Scope::F2,
+            messages: n,
+            seed: 3,
+            profile: shards::synth::Profile::Realistic,
+        })
+        .unwrap();
+        let source = BytesSource {
+            name: "test".into(),
+            bytes: &bytes,
+            skip_corrupt: false,
+        };
+        let (tx, mut rx) = super::super::ring::link(64, || super::super::touched_buf(1 << 17));
+        let (reporter, _collector) = crate::telemetry::reporting(0, 1_000_000_000);
+        let (directory, _dir_rx) = super::super::ring::ring(1 << 12);
+        let tel = IngressTelemetry {
+            reporter,
+            directory,
+            measure: true,
+            off_cpu: false,
+        };
+        let marks = crate::checkpoint::marks::Marks::new(0, None, 0, Vec::new());
+        let routes = Routes::new(1, Assign::Hash, None);
+        let stop = AtomicBool::new(false);
+        let (mut seen, mut kept) = (Vec::new(), Vec::new());
+        let mut idle = || {
+            let mut did = false;
+            while let Some(b) = rx.try_recv() {
+                seen.push(batch::read_feed(&b).unwrap().messages.to_native());
+                kept.push(b);
+                did = true;
+            }
+            did
+        };
+        let r = run(
+            &source,
+            &routes,
+            vec![tx],
+            1 << 17,
+            Speed::Rate(rate),
+            &stop,
+            tel,
+            marks,
+            &mut idle,
+        );
+        assert_eq!(r.messages, n);
+        idle();
+        seen
+    }
+
+    #[test]
+    fn behind_the_schedule_an_idle_shard_is_fed_while_the_backlog_is_read() {
+        // At 10^12 messages a second every message is overdue when read: the whole session is
+        // a backlog. The shard is idle at the start (every buffer home), so the first batch
+        // leaves after at most CATCH_UP_CHECK messages, not with the last one.
+        let seen = batches_sent(5_000, 1e12);
+        assert!(seen.len() >= 2, "batches {seen:?}");
+        assert!(
+            seen[0] as u64 <= CATCH_UP_CHECK,
+            "the first batch held {} messages",
+            seen[0]
+        );
+        assert_eq!(seen.iter().map(|&m| m as u64).sum::<u64>(), 5_000);
+    }
 
     #[test]
     fn speeds_parse() {
