@@ -30,11 +30,17 @@ fn short_bench(json: &str, extra: &[&str], data: &std::path::Path) -> std::proce
     bench(&[&args[..], extra].concat(), data)
 }
 
-#[test]
-fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
-    let data = std::env::temp_dir().join(format!("tickcore-bench-{}", std::process::id()));
+/// An empty directory of this test process's own under the system's temporary directory.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let data = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
+    data
+}
+
+#[test]
+fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
+    let data = fresh_dir("tickcore-bench");
     let path = data.join("r.json");
     let p = path.to_str().unwrap();
     let o = short_bench(p, &[], &data);
@@ -162,9 +168,7 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
 
 #[test]
 fn the_admin_endpoint_answers_every_scrape_with_idle_connections_held_and_the_feed_is_whole() {
-    let data = std::env::temp_dir().join(format!("tickcore-bench-admin-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).unwrap();
+    let data = fresh_dir("tickcore-bench-admin");
     let path = data.join("a.json");
     let o = short_bench(path.to_str().unwrap(), &["--admin-idle", "20"], &data);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
