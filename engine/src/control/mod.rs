@@ -705,6 +705,15 @@ impl ControlCore {
         self.state.last_answer.take()
     }
 
+    /// Ends the snapshot probe: no more requests, and one still out is not timed. Called when
+    /// control stops turning at the end of a run: the shutdown then joins the side threads
+    /// (the watcher sleeps up to an interval), and an answer waiting through that was timed
+    /// as a 47-93 ms round trip, the stage's max in one run of two (2026-12-06).
+    pub fn end_probe(&mut self) {
+        self.probe = None;
+        self.queries.expire_probe();
+    }
+
     /// Tells every shard to finish (after the run's last query). Waits for requests still
     /// out first, so no shard is stopped with a question unanswered.
     pub fn stop_shards(&mut self) {

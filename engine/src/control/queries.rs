@@ -93,6 +93,16 @@ impl Outstanding {
         })
     }
 
+    /// Marks the probe's requests still out as expired: their answers, whenever they come,
+    /// are not timed.
+    pub fn expire_probe(&mut self) {
+        for q in self.per_shard.iter_mut().flatten() {
+            if q.asker == Asker::Probe {
+                q.expired = true;
+            }
+        }
+    }
+
     /// Whether a probe request is out (the probe keeps one at a time).
     pub fn probe_out(&self) -> bool {
         self.per_shard
@@ -140,6 +150,21 @@ mod tests {
         let q = o.answered(0).expect("still queued");
         assert!(q.expired && q.asker == Asker::Admin(7));
         assert_eq!(o.answered(0).map(|q| q.asker), Some(Asker::Admin(8)));
+    }
+
+    #[test]
+    fn ending_the_probe_leaves_its_answer_untimed_and_others_alone() {
+        let mut o = Outstanding::new(1);
+        let t = Instant::now() + Duration::from_secs(1);
+        o.sent(0, Asker::Probe, 0, t);
+        o.sent(0, Asker::Admin(3), 0, t);
+        assert!(o.probe_out());
+        o.expire_probe();
+        assert!(!o.probe_out());
+        let p = o.answered(0).expect("still queued for its answer");
+        assert!(p.expired && p.asker == Asker::Probe);
+        let a = o.answered(0).expect("the admin's request");
+        assert!(!a.expired, "only the probe's requests end");
     }
 
     #[test]

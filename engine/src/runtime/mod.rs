@@ -564,6 +564,7 @@ fn shut_down(t: Threads, opts: &RunOptions, stop: &AtomicBool) -> Result<Finishe
             )
         }
     };
+    control.end_probe();
     t.side_stop.store(true, Ordering::Release);
     for h in t.side {
         let _ = h.join();
