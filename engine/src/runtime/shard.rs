@@ -387,10 +387,9 @@ impl EventSink for Out {
 /// books and report.
 pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
     ctx.tid.set_to_current();
-    // Everything the feed will touch is resident before it starts: the order table (growing
-    // it mid-feed copied it, up to tens of ms on v3k) and the per-locate tables below.
-    let mut books = Books::with_capacity(shards::book::Capacity::whole(ctx.orders));
-    books.touch(ctx.books);
+    let (orders, first_books) = (ctx.orders, ctx.books);
+    let fresh = move || fresh_books(orders, first_books);
+    let mut books = fresh();
     let mut rep = ShardReport {
         id: ctx.id,
         ..Default::default()
@@ -416,7 +415,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
     shards::book::pages::prefault(&mut out.marked);
     shards::book::pages::prefault(&mut out.changed_at);
     if let Some(state) = restore {
-        books = restored(books, &mut out, &state, &mut rep);
+        books = restored(books, fresh, &mut out, &state, &mut rep);
     }
     let slice = ctx.checkpoint_slice_ns;
     let mut writer = ctx
@@ -506,10 +505,20 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
     (books, rep)
 }
 
+/// Empty books with room for `orders` live orders and the first `touch` books, all of it
+/// resident before the feed starts: growing the order table mid-feed copied it into fresh
+/// pages, up to tens of ms on v3k.
+fn fresh_books(orders: usize, touch: usize) -> Books {
+    let mut books = Books::with_capacity(shards::book::Capacity::whole(orders));
+    books.touch(touch);
+    books
+}
+
 /// `books` (new) and `out`'s bar clocks set to `state`; its books' listings go out with the
 /// first event batch, so the consumer names their rows as if it had seen the directory.
 fn restored(
     books: Books,
+    fresh: impl FnOnce() -> Books,
     out: &mut Out,
     state: &shards::checkpoint::ShardState,
     rep: &mut ShardReport,
@@ -518,7 +527,6 @@ fn restored(
         [s1, m1] => BarClock::restore(s1).and_then(|a| Ok((a, BarClock::restore(m1)?))),
         _ => Err("a checkpoint holds two bar clocks".to_string()),
     };
-    let fresh = || Books::with_capacity(shards::book::Capacity::default());
     let restored = clocks.and_then(|c| Ok((c, books.restore(&state.books)?)));
     match restored {
         Ok(((s1, m1), b)) => {
