@@ -433,7 +433,9 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
     let mut stop = false;
     let mut idle = Backoff::new();
     while !(stop && fed_last) {
-        ctx.reporter.off_cpu.tick(clock::now_ns());
+        if ctx.reporter.off_cpu.recording() {
+            ctx.reporter.off_cpu.tick(clock::now_ns());
+        }
         let mut busy = false;
         // One batch, then the control ring: a snapshot waits at most one batch's apply.
         if let Some(buf) = ctx.feed.try_recv() {

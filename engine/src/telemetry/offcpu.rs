@@ -77,11 +77,18 @@ impl OffCpu {
         self.mark(now);
     }
 
+    /// Whether [`begin`](Self::begin) was called: a caller that reads the clock only for
+    /// [`tick`](Self::tick) skips the read otherwise.
+    #[inline]
+    pub fn recording(&self) -> bool {
+        self.began != 0
+    }
+
     /// A turn of the thread's loop at engine clock `now`: a long enough gap since the last one
     /// is looked into.
     #[inline]
     pub fn tick(&mut self, now: u64) {
-        if self.began != 0 && now.saturating_sub(self.last) >= DETECT_NS {
+        if self.recording() && now.saturating_sub(self.last) >= DETECT_NS {
             self.look(now);
         }
         self.last = self.last.max(now);
@@ -111,7 +118,7 @@ impl OffCpu {
 
     /// The thread waited by choice until now: nothing before this counts.
     pub fn rested(&mut self) {
-        if self.began == 0 {
+        if !self.recording() {
             return;
         }
         let now = clock::now_ns();
@@ -141,7 +148,7 @@ impl OffCpu {
     pub fn finish(&self) -> Option<Record> {
         // SAFETY: sched_getcpu has no arguments.
         let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize;
-        (self.began != 0).then(|| Record {
+        self.recording().then(|| Record {
             off: CpuNoise {
                 cpu,
                 span_ns: self.last - self.began,
