@@ -84,6 +84,21 @@ pub struct Tick {
     pub level: usize,
 }
 
+/// The longest gap off the CPU and the longest own turn the cores of one kind reported in an
+/// interval, ns.
+#[derive(Debug, Default, Clone, Copy)]
+struct Longest {
+    off_ns: u64,
+    turn_ns: u64,
+}
+
+impl Longest {
+    fn note(&mut self, iv: &crate::telemetry::Interval) {
+        self.off_ns = self.off_ns.max(iv.off_max_ns);
+        self.turn_ns = self.turn_ns.max(iv.turn_max_ns);
+    }
+}
+
 /// Per-core totals.
 pub struct CoreTotals {
     /// Name.
@@ -183,8 +198,9 @@ pub struct ControlCore {
     lost: Option<Consumer<crate::telemetry::lost::Sample>>,
     interval_lost: Vec<u64>,
     interval_turn_max: u64,
-    /// This interval's longest off-CPU gap and own turn: the ingress's, then any shard's.
-    interval_data_path: [u64; 4],
+    /// This interval's longest off-CPU gap and own turn of the ingress, and of any shard.
+    interval_ingress: Longest,
+    interval_shards: Longest,
     probe: Option<Probe>,
 }
 
@@ -303,7 +319,8 @@ impl ControlCore {
             queries: queries::Outstanding::new(s.shard_count),
             interval_lost: vec![0; watched],
             interval_turn_max: 0,
-            interval_data_path: [0; 4],
+            interval_ingress: Longest::default(),
+            interval_shards: Longest::default(),
             lost: lost_rx,
             routes: s.routes,
             interval: s.interval,
@@ -455,15 +472,10 @@ impl ControlCore {
                     c.gauge = iv.gauge;
                 }
                 self.interval_acc.merge(&iv.stages);
-                let at = match f.name.as_str() {
-                    "ingress" => Some(0),
-                    n if n.starts_with("shard") => Some(2),
-                    _ => None,
-                };
-                if let Some(at) = at {
-                    let d = &mut self.interval_data_path;
-                    d[at] = d[at].max(iv.off_max_ns);
-                    d[at + 1] = d[at + 1].max(iv.turn_max_ns);
+                if f.name == "ingress" {
+                    self.interval_ingress.note(&iv);
+                } else if f.name.starts_with("shard") {
+                    self.interval_shards.note(&iv);
                 }
                 if f.name.starts_with("shard") {
                     self.interval_messages += iv.items;
@@ -523,13 +535,14 @@ impl ControlCore {
                 shard_lost_ns: self.lost_of(|n| n.starts_with("shard")),
                 control_turn_max_ns: self.interval_turn_max,
                 steal_ns: self.lost_of(|n| n == "steal"),
-                ingress_off_max_ns: self.interval_data_path[0],
-                ingress_turn_max_ns: self.interval_data_path[1],
-                shard_off_max_ns: self.interval_data_path[2],
-                shard_turn_max_ns: self.interval_data_path[3],
+                ingress_off_max_ns: self.interval_ingress.off_ns,
+                ingress_turn_max_ns: self.interval_ingress.turn_ns,
+                shard_off_max_ns: self.interval_shards.off_ns,
+                shard_turn_max_ns: self.interval_shards.turn_ns,
             });
         }
-        self.interval_data_path = [0; 4];
+        self.interval_ingress = Longest::default();
+        self.interval_shards = Longest::default();
         self.interval_lost.iter_mut().for_each(|v| *v = 0);
         self.interval_turn_max = 0;
         self.interval_acc.reset();
