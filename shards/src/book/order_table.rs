@@ -115,6 +115,11 @@ pub(super) const VACANT: Order = Order {
     price: 0,
 };
 
+/// `n` rounded up to a ring size: a power of two from [`RING_START`] to [`RING`].
+fn ring_slots(n: usize) -> usize {
+    n.next_power_of_two().clamp(RING_START, RING)
+}
+
 /// A vacant slot reserved for a new reference by [`OrderTable::claim`].
 #[derive(Debug)]
 #[must_use = "a claim does nothing until it is filled"]
@@ -150,7 +155,7 @@ impl OrderTable {
     /// As [`with_capacity`](Self::with_capacity), with a ring of `slots` from the start
     /// (rounded to a power of two between [`RING_START`] and [`RING`]).
     pub fn with_ring(older: usize, slots: usize) -> Self {
-        let slots = slots.next_power_of_two().clamp(RING_START, RING);
+        let slots = ring_slots(slots);
         OrderTable {
             ring: PageArray::zeroed(slots),
             mask: slots - 1,
@@ -164,9 +169,7 @@ impl OrderTable {
     /// The most the ring grows to while at most `live` orders are live: it doubles only while
     /// more than an eighth full. A ring this size from the start never grows mid-feed.
     pub fn ring_for(live: usize) -> usize {
-        live.saturating_mul(8)
-            .next_power_of_two()
-            .clamp(RING_START, RING)
+        ring_slots(live.saturating_mul(8))
     }
 
     /// Writes every slot's page now (the slots stay empty), so no lookup faults one in later.
