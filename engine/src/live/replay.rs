@@ -122,7 +122,8 @@ impl PcapSource {
                         (sessions.len() - 1, seq)
                     }
                 },
-                // Malformed: kept where it was, for the arbiter to count.
+                // Malformed: sorted to the front of the session it follows, for the arbiter
+                // to count (its place does not change the count).
                 Err(_) => (sessions.len().saturating_sub(1), 0),
             };
             keyed.push((k, seq, d));
