@@ -81,6 +81,9 @@ pub struct Replay {
     pub walk: WalkStats,
     /// Wall time of the walk.
     pub elapsed: Duration,
+    /// Wall time spent before the walk's clock making the session's memory resident
+    /// ([`Books::reserve_for_session`]).
+    pub prepared: Duration,
     /// Timestamp of the first message, if any.
     pub first_ts: Option<u64>,
     /// Timestamp of the last message, if any.
@@ -100,6 +103,9 @@ const PROGRESS_EVERY: u64 = 1 << 20;
 /// Applies every message of `feed` to `books`.
 pub fn replay(feed: &Feed, books: &mut Books, skip_corrupt: bool) -> Result<Replay> {
     let bytes: &[u8] = &feed.bytes;
+    let before = Instant::now();
+    books.reserve_for_session(bytes);
+    let prepared = before.elapsed();
     let mut progress = Progress::new("replay", bytes.len() as u64, "bytes");
     let start = Instant::now();
     let mut n = 0u64;
@@ -133,6 +139,7 @@ pub fn replay(feed: &Feed, books: &mut Books, skip_corrupt: bool) -> Result<Repl
     Ok(Replay {
         walk,
         elapsed,
+        prepared,
         first_ts,
         last_ts,
     })

@@ -65,7 +65,8 @@ pub fn run(a: &BookArgs) -> Result<()> {
 fn summary(feed: &Feed, books: &Books, r: &Replay) -> String {
     let w = &r.walk;
     let mut s = format!(
-        "built {} books from {} messages ({}) of {} in {:.3} s: {}, {:.1} ns/message; \
+        "built {} books from {} messages ({}) of {} in {:.3} s: {}, {:.1} ns/message \
+         (after {:.3} s making the books' memory resident); \
          {} live orders, {} of book memory; anomalies: {}",
         count(books.books().len() as u64),
         count(w.frames),
@@ -74,6 +75,7 @@ fn summary(feed: &Feed, books: &Books, r: &Replay) -> String {
         r.elapsed.as_secs_f64(),
         rate(r.rate()),
         r.elapsed.as_nanos() as f64 / w.frames.max(1) as f64,
+        r.prepared.as_secs_f64(),
         count(books.live_orders() as u64),
         bytes(books.heap_bytes() as u64),
         anomaly_list(&books.total_anomalies())
