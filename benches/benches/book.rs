@@ -31,6 +31,8 @@ fn build(c: &mut Criterion) {
                     || {
                         let mut books = Books::default();
                         books.set_prefetch(prefetch);
+                        // As `tickcore book` does, before the clock.
+                        books.reserve_for_session(&bytes);
                         books
                     },
                     |books| {

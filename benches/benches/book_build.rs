@@ -21,6 +21,8 @@ use tickcore_benches::{cycles, cycles_per_ns, median, peak_rss_bytes, session};
 fn replay(bytes: &[u8], prefetch: Prefetch) -> (f64, Books) {
     let mut books = Books::default();
     books.set_prefetch(prefetch);
+    // As `tickcore book` does: the session's memory is made resident before the clock.
+    books.reserve_for_session(bytes);
     let t = Instant::now();
     books.replay(bytes, false, &mut (), |_, _| {}).unwrap();
     (t.elapsed().as_secs_f64(), books)
