@@ -462,9 +462,9 @@ pub fn status(core: &ControlCore) -> serde_json::Value {
         .links
         .iter()
         .map(|(n, l)| {
-            let (sent, back) = (load(&l.sent), load(&l.returned));
+            let (sent, back) = (l.sent.get(), l.returned.get());
             serde_json::json!({"name": n, "sent": sent, "in_flight": sent.saturating_sub(back),
-                "full_waits": load(&l.full_waits)})
+                "full_waits": l.full_waits.get()})
         })
         .collect();
     serde_json::json!({
@@ -707,7 +707,7 @@ pub fn metrics(core: &ControlCore) -> String {
             m,
             "tickcore_ring_sent_total{{ring=\"{}\"}} {}",
             esc(n),
-            load(&l.sent)
+            l.sent.get()
         );
     }
     counter(
@@ -721,7 +721,7 @@ pub fn metrics(core: &ControlCore) -> String {
             m,
             "tickcore_ring_full_waits_total{{ring=\"{}\"}} {}",
             esc(n),
-            load(&l.full_waits)
+            l.full_waits.get()
         );
     }
     counter(
@@ -731,7 +731,7 @@ pub fn metrics(core: &ControlCore) -> String {
         "gauge",
     );
     for (n, l) in &st.links {
-        let v = load(&l.sent).saturating_sub(load(&l.returned));
+        let v = l.sent.get().saturating_sub(l.returned.get());
         let _ = writeln!(m, "tickcore_ring_in_flight{{ring=\"{}\"}} {v}", esc(n));
     }
     let sinks: Vec<_> = st

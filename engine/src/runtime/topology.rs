@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::control::{ControlSetup, CoreFeed};
 use crate::telemetry::lost::Tid;
 use crate::telemetry::Reporter;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -261,8 +261,8 @@ pub fn link_reports(links: &[(String, Arc<ring::LinkStats>)]) -> Vec<LinkReport>
         .iter()
         .map(|(name, s)| LinkReport {
             name: name.clone(),
-            sent: s.sent.load(Ordering::Relaxed),
-            full_waits: s.full_waits.load(Ordering::Relaxed),
+            sent: s.sent.get(),
+            full_waits: s.full_waits.get(),
         })
         .collect()
 }
