@@ -156,6 +156,8 @@ pub struct Consumer {
     /// Each shard's last checkpoint mark, and the last one every shard had passed.
     marks: (Vec<u64>, u64),
     report: ConsumerReport,
+    /// Never parks (its thread spins, by the plan): it yields instead.
+    spins: bool,
 }
 
 impl Consumer {
@@ -176,7 +178,18 @@ impl Consumer {
             file,
             adapters,
             report: ConsumerReport::default(),
+            spins: false,
         }
+    }
+
+    /// When `spins` (the plan has its thread spin), never parks, and promises so on every
+    /// link: the shards then send their events without a fence.
+    pub fn spinning(mut self, spins: bool) -> Self {
+        self.spins = spins;
+        if spins {
+            self.links.iter_mut().for_each(Receiver::never_park);
+        }
+        self
     }
 
     /// Takes every event batch waiting on the links; returns whether there was any.
@@ -244,7 +257,10 @@ impl Consumer {
                 // the shard's clock); yielding keeps the CPU free for whoever shares it.
                 std::thread::yield_now();
             } else if idle.should_park() {
-                self.park(Duration::from_micros(500));
+                match self.spins {
+                    true => std::thread::yield_now(),
+                    false => self.park(Duration::from_micros(500)),
+                }
             } else {
                 idle.snooze();
             }

@@ -427,11 +427,6 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         // Only with its CPU to itself: a shard that shares one waits by choice, and the
         // roles it shares with take turns that are the engine's, not the machine's.
         ctx.reporter.off_cpu.begin();
-        // With its CPU to itself it spins, for batches and for event buffers alike: parking
-        // would free the CPU for nobody, and the promise spares the ingress and the consumer
-        // a fence on every batch they send it or hand back.
-        ctx.feed.never_park();
-        ctx.events.never_park();
     }
     let mut chaos_until = 0u64;
     let mut fed_last = false;

@@ -120,8 +120,8 @@ impl Topology {
         // the first batches, each page faulting in on the hot path.
         let feed_bytes = cfg.feed_batch_bytes.value + 256;
         for i in 0..n {
-            let (ftx, frx) = ring::link(cfg.feed_buffers.value, || touched_buf(feed_bytes));
-            let (etx, erx) =
+            let (ftx, mut frx) = ring::link(cfg.feed_buffers.value, || touched_buf(feed_bytes));
+            let (mut etx, erx) =
                 ring::link(cfg.event_buffers.value, || touched_buf(EVENT_BUFFER_BYTES));
             let (ctx_p, ctx_c) = ring::ring::<Control>(16);
             let (ans_p, ans_c) = ring::ring::<Snapshot>(16);
@@ -132,6 +132,13 @@ impl Topology {
             controls.push(ctx_p);
             answers.push(ans_c);
             let thread = plan.thread_of(&Role::Shard(i));
+            if thread.wait == Wait::Spin {
+                // With its CPU to itself the shard spins, for batches and for event buffers
+                // alike: parking would free the CPU for nobody, and the promise spares the
+                // ingress and the consumer a fence on every batch they send or hand back.
+                frx.never_park();
+                etx.never_park();
+            }
             let tid = Tid::default();
             watched.push((format!("shard{i}"), tid.clone()));
             shards.push(ShardCtx {
@@ -162,10 +169,12 @@ impl Topology {
                 shards: n,
             });
         }
-        // The plan says whether the ingress may park waiting for a free buffer.
+        // The plan says whether the ingress may park waiting for a free buffer, and whether
+        // the consumer may park waiting for events.
         if plan.threads[0].wait == Wait::Spin {
             feed_tx.iter_mut().for_each(ring::Sender::never_park);
         }
+        let consumer_spins = plan.thread_of(&Role::Consumer).wait == Wait::Spin;
         let (mut adapter_feeds, mut sinks, mut sink_levels) = (Vec::new(), Vec::new(), Vec::new());
         for sink in opts.sinks.drain(..) {
             let (tx, rows) = ring::ring::<storage_adapters::rows::RowBatch>(4096);
@@ -244,7 +253,8 @@ impl Topology {
                 opts.events.take(),
                 adapter_feeds,
                 gateway_feed,
-            ),
+            )
+            .spinning(consumer_spins),
             sinks,
             control,
             ready,
