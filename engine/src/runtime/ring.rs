@@ -208,11 +208,16 @@ impl Waker {
         self.spins.store(true, Ordering::Release);
     }
 
+    /// Whether the waiting side promised never to park.
+    fn spins(&self) -> bool {
+        self.spins.load(Ordering::Relaxed)
+    }
+
     /// Parks the calling thread until [`wake`](Self::wake) or `timeout`, unless `ready()`
     /// already holds once the intent to park is published (so no wake-up is ever lost).
     pub fn park_unless(&self, ready: impl Fn() -> bool, timeout: std::time::Duration) {
         debug_assert!(
-            !self.spins.load(Ordering::Relaxed),
+            !self.spins(),
             "a side that promised to spin parked: its wakes are skipped"
         );
         let _ = self.thread.set(std::thread::current());
@@ -227,7 +232,7 @@ impl Waker {
     /// Wakes the parked side, if it is parked. Call after publishing the work.
     #[inline]
     pub fn wake(&self) {
-        if self.spins.load(Ordering::Relaxed) {
+        if self.spins() {
             return;
         }
         std::sync::atomic::fence(Ordering::SeqCst);
@@ -280,8 +285,6 @@ pub struct Sender<B> {
     /// Woken when a buffer is sent.
     pub(crate) consumer_waker: Arc<Waker>,
     stats: Arc<LinkStats>,
-    /// Wait by spinning and yielding only (see [`Sender::never_park`]).
-    never_park: bool,
     /// Buffers the link holds.
     buffers: usize,
 }
@@ -314,7 +317,6 @@ pub fn link<B: Send>(buffers: usize, make: impl Fn() -> B) -> (Sender<B>, Receiv
         producer_waker: Arc::clone(&pw),
         consumer_waker: Arc::clone(&cw),
         stats: Arc::clone(&stats),
-        never_park: false,
         buffers: n,
     };
     let r = Receiver {
@@ -354,7 +356,7 @@ impl<B: Send> Sender<B> {
             }
             if idle() {
                 backoff = Backoff::new();
-            } else if backoff.should_park() && !self.never_park {
+            } else if backoff.should_park() && !self.producer_waker.spins() {
                 let back = &self.back;
                 self.producer_waker.park_unless(|| !back.is_empty(), nap);
             } else {
@@ -378,7 +380,6 @@ impl<B: Send> Sender<B> {
     /// the consumer pay a futex wake (a syscall and an IPI, microseconds on a VM) for every
     /// buffer it hands back. Measured on v3k at max speed: 3% of the shard's time was that wake.
     pub fn never_park(&mut self) {
-        self.never_park = true;
         self.producer_waker.spin_only();
     }
 

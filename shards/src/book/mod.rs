@@ -38,7 +38,9 @@ pub use prefetch_policy::Prefetch;
 pub use side::{Cell, Side, SideKind, SideRef};
 
 use crate::events::{Bbo, Break, EventSink, Quote, Trade, TradeKind};
-use crate::itch::{decode, DecodeError, Header, Message, Stock, ALL_TYPES, TYPE_INDEX};
+use crate::itch::{
+    decode, DecodeError, Header, Message, Stock, ALL_TYPES, LEN_BY_TYPE, TYPE_INDEX,
+};
 use order_table::OrderTable;
 use pages::{PageArray, PageVec};
 use side::{Ladder, SideMut};
@@ -238,7 +240,7 @@ impl Books {
     /// Makes resident now, before a replay's clock starts, what replaying `session` (a whole
     /// BinaryFILE) will touch at random: the books and ladder windows of every instrument its
     /// directory lists before the first order, and the order ring's pages up to the size the
-    /// session's adds could grow it to (an add is at least 38 bytes of the file). Sizes
+    /// session's adds could grow it to (an add is its length prefix and an `A`). Sizes
     /// nothing: a small day keeps its small ring and tables.
     ///
     /// Why: on this project's Intel VM a fresh huge page costs about 1.7 ms to fault in
@@ -247,7 +249,7 @@ impl Books {
     /// The peers pay theirs before their timers too (CppTrader fills a 9.4 GB order array).
     /// Only valid before the first message.
     pub fn reserve_for_session(&mut self, session: &[u8]) {
-        const ADD_FRAME: usize = 2 + 36;
+        const ADD_FRAME: usize = 2 + LEN_BY_TYPE[b'A' as usize] as usize;
         let books = listed_before_orders(session);
         self.touch(books);
         self.orders.touch_ring_for(session.len() / ADD_FRAME);

@@ -21,9 +21,9 @@
 //! reserved as untouched pages, and a doubling moves each live order whose reference has the
 //! new bit set up by the old size, so only the new half's pages are ever faulted in, once (a
 //! doubling into a fresh array faulted in every size on the way, 128 MiB on the uniform
-//! shape, and zeroing them was 11% of a v3k uniform `tickcore book` on this VM, 2026-12-06). So
-//! the ring grows with the live
-//! orders it holds (from [`RING_START`] slots), and keeps the hash for the survivors of a day
+//! shape, and zeroing them was 11% of a v3k uniform `tickcore book` on this VM, 2026-12-06).
+//! So the ring grows with the live orders it holds (from [`RING_START`] slots), and keeps the
+//! hash for the survivors of a day
 //! whose cancels mostly hit young orders; on the peers' uniform shape (the harshest: cancels hit
 //! any live order) it ends at 4M slots and laps nothing in a 20M-message session. CppTrader
 //! indexes a 9.4 GB array by reference for the same effect. A reference that arrives out of
@@ -197,8 +197,8 @@ impl OrderTable {
         self.mask + 1
     }
 
-    /// The ring's slots (the reservation beyond them is vacant).
-    fn ring_slots(&self) -> &[Order] {
+    /// The ring in use (the reservation beyond it is vacant).
+    fn ring_in_use(&self) -> &[Order] {
         &self.ring[..self.slots()]
     }
 
@@ -481,7 +481,7 @@ impl OrderTable {
 
     /// Every live order, in no particular order. O(capacity): for queries and checks.
     pub fn iter(&self) -> impl Iterator<Item = &Order> + '_ {
-        self.ring_slots()
+        self.ring_in_use()
             .iter()
             .filter(|s| s.is_live())
             .chain(self.older.iter())
