@@ -1,19 +1,21 @@
-//! One client's state: what it subscribed, its sequence numbers, and its bounded outbound
-//! queue, where BBO and depth updates of one symbol conflate and trades and bars never do.
+//! One client's state: what it subscribed, where each of its streams stands, and its bounded
+//! outbound queue, where BBO and depth updates of one symbol conflate and trades and bars never
+//! do.
 //!
-//! The queue holds events, not text: a BBO or depth entry is a marker, rendered from the
-//! [`Market`] when the writer reaches it, so however many updates arrived meanwhile, the
-//! client gets the latest, once, marked `"conflated":true`. Depth is sent as a snapshot, then
-//! as the levels that changed against what this client was last sent.
+//! The queue holds frames rendered once for every client ([`Streams`]) and markers: a BBO or
+//! depth marker stands for "this symbol's stream moved" and becomes a frame when the writer
+//! reaches it. A client that kept up gets the stream's shared frame; one that missed updates
+//! meanwhile gets the latest BBO, or a depth snapshot, marked `"conflated":true` (its `seq`
+//! minus the one the client had is how many updates it folds). Either is rendered once for
+//! every client in that position.
 //!
 //! Owns no socket and never waits: the gateway's pump pushes, the connection's writer pops.
 
 use super::market::Market;
-use super::protocol::{self, Channel, Code, DepthFrame, Refusal, Symbols, MAX_DEPTH};
-use shards::bars::Bar;
-use shards::events::{Quote, Trade};
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::fmt::Write as _;
+use super::protocol::{self, Channel, Code, Refusal, Symbols, MAX_DEPTH};
+use super::streams::{Frame, Streams};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeSet, VecDeque};
 
 /// Channel kinds, as indexes of per-channel tables.
 pub const TRADES: usize = 0;
@@ -98,32 +100,28 @@ impl Selection {
     }
 }
 
-/// A BBO or depth update waiting in the queue.
+/// Where one of a client's BBO or depth streams stands.
 #[derive(Debug, Default, Clone, Copy)]
-struct Pending {
+struct Mark {
+    /// A marker is in the queue.
     queued: bool,
-    /// Updates folded into the entry.
-    merged: u32,
-    /// Ingress time of the oldest of them.
+    /// Ingress time of the oldest update the marker stands for.
     oldest_ns: u64,
+    /// The sequence number last sent; `None`: the next frame is a snapshot.
+    sent: Option<u64>,
 }
 
-/// One symbol's stream to this client.
+/// One symbol's BBO and depth streams to this client.
 #[derive(Debug, Default)]
 struct Stream {
-    /// Last sequence number sent, per channel kind.
-    seq: [u64; KINDS],
-    bbo: Pending,
-    depth: Pending,
-    /// The top levels this client holds (as last sent); `None`: a snapshot comes next.
-    held: Option<Box<([Quote; MAX_DEPTH], [Quote; MAX_DEPTH])>>,
+    bbo: Mark,
+    depth: Mark,
 }
 
 #[derive(Debug)]
 enum Item {
-    Text(String),
-    Trade(Trade, u64),
-    Bar(Bar, u64),
+    /// A frame as it goes out, with the ingress time of what it carries (0: none).
+    Frame(Frame, u64),
     Bbo(u16),
     Depth(u16),
 }
@@ -135,7 +133,7 @@ pub struct Client {
     pub subs: [Selection; KINDS],
     /// Levels a side of its depth subscription.
     pub depth_n: u8,
-    streams: HashMap<u16, Stream>,
+    streams: FxHashMap<u16, Stream>,
     queue: VecDeque<Item>,
     limits: Limits,
     /// Its queue overflowed: nothing more is queued, the connection is closing.
@@ -154,7 +152,7 @@ impl Client {
         Client {
             subs: Default::default(),
             depth_n: MAX_DEPTH as u8,
-            streams: HashMap::new(),
+            streams: FxHashMap::default(),
             queue: VecDeque::new(),
             limits,
             overflowed: false,
@@ -168,6 +166,11 @@ impl Client {
     /// Whether it is subscribed to anything.
     pub fn subscribed(&self) -> bool {
         self.subs.iter().any(|s| !s.is_empty())
+    }
+
+    /// Whether it takes channel kind `k` of any symbol.
+    pub fn subscribed_to(&self, k: usize) -> bool {
+        !self.subs[k].is_empty()
     }
 
     /// Frames waiting.
@@ -203,42 +206,36 @@ impl Client {
 
     /// Queues a text frame (an ack, an error, a heartbeat).
     pub fn text(&mut self, s: String) -> bool {
-        self.push(Item::Text(s))
+        self.push(Item::Frame(s.into(), 0))
     }
 
-    /// Queues `t` if subscribed; true when something was queued.
-    pub fn on_trade(&mut self, t: &Trade, ingress_ns: u64) -> bool {
-        self.subs[TRADES].wants(t.locate) && self.push(Item::Trade(*t, ingress_ns))
+    /// Queues a trade or bar frame of kind `k` if subscribed to `locate`'s; true when queued.
+    pub fn on_frame(&mut self, k: usize, locate: u16, f: &Frame, ingress_ns: u64) -> bool {
+        self.subs[k].wants(locate) && self.push(Item::Frame(f.clone(), ingress_ns))
     }
 
-    /// Queues `b` if subscribed.
-    pub fn on_bar(&mut self, b: &Bar, ingress_ns: u64) -> bool {
-        self.subs[BARS].wants(b.locate) && self.push(Item::Bar(*b, ingress_ns))
-    }
-
-    /// Marks `locate`'s BBO changed (conflating with an entry already queued).
+    /// Marks `locate`'s BBO changed (conflating with a marker already queued).
     pub fn on_bbo(&mut self, locate: u16, ingress_ns: u64) -> bool {
         self.subs[BBO].wants(locate) && self.mark(locate, BBO, ingress_ns)
     }
 
-    /// Marks `locate`'s top levels changed.
-    pub fn on_depth(&mut self, locate: u16, ingress_ns: u64) -> bool {
-        self.subs[DEPTH].wants(locate) && self.mark(locate, DEPTH, ingress_ns)
+    /// Marks `locate`'s top levels changed, if the top N of this client's `depth:N` did
+    /// (`changed`: bit N - 1 per N).
+    pub fn on_depth(&mut self, locate: u16, changed: u16, ingress_ns: u64) -> bool {
+        changed & (1 << (self.depth_n - 1)) != 0
+            && self.subs[DEPTH].wants(locate)
+            && self.mark(locate, DEPTH, ingress_ns)
     }
 
     fn mark(&mut self, locate: u16, k: usize, ingress_ns: u64) -> bool {
         let s = self.streams.entry(locate).or_default();
         let p = if k == BBO { &mut s.bbo } else { &mut s.depth };
         if p.queued {
-            p.merged += 1;
             self.conflated += 1;
             return false;
         }
-        *p = Pending {
-            queued: true,
-            merged: 1,
-            oldest_ns: ingress_ns,
-        };
+        p.queued = true;
+        p.oldest_ns = ingress_ns;
         let item = if k == BBO {
             Item::Bbo(locate)
         } else {
@@ -247,113 +244,63 @@ impl Client {
         self.push(item)
     }
 
-    /// Renders the next frame into `out` (cleared first): `Some(ingress ns)` of what it
-    /// carries (0 for a text frame), `None` when nothing is waiting.
-    pub fn next_frame(&mut self, m: &Market, out: &mut String) -> Option<u64> {
+    /// The next frame to write, with the ingress ns of what it carries (0 for a text frame or
+    /// a snapshot); `None` when nothing is waiting.
+    pub fn next_frame(&mut self, m: &Market, s: &mut Streams) -> Option<(Frame, u64)> {
         loop {
-            out.clear();
-            let item = self.queue.pop_front()?;
-            let at = match item {
-                Item::Text(s) => {
-                    *out = s;
-                    0
-                }
-                Item::Trade(t, at) => {
-                    let seq = self.next_seq(t.locate, TRADES);
-                    protocol::trade(out, &m.name(t.locate), seq, &t);
-                    at
-                }
-                Item::Bar(b, at) => {
-                    let seq = self.next_seq(b.locate, BARS);
-                    protocol::bar(out, &m.name(b.locate), seq, &b);
-                    at
-                }
-                Item::Bbo(l) => {
-                    let p = std::mem::take(&mut self.stream(l).bbo);
-                    let Some(b) = m.bbo(l) else { continue };
-                    let seq = self.next_seq(l, BBO);
-                    protocol::bbo(out, &m.name(l), seq, b, p.merged);
-                    p.oldest_ns
-                }
-                Item::Depth(l) => {
-                    let p = std::mem::take(&mut self.stream(l).depth);
-                    if !self.depth_frame(m, l, p.merged, out) {
-                        continue;
-                    }
-                    p.oldest_ns
-                }
+            let next = match self.queue.pop_front()? {
+                Item::Frame(f, at) => Some((f, at)),
+                Item::Bbo(l) => self.bbo_frame(m, s, l),
+                Item::Depth(l) => self.depth_frame(m, s, l),
             };
-            if self.limits.stamp && at > 0 && out.ends_with('}') {
-                out.pop();
-                let _ = write!(out, r#","t0":{at}}}"#);
+            if next.is_some() {
+                return next;
             }
-            return Some(at);
         }
     }
 
-    /// Events were lost before the gateway: every stream's next frame skips a sequence number,
-    /// so that the client sees the gap and resubscribes (depth starts over with a snapshot).
-    pub fn skip_seqs(&mut self) {
-        for s in self.streams.values_mut() {
-            s.seq.iter_mut().for_each(|q| *q += 1);
-            s.held = None;
+    /// The shared frame of `l`'s latest BBO if this client had the one before it (or none
+    /// yet), else the latest rendered for it, conflated.
+    fn bbo_frame(&mut self, m: &Market, s: &mut Streams, l: u16) -> Option<(Frame, u64)> {
+        let mark = &mut self.streams.entry(l).or_default().bbo;
+        mark.queued = false;
+        if !self.subs[BBO].wants(l) {
+            return None;
         }
+        let seq = s.bbo_seq(l)?;
+        let conflated = match mark.sent {
+            Some(prev) if prev >= seq => return None,
+            Some(prev) => prev + 1 < seq,
+            None => false,
+        };
+        let (seq, frame) = s.bbo_frame(m, l, conflated)?;
+        mark.sent = Some(seq);
+        Some((frame, mark.oldest_ns))
+    }
+
+    /// The shared update of `l`'s top N if this client holds the state before it, else a
+    /// snapshot rendered for it (conflated when it held an older state).
+    fn depth_frame(&mut self, m: &Market, s: &mut Streams, l: u16) -> Option<(Frame, u64)> {
+        let n = self.depth_n as usize;
+        let mark = &mut self.streams.entry(l).or_default().depth;
+        mark.queued = false;
+        if !self.subs[DEPTH].wants(l) {
+            return None;
+        }
+        let v = s.depth_view(m, l, n);
+        let (seq, update) = (v.seq, v.update.clone());
+        let frame = match (mark.sent, update) {
+            (Some(prev), _) if prev >= seq => return None,
+            (Some(prev), Some(u)) if prev + 1 == seq => u,
+            (Some(_), _) => s.depth_snapshot(m, l, n, true),
+            (None, _) => s.depth_snapshot(m, l, n, false),
+        };
+        mark.sent = Some(seq);
+        Some((frame, mark.oldest_ns))
     }
 
     fn stream(&mut self, l: u16) -> &mut Stream {
         self.streams.entry(l).or_default()
-    }
-
-    fn next_seq(&mut self, l: u16, k: usize) -> u64 {
-        let s = &mut self.stream(l).seq[k];
-        *s += 1;
-        *s
-    }
-
-    /// A snapshot (the client holds nothing yet) or the changed levels; false when nothing
-    /// changed within its top N (a deeper level moved).
-    fn depth_frame(&mut self, m: &Market, l: u16, merged: u32, out: &mut String) -> bool {
-        let n = self.depth_n as usize;
-        let empty = ([Quote::default(); MAX_DEPTH], [Quote::default(); MAX_DEPTH]);
-        let (now, ts) = match m.depth(l) {
-            Some(d) => ((d.bids, d.asks), d.timestamp),
-            None => (empty, 0),
-        };
-        let mut top = now;
-        for side in [&mut top.0, &mut top.1] {
-            side[n..].iter_mut().for_each(|q| *q = Quote::default());
-        }
-        let crc32 = protocol::checksum(&top.0[..n], &top.1[..n]);
-        let name = m.name(l).into_owned();
-        let held = self.stream(l).held.take();
-        let live =
-            |s: &[Quote]| -> Vec<Quote> { s.iter().copied().filter(|q| q.shares > 0).collect() };
-        let (snapshot, bids, asks) = match held {
-            None => (true, live(&top.0[..n]), live(&top.1[..n])),
-            Some(old) => (
-                false,
-                changes(&old.0[..n], &top.0[..n]),
-                changes(&old.1[..n], &top.1[..n]),
-            ),
-        };
-        self.stream(l).held = Some(Box::new(top));
-        if !snapshot && bids.is_empty() && asks.is_empty() {
-            return false;
-        }
-        let seq = self.next_seq(l, DEPTH);
-        let f = DepthFrame {
-            symbol: &name,
-            n: n as u8,
-            seq,
-            ts,
-            snapshot,
-            bids: &bids,
-            asks: &asks,
-            crc32,
-            merged,
-        };
-        protocol::depth(out, &f);
-        true
     }
 
     /// Applies a subscribe; queues its ack, then a snapshot of each new BBO and depth stream.
@@ -386,7 +333,7 @@ impl Client {
             if let Channel::Depth(n) = c {
                 if n != self.depth_n && !self.subs[DEPTH].is_empty() {
                     // A new depth replaces the old: every depth stream starts over.
-                    self.streams.values_mut().for_each(|s| s.held = None);
+                    self.streams.values_mut().for_each(|s| s.depth.sent = None);
                     fresh.extend(self.selected(DEPTH, m).into_iter().map(|l| (DEPTH, l)));
                 }
                 self.depth_n = n;
@@ -418,10 +365,11 @@ impl Client {
         for (k, l) in fresh {
             match k {
                 DEPTH => {
-                    self.stream(l).held = None;
+                    self.stream(l).depth.sent = None;
                     self.mark(l, DEPTH, 0);
                 }
                 BBO if m.bbo(l).is_some() => {
+                    self.stream(l).bbo.sent = None;
                     self.mark(l, BBO, 0);
                 }
                 _ => {}
@@ -447,13 +395,13 @@ impl Client {
                     sel.some.remove(l);
                 }),
             }
-            if kind(c) == DEPTH {
-                // A later subscribe starts with a snapshot.
-                let keep = sel.clone();
-                for (l, s) in self.streams.iter_mut() {
-                    if !keep.wants(*l) {
-                        s.held = None;
-                    }
+            // A later subscribe starts with the stream's current state.
+            let (k, keep) = (kind(c), sel.clone());
+            for (_, s) in self.streams.iter_mut().filter(|(l, _)| !keep.wants(**l)) {
+                match k {
+                    BBO => s.bbo.sent = None,
+                    DEPTH => s.depth.sent = None,
+                    _ => {}
                 }
             }
         }
@@ -522,43 +470,63 @@ fn resolve(
     Ok(Some(names.iter().filter_map(|n| m.locate(n)).collect()))
 }
 
-/// The levels of `new` that differ from `old`: new or resized ones with their size, and ones
-/// gone with size 0.
-fn changes(old: &[Quote], new: &[Quote]) -> Vec<Quote> {
-    let mut out = Vec::new();
-    let live = |s: &[Quote]| -> Vec<Quote> { s.iter().copied().filter(|q| q.shares > 0).collect() };
-    let (old, new) = (live(old), live(new));
-    for q in &new {
-        if !old.contains(q) {
-            out.push(*q);
-        }
-    }
-    for q in &old {
-        if !new.iter().any(|x| x.price == q.price) {
-            out.push(Quote {
-                price: q.price,
-                shares: 0,
-                orders: 0,
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shards::events::{Bbo, Depth, Listing, TradeKind};
+    use shards::events::{Bbo, Depth, Listing, Quote, Trade, TradeKind};
 
-    fn market() -> Market {
-        let mut m = Market::default();
-        for (l, s) in [(1u16, b"AAPL    "), (2, b"MSFT    ")] {
-            m.list(&Listing {
-                locate: l,
-                stock: *s,
-            });
+    /// The gateway's side of a test: its market and streams, fed as the pump feeds them.
+    struct Desk {
+        m: Market,
+        s: Streams,
+    }
+
+    impl Desk {
+        fn new() -> Self {
+            let mut m = Market::default();
+            for (l, s) in [(1u16, b"AAPL    "), (2, b"MSFT    ")] {
+                m.list(&Listing {
+                    locate: l,
+                    stock: *s,
+                });
+            }
+            Desk {
+                m,
+                s: Streams::new(false),
+            }
         }
-        m
+
+        fn trade(&mut self, c: &mut [&mut Client], t: &Trade) -> bool {
+            let f = self.s.trade(&self.m, t, 1, true).expect("rendered");
+            c.iter_mut()
+                .map(|c| c.on_frame(TRADES, t.locate, &f, 1))
+                .fold(false, |a, b| a | b)
+        }
+
+        fn bbo(&mut self, c: &mut Client, b: &Bbo) {
+            self.m.set_bbo(b);
+            self.s.bbo(b.locate, 1);
+            c.on_bbo(b.locate, 1);
+        }
+
+        fn depth(&mut self, c: &mut Client, d: &Depth) -> bool {
+            let open = 1 << (c.depth_n - 1);
+            let changed = self.s.depth(&self.m, d, 1, open);
+            self.m.set_depth(d);
+            c.on_depth(d.locate, changed, 1)
+        }
+
+        fn frames(&mut self, c: &mut Client) -> Vec<serde_json::Value> {
+            std::iter::from_fn(|| c.next_frame(&self.m, &mut self.s))
+                .map(|(f, _)| serde_json::from_str(f.as_str()).expect("a frame is JSON"))
+                .collect()
+        }
+
+        fn sub(&mut self, c: &mut Client, channels: &[Channel], symbols: &[&str]) {
+            let s = Symbols::Some(symbols.iter().map(|s| s.to_string()).collect());
+            c.subscribe(Some(&1.into()), channels, &s, &self.m)
+                .expect("subscribed");
+        }
     }
 
     fn q(price: u32, shares: u64) -> Quote {
@@ -569,45 +537,35 @@ mod tests {
         }
     }
 
-    fn frames(c: &mut Client, m: &Market) -> Vec<serde_json::Value> {
-        let mut out = String::new();
-        let mut v = Vec::new();
-        while c.next_frame(m, &mut out).is_some() {
-            v.push(serde_json::from_str(&out).expect("a frame is JSON"));
-        }
-        v
-    }
-
-    fn sub(c: &mut Client, m: &Market, channels: &[Channel], symbols: &[&str]) {
-        let s = Symbols::Some(symbols.iter().map(|s| s.to_string()).collect());
-        c.subscribe(Some(&1.into()), channels, &s, m)
-            .expect("subscribed");
+    fn bbo(px: u32) -> Bbo {
+        Bbo::new(1, px as u64, q(px, 1), q(px + 1, 1))
     }
 
     #[test]
     fn bbo_updates_of_one_symbol_conflate_and_say_so() {
-        let mut m = market();
+        let mut d = Desk::new();
         let mut c = Client::new(Limits::default());
-        sub(&mut c, &m, &[Channel::Bbo], &["AAPL"]);
-        assert_eq!(frames(&mut c, &m)[0]["type"], "ack");
+        d.sub(&mut c, &[Channel::Bbo], &["AAPL"]);
+        assert_eq!(d.frames(&mut c)[0]["type"], "ack");
         for px in 100..105 {
-            m.set_bbo(&Bbo::new(1, px as u64, q(px, 1), q(px + 1, 1)));
-            c.on_bbo(1, 10);
+            d.bbo(&mut c, &bbo(px));
         }
-        let f = frames(&mut c, &m);
+        let f = d.frames(&mut c);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0]["bid"]["px"], "0.0104", "the latest");
-        assert_eq!(
-            (f[0]["conflated"].as_bool(), f[0]["merged"].as_u64()),
-            (Some(true), Some(5))
-        );
-        assert_eq!(f[0]["seq"], 1);
-        m.set_bbo(&Bbo::new(1, 200, q(90, 1), q(91, 1)));
-        c.on_bbo(1, 10);
-        let f = frames(&mut c, &m);
+        assert_eq!(f[0]["seq"], 5, "the stream's number: five changes so far");
+        assert_eq!(f[0].get("conflated"), None, "its first: nothing folded");
+        d.bbo(&mut c, &bbo(90));
+        d.bbo(&mut c, &bbo(91));
+        let f = d.frames(&mut c);
+        assert_eq!(f.len(), 1, "{f:?}");
+        let got = (f[0]["seq"].as_u64(), f[0]["conflated"].as_bool());
+        assert_eq!(got, (Some(7), Some(true)), "folds seq 6: {}", f[0]);
+        d.bbo(&mut c, &bbo(92));
+        let f = d.frames(&mut c);
         assert_eq!(
             (f[0]["seq"].as_u64(), f[0].get("conflated")),
-            (Some(2), None)
+            (Some(8), None)
         );
     }
 
@@ -626,54 +584,73 @@ mod tests {
 
     #[test]
     fn trades_never_conflate_and_an_overflowing_queue_cuts_the_client_off() {
-        let m = market();
+        let mut d = Desk::new();
         let limits = Limits {
             queue: 10,
             ..Limits::default()
         };
         let mut c = Client::new(limits);
-        sub(&mut c, &m, &[Channel::Trades], &["AAPL"]);
+        d.sub(&mut c, &[Channel::Trades], &["AAPL"]);
         for n in 0..9 {
-            assert!(c.on_trade(&trade(1, n), 0));
+            assert!(d.trade(&mut [&mut c], &trade(1, n)));
         }
-        assert!(!c.on_trade(&trade(2, 0), 0), "not subscribed");
+        assert!(!d.trade(&mut [&mut c], &trade(2, 0)), "not subscribed");
         assert!(!c.overflowed);
-        assert!(!c.on_trade(&trade(1, 9), 0), "the eleventh frame overflows");
+        assert!(
+            !d.trade(&mut [&mut c], &trade(1, 9)),
+            "the eleventh frame overflows"
+        );
         assert!(c.overflowed);
         assert_eq!(c.queued(), 0, "an overflowed client's queue is dropped");
-        assert!(!c.on_trade(&trade(1, 10), 0));
+        assert!(!d.trade(&mut [&mut c], &trade(1, 10)));
     }
 
     #[test]
-    fn trades_keep_their_order_and_count_by_one() {
-        let m = market();
+    fn trades_keep_their_order_and_count_by_one_per_symbol() {
+        let mut d = Desk::new();
         let mut c = Client::new(Limits::default());
-        sub(&mut c, &m, &[Channel::Trades], &["AAPL", "MSFT"]);
+        d.sub(&mut c, &[Channel::Trades], &["AAPL", "MSFT"]);
         for n in 0..6 {
-            c.on_trade(&trade(1 + (n % 2) as u16, n), 0);
+            d.trade(&mut [&mut c], &trade(1 + (n % 2) as u16, n));
         }
-        let f = frames(&mut c, &m);
-        let seqs: Vec<(String, u64, u64)> = f[1..]
+        let f = d.frames(&mut c);
+        let seqs: Vec<(&str, u64, u64)> = f[1..]
             .iter()
             .map(|v| {
-                (
-                    v["symbol"].as_str().unwrap().to_string(),
-                    v["seq"].as_u64().unwrap(),
-                    v["match"].as_u64().unwrap(),
-                )
+                let field = |k: &str| v[k].as_u64().unwrap();
+                (v["symbol"].as_str().unwrap(), field("seq"), field("match"))
             })
             .collect();
-        assert_eq!(
-            seqs,
-            [
-                ("AAPL".into(), 1, 0),
-                ("MSFT".into(), 1, 1),
-                ("AAPL".into(), 2, 2),
-                ("MSFT".into(), 2, 3),
-                ("AAPL".into(), 3, 4),
-                ("MSFT".into(), 3, 5)
-            ]
+        let want = [
+            ("AAPL", 1, 0),
+            ("MSFT", 1, 1),
+            ("AAPL", 2, 2),
+            ("MSFT", 2, 3),
+            ("AAPL", 3, 4),
+            ("MSFT", 3, 5),
+        ];
+        assert_eq!(seqs, want);
+    }
+
+    #[test]
+    fn every_subscriber_shares_one_rendered_trade_frame() {
+        let mut d = Desk::new();
+        let (mut a, mut b) = (
+            Client::new(Limits::default()),
+            Client::new(Limits::default()),
         );
+        d.sub(&mut a, &[Channel::Trades], &["AAPL"]);
+        d.sub(&mut b, &[Channel::Trades], &["AAPL"]);
+        d.trade(&mut [&mut a, &mut b], &trade(1, 7));
+        let mut last = |c: &mut Client| {
+            std::iter::from_fn(|| c.next_frame(&d.m, &mut d.s))
+                .last()
+                .expect("a frame")
+                .0
+        };
+        let (fa, fb) = (last(&mut a), last(&mut b));
+        assert_eq!(fa, fb);
+        assert_eq!(fa.as_ptr(), fb.as_ptr(), "the same bytes, rendered once");
     }
 
     fn depth(bids: &[(u32, u64)], asks: &[(u32, u64)]) -> Depth {
@@ -714,55 +691,74 @@ mod tests {
                 side.reverse();
             }
         }
+        let crc = protocol::checksum(&book.0, &book.1) as u64;
+        assert_eq!(f["crc32"].as_u64(), Some(crc), "the copy checks out: {f}");
     }
 
     #[test]
-    fn depth_is_a_snapshot_then_changed_levels_that_rebuild_the_top_n() {
-        let mut m = market();
-        m.set_depth(&depth(&[(100, 5), (99, 6), (98, 7)], &[(101, 1), (102, 2)]));
+    fn depth_is_a_snapshot_then_shared_updates_and_a_fresh_snapshot_after_a_fold() {
+        let mut d = Desk::new();
+        d.m.set_depth(&depth(&[(100, 5), (99, 6), (98, 7)], &[(101, 1), (102, 2)]));
         let mut c = Client::new(Limits::default());
-        sub(&mut c, &m, &[Channel::Depth(2)], &["AAPL"]);
-        let f = frames(&mut c, &m);
-        assert_eq!(
-            (f[1]["type"].as_str(), f[1]["seq"].as_u64()),
-            (Some("snapshot"), Some(1))
-        );
+        d.sub(&mut c, &[Channel::Depth(2)], &["AAPL"]);
+        let f = d.frames(&mut c);
+        let got = (f[1]["type"].as_str(), f[1]["seq"].as_u64());
+        assert_eq!(got, (Some("snapshot"), Some(0)), "the view as it stands");
         assert_eq!(f[1]["bids"].as_array().unwrap().len(), 2, "depth:2");
         let mut book = (Vec::new(), Vec::new());
         apply(&mut book, &f[1]);
-        // The best bid leaves, a new ask level comes in between, and a third update is folded.
-        m.set_depth(&depth(&[(99, 6), (98, 7)], &[(101, 1), (102, 2)]));
-        c.on_depth(1, 5);
-        m.set_depth(&depth(&[(99, 6), (98, 7)], &[(101, 3), (102, 2)]));
-        c.on_depth(1, 6);
-        let f = frames(&mut c, &m);
-        assert_eq!(f.len(), 1);
-        let u = &f[0];
-        assert_eq!(
-            (
-                u["type"].as_str(),
-                u["seq"].as_u64(),
-                u["conflated"].as_bool()
-            ),
-            (Some("update"), Some(2), Some(true))
+        // The best bid leaves: one update, the one every subscriber shares.
+        assert!(d.depth(&mut c, &depth(&[(99, 6), (98, 7)], &[(101, 1), (102, 2)])));
+        let f = d.frames(&mut c);
+        let got = (
+            f[0]["type"].as_str(),
+            f[0]["seq"].as_u64(),
+            f[0].get("conflated"),
         );
-        apply(&mut book, u);
+        assert_eq!(got, (Some("update"), Some(1), None), "{}", f[0]);
+        apply(&mut book, &f[0]);
         assert_eq!(book.0, [q(99, 6), q(98, 7)]);
-        assert_eq!(book.1, [q(101, 3), q(102, 2)]);
-        assert_eq!(
-            u["crc32"].as_u64(),
-            Some(protocol::checksum(&book.0, &book.1) as u64),
-            "the client's copy checks out"
+        // Two changes before it reads: a fresh snapshot, marked conflated.
+        d.depth(&mut c, &depth(&[(99, 6), (98, 7)], &[(101, 3), (102, 2)]));
+        d.depth(&mut c, &depth(&[(99, 6), (98, 8)], &[(101, 3), (102, 2)]));
+        let f = d.frames(&mut c);
+        assert_eq!(f.len(), 1);
+        let got = (
+            f[0]["type"].as_str(),
+            f[0]["seq"].as_u64(),
+            f[0]["conflated"].as_bool(),
         );
+        assert_eq!(got, (Some("snapshot"), Some(3), Some(true)), "{}", f[0]);
+        apply(&mut book, &f[0]);
+        assert_eq!(book.1, [q(101, 3), q(102, 2)]);
         // A level below the top 2 moves: nothing to send.
-        m.set_depth(&depth(&[(99, 6), (98, 7), (97, 1)], &[(101, 3), (102, 2)]));
-        c.on_depth(1, 7);
-        assert!(frames(&mut c, &m).is_empty());
+        let deeper = depth(&[(99, 6), (98, 8), (97, 1)], &[(101, 3), (102, 2)]);
+        assert!(!d.depth(&mut c, &deeper));
+        assert!(d.frames(&mut c).is_empty());
+    }
+
+    #[test]
+    fn a_star_depth_subscriber_gets_a_symbol_listed_later() {
+        let mut d = Desk::new();
+        let mut c = Client::new(Limits::default());
+        c.subscribe(None, &[Channel::Depth(1)], &Symbols::All, &d.m)
+            .expect("subscribed");
+        d.frames(&mut c);
+        d.m.list(&Listing {
+            locate: 3,
+            stock: *b"NVDA    ",
+        });
+        let mut x = depth(&[(50, 1)], &[(51, 1)]);
+        x.locate = 3;
+        assert!(d.depth(&mut c, &x), "its view opens with its first change");
+        let f = d.frames(&mut c);
+        let got = (f[0]["symbol"].as_str(), f[0]["type"].as_str());
+        assert_eq!(got, (Some("NVDA"), Some("snapshot")), "{}", f[0]);
     }
 
     #[test]
     fn an_unknown_symbol_is_refused_whole_and_a_symbol_cap_holds() {
-        let m = market();
+        let m = Desk::new().m;
         let mut c = Client::new(Limits {
             symbols: 1,
             ..Limits::default()
@@ -774,7 +770,13 @@ mod tests {
         assert_eq!(r.code, Code::UnknownSymbol);
         assert!(r.msg.contains("ZZZZ"), "{}", r.msg);
         assert!(c.subs[BBO].is_empty(), "nothing subscribed");
-        sub(&mut c, &m, &[Channel::Bbo], &["AAPL"]);
+        c.subscribe(
+            None,
+            &[Channel::Bbo],
+            &Symbols::Some(vec!["AAPL".into()]),
+            &m,
+        )
+        .expect("subscribed");
         let s = Symbols::Some(vec!["MSFT".into()]);
         let r = c
             .subscribe(None, &[Channel::Trades], &s, &m)

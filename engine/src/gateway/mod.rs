@@ -24,18 +24,20 @@ pub mod intake;
 pub mod market;
 pub mod protocol;
 mod session;
+pub mod streams;
 
 use crate::telemetry::Reporter;
 use client::{Client, Limits, KINDS};
 use intake::{GatewayBatch, GatewayIntake};
 use market::Market;
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use streams::Streams;
 
 /// Where `--ws` alone binds.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9900";
@@ -173,15 +175,20 @@ impl Gateway {
 /// `Rc<RefCell<_>>`, no lock).
 pub struct Hub {
     market: Market,
-    clients: HashMap<u64, Slot>,
+    streams: Streams,
+    /// Clients by id (a slot is reused once its session has ended).
+    clients: Vec<Option<Slot>>,
+    free: Vec<usize>,
     /// Per channel kind: the clients subscribed to each locate, and those with `*`.
-    index: [HashMap<u16, Vec<u64>>; KINDS],
-    star: [Vec<u64>; KINDS],
+    index: [FxHashMap<u16, Vec<usize>>; KINDS],
+    star: [Vec<usize>; KINDS],
+    /// The `depth:N` in use (bit N - 1): each instrument's view of that N opens with its next
+    /// depth change, so `*` subscribers get symbols listed later.
+    depth_ns: u16,
     /// Clients that got something since they were last woken.
-    dirty: Vec<u64>,
+    dirty: Vec<usize>,
     /// The run is over: writers drain their queues, then close (1001).
     going_away: bool,
-    next_id: u64,
     limits: Limits,
     stats: Arc<GatewayStats>,
     reporter: Reporter,
@@ -191,42 +198,65 @@ struct Slot {
     client: Client,
     wake: Rc<tokio::sync::Notify>,
     woken: bool,
-    /// Notified once, when its queue overflows: its writer stops waiting on the socket.
+    /// Notified once, when its queue overflows or its writes stall: its writer stops waiting
+    /// on the socket.
     evict: Rc<tokio::sync::Notify>,
     evicted: bool,
+    /// When its writer last finished a write (engine ns): a heartbeat follows [`HEARTBEAT`] of
+    /// silence.
+    last_write_ns: u64,
+    /// When the write in progress began (0: none): past [`WRITE_PATIENCE`] the client is cut
+    /// off. One patrol of every client per tick instead of a timer per write.
+    busy_since_ns: u64,
 }
 
 type Shared = Rc<RefCell<Hub>>;
+
+/// A heartbeat goes out after this long without a frame.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long one write may wait for the socket before the client is cut off as stalled.
+const WRITE_PATIENCE: Duration = Duration::from_secs(5);
+/// How often the gateway ticks: the reporter, heartbeats, stalled writers, the stop flag.
+const TICK: Duration = Duration::from_millis(50);
 
 impl Hub {
     fn new(stats: Arc<GatewayStats>, reporter: Reporter, limits: Limits) -> Self {
         Hub {
             market: Market::default(),
-            clients: HashMap::new(),
+            streams: Streams::new(limits.stamp),
+            clients: Vec::new(),
+            free: Vec::new(),
             index: Default::default(),
             star: Default::default(),
+            depth_ns: 0,
             dirty: Vec::new(),
             going_away: false,
-            next_id: 0,
             limits,
             stats,
             reporter,
         }
     }
 
+    fn slot(&mut self, id: usize) -> Option<&mut Slot> {
+        self.clients.get_mut(id).and_then(Option::as_mut)
+    }
+
+    fn slots(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        self.clients
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| Some((id, s.as_ref()?)))
+    }
+
     /// Rebuilds who wants what, after a subscription changed or a client left.
     fn reindex(&mut self) {
         self.index = Default::default();
         self.star = Default::default();
-        let subscribed = self
-            .clients
-            .values()
-            .filter(|s| s.client.subscribed())
-            .count();
-        self.stats
-            .subscribed
-            .store(subscribed as u64, Ordering::Release);
-        for (&id, s) in &self.clients {
+        self.depth_ns = 0;
+        let mut subscribed = 0;
+        for (id, s) in self.clients.iter().enumerate() {
+            let Some(s) = s else { continue };
+            subscribed += u64::from(s.client.subscribed());
             for (k, sel) in s.client.subs.iter().enumerate() {
                 if sel.all {
                     self.star[k].push(id);
@@ -236,10 +266,19 @@ impl Hub {
                     }
                 }
             }
+            if s.client.subscribed_to(client::DEPTH) {
+                self.depth_ns |= 1 << (s.client.depth_n - 1);
+            }
         }
+        self.stats.subscribed.store(subscribed, Ordering::Release);
     }
 
-    /// Takes one batch into the market and every subscribed client's queue.
+    /// Whether any client takes kind `k` of `locate`.
+    fn wanted(&self, k: usize, locate: u16) -> bool {
+        !self.star[k].is_empty() || self.index[k].get(&locate).is_some_and(|v| !v.is_empty())
+    }
+
+    /// Takes one batch into the market, the streams and every subscribed client's queue.
     fn take(&mut self, b: &GatewayBatch) {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         for l in &b.listings {
@@ -247,56 +286,74 @@ impl Hub {
         }
         let at = b.first_ingress_ns;
         if b.lost > 0 {
-            self.stats.lost.fetch_add(b.lost, Ordering::Relaxed);
-            let why = protocol::Refusal::new(
-                protocol::Code::EventsLost,
-                format!(
-                    "{} trades and bars were lost before the gateway (it was starved of CPU); \
-                     sequence numbers skip one: resubscribe for fresh snapshots",
-                    b.lost
-                ),
-            );
-            let mut text = String::new();
-            protocol::error(&mut text, &why, None);
-            for (id, s) in self.clients.iter_mut() {
-                s.client.skip_seqs();
-                s.client.text(text.clone());
-                if !s.woken {
-                    s.woken = true;
-                    self.dirty.push(*id);
-                }
+            self.lost(b.lost);
+        }
+        for t in &b.trades {
+            let want = self.wanted(client::TRADES, t.locate);
+            if let Some(f) = self.streams.trade(&self.market, t, at, want) {
+                self.each(client::TRADES, t.locate, |c| {
+                    c.on_frame(client::TRADES, t.locate, &f, at)
+                });
             }
         }
         for q in &b.bbos {
             self.market.set_bbo(q);
-        }
-        for d in &b.depths {
-            self.market.set_depth(d);
-        }
-        for t in &b.trades {
-            self.each(client::TRADES, t.locate, |c| c.on_trade(t, at));
-        }
-        for q in &b.bbos {
+            self.streams.bbo(q.locate, at);
             self.each(client::BBO, q.locate, |c| c.on_bbo(q.locate, at));
         }
         for d in &b.depths {
-            self.each(client::DEPTH, d.locate, |c| c.on_depth(d.locate, at));
+            let changed = self.streams.depth(&self.market, d, at, self.depth_ns);
+            self.market.set_depth(d);
+            if changed != 0 {
+                self.each(client::DEPTH, d.locate, |c| {
+                    c.on_depth(d.locate, changed, at)
+                });
+            }
         }
         for x in &b.bars {
-            self.each(client::BARS, x.locate, |c| c.on_bar(x, at));
+            let want = self.wanted(client::BARS, x.locate);
+            if let Some(f) = self.streams.bar(&self.market, x, at, want) {
+                self.each(client::BARS, x.locate, |c| {
+                    c.on_frame(client::BARS, x.locate, &f, at)
+                });
+            }
+        }
+    }
+
+    /// Trades and bars were lost before the gateway: their numbers skip one, and every client
+    /// is told.
+    fn lost(&mut self, lost: u64) {
+        self.stats.lost.fetch_add(lost, Ordering::Relaxed);
+        self.streams.skip_trades_and_bars();
+        let why = protocol::Refusal::new(
+            protocol::Code::EventsLost,
+            format!(
+                "{lost} trades and bars were lost before the gateway (it was starved of CPU); \
+                 sequence numbers skip one: resubscribe for fresh snapshots"
+            ),
+        );
+        let mut text = String::new();
+        protocol::error(&mut text, &why, None);
+        for (id, s) in self.clients.iter_mut().enumerate() {
+            let Some(s) = s else { continue };
+            s.client.text(text.clone());
+            if !s.woken {
+                s.woken = true;
+                self.dirty.push(id);
+            }
         }
     }
 
     fn each(&mut self, k: usize, locate: u16, mut f: impl FnMut(&mut Client) -> bool) {
-        let ids = self.index[k].get(&locate).into_iter().flatten();
-        for id in ids.chain(&self.star[k]) {
-            let Some(s) = self.clients.get_mut(id) else {
+        let named = self.index[k].get(&locate).map_or(&[][..], Vec::as_slice);
+        for &id in named.iter().chain(&self.star[k]) {
+            let Some(s) = self.clients.get_mut(id).and_then(Option::as_mut) else {
                 continue;
             };
             let before = s.client.conflated;
             if f(&mut s.client) && !s.woken {
                 s.woken = true;
-                self.dirty.push(*id);
+                self.dirty.push(id);
             }
             if s.client.overflowed && !s.evicted {
                 s.evicted = true;
@@ -312,35 +369,71 @@ impl Hub {
 
     /// Wakes every client that got something.
     fn wake_dirty(&mut self) {
-        for id in self.dirty.drain(..) {
-            if let Some(s) = self.clients.get_mut(&id) {
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(s) = self.slot(id) {
                 s.woken = false;
                 s.wake.notify_one();
             }
         }
     }
 
+    /// Once a tick: a heartbeat to each client silent for [`HEARTBEAT`], and a cut-off for each
+    /// whose write has waited on its socket for [`WRITE_PATIENCE`].
+    fn patrol(&mut self, now_ns: u64) {
+        let (quiet, patience) = (
+            HEARTBEAT.as_nanos() as u64,
+            WRITE_PATIENCE.as_nanos() as u64,
+        );
+        let mut beat = String::new();
+        protocol::heartbeat(&mut beat, session::wall_ms());
+        let stats = Arc::clone(&self.stats);
+        for s in self.clients.iter_mut().flatten() {
+            if s.busy_since_ns > 0 {
+                if now_ns.saturating_sub(s.busy_since_ns) > patience && !s.evicted {
+                    s.evicted = true;
+                    s.evict.notify_one();
+                    stats.slow_closed.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if s.client.queued() == 0 && now_ns.saturating_sub(s.last_write_ns) >= quiet {
+                s.last_write_ns = now_ns;
+                s.client.text(beat.clone());
+                s.wake.notify_one();
+            }
+        }
+    }
+
     /// Registers a client; returns its id, its wake-up and its eviction notice.
-    fn join(&mut self) -> (u64, Rc<tokio::sync::Notify>, Rc<tokio::sync::Notify>) {
-        let id = self.next_id;
-        self.next_id += 1;
+    fn join(&mut self) -> (usize, Rc<tokio::sync::Notify>, Rc<tokio::sync::Notify>) {
         let wake = Rc::new(tokio::sync::Notify::new());
         let evict = Rc::new(tokio::sync::Notify::new());
-        self.clients.insert(
-            id,
-            Slot {
-                client: Client::new(self.limits),
-                wake: Rc::clone(&wake),
-                woken: false,
-                evict: Rc::clone(&evict),
-                evicted: false,
-            },
-        );
+        let slot = Slot {
+            client: Client::new(self.limits),
+            wake: Rc::clone(&wake),
+            woken: false,
+            evict: Rc::clone(&evict),
+            evicted: false,
+            last_write_ns: crate::runtime::clock::now_ns(),
+            busy_since_ns: 0,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.clients[id] = Some(slot);
+                id
+            }
+            None => {
+                self.clients.push(Some(slot));
+                self.clients.len() - 1
+            }
+        };
         (id, wake, evict)
     }
 
-    fn leave(&mut self, id: u64) {
-        self.clients.remove(&id);
+    fn leave(&mut self, id: usize) {
+        if let Some(s) = self.clients.get_mut(id) {
+            if s.take().is_some() {
+                self.free.push(id);
+            }
+        }
         self.reindex();
     }
 }
@@ -363,7 +456,7 @@ fn serve(g: Gateway, intake: GatewayIntake, reporter: Reporter, stop: &AtomicBoo
         let hub: Shared = Rc::new(RefCell::new(hub));
         tokio::task::spawn_local(pump(Rc::clone(&hub), intake));
         let token: Rc<Option<String>> = Rc::new(g.token);
-        let mut check = tokio::time::interval(Duration::from_millis(50));
+        let mut check = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -375,7 +468,11 @@ fn serve(g: Gateway, intake: GatewayIntake, reporter: Reporter, stop: &AtomicBoo
                     tokio::task::spawn_local(session::http(stream, Rc::clone(&hub), Rc::clone(&token)));
                 }
                 _ = check.tick() => {
-                    hub.borrow_mut().reporter.tick(crate::runtime::clock::now_ns());
+                    let now = crate::runtime::clock::now_ns();
+                    let mut h = hub.borrow_mut();
+                    h.reporter.tick(now);
+                    h.patrol(now);
+                    drop(h);
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
@@ -393,12 +490,12 @@ async fn say_goodbye(hub: &Shared) {
     {
         let mut h = hub.borrow_mut();
         h.going_away = true;
-        for s in h.clients.values() {
+        for (_, s) in h.slots() {
             s.wake.notify_one();
         }
     }
     let deadline = tokio::time::Instant::now() + GOODBYE;
-    while !hub.borrow().clients.is_empty() && tokio::time::Instant::now() < deadline {
+    while hub.borrow().slots().next().is_some() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

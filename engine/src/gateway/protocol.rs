@@ -252,9 +252,11 @@ fn head(out: &mut String, kind: &str, channel: &str, symbol: &str, seq: u64, ts:
     let _ = write!(out, r#","seq":{seq},"ts":{ts}"#);
 }
 
-fn conflated(out: &mut String, merged: u32) {
-    if merged > 1 {
-        let _ = write!(out, r#","conflated":true,"merged":{merged}"#);
+/// Marks a frame that stands for updates the client did not get one by one: its `seq` minus the
+/// one the client had says how many it folds.
+fn conflated(out: &mut String, conflated: bool) {
+    if conflated {
+        out.push_str(r#","conflated":true"#);
     }
 }
 
@@ -292,14 +294,14 @@ fn quote(out: &mut String, q: &Quote) {
     );
 }
 
-/// A BBO frame; `merged` updates folded into it (over 1: marked conflated).
-pub fn bbo(out: &mut String, symbol: &str, seq: u64, b: &Bbo, merged: u32) {
+/// A BBO frame (`conflated`: it folds updates the client did not get).
+pub fn bbo(out: &mut String, symbol: &str, seq: u64, b: &Bbo, conflated: bool) {
     head(out, "bbo", "bbo", symbol, seq, b.timestamp);
     out.push_str(r#","bid":"#);
     quote(out, &b.bid);
     out.push_str(r#","ask":"#);
     quote(out, &b.ask);
-    conflated(out, merged);
+    self::conflated(out, conflated);
     out.push('}');
 }
 
@@ -358,8 +360,8 @@ pub struct DepthFrame<'a> {
     pub asks: &'a [Quote],
     /// [`checksum`] of the top N after the frame.
     pub crc32: u32,
-    /// Updates folded into it.
-    pub merged: u32,
+    /// It folds updates the client did not get (a snapshot sent to a client that fell behind).
+    pub conflated: bool,
 }
 
 /// Renders a depth frame.
@@ -371,7 +373,7 @@ pub fn depth(out: &mut String, f: &DepthFrame<'_>) {
     out.push_str(r#","asks":"#);
     levels(out, f.asks);
     let _ = write!(out, r#","crc32":{}"#, f.crc32);
-    conflated(out, f.merged);
+    conflated(out, f.conflated);
     out.push('}');
 }
 
@@ -579,7 +581,7 @@ mod tests {
             "AAPL",
             2,
             &Bbo::new(1, 6, q(100, 5), q(200, 7)),
-            3,
+            true,
         );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(
@@ -596,7 +598,7 @@ mod tests {
             bids: &[q(100, 5), q(99, 6)],
             asks: &[q(101, 1)],
             crc32: checksum(&[q(100, 5), q(99, 6)], &[q(101, 1)]),
-            merged: 1,
+            conflated: false,
         };
         depth(&mut out, &f);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();

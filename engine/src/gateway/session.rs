@@ -6,7 +6,8 @@
 
 use super::client::Client;
 use super::protocol::{self, Code, Refusal, Request};
-use super::{Shared, MAX_CONNECTIONS};
+use super::streams::Frame;
+use super::{Shared, MAX_CONNECTIONS, WRITE_PATIENCE};
 use crate::telemetry::Stage;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
@@ -20,10 +21,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// The live page: one self-contained file, no CDN, no build step.
 const PAGE: &str = include_str!("page.html");
-/// A heartbeat goes out after this long without a frame.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
-/// How long a frame may wait for the socket before the client counts as gone.
-const WRITE_PATIENCE: Duration = Duration::from_secs(5);
 /// How long a client cut off as slow gets to take the reason and the close (the run's end
 /// may cut it shorter).
 const CUT_OFF_PATIENCE: Duration = Duration::from_secs(10);
@@ -194,78 +191,56 @@ async fn run(ws: Ws, hub: &Shared) {
     hub.borrow_mut().leave(id);
 }
 
-/// Writes the client's queue as it fills; a heartbeat after [`HEARTBEAT`] of silence; an error
-/// frame and a close (1013) once its queue overflowed.
+type Sink = futures_util::stream::SplitSink<Ws, Message>;
+
+/// Frames a writer takes from its queue per borrow of the hub.
+const CHUNK: usize = 64;
+
+/// What a writer took from its queue: the frames and, per frame, the ingress ns of what it
+/// carries (0: none).
+#[derive(Default)]
+struct Chunk {
+    frames: Vec<Frame>,
+    ingress_ns: Vec<u64>,
+}
+
+/// Writes the client's queue as it fills, a chunk at a time; after its last write, its close
+/// (its own, or 1001 when the run ends); an error frame and a close (1013) once it is evicted
+/// (its queue overflowed, or a write stalled: the hub's patrol decides, so no write arms a
+/// timer).
 async fn writer(
-    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    mut sink: Sink,
     hub: &Shared,
-    id: u64,
+    id: usize,
     wake: &tokio::sync::Notify,
     evict: &tokio::sync::Notify,
 ) {
-    let mut frame = String::new();
+    let mut chunk = Chunk::default();
     loop {
         let mut wrote = false;
         loop {
-            let (next, slow) = {
-                let mut h = hub.borrow_mut();
-                let h = &mut *h;
-                let Some(slot) = h.clients.get_mut(&id) else {
-                    return;
-                };
-                let c = &mut slot.client;
-                (c.next_frame(&h.market, &mut frame), c.overflowed)
-            };
-            if slow {
-                return cut_off(sink, hub).await;
+            match take(hub, id, &mut chunk) {
+                Taken::Gone => return,
+                Taken::Slow => return cut_off(sink, hub, id).await,
+                Taken::Frames if chunk.frames.is_empty() => break,
+                Taken::Frames => {}
             }
-            let Some(ingress_ns) = next else { break };
-            let msg = Message::text(std::mem::take(&mut frame));
+            busy(hub, id, true);
             tokio::select! {
-                sent = tokio::time::timeout(WRITE_PATIENCE, sink.feed(msg)) => {
-                    if sent.is_err() {
-                        return;
-                    }
-                }
-                // Its queue overflowed while this write waited on the socket: stop waiting.
-                _ = evict.notified() => return cut_off(sink, hub).await,
+                sent = write(&mut sink, &mut chunk) => if sent.is_err() { return },
+                _ = evict.notified() => return cut_off(sink, hub, id).await,
             }
             wrote = true;
-            let mut h = hub.borrow_mut();
-            h.stats.frames.fetch_add(1, Ordering::Relaxed);
-            if ingress_ns > 0 {
-                let ns = crate::runtime::clock::now_ns().saturating_sub(ingress_ns);
-                h.reporter.current.stages.record(Stage::Deliver, ns);
-                h.reporter.current.items += 1;
+            written(hub, id, &mut chunk);
+        }
+        if wrote {
+            tokio::select! {
+                sent = sink.flush() => if sent.is_err() { return },
+                _ = evict.notified() => return cut_off(sink, hub, id).await,
             }
+            busy(hub, id, false);
         }
-        if wrote
-            && tokio::time::timeout(WRITE_PATIENCE, sink.flush())
-                .await
-                .is_err()
-        {
-            return;
-        }
-        let closing = hub
-            .borrow_mut()
-            .clients
-            .get_mut(&id)
-            .and_then(|s| s.client.closing.take());
-        if let Some((code, reason)) = closing {
-            let bye = CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.into(),
-            };
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(bye))))
-                    .await;
-            return;
-        }
-        if hub.borrow().going_away {
-            let bye = CloseFrame {
-                code: CloseCode::Away,
-                reason: "the feed has ended and the engine is stopping".into(),
-            };
+        if let Some(bye) = goodbye(hub, id) {
             let _ =
                 tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(bye))))
                     .await;
@@ -273,39 +248,124 @@ async fn writer(
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = evict.notified() => return cut_off(sink, hub).await,
-            _ = tokio::time::sleep(HEARTBEAT) => {
-                let mut h = hub.borrow_mut();
-                if let Some(slot) = h.clients.get_mut(&id) {
-                    let mut beat = String::new();
-                    protocol::heartbeat(&mut beat, wall_ms());
-                    slot.client.text(beat);
-                }
-            }
+            _ = evict.notified() => return cut_off(sink, hub, id).await,
         }
     }
 }
 
-fn wall_ms() -> u64 {
+enum Taken {
+    Frames,
+    Slow,
+    Gone,
+}
+
+/// Fills `chunk` with up to [`CHUNK`] frames of the client's queue.
+fn take(hub: &Shared, id: usize, chunk: &mut Chunk) -> Taken {
+    let mut h = hub.borrow_mut();
+    let h = &mut *h;
+    let Some(slot) = h.clients.get_mut(id).and_then(Option::as_mut) else {
+        return Taken::Gone;
+    };
+    let c = &mut slot.client;
+    if c.overflowed {
+        return Taken::Slow;
+    }
+    while chunk.frames.len() < CHUNK {
+        let Some((f, at)) = c.next_frame(&h.market, &mut h.streams) else {
+            break;
+        };
+        chunk.frames.push(f);
+        chunk.ingress_ns.push(at);
+    }
+    Taken::Frames
+}
+
+/// Feeds the chunk's frames to the socket (the sink writes once its buffer fills).
+async fn write(
+    sink: &mut Sink,
+    chunk: &mut Chunk,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    for f in chunk.frames.drain(..) {
+        sink.feed(Message::Text(f)).await?;
+    }
+    Ok(())
+}
+
+/// Marks a write in progress (or done) for the hub's patrol.
+fn busy(hub: &Shared, id: usize, on: bool) {
+    if let Some(s) = hub.borrow_mut().slot(id) {
+        s.busy_since_ns = if on {
+            crate::runtime::clock::now_ns()
+        } else {
+            0
+        };
+    }
+}
+
+/// Counts a written chunk and times each frame's delivery.
+fn written(hub: &Shared, id: usize, chunk: &mut Chunk) {
+    let now = crate::runtime::clock::now_ns();
+    let mut h = hub.borrow_mut();
+    h.stats
+        .frames
+        .fetch_add(chunk.ingress_ns.len() as u64, Ordering::Relaxed);
+    for at in chunk.ingress_ns.drain(..).filter(|&at| at > 0) {
+        h.reporter
+            .current
+            .stages
+            .record(Stage::Deliver, now.saturating_sub(at));
+        h.reporter.current.items += 1;
+    }
+    if let Some(s) = h.slot(id) {
+        s.last_write_ns = now;
+    }
+}
+
+/// The close to send now that the queue is written, if the connection is to end.
+fn goodbye(hub: &Shared, id: usize) -> Option<CloseFrame> {
+    let mut h = hub.borrow_mut();
+    if let Some((code, reason)) = h.slot(id).and_then(|s| s.client.closing.take()) {
+        return Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        });
+    }
+    h.going_away.then(|| CloseFrame {
+        code: CloseCode::Away,
+        reason: "the feed has ended and the engine is stopping".into(),
+    })
+}
+
+/// Wall clock, ms since the epoch (heartbeats).
+pub fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Tells a client that read too slowly why it is being closed, then closes (1013, try again
-/// later), both within [`CUT_OFF_PATIENCE`]: a client that reads nothing by then gets the
-/// TCP close alone.
-async fn cut_off(mut sink: futures_util::stream::SplitSink<Ws, Message>, hub: &Shared) {
-    let limit = hub.borrow().limits.queue;
-    let why = Refusal::new(
-        Code::SlowConsumer,
-        format!(
-            "more than {limit} frames waited for this connection: it reads too slowly for its \
-             subscription; subscribe to fewer symbols or channels, or read faster"
-        ),
-    );
-    let mut text = String::new();
-    protocol::error(&mut text, &why, None);
+/// Tells a client that was evicted why, then closes (1013, try again later), both within
+/// [`CUT_OFF_PATIENCE`]: a client that reads nothing by then gets the TCP close alone.
+async fn cut_off(mut sink: Sink, hub: &Shared, id: usize) {
+    let text = {
+        let mut h = hub.borrow_mut();
+        let limit = h.limits.queue;
+        let overflowed = h.slot(id).is_some_and(|s| s.client.overflowed);
+        let msg = if overflowed {
+            format!(
+                "more than {limit} frames waited for this connection: it reads too slowly for \
+                 its subscription; subscribe to fewer symbols or channels, or read faster"
+            )
+        } else {
+            format!(
+                "a write to this connection waited {} s for the socket: the client stopped \
+                 reading; closing",
+                WRITE_PATIENCE.as_secs()
+            )
+        };
+        let mut text = String::new();
+        protocol::error(&mut text, &Refusal::new(Code::SlowConsumer, msg), None);
+        text
+    };
     let close = CloseFrame {
         code: CloseCode::Again,
         reason: "slow consumer: queue overflowed".into(),
@@ -321,7 +381,7 @@ async fn cut_off(mut sink: futures_util::stream::SplitSink<Ws, Message>, hub: &S
 async fn reader(
     mut stream: futures_util::stream::SplitStream<Ws>,
     hub: &Shared,
-    id: u64,
+    id: usize,
     wake: &tokio::sync::Notify,
 ) {
     while let Some(msg) = stream.next().await {
@@ -342,7 +402,7 @@ async fn reader(
                     format!("{e}: requests are at most {MAX_REQUEST_BYTES} bytes; closing"),
                 );
                 refuse(hub, id, &r);
-                if let Some(s) = hub.borrow_mut().clients.get_mut(&id) {
+                if let Some(s) = hub.borrow_mut().slot(id) {
                     s.client.closing = Some((1009, "frame too large".into()));
                 }
                 wake.notify_one();
@@ -358,11 +418,11 @@ async fn reader(
 }
 
 /// Applies one request and queues its answer.
-fn answer(hub: &Shared, id: u64, text: &str) {
+fn answer(hub: &Shared, id: usize, text: &str) {
     let now = crate::runtime::clock::now_ns();
     let admitted = {
         let mut h = hub.borrow_mut();
-        match h.clients.get_mut(&id) {
+        match h.slot(id) {
             Some(s) => s.client.admit(now),
             None => return,
         }
@@ -381,7 +441,7 @@ fn answer(hub: &Shared, id: u64, text: &str) {
     let done = {
         let mut h = hub.borrow_mut();
         let h = &mut *h;
-        let Some(slot) = h.clients.get_mut(&id) else {
+        let Some(slot) = h.clients.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
         let c: &mut Client = &mut slot.client;
@@ -421,12 +481,12 @@ fn answer(hub: &Shared, id: u64, text: &str) {
 }
 
 /// Queues an error frame for `r` (an unknown symbol's lists the symbols that exist), counted.
-fn refuse(hub: &Shared, id: u64, r: &Refusal) {
+fn refuse(hub: &Shared, id: usize, r: &Refusal) {
     let mut h = hub.borrow_mut();
     let known = (r.code == Code::UnknownSymbol).then(|| h.market.known());
     let mut out = String::new();
     protocol::error(&mut out, r, known.as_deref());
-    if let Some(s) = h.clients.get_mut(&id) {
+    if let Some(s) = h.slot(id) {
         s.client.text(out);
     }
     h.stats.errors.fetch_add(1, Ordering::Relaxed);
