@@ -4,16 +4,16 @@
 //!
 //! Owns the gateway's copies only; never asks a shard (the events carry what it needs).
 
+use rustc_hash::FxHashMap;
 use shards::events::{Bbo, Depth, Listing};
-use std::collections::HashMap;
 
 /// What the gateway knows of each instrument.
 #[derive(Default)]
 pub struct Market {
-    by_name: HashMap<String, u16>,
-    names: HashMap<u16, String>,
-    bbo: HashMap<u16, Bbo>,
-    depth: HashMap<u16, Depth>,
+    by_name: FxHashMap<String, u16>,
+    names: FxHashMap<u16, String>,
+    bbo: FxHashMap<u16, Bbo>,
+    depth: FxHashMap<u16, Depth>,
 }
 
 impl Market {

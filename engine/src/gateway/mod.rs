@@ -187,6 +187,8 @@ pub struct Hub {
     depth_ns: u16,
     /// Clients that got something since they were last woken.
     dirty: Vec<usize>,
+    /// Updates folded during the batch being taken (added to the stats once a batch).
+    folded: u64,
     /// The run is over: writers drain their queues, then close (1001).
     going_away: bool,
     limits: Limits,
@@ -230,6 +232,7 @@ impl Hub {
             star: Default::default(),
             depth_ns: 0,
             dirty: Vec::new(),
+            folded: 0,
             going_away: false,
             limits,
             stats,
@@ -318,6 +321,8 @@ impl Hub {
                 });
             }
         }
+        let folded = std::mem::take(&mut self.folded);
+        self.stats.conflated.fetch_add(folded, Ordering::Relaxed);
     }
 
     /// Trades and bars were lost before the gateway: their numbers skip one, and every client
@@ -360,10 +365,7 @@ impl Hub {
                 s.evict.notify_one();
                 self.stats.slow_closed.fetch_add(1, Ordering::Relaxed);
             }
-            let folded = s.client.conflated - before;
-            if folded > 0 {
-                self.stats.conflated.fetch_add(folded, Ordering::Relaxed);
-            }
+            self.folded += s.client.conflated - before;
         }
     }
 
@@ -520,5 +522,55 @@ async fn pump(hub: Shared, mut intake: GatewayIntake) {
         } else {
             intake.wake.notified().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn hub() -> Hub {
+        let (reporter, _) = crate::telemetry::reporting(0, 1_000_000_000);
+        Hub::new(Arc::default(), reporter, Limits::default())
+    }
+
+    #[test]
+    fn a_write_stalled_past_the_patience_is_cut_off_once() {
+        let mut h = hub();
+        let (id, _, evict) = h.join();
+        let start = 1_000;
+        h.slot(id).unwrap().busy_since_ns = start;
+        let patience = WRITE_PATIENCE.as_nanos() as u64;
+        h.patrol(start + patience);
+        assert!(evict.notified().now_or_never().is_none(), "not yet");
+        h.patrol(start + patience + 1);
+        assert!(
+            evict.notified().now_or_never().is_some(),
+            "its writer is told"
+        );
+        h.patrol(start + 2 * patience);
+        assert_eq!(
+            h.stats.slow_closed.load(Ordering::Relaxed),
+            1,
+            "counted once"
+        );
+    }
+
+    #[test]
+    fn a_silent_client_gets_a_heartbeat_after_a_second_and_a_busy_one_does_not() {
+        let mut h = hub();
+        let (quiet, _, _) = h.join();
+        let (busy, _, _) = h.join();
+        let t0 = h.slot(quiet).unwrap().last_write_ns;
+        h.slot(busy).unwrap().busy_since_ns = t0;
+        let beat = HEARTBEAT.as_nanos() as u64;
+        h.patrol(t0 + beat - 1);
+        assert_eq!(h.slot(quiet).unwrap().client.queued(), 0);
+        h.patrol(t0 + beat);
+        assert_eq!(h.slot(quiet).unwrap().client.queued(), 1, "a heartbeat");
+        assert_eq!(h.slot(busy).unwrap().client.queued(), 0, "it is writing");
+        h.patrol(t0 + beat + beat / 2);
+        assert_eq!(h.slot(quiet).unwrap().client.queued(), 1, "one a second");
     }
 }

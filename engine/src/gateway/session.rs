@@ -368,7 +368,7 @@ async fn cut_off(mut sink: Sink, hub: &Shared, id: usize) {
     };
     let close = CloseFrame {
         code: CloseCode::Again,
-        reason: "slow consumer: queue overflowed".into(),
+        reason: "slow consumer".into(),
     };
     let _ = tokio::time::timeout(CUT_OFF_PATIENCE, async {
         sink.send(Message::text(text)).await?;
