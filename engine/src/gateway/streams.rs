@@ -47,6 +47,8 @@ pub struct DepthView {
     pub seq: u64,
     /// Feed time of the depth it holds.
     ts: u64,
+    /// Ingress ns of its latest update (a snapshot's stamp; 0: none yet).
+    at: u64,
     top: Top,
     /// The update that took the view from `seq - 1` to `seq`.
     pub update: Option<Frame>,
@@ -142,7 +144,10 @@ impl Streams {
         let b = m.bbo(l)?;
         self.text.clear();
         protocol::bbo(&mut self.text, &m.name(l), seq, b, conflated);
-        let f = self.cut(if conflated { 0 } else { at });
+        // Stamped with the latest update's time, also when conflated: one frame serves every
+        // client that fell behind. The in-process deliver stage times each client's marker
+        // from the oldest update it folds.
+        let f = self.cut(at);
         if let Some(line) = self.line(l).bbo.as_mut() {
             line.frames[usize::from(conflated)] = Some(f.clone());
         }
@@ -168,6 +173,7 @@ impl Streams {
                 let asks = changes(&v.top.1[..n], &top.1[..n]);
                 v.seq += 1;
                 v.ts = d.timestamp;
+                v.at = at;
                 v.top = top;
                 v.snapshots = [None, None];
                 self.text.clear();
@@ -192,6 +198,7 @@ impl Streams {
             Box::new(DepthView {
                 seq: 0,
                 ts,
+                at: 0,
                 top,
                 update: None,
                 snapshots: [None, None],
@@ -217,7 +224,7 @@ impl Streams {
                 let name = m.name(l);
                 let f = frame(&name, n, &v, true, (&bids, &asks), conflated);
                 protocol::depth(&mut self.text, &f);
-                let f = self.cut(0);
+                let f = self.cut(v.at);
                 v.snapshots[usize::from(conflated)] = Some(f.clone());
                 f
             }
