@@ -395,7 +395,10 @@ async fn a_client_that_does_not_read_is_cut_off_and_no_one_else_notices() {
     let input = session("slow", "300k", "12");
     let books = final_books(&input);
     let events = data_dir().join("slow.events");
-    let mut a = args("--speed 300000/s --linger-s 3 --ws-queue-frames 1024 --ws-wait-clients 2");
+    // 4,096 frames: the reader that does not read overflows them (20k trades and bars, past
+    // about 1,400 frames in the kernel's buffers), while the one that reads rides out 0.4 s
+    // without a turn (1,024 cut it off in CI once, while builds ran beside it).
+    let mut a = args("--speed 300000/s --linger-s 3 --ws-queue-frames 4096 --ws-wait-clients 2");
     a.extend([
         format!("--feed=file:{}", input.display()),
         format!("--events={}", events.display()),
