@@ -309,13 +309,19 @@ fn written(hub: &Shared, id: usize, chunk: &mut Chunk) {
     h.stats
         .frames
         .fetch_add(chunk.ingress_ns.len() as u64, Ordering::Relaxed);
-    for at in chunk.ingress_ns.drain(..).filter(|&at| at > 0) {
-        h.reporter
-            .current
-            .stages
-            .record(Stage::Deliver, now.saturating_sub(at));
-        h.reporter.current.items += 1;
+    // Frames of one batch carry one ingress time, and a chunk is written at one time: one
+    // histogram entry per run of them. One per frame was 7% of the gateway's samples with 50
+    // clients (perf, 2026-12-06); frames/s did not move beyond the noise (2 pairs).
+    for run in chunk
+        .ingress_ns
+        .chunk_by(|a, b| a == b)
+        .filter(|r| r[0] > 0)
+    {
+        let (n, ns) = (run.len() as u64, now.saturating_sub(run[0]));
+        h.reporter.current.stages.record_n(Stage::Deliver, ns, n);
+        h.reporter.current.items += n;
     }
+    chunk.ingress_ns.clear();
     if let Some(s) = h.slot(id) {
         s.last_write_ns = now;
     }
