@@ -3,11 +3,14 @@
 //! `GET /` a live book page.
 //!
 //! ```text
-//!  consumer --GatewayBatch link--> pump --> each subscribed client's queue --> its writer --> socket
+//!  consumer --GatewayBatch link--> pump --> streams (each frame rendered once, numbered)
+//!                                    |          |
+//!                                    |          v
+//!                                    +--> each subscribed client's queue --> its writer --> socket
 //!                                    \--> market (latest BBO and top levels per instrument)
 //! ```
 //!
-//! Why tokio and hyper rather than glommio: the gateway's work is rendering JSON per client and
+//! Why tokio and hyper rather than glommio: the gateway's work is queueing shared frames and
 //! waiting on slow sockets, not moving bytes at line rate, and the admin endpoint already runs
 //! hyper on a current-thread tokio runtime: one HTTP stack serves both. hyper does the HTTP
 //! upgrade (and serves the page on the same port); tokio-tungstenite does the framing.
