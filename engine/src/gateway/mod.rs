@@ -215,6 +215,25 @@ struct Slot {
     busy_since_ns: u64,
 }
 
+impl Slot {
+    /// Tells its writer to stop waiting on the socket and cut it off; counted once.
+    fn evict(&mut self, stats: &GatewayStats) {
+        if !self.evicted {
+            self.evicted = true;
+            self.evict.notify_one();
+            stats.slow_closed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Has its writer woken with the batch's others (`dirty` holds the ids to wake).
+    fn wake_later(&mut self, id: usize, dirty: &mut Vec<usize>) {
+        if !self.woken {
+            self.woken = true;
+            dirty.push(id);
+        }
+    }
+}
+
 type Shared = Rc<RefCell<Hub>>;
 
 /// A heartbeat goes out after this long without a frame.
@@ -247,11 +266,8 @@ impl Hub {
         self.clients.get_mut(id).and_then(Option::as_mut)
     }
 
-    fn slots(&self) -> impl Iterator<Item = (usize, &Slot)> {
-        self.clients
-            .iter()
-            .enumerate()
-            .filter_map(|(id, s)| Some((id, s.as_ref()?)))
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.clients.iter().flatten()
     }
 
     /// Rebuilds who wants what, after a subscription changed or a client left.
@@ -345,10 +361,7 @@ impl Hub {
         for (id, s) in self.clients.iter_mut().enumerate() {
             let Some(s) = s else { continue };
             s.client.text(text.clone());
-            if !s.woken {
-                s.woken = true;
-                self.dirty.push(id);
-            }
+            s.wake_later(id, &mut self.dirty);
         }
     }
 
@@ -359,14 +372,11 @@ impl Hub {
                 continue;
             };
             let before = s.client.conflated;
-            if f(&mut s.client) && !s.woken {
-                s.woken = true;
-                self.dirty.push(id);
+            if f(&mut s.client) {
+                s.wake_later(id, &mut self.dirty);
             }
-            if s.client.overflowed && !s.evicted {
-                s.evicted = true;
-                s.evict.notify_one();
-                self.stats.slow_closed.fetch_add(1, Ordering::Relaxed);
+            if s.client.overflowed {
+                s.evict(&self.stats);
             }
             self.folded += s.client.conflated - before;
         }
@@ -391,13 +401,10 @@ impl Hub {
         );
         let mut beat = String::new();
         protocol::heartbeat(&mut beat, session::wall_ms());
-        let stats = Arc::clone(&self.stats);
         for s in self.clients.iter_mut().flatten() {
             if s.busy_since_ns > 0 {
-                if now_ns.saturating_sub(s.busy_since_ns) > patience && !s.evicted {
-                    s.evicted = true;
-                    s.evict.notify_one();
-                    stats.slow_closed.fetch_add(1, Ordering::Relaxed);
+                if now_ns.saturating_sub(s.busy_since_ns) > patience {
+                    s.evict(&self.stats);
                 }
             } else if s.client.queued() == 0 && now_ns.saturating_sub(s.last_write_ns) >= quiet {
                 s.last_write_ns = now_ns;
@@ -495,7 +502,7 @@ async fn say_goodbye(hub: &Shared) {
     {
         let mut h = hub.borrow_mut();
         h.going_away = true;
-        for (_, s) in h.slots() {
+        for s in h.slots() {
             s.wake.notify_one();
         }
     }

@@ -225,7 +225,6 @@ async fn writer(
                 Taken::Frames if chunk.frames.is_empty() => break,
                 Taken::Frames => {}
             }
-            busy(hub, id, true);
             tokio::select! {
                 sent = write(&mut sink, &mut chunk) => if sent.is_err() { return },
                 _ = evict.notified() => return cut_off(sink, hub, id).await,
@@ -238,7 +237,9 @@ async fn writer(
                 sent = sink.flush() => if sent.is_err() { return },
                 _ = evict.notified() => return cut_off(sink, hub, id).await,
             }
-            busy(hub, id, false);
+            if let Some(s) = hub.borrow_mut().slot(id) {
+                s.busy_since_ns = 0;
+            }
         }
         if let Some(bye) = goodbye(hub, id) {
             let _ =
@@ -259,7 +260,8 @@ enum Taken {
     Gone,
 }
 
-/// Fills `chunk` with up to [`CHUNK`] frames of the client's queue.
+/// Fills `chunk` with up to [`CHUNK`] frames of the client's queue, and marks a write in
+/// progress for the hub's patrol when it took any.
 fn take(hub: &Shared, id: usize, chunk: &mut Chunk) -> Taken {
     let mut h = hub.borrow_mut();
     let h = &mut *h;
@@ -277,6 +279,9 @@ fn take(hub: &Shared, id: usize, chunk: &mut Chunk) -> Taken {
         chunk.frames.push(f);
         chunk.ingress_ns.push(at);
     }
+    if !chunk.frames.is_empty() {
+        slot.busy_since_ns = crate::runtime::clock::now_ns();
+    }
     Taken::Frames
 }
 
@@ -289,17 +294,6 @@ async fn write(
         sink.feed(Message::Text(f)).await?;
     }
     Ok(())
-}
-
-/// Marks a write in progress (or done) for the hub's patrol.
-fn busy(hub: &Shared, id: usize, on: bool) {
-    if let Some(s) = hub.borrow_mut().slot(id) {
-        s.busy_since_ns = if on {
-            crate::runtime::clock::now_ns()
-        } else {
-            0
-        };
-    }
 }
 
 /// Counts a written chunk and times each frame's delivery.

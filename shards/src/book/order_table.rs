@@ -23,8 +23,7 @@
 //! doubling into a fresh array faulted in every size on the way, 128 MiB on the uniform
 //! shape, and zeroing them was 11% of a v3k uniform `tickcore book` on this VM, 2026-12-06).
 //! So the ring grows with the live orders it holds (from [`RING_START`] slots), and keeps the
-//! hash for the survivors of a day
-//! whose cancels mostly hit young orders; on the peers' uniform shape (the harshest: cancels hit
+//! hash for the survivors of a day whose cancels mostly hit young orders; on the peers' uniform shape (the harshest: cancels hit
 //! any live order) it ends at 4M slots and laps nothing in a 20M-message session. CppTrader
 //! indexes a 9.4 GB array by reference for the same effect. A reference that arrives out of
 //! order, below the ring's occupant of its slot, goes to the hash directly, and duplicates are
