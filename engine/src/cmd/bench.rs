@@ -69,11 +69,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }),
     };
     let ws = ws_gateway(a, &cfg)?;
+    let clients_cpu = super::bench_ws::clients_cpu(&cfg, machine_cpus());
     let clients = match &ws {
         Some(g) => Some(super::bench_ws::Clients::start(
             g.addr,
             a.ws_clients as usize,
-            cfg.feed_cpu.value,
+            clients_cpu,
         )?),
         None => None,
     };
@@ -82,6 +83,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         admin,
         speed: Some(offered.map_or(Speed::Max, Speed::Rate)),
         ws_wait_clients: a.ws_clients,
+        load_cpu: clients.is_some().then_some(clients_cpu),
         gateway: ws,
         sinks: super::run::sink_plans(&a.sinks.names, &a.sinks.settings, &cfg, false)?,
         unmeasured: a.no_histograms,
@@ -115,7 +117,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         crate::checkpoint::summary_lines(&r.shards, r.ingress.checkpoints, stall_budget_ns);
     let ws_lines = match clients {
         Some(c) => {
-            let (j, text) = ws_result(c.finish()?, a.ws_clients as usize, &cfg)?;
+            let (j, text) = ws_result(
+                c.finish()?,
+                r.gateway.as_ref(),
+                a.ws_clients as usize,
+                (cfg.gateway_cpus.value[0], clients_cpu),
+            )?;
             result["ws"] = j;
             text
         }
@@ -198,20 +205,24 @@ fn ws_gateway(a: &BenchArgs, cfg: &Config) -> Result<Option<crate::gateway::Gate
         .map_err(Failure::new)
 }
 
-/// The clients' figures and the baseline's, as JSON and as table lines.
+/// The clients' figures and the baseline's (its server on the gateway's CPU and its clients
+/// on ours: `cpus`), as JSON and as table lines.
 fn ws_result(
     c: super::bench_ws::ClientsReport,
+    gateway: Option<&crate::gateway::GatewayReport>,
     n: usize,
-    cfg: &Config,
+    cpus: (usize, usize),
 ) -> Result<(serde_json::Value, String)> {
     use super::bench_ws::median;
-    let cpus = (cfg.gateway_cpus.value[0], cfg.feed_cpu.value);
     let base = super::bench_ws::baseline(c.kept, n, cpus)?;
     let ours = median(&c.per_s);
     let theirs = median(&base.per_s);
     let (ours_all, theirs_all) = (c.per_s.iter().sum::<f64>(), base.per_s.iter().sum::<f64>());
     let ratio = if theirs > 0.0 { ours / theirs } else { 0.0 };
     let q = |p: f64| c.latency.value_at_quantile(p);
+    // CPU per frame: what each server spent on its own thread, whatever share of the CPU it
+    // got; the steadier comparison on a shared machine.
+    let ours_cpu = gateway.map_or(0.0, |g| g.cpu_ns as f64 / g.frames.max(1) as f64);
     let j = serde_json::json!({
         "clients": n,
         "frames_per_client_median": median(&c.frames.iter().map(|&f| f as f64).collect::<Vec<_>>()),
@@ -219,14 +230,17 @@ fn ws_result(
         "frames_per_s_total": ours_all,
         "receive_latency_ns": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": c.latency.max()},
         "cut_off": c.cut,
+        "cpu_ns_per_frame": ours_cpu,
+        "frames_written": gateway.map_or(0, |g| g.frames),
         "baseline": {"frames": base.frames, "frames_per_s_per_client_median": theirs,
-            "frames_per_s_total": theirs_all},
+            "frames_per_s_total": theirs_all, "cpu_ns_per_frame": base.cpu_ns_per_frame},
         "vs_baseline": ratio,
     });
     let text = format!(
         "  ws: {n} clients, receive latency p50 {} p99 {} p99.9 {}; {}/s per client (median), {}/s \
          in all, {} cut off; bare tokio-tungstenite broadcast of the same {} frames: {}/s per \
-         client, {}/s in all; ratio {ratio:.2}x (rates over the window of all clients)\n",
+         client, {}/s in all; ratio {ratio:.2}x (rates over the window of all clients)\n  \
+         ws CPU per frame written: gateway {:.0} ns, bare server {:.0} ns ({:.2}x)\n",
         pretty(q(0.5)),
         pretty(q(0.99)),
         pretty(q(0.999)),
@@ -236,6 +250,9 @@ fn ws_result(
         count(base.frames as u64),
         count(theirs as u64),
         count(theirs_all as u64),
+        ours_cpu,
+        base.cpu_ns_per_frame,
+        ours_cpu / base.cpu_ns_per_frame.max(1.0),
     );
     Ok((j, text))
 }

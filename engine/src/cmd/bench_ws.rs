@@ -11,6 +11,10 @@
 //! (100 clients: 54-67 k frames/s each by their own windows, 5-7 M/s together, on one CPU that
 //! also ran the clients, 2026-12-06).
 //!
+//! The clients stand for desks on other machines, so they run away from the gateway's CPU: on
+//! a CPU the engine leaves free, else on the last shard's, which the plan then lets park when
+//! idle ([`clients_cpu`]). The bare server runs on the gateway's CPU and its clients on ours.
+//!
 //! Owns the clients and the baseline server; never touches the engine but through its socket.
 
 use crate::error::{Failure, Result};
@@ -18,6 +22,24 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// Where the clients run: the first CPU of `cpus` that no role is configured on, else the last
+/// shard's. Beside the gateway they took its turns (with 50 clients and the gateway on the
+/// feed's CPU, 3-19 of them were cut off while the shard's CPU idled; 2026-12-06).
+pub fn clients_cpu(cfg: &crate::config::Config, cpus: usize) -> usize {
+    let shards: Vec<usize> = (0..cfg.shards.value).map(|i| cfg.shard_cpu(i)).collect();
+    let taken = |c: &usize| {
+        shards.contains(c)
+            || *c == cfg.feed_cpu.value
+            || *c == cfg.control_cpu.value
+            || cfg.adapter_cpus.value.contains(c)
+            || cfg.gateway_cpus.value.contains(c)
+    };
+    (0..cpus)
+        .find(|c| !taken(c))
+        .or(shards.last().copied())
+        .unwrap_or(cfg.feed_cpu.value)
+}
 
 /// Frames client 0 keeps for the baseline at most.
 const KEEP: usize = 4_000_000;
@@ -177,6 +199,8 @@ pub struct Baseline {
     pub per_s: Vec<f64>,
     /// Frames each client was sent.
     pub frames: usize,
+    /// The server thread's CPU time over every frame it sent to any client, ns.
+    pub cpu_ns_per_frame: f64,
 }
 
 /// Serves `frames` to `n` clients from a bare tokio-tungstenite server on `server_cpu` (every
@@ -193,6 +217,8 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
     let server = std::thread::spawn(move || {
         crate::runtime::pin(cpus.0);
         let frames = std::rc::Rc::new(frames);
+        let sent = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let total = std::rc::Rc::clone(&sent);
         let local = tokio::task::LocalSet::new();
         local.block_on(&current_thread(), async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
@@ -202,6 +228,7 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
                     break;
                 };
                 let frames = std::rc::Rc::clone(&frames);
+                let sent = std::rc::Rc::clone(&sent);
                 served.push(tokio::task::spawn_local(async move {
                     let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
                         return;
@@ -212,6 +239,7 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
                         if ws.feed(Message::Text(f.clone())).await.is_err() {
                             return;
                         }
+                        sent.set(sent.get() + 1);
                     }
                     let _ = ws.close(None).await;
                 }));
@@ -220,6 +248,7 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
                 let _ = s.await;
             }
         });
+        crate::runtime::clock::thread_cpu_ns() as f64 / total.get().max(1) as f64
     });
     let clients = std::thread::spawn(move || {
         crate::runtime::pin(cpus.1);
@@ -247,11 +276,14 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
     let each = clients
         .join()
         .map_err(|_| Failure::new("baseline clients panicked (a bug)"))?;
-    let _ = server.join();
+    let cpu_ns_per_frame = server
+        .join()
+        .map_err(|_| Failure::new("the baseline server panicked (a bug)"))?;
     let each: Vec<_> = each.into_iter().flatten().collect();
     Ok(Baseline {
         per_s: rates(&each),
         frames: count,
+        cpu_ns_per_frame,
     })
 }
 

@@ -20,6 +20,7 @@ pub fn run(a: &ConfigArgs) -> Result<()> {
     let endpoints = crate::runtime::plan::Endpoints {
         admin: a.endpoints.admin.as_ref() != Some(&crate::control::admin::AdminAddr::Off),
         gateway: a.endpoints.ws.is_some(),
+        load_cpu: None,
     };
     let plan = crate::runtime::plan::Plan::new(&c, &sinks, endpoints);
     println!("# the plan `tickcore run` launches with these flags:");

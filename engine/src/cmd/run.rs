@@ -133,6 +133,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         sinks,
         admin,
         gateway,
+        load_cpu: None,
         chaos: a.chaos.iter().map(|c| (c.shard, c.chaos)).collect(),
         linger: std::time::Duration::from_secs_f64(a.linger_s.clamp(0.0, 3600.0)),
         ws_wait_clients: a.ws_wait_clients,

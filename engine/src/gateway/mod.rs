@@ -95,6 +95,8 @@ pub struct GatewayReport {
     pub errors: u64,
     /// Event batches taken.
     pub batches: u64,
+    /// CPU time the gateway's thread ran, ns (its cost per frame is this over `frames`).
+    pub cpu_ns: u64,
 }
 
 impl GatewayStats {
@@ -109,6 +111,7 @@ impl GatewayStats {
             conflated: l(&self.conflated),
             errors: l(&self.errors),
             batches: l(&self.batches),
+            cpu_ns: 0,
         }
     }
 }
@@ -169,7 +172,10 @@ impl Gateway {
                 crate::runtime::set_nice(nice);
                 let (addr, stats) = (self.addr, Arc::clone(&self.stats));
                 serve(self, intake, reporter, &stop);
-                stats.report(addr)
+                GatewayReport {
+                    cpu_ns: crate::runtime::clock::thread_cpu_ns(),
+                    ..stats.report(addr)
+                }
             })
     }
 }

@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub chaos: Vec<(usize, shard::Chaos)>,
     /// The WebSocket gateway, already bound.
     pub gateway: Option<crate::gateway::Gateway>,
+    /// The CPU of a load this process runs beside the engine (`bench --ws-clients`), which the
+    /// plan makes room for.
+    pub load_cpu: Option<usize>,
     /// How long control, the admin endpoint and the gateway stay up after the feed ends.
     pub linger: Duration,
     /// Hold the feed until this many gateway clients have subscribed.
@@ -269,6 +272,7 @@ pub fn run(
     let endpoints = plan::Endpoints {
         admin: opts.admin.is_some(),
         gateway: opts.gateway.is_some(),
+        load_cpu: opts.load_cpu,
     };
     let plan = plan::Plan::new(cfg, &sink_names, endpoints);
     let skip = opts.recover.as_ref().map_or(0, |r| r.0);

@@ -85,6 +85,9 @@ pub struct Endpoints {
     pub admin: bool,
     /// The WebSocket gateway (`--ws`).
     pub gateway: bool,
+    /// A load this process runs outside the plan, and its CPU: `bench --ws-clients`'s clients,
+    /// which stand for desks on other machines.
+    pub load_cpu: Option<usize>,
 }
 
 /// Every thread of a run.
@@ -178,6 +181,7 @@ impl Plan {
         }
         // Wakes once an interval for a few procfs reads, beside control.
         threads.push(sleeper("watch", control_cpu, Role::Watch));
+        park_where_shared(&mut threads, endpoints.load_cpu);
         Plan { threads }
     }
 
@@ -237,6 +241,28 @@ impl Plan {
     }
 }
 
+/// A thread spins only with its CPU to itself: beside another thread that needs the CPU for
+/// long (a shard, a sink, the gateway: not the admin endpoint or the watch, which wake
+/// briefly) or beside the bench's load, it parks when idle. A shard that spun beside 50 bench
+/// clients left them its CPU's scraps: the gateway delivered 1.2-1.6 M frames/s with 3-19
+/// clients cut off; parking, 1.74-1.79 M and none (`bench --scope m7 --rate 1M --ws-clients
+/// 50`, 2 runs each, 2026-12-06).
+fn park_where_shared(threads: &mut [ThreadPlan], load_cpu: Option<usize>) {
+    let busy = |r: &Role| matches!(r, Role::Shard(_) | Role::Sink(_) | Role::Gateway);
+    let busy_cpus: Vec<usize> = threads
+        .iter()
+        .filter(|t| t.roles.iter().any(busy))
+        .map(|t| t.cpu)
+        .chain(load_cpu)
+        .collect();
+    for t in threads.iter_mut().filter(|t| t.wait == Wait::Spin) {
+        let mine = usize::from(t.roles.iter().any(busy));
+        if busy_cpus.iter().filter(|&&c| c == t.cpu).count() > mine {
+            t.wait = Wait::SpinThenPark;
+        }
+    }
+}
+
 fn own(name: &str, cpu: usize, role: Role, wait: Wait) -> ThreadPlan {
     ThreadPlan {
         name: name.into(),
@@ -259,6 +285,7 @@ mod tests {
     const ADMIN: Endpoints = Endpoints {
         admin: true,
         gateway: false,
+        load_cpu: None,
     };
 
     fn sinks(names: &[&str]) -> Vec<String> {
@@ -343,8 +370,8 @@ mod tests {
     #[test]
     fn the_gateway_beside_the_feed_yields_to_it_and_the_ingress_parks() {
         let on = Endpoints {
-            admin: false,
             gateway: true,
+            ..Default::default()
         };
         let p = Plan::new(&cfg(2, Overrides::default()), &[], on);
         let g = p.thread_of(&Role::Gateway);
@@ -369,5 +396,28 @@ mod tests {
         };
         let p = Plan::new(&cfg(2, o), &[], Endpoints::default());
         assert!(p.threads[1..3].iter().all(|t| t.wait == Wait::SpinThenPark));
+    }
+
+    #[rstest::rstest]
+    #[case::alone(None, None, Wait::Spin)]
+    #[case::beside_the_gateway(Some(1), None, Wait::SpinThenPark)]
+    #[case::beside_the_bench_clients(None, Some(1), Wait::SpinThenPark)]
+    #[case::the_bench_clients_elsewhere(None, Some(0), Wait::Spin)]
+    fn a_shard_spins_only_with_its_cpu_to_itself(
+        #[case] gateway_cpu: Option<usize>,
+        #[case] load_cpu: Option<usize>,
+        #[case] wait: Wait,
+    ) {
+        let o = Overrides {
+            gateway_cpus: gateway_cpu.map(|c| vec![c]),
+            ..Default::default()
+        };
+        let on = Endpoints {
+            gateway: gateway_cpu.is_some(),
+            load_cpu,
+            ..Default::default()
+        };
+        let p = Plan::new(&cfg(2, o), &[], on);
+        assert_eq!(p.thread_of(&Role::Shard(0)).wait, wait);
     }
 }
