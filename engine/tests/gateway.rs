@@ -513,6 +513,52 @@ async fn an_oversized_frame_gets_its_reason_and_a_1009_close() {
     }
 }
 
+/// Control frames from a client are answered on the socket the data frames use: a WebSocket
+/// ping gets its pong (with the same payload) between whole frames, and a close the client
+/// begins gets its close back.
+#[tokio::test(flavor = "current_thread")]
+async fn a_ping_gets_its_pong_and_a_close_its_close() {
+    let engine = short_run(1, "");
+    let mut ws = connect(&engine.addr).await;
+    symbols(&engine.addr, 7).await;
+    send(
+        &mut ws,
+        json!({"op":"subscribe","id":1,"channels":["trades","bbo"],"symbols":["*"]}),
+    )
+    .await;
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer within 10 s");
+        match m {
+            Some(Ok(Message::Pong(p))) => break p,
+            Some(Ok(Message::Text(t))) => {
+                serde_json::from_str::<Value>(t.as_str()).expect("whole JSON frames around it");
+            }
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+    ws.close(None).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the close answered within 10 s");
+    assert!(
+        matches!(end, Some(Ok(Message::Close(_)))),
+        "the close echoed: {end:?}"
+    );
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn naming_more_symbols_than_the_limit_is_refused() {
     let engine = short_run(1, "--ws-symbols 2");

@@ -13,7 +13,8 @@
 
 use super::market::Market;
 use super::protocol::{self, Channel, Code, Refusal, Symbols, MAX_DEPTH};
-use super::streams::{Frame, Streams};
+use super::streams::Streams;
+use super::wire::Frame;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -225,9 +226,14 @@ impl Client {
         true
     }
 
-    /// Queues a text frame (an ack, an error, a heartbeat).
+    /// Queues a text frame (an ack, an error).
     pub fn text(&mut self, s: String) -> bool {
-        self.push(Item::Frame(s.into(), 0))
+        self.send(Frame::text(&s))
+    }
+
+    /// Queues a frame encoded once for many clients (a heartbeat, a loss notice).
+    pub fn send(&mut self, f: Frame) -> bool {
+        self.push(Item::Frame(f, 0))
     }
 
     /// Queues a trade or bar frame of kind `k` if subscribed to `locate`'s; true when queued.
@@ -667,7 +673,11 @@ mod tests {
         };
         let (fa, fb) = (last(&mut a), last(&mut b));
         assert_eq!(fa, fb);
-        assert_eq!(fa.as_ptr(), fb.as_ptr(), "the same bytes, rendered once");
+        assert_eq!(
+            fa.wire().as_ptr(),
+            fb.wire().as_ptr(),
+            "the same bytes, rendered once"
+        );
     }
 
     fn depth(bids: &[(u32, u64)], asks: &[(u32, u64)]) -> Depth {

@@ -13,7 +13,9 @@
 //! Why tokio and hyper rather than glommio: the gateway's work is queueing shared frames and
 //! waiting on slow sockets, not moving bytes at line rate, and the admin endpoint already runs
 //! hyper on a current-thread tokio runtime: one HTTP stack serves both. hyper does the HTTP
-//! upgrade (and serves the page on the same port); tokio-tungstenite does the framing.
+//! upgrade (and serves the page on the same port); tungstenite parses what clients send; each
+//! frame out is encoded once ([`wire`]) and copied into each connection's write buffer
+//! ([`socket`]).
 //!
 //! A slow client never slows a shard, the consumer or another client: the pump only pushes into
 //! bounded per-client queues where BBO and depth conflate ([`client`]); a queue that still
@@ -27,7 +29,9 @@ pub mod intake;
 pub mod market;
 pub mod protocol;
 mod session;
+mod socket;
 pub mod streams;
+pub mod wire;
 
 use crate::telemetry::Reporter;
 use client::{Client, Limits, KINDS};
@@ -364,9 +368,10 @@ impl Hub {
         );
         let mut text = String::new();
         protocol::error(&mut text, &why, None);
+        let notice = wire::Frame::text(&text);
         for (id, s) in self.clients.iter_mut().enumerate() {
             let Some(s) = s else { continue };
-            s.client.text(text.clone());
+            s.client.send(notice.clone());
             s.wake_later(id, &mut self.dirty);
         }
     }
@@ -407,6 +412,7 @@ impl Hub {
         );
         let mut beat = String::new();
         protocol::heartbeat(&mut beat, session::wall_ms());
+        let beat = wire::Frame::text(&beat);
         for s in self.clients.iter_mut().flatten() {
             if s.busy_since_ns > 0 {
                 if now_ns.saturating_sub(s.busy_since_ns) > patience {
@@ -414,7 +420,7 @@ impl Hub {
                 }
             } else if s.client.queued() == 0 && now_ns.saturating_sub(s.last_write_ns) >= quiet {
                 s.last_write_ns = now_ns;
-                s.client.text(beat.clone());
+                s.client.send(beat.clone());
                 s.wake.notify_one();
             }
         }

@@ -6,7 +6,8 @@
 
 use super::client::Client;
 use super::protocol::{self, Code, Refusal, Request};
-use super::streams::Frame;
+use super::socket::{Control, Inbound, Outbound, GATHER};
+use super::wire::Frame;
 use super::{Shared, MAX_CONNECTIONS, WRITE_PATIENCE};
 use crate::telemetry::Stage;
 use futures_util::{SinkExt, StreamExt};
@@ -16,8 +17,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 /// The live page: one self-contained file, no CDN, no build step.
 const PAGE: &str = include_str!("page.html");
@@ -106,27 +108,10 @@ fn route(
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     tokio::task::spawn_local(async move {
         if let Ok(up) = on_upgrade.await {
-            let echo = hub.borrow().limits.echo;
-            let max = if echo {
-                ECHO_MAX_BYTES
+            if hub.borrow().limits.echo {
+                run_echo(up).await;
             } else {
-                MAX_REQUEST_BYTES
-            };
-            // A 4 KiB read buffer, not the default 128 KiB: requests are small, and the
-            // buffer was zeroed on every read poll (6% of the process's samples in the gateway
-            // with 10 clients, perf, 2026-12-05).
-            let config = WebSocketConfig::default()
-                .read_buffer_size(READ_BUFFER)
-                .max_message_size(Some(max))
-                .max_frame_size(Some(max));
-            let io = hyper_util::rt::TokioIo::new(up);
-            let ws =
-                tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(config))
-                    .await;
-            if echo {
-                run_echo(ws).await;
-            } else {
-                run(ws, &hub).await;
+                run(up, &hub).await;
             }
         }
         stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -164,15 +149,27 @@ fn authorised(req: &hyper::Request<hyper::body::Incoming>, token: &str) -> bool 
     bearer == Some(token) || query == Some(token)
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
-
 /// A connection's read buffer, bytes.
 const READ_BUFFER: usize = 4 << 10;
 /// Largest frame in echo mode (Autobahn's case 9 sends up to 16 MiB).
 const ECHO_MAX_BYTES: usize = 16 << 20;
 
-/// Echoes text and binary frames until the client closes (conformance testing only).
-async fn run_echo(mut ws: Ws) {
+/// How tungstenite reads a client: a 4 KiB read buffer, not the default 128 KiB (requests are
+/// small, and the buffer was zeroed on every read poll: 6% of the process's samples in the
+/// gateway with 10 clients, perf, 2026-12-05), and frames of at most `max` bytes.
+fn config(max: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// Echoes text and binary frames until the client closes (conformance testing only: it runs
+/// wholly on tungstenite, reading and writing).
+async fn run_echo(up: hyper::upgrade::Upgraded) {
+    let io = hyper_util::rt::TokioIo::new(up);
+    let config = config(ECHO_MAX_BYTES);
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     while let Some(Ok(m)) = ws.next().await {
         if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
             return;
@@ -180,76 +177,68 @@ async fn run_echo(mut ws: Ws) {
     }
 }
 
-/// One WebSocket session, until either side ends it.
-async fn run(ws: Ws, hub: &Shared) {
+/// One WebSocket session, until either side ends it: tungstenite reads the client's half of
+/// the socket, the writer gathers encoded frames onto the other.
+async fn run(up: hyper::upgrade::Upgraded, hub: &Shared) {
+    let Ok(parts) = up.downcast::<hyper_util::rt::TokioIo<tokio::net::TcpStream>>() else {
+        return; // The gateway serves TCP streams only; nothing else reaches here.
+    };
+    let (rd, wr) = parts.io.into_inner().into_split();
     let (id, wake, evict) = hub.borrow_mut().join();
-    let (sink, stream) = ws.split();
+    let control = Control::new(Rc::clone(&wake));
+    let inbound = Inbound::new(parts.read_buf, rd, Rc::clone(&control));
+    let config = config(MAX_REQUEST_BYTES);
+    let ws = WebSocketStream::from_raw_socket(inbound, Role::Server, Some(config)).await;
+    let mut out = Outbound::new(wr, control);
     tokio::select! {
-        _ = writer(sink, hub, id, &wake, &evict) => {}
-        _ = reader(stream, hub, id, &wake) => {}
+        _ = writer(&mut out, hub, id, &wake, &evict) => {}
+        _ = reader(ws, hub, id, &wake) => {}
     }
     hub.borrow_mut().leave(id);
+    // The echo of a close the client began, if the reader left one.
+    if out.idle() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), out.flush()).await;
+    }
 }
 
-type Sink = futures_util::stream::SplitSink<Ws, Message>;
-
-/// Frames a writer takes from its queue per borrow of the hub.
-const CHUNK: usize = 64;
-
-/// What a writer took from its queue: the frames and, per frame, the ingress ns of what it
-/// carries (0: none).
-#[derive(Default)]
-struct Chunk {
-    frames: Vec<Frame>,
-    ingress_ns: Vec<u64>,
-}
-
-/// Writes the client's queue as it fills, a chunk at a time; after its last write, its close
-/// (its own, or 1001 when the run ends); an error frame and a close (1013) once it is evicted
-/// (its queue overflowed, or a write stalled: the hub's patrol decides, so no write arms a
-/// timer).
+/// Writes the client's queue as it fills, up to [`GATHER`] bytes per write; after its last
+/// write, its close (its own, or 1001 when the run ends); an error frame and a close (1013)
+/// once it is evicted (its queue overflowed, or a write stalled: the hub's patrol decides, so
+/// no write arms a timer).
 async fn writer(
-    mut sink: Sink,
+    out: &mut Outbound,
     hub: &Shared,
     id: usize,
     wake: &tokio::sync::Notify,
     evict: &tokio::sync::Notify,
 ) {
-    let mut chunk = Chunk::default();
+    let mut ingress_ns = Vec::with_capacity(1024);
     loop {
-        let mut wrote = false;
         loop {
-            match take(hub, id, &mut chunk) {
+            match take(hub, id, out.buffer(), &mut ingress_ns) {
                 Taken::Gone => return,
-                Taken::Slow => return cut_off(sink, hub, id).await,
-                Taken::Frames if chunk.frames.is_empty() => break,
+                Taken::Slow => return cut_off(out, hub, id).await,
                 Taken::Frames => {}
             }
             tokio::select! {
-                sent = write(&mut sink, &mut chunk) => if sent.is_err() { return },
-                _ = evict.notified() => return cut_off(sink, hub, id).await,
+                sent = out.flush() => if sent.is_err() { return },
+                _ = evict.notified() => return cut_off(out, hub, id).await,
             }
-            wrote = true;
-            written(hub, id, &mut chunk);
+            if ingress_ns.is_empty() {
+                break;
+            }
+            written(hub, id, &mut ingress_ns);
         }
-        if wrote {
-            tokio::select! {
-                sent = sink.flush() => if sent.is_err() { return },
-                _ = evict.notified() => return cut_off(sink, hub, id).await,
-            }
-            if let Some(s) = hub.borrow_mut().slot(id) {
-                s.busy_since_ns = 0;
-            }
+        if let Some(s) = hub.borrow_mut().slot(id) {
+            s.busy_since_ns = 0;
         }
         if let Some(bye) = goodbye(hub, id) {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(bye))))
-                    .await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), out.finish(&[bye])).await;
             return;
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = evict.notified() => return cut_off(sink, hub, id).await,
+            _ = evict.notified() => return cut_off(out, hub, id).await,
         }
     }
 }
@@ -260,9 +249,10 @@ enum Taken {
     Gone,
 }
 
-/// Fills `chunk` with up to [`CHUNK`] frames of the client's queue, and marks a write in
-/// progress for the hub's patrol when it took any.
-fn take(hub: &Shared, id: usize, chunk: &mut Chunk) -> Taken {
+/// Copies frames of the client's queue into `buf` up to [`GATHER`] bytes, and `ingress_ns` with
+/// the ingress ns of what each carries (0: none); marks a write in progress for the hub's
+/// patrol when it took any.
+fn take(hub: &Shared, id: usize, buf: &mut Vec<u8>, ingress_ns: &mut Vec<u64>) -> Taken {
     let mut h = hub.borrow_mut();
     let h = &mut *h;
     let Some(slot) = h.clients.get_mut(id).and_then(Option::as_mut) else {
@@ -272,67 +262,51 @@ fn take(hub: &Shared, id: usize, chunk: &mut Chunk) -> Taken {
     if c.overflowed {
         return Taken::Slow;
     }
-    while chunk.frames.len() < CHUNK {
+    while buf.len() < GATHER {
         let Some((f, at)) = c.next_frame(&h.market, &mut h.streams) else {
             break;
         };
-        chunk.frames.push(f);
-        chunk.ingress_ns.push(at);
+        buf.extend_from_slice(f.wire());
+        ingress_ns.push(at);
     }
-    if !chunk.frames.is_empty() {
+    if !buf.is_empty() {
         slot.busy_since_ns = crate::runtime::clock::now_ns();
     }
     Taken::Frames
 }
 
-/// Feeds the chunk's frames to the socket (the sink writes once its buffer fills).
-async fn write(
-    sink: &mut Sink,
-    chunk: &mut Chunk,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    for f in chunk.frames.drain(..) {
-        sink.feed(Message::Text(f)).await?;
-    }
-    Ok(())
-}
-
-/// Counts a written chunk and times each frame's delivery.
-fn written(hub: &Shared, id: usize, chunk: &mut Chunk) {
+/// Counts written frames and times each one's delivery.
+fn written(hub: &Shared, id: usize, ingress_ns: &mut Vec<u64>) {
     let now = crate::runtime::clock::now_ns();
     let mut h = hub.borrow_mut();
     h.stats
         .frames
-        .fetch_add(chunk.ingress_ns.len() as u64, Ordering::Relaxed);
+        .fetch_add(ingress_ns.len() as u64, Ordering::Relaxed);
     // Frames of one batch carry one ingress time, and a chunk is written at one time: one
     // histogram entry per run of them. One per frame was 7% of the gateway's samples with 50
     // clients (perf, 2026-12-06); frames/s did not move beyond the noise (2 pairs).
-    for run in chunk
-        .ingress_ns
-        .chunk_by(|a, b| a == b)
-        .filter(|r| r[0] > 0)
-    {
+    for run in ingress_ns.chunk_by(|a, b| a == b).filter(|r| r[0] > 0) {
         let (n, ns) = (run.len() as u64, now.saturating_sub(run[0]));
         h.reporter.current.stages.record_n(Stage::Deliver, ns, n);
         h.reporter.current.items += n;
     }
-    chunk.ingress_ns.clear();
+    ingress_ns.clear();
     if let Some(s) = h.slot(id) {
         s.last_write_ns = now;
     }
 }
 
 /// The close to send now that the queue is written, if the connection is to end.
-fn goodbye(hub: &Shared, id: usize) -> Option<CloseFrame> {
+fn goodbye(hub: &Shared, id: usize) -> Option<Frame> {
     let mut h = hub.borrow_mut();
     if let Some((code, reason)) = h.slot(id).and_then(|s| s.client.closing.take()) {
-        return Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        });
+        return Some(Frame::close(code, &reason));
     }
-    h.going_away.then(|| CloseFrame {
-        code: CloseCode::Away,
-        reason: "the feed has ended and the engine is stopping".into(),
+    h.going_away.then(|| {
+        Frame::close(
+            CloseCode::Away.into(),
+            "the feed has ended and the engine is stopping",
+        )
     })
 }
 
@@ -345,7 +319,7 @@ pub fn wall_ms() -> u64 {
 
 /// Tells a client that was evicted why, then closes (1013, try again later), both within
 /// [`CUT_OFF_PATIENCE`]: a client that reads nothing by then gets the TCP close alone.
-async fn cut_off(mut sink: Sink, hub: &Shared, id: usize) {
+async fn cut_off(out: &mut Outbound, hub: &Shared, id: usize) {
     let text = {
         let mut h = hub.borrow_mut();
         let limit = h.limits.queue;
@@ -366,20 +340,13 @@ async fn cut_off(mut sink: Sink, hub: &Shared, id: usize) {
         protocol::error(&mut text, &Refusal::new(Code::SlowConsumer, msg), None);
         text
     };
-    let close = CloseFrame {
-        code: CloseCode::Again,
-        reason: "slow consumer".into(),
-    };
-    let _ = tokio::time::timeout(CUT_OFF_PATIENCE, async {
-        sink.send(Message::text(text)).await?;
-        sink.send(Message::Close(Some(close))).await
-    })
-    .await;
+    let close = Frame::close(CloseCode::Again.into(), "slow consumer");
+    let _ = tokio::time::timeout(CUT_OFF_PATIENCE, out.finish(&[Frame::text(&text), close])).await;
 }
 
 /// Reads requests until the client closes or sends something that ends the session.
 async fn reader(
-    mut stream: futures_util::stream::SplitStream<Ws>,
+    mut stream: WebSocketStream<Inbound>,
     hub: &Shared,
     id: usize,
     wake: &tokio::sync::Notify,
@@ -409,7 +376,12 @@ async fn reader(
                 // The writer sends the error and the close; this side reads no more.
                 return std::future::pending().await;
             }
-            Ok(Message::Close(_)) | Err(_) => return,
+            Ok(Message::Close(_)) => {
+                // One more poll hands tungstenite's echo of the close to the writer's side.
+                let _ = stream.next().await;
+                return;
+            }
+            Err(_) => return,
             Ok(_) => continue,
         };
         answer(hub, id, text.as_str());

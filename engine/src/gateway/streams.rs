@@ -8,24 +8,16 @@
 //! subscriber, and with 10 clients formatting and its allocations took about half of the
 //! gateway's samples (perf, `tickcore bench --ws-clients 10`, 2026-12-06).
 //!
-//! Owns the sequence numbers, the depth views a client's top N is diffed against, and the
-//! arena frames are cut from. Never touches a client or a socket.
+//! Owns the sequence numbers and the depth views a client's top N is diffed against. Never
+//! touches a client or a socket.
 
 use super::market::Market;
 use super::protocol::{self, DepthFrame, MAX_DEPTH};
-use bytes::{Bytes, BytesMut};
+use super::wire::Frame;
 use rustc_hash::FxHashMap;
 use shards::bars::Bar;
 use shards::events::{Depth, Quote, Trade};
 use std::fmt::Write as _;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-
-/// A rendered text frame, shared by every queue that holds it (a reference count, no copy).
-pub type Frame = Utf8Bytes;
-
-/// Bytes the arena allocates at once: frames are cut from it, so a few hundred frames share
-/// one allocation.
-const ARENA: usize = 64 << 10;
 
 /// The top N levels a side, as one client view of the book holds them.
 type Top = ([Quote; MAX_DEPTH], [Quote; MAX_DEPTH]);
@@ -74,7 +66,8 @@ pub struct Streams {
     /// Stamp data frames with `"t0"` (`tickcore bench --ws-clients`).
     stamp: bool,
     text: String,
-    arena: BytesMut,
+    /// Where a frame is encoded before it gets its own allocation.
+    scratch: Vec<u8>,
 }
 
 impl Streams {
@@ -84,7 +77,7 @@ impl Streams {
             lines: FxHashMap::default(),
             stamp,
             text: String::with_capacity(1024),
-            arena: BytesMut::with_capacity(ARENA),
+            scratch: Vec::with_capacity(1024),
         }
     }
 
@@ -242,18 +235,13 @@ impl Streams {
         }
     }
 
-    /// Cuts the rendered text out of the arena as a frame, stamped with `at` when stamping.
+    /// Encodes the rendered text as a frame, stamped with `at` when stamping.
     fn cut(&mut self, at: u64) -> Frame {
         if self.stamp && at > 0 && self.text.ends_with('}') {
             self.text.pop();
             let _ = write!(self.text, r#","t0":{at}}}"#);
         }
-        if self.arena.capacity() - self.arena.len() < self.text.len() {
-            self.arena.reserve(ARENA.max(self.text.len()));
-        }
-        self.arena.extend_from_slice(self.text.as_bytes());
-        let bytes: Bytes = self.arena.split().freeze();
-        Frame::try_from(bytes).unwrap_or_else(|_| unreachable!("rendered from a String"))
+        Frame::text_with(&mut self.scratch, &self.text)
     }
 }
 
