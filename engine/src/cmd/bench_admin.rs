@@ -158,6 +158,9 @@ fn scrape(addr: SocketAddr, stop: &AtomicBool) -> Scrapes {
         match get_metrics(addr, SCRAPE_PATIENCE) {
             Ok(()) => s.latency.saturating_record(t.elapsed().as_nanos() as u64),
             Err(Ended) => break,
+            // Reset as the endpoint stopped with the run: its listener went with the
+            // connection (seen once in CI, 2026-12-06, as the last of 30 scrapes).
+            Err(Failed(_)) if gone(addr) => break,
             Err(Failed(e)) => {
                 s.failed += 1;
                 s.last_error = Some(e);
@@ -166,6 +169,15 @@ fn scrape(addr: SocketAddr, stop: &AtomicBool) -> Scrapes {
         std::thread::sleep(SCRAPE_EVERY.saturating_sub(t.elapsed()));
     }
     s
+}
+
+/// Whether the endpoint has stopped: a fresh connection is refused. While the run lasts its
+/// listener accepts, so a scrape that failed then still counts as failed.
+fn gone(addr: SocketAddr) -> bool {
+    matches!(
+        TcpStream::connect_timeout(&addr, SCRAPE_PATIENCE),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// Why a scrape got no 200.
