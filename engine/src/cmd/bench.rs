@@ -69,7 +69,18 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }),
     };
     let ws = ws_gateway(a, &cfg)?;
-    let clients_cpu = super::bench_ws::clients_cpu(&cfg, machine_cpus());
+    // Where the run's threads go, as the runtime will plan them (the clients' CPU changes only
+    // how threads wait, never where they run).
+    let planned = crate::runtime::plan::Plan::new(
+        &cfg,
+        &super::run::effective_sinks(&a.sinks.names, &a.sinks.settings),
+        crate::runtime::plan::Endpoints {
+            admin: a.admin_idle.is_some(),
+            gateway: ws.is_some(),
+            load_cpu: None,
+        },
+    );
+    let clients_cpu = super::bench_ws::clients_cpu(&planned, machine_cpus());
     let clients = match &ws {
         Some(g) => Some(super::bench_ws::Clients::start(
             g.addr,

@@ -23,22 +23,22 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-/// Where the clients run: the first CPU of `cpus` that no role is configured on, else the last
+/// Where the clients run: the first of `cpus` that no thread of `plan` is on, else the last
 /// shard's. Beside the gateway they took its turns (with 50 clients and the gateway on the
 /// feed's CPU, 3-19 of them were cut off while the shard's CPU idled; 2026-12-06).
-pub fn clients_cpu(cfg: &crate::config::Config, cpus: usize) -> usize {
-    let shards: Vec<usize> = (0..cfg.shards.value).map(|i| cfg.shard_cpu(i)).collect();
-    let taken = |c: &usize| {
-        shards.contains(c)
-            || *c == cfg.feed_cpu.value
-            || *c == cfg.control_cpu.value
-            || cfg.adapter_cpus.value.contains(c)
-            || cfg.gateway_cpus.value.contains(c)
-    };
+pub fn clients_cpu(plan: &crate::runtime::plan::Plan, cpus: usize) -> usize {
+    use crate::runtime::plan::Role;
+    let on = |c: &usize| plan.threads.iter().any(|t| t.cpu == *c);
+    let last_shard = plan
+        .threads
+        .iter()
+        .rev()
+        .find(|t| t.roles.iter().any(|r| matches!(r, Role::Shard(_))))
+        .map(|t| t.cpu);
     (0..cpus)
-        .find(|c| !taken(c))
-        .or(shards.last().copied())
-        .unwrap_or(cfg.feed_cpu.value)
+        .find(|c| !on(c))
+        .or(last_shard)
+        .unwrap_or(plan.threads[0].cpu)
 }
 
 /// Frames client 0 keeps for the baseline at most.

@@ -178,7 +178,7 @@ async fn run_echo(up: hyper::upgrade::Upgraded) {
 }
 
 /// One WebSocket session, until either side ends it: tungstenite reads the client's half of
-/// the socket, the writer gathers encoded frames onto the other.
+/// the socket, the writer copies encoded frames onto the other.
 async fn run(up: hyper::upgrade::Upgraded, hub: &Shared) {
     let Ok(parts) = up.downcast::<hyper_util::rt::TokioIo<tokio::net::TcpStream>>() else {
         return; // The gateway serves TCP streams only; nothing else reaches here.

@@ -20,7 +20,7 @@ const TEXT: u8 = 0x81;
 /// FIN and the close opcode.
 const CLOSE: u8 = 0x88;
 /// Longest header: 2 bytes and a 64-bit length.
-pub const MAX_HEADER: usize = 10;
+const MAX_HEADER: usize = 10;
 /// A close frame's reason fits a control frame's 125-byte payload with its 2-byte code.
 const MAX_REASON: usize = 123;
 

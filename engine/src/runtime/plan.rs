@@ -117,23 +117,14 @@ impl Plan {
         if control_cpu == feed {
             ingress.push(Role::Control);
         }
-        // The ingress never parks without a shard or sink on its CPU: the endpoint beside it
-        // sleeps on its socket and gets the CPU when the ingress yields (it spins, then yields).
         let gateway_cpu = cfg.gateway_cpus.value[0];
-        let beside = runs_shard(feed)
-            || (0..sinks.len()).any(|k| adapter_cpu(k) == feed)
-            || (endpoints.gateway && gateway_cpu == feed);
-        let alone = !beside;
+        // Spins unless a busy thread shares its CPU ([`park_where_shared`]).
         let mut threads = vec![ThreadPlan {
             name: "ingress".into(),
             cpu: feed,
             roles: ingress,
             nice: 0,
-            wait: if alone {
-                Wait::Spin
-            } else {
-                Wait::SpinThenPark
-            },
+            wait: Wait::Spin,
         }];
         for i in 0..n {
             threads.push(ThreadPlan {
@@ -242,8 +233,9 @@ impl Plan {
 }
 
 /// A thread spins only with its CPU to itself: beside another thread that needs the CPU for
-/// long (a shard, a sink, the gateway: not the admin endpoint or the watch, which wake
-/// briefly) or beside the bench's load, it parks when idle. A shard that spun beside 50 bench
+/// long (a shard, a sink, the gateway) or beside the bench's load, it parks when idle. The
+/// admin endpoint and the watch do not count: they sleep on a socket or a timer and get the
+/// CPU when the spinning thread yields. A shard that spun beside 50 bench
 /// clients left them its CPU's scraps: the gateway delivered 1.2-1.6 M frames/s with 3-19
 /// clients cut off; parking, 1.74-1.79 M and none (`bench --scope m7 --rate 1M --ws-clients
 /// 50`, 2 runs each, 2026-12-06).
