@@ -9,13 +9,17 @@
 //! minus the one the client had is how many updates it folds). Either is rendered once for
 //! every client in that position.
 //!
+//! A client subscribed to `*` of any channel reads the gateway's shared [`Log`] through a
+//! cursor instead, filtering at read time; its queue then holds only its own frames (acks,
+//! errors, heartbeats, first snapshots) and what the log moved to it when it fell behind.
+//!
 //! Owns no socket and never waits: the gateway's pump pushes, the connection's writer pops.
 
+use super::log::{Entry, Log};
 use super::market::Market;
 use super::protocol::{self, Channel, Code, Refusal, Symbols, MAX_DEPTH};
 use super::streams::Streams;
 use super::wire::Frame;
-use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 
 /// Channel kinds, as indexes of per-channel tables.
@@ -41,7 +45,8 @@ fn kind(c: Channel) -> usize {
 /// Limits of one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Frames waiting at most; past it the client is cut off as slow.
+    /// Frames waiting at most; past it the client is cut off as slow. Also the entries the
+    /// shared log keeps for a `*` client that lags, before they move into its queue.
     pub queue: usize,
     /// Symbols named (besides `*`) at most.
     pub symbols: usize,
@@ -96,7 +101,8 @@ impl Selection {
         self.all || self.some.contains(&locate)
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether nothing is selected.
+    pub fn is_empty(&self) -> bool {
         !self.all && self.some.is_empty()
     }
 }
@@ -151,10 +157,14 @@ pub struct Client {
     pub subs: [Selection; KINDS],
     /// Levels a side of its depth subscription.
     pub depth_n: u8,
-    streams: FxHashMap<u16, Stream>,
+    /// By locate. A vector, not a map: a log reader looks its stream up for every BBO change,
+    /// and the map's probe was the hottest spot of its reading (perf, 2026-12-07).
+    streams: Vec<Stream>,
     /// BBO and depth markers waiting in the queue.
     marked: [Marked; 2],
     queue: VecDeque<Item>,
+    /// Where it reads the log next, when it reads it (it has a `*` subscription).
+    cursor: Option<u64>,
     limits: Limits,
     /// Its queue overflowed: nothing more is queued, the connection is closing.
     pub overflowed: bool,
@@ -172,9 +182,10 @@ impl Client {
         Client {
             subs: Default::default(),
             depth_n: MAX_DEPTH as u8,
-            streams: FxHashMap::default(),
+            streams: Vec::new(),
             marked: Default::default(),
             queue: VecDeque::new(),
+            cursor: None,
             limits,
             overflowed: false,
             conflated: 0,
@@ -194,9 +205,68 @@ impl Client {
         !self.subs[k].is_empty()
     }
 
-    /// Frames waiting.
-    pub fn queued(&self) -> usize {
-        self.queue.len()
+    /// Frames and log entries waiting.
+    pub fn queued(&self, log: &Log) -> usize {
+        self.queue.len() + self.cursor.map_or(0, |c| (log.end() - c) as usize)
+    }
+
+    /// Whether it reads the log: it takes `*` of some channel.
+    pub fn reads_log(&self) -> bool {
+        self.subs.iter().any(|s| s.all)
+    }
+
+    /// Where it reads the log next (`None`: it does not).
+    pub fn cursor(&self) -> Option<u64> {
+        self.cursor
+    }
+
+    /// Starts reading the log at its end once it takes `*` of something; stops (taking what it
+    /// had not read into its queue) once it takes `*` of nothing.
+    pub fn follow(&mut self, log: &Log) {
+        match (self.reads_log(), self.cursor) {
+            (true, None) => self.cursor = Some(log.end()),
+            (false, Some(_)) => {
+                self.spill(log, log.end());
+                self.cursor = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves the log's entries before `upto` that it wants and has not read into its queue,
+    /// where BBO and depth conflate and the queue's limit holds.
+    pub fn spill(&mut self, log: &Log, upto: u64) {
+        let Some(from) = self.cursor else { return };
+        if from >= upto {
+            return;
+        }
+        self.cursor = Some(upto);
+        for pos in from..upto {
+            if self.overflowed {
+                return;
+            }
+            match log.get(pos) {
+                Some(Entry::Frame {
+                    kind,
+                    locate,
+                    frame,
+                    at,
+                }) => {
+                    self.on_frame(*kind as usize, *locate, frame, *at);
+                }
+                Some(Entry::Bbo { locate, at }) => {
+                    self.on_bbo(*locate, *at);
+                }
+                Some(Entry::Depth {
+                    locate,
+                    changed,
+                    at,
+                }) => {
+                    self.on_depth(*locate, *changed, *at);
+                }
+                None => unreachable!("a reader's cursor {from} is behind the log's base"),
+            }
+        }
     }
 
     /// Takes one request's token at engine time `now_ns`; false when over the rate.
@@ -268,10 +338,10 @@ impl Client {
     }
 
     /// The next frame to write, with the ingress ns of what it carries (0 for a text frame or
-    /// a snapshot); `None` when nothing is waiting.
-    pub fn next_frame(&mut self, m: &Market, s: &mut Streams) -> Option<(Frame, u64)> {
-        loop {
-            let next = match self.queue.pop_front()? {
+    /// a snapshot): its queue first, then the log; `None` when nothing is waiting.
+    pub fn next_frame(&mut self, log: &Log, m: &Market, s: &mut Streams) -> Option<(Frame, u64)> {
+        while let Some(item) = self.queue.pop_front() {
+            let next = match item {
                 Item::Frame(f, at) => Some((f, at)),
                 Item::Bbo(l, at) => self.bbo_frame(m, s, l).map(|f| (f, at)),
                 Item::Depth(l, at) => self.depth_frame(m, s, l).map(|f| (f, at)),
@@ -280,6 +350,51 @@ impl Client {
                 return next;
             }
         }
+        self.read_log(log, m, s)
+    }
+
+    /// The next frame it wants from the log. A BBO or depth entry it wants but already holds
+    /// the state of (an earlier entry sent the latest) is folded, and counted as conflated.
+    fn read_log(&mut self, log: &Log, m: &Market, s: &mut Streams) -> Option<(Frame, u64)> {
+        let mut pos = self.cursor?;
+        let next = loop {
+            let Some(e) = log.get(pos) else { break None };
+            pos += 1;
+            let (wanted, got) = match e {
+                Entry::Frame {
+                    kind,
+                    locate,
+                    frame,
+                    at,
+                } => {
+                    let wanted = self.subs[*kind as usize].wants(*locate);
+                    (wanted, wanted.then(|| (frame.clone(), *at)))
+                }
+                Entry::Bbo { locate, at } => {
+                    let wanted = self.subs[BBO].wants(*locate);
+                    let f = wanted.then(|| self.bbo_frame(m, s, *locate)).flatten();
+                    (wanted, f.map(|f| (f, *at)))
+                }
+                Entry::Depth {
+                    locate,
+                    changed,
+                    at,
+                } => {
+                    let wanted =
+                        changed & (1 << (self.depth_n - 1)) != 0 && self.subs[DEPTH].wants(*locate);
+                    let f = wanted.then(|| self.depth_frame(m, s, *locate)).flatten();
+                    (wanted, f.map(|f| (f, *at)))
+                }
+            };
+            match (wanted, got) {
+                (true, Some(f)) => break Some(f),
+                (true, None) => self.conflated += 1,
+                (false, _) => {}
+            }
+        };
+        assert!(pos <= log.end(), "a reader past the log's end");
+        self.cursor = Some(pos);
+        next
     }
 
     /// The shared frame of `l`'s latest BBO if this client had the one before it (or none
@@ -289,7 +404,7 @@ impl Client {
         if !self.subs[BBO].wants(l) {
             return None;
         }
-        let sent = &mut self.streams.entry(l).or_default().bbo;
+        let sent = &mut self.stream(l).bbo;
         let seq = s.bbo_seq(l)?;
         let conflated = match *sent {
             Some(prev) if prev >= seq => return None,
@@ -309,7 +424,7 @@ impl Client {
         if !self.subs[DEPTH].wants(l) {
             return None;
         }
-        let sent = &mut self.streams.entry(l).or_default().depth;
+        let sent = &mut self.stream(l).depth;
         let v = s.depth_view(m, l, n);
         let (seq, update) = (v.seq, v.update.clone());
         let frame = match (*sent, update) {
@@ -323,7 +438,11 @@ impl Client {
     }
 
     fn stream(&mut self, l: u16) -> &mut Stream {
-        self.streams.entry(l).or_default()
+        let i = usize::from(l);
+        if i >= self.streams.len() {
+            self.streams.resize_with(i + 1, Stream::default);
+        }
+        &mut self.streams[i]
     }
 
     /// Applies a subscribe; queues its ack, then a snapshot of each new BBO and depth stream.
@@ -356,7 +475,7 @@ impl Client {
             if let Channel::Depth(n) = c {
                 if n != self.depth_n && !self.subs[DEPTH].is_empty() {
                     // A new depth replaces the old: every depth stream starts over.
-                    self.streams.values_mut().for_each(|s| s.depth = None);
+                    self.streams.iter_mut().for_each(|s| s.depth = None);
                     fresh.extend(self.selected(DEPTH, m).into_iter().map(|l| (DEPTH, l)));
                 }
                 self.depth_n = n;
@@ -420,7 +539,8 @@ impl Client {
             }
             // A later subscribe starts with the stream's current state.
             let (k, keep) = (kind(c), sel.clone());
-            for (_, s) in self.streams.iter_mut().filter(|(l, _)| !keep.wants(**l)) {
+            let dropped = self.streams.iter_mut().enumerate();
+            for (_, s) in dropped.filter(|(l, _)| !keep.wants(*l as u16)) {
                 match k {
                     BBO => s.bbo = None,
                     DEPTH => s.depth = None,
@@ -502,6 +622,7 @@ mod tests {
     struct Desk {
         m: Market,
         s: Streams,
+        log: Log,
     }
 
     impl Desk {
@@ -516,6 +637,7 @@ mod tests {
             Desk {
                 m,
                 s: Streams::new(false),
+                log: Log::new(16),
             }
         }
 
@@ -540,7 +662,7 @@ mod tests {
         }
 
         fn frames(&mut self, c: &mut Client) -> Vec<serde_json::Value> {
-            std::iter::from_fn(|| c.next_frame(&self.m, &mut self.s))
+            std::iter::from_fn(|| c.next_frame(&self.log, &self.m, &mut self.s))
                 .map(|(f, _)| serde_json::from_str(f.as_str()).expect("a frame is JSON"))
                 .collect()
         }
@@ -624,7 +746,11 @@ mod tests {
             "the eleventh frame overflows"
         );
         assert!(c.overflowed);
-        assert_eq!(c.queued(), 0, "an overflowed client's queue is dropped");
+        assert_eq!(
+            c.queued(&d.log),
+            0,
+            "an overflowed client's queue is dropped"
+        );
         assert!(!d.trade(&mut [&mut c], &trade(1, 10)));
     }
 
@@ -666,7 +792,7 @@ mod tests {
         d.sub(&mut b, &[Channel::Trades], &["AAPL"]);
         d.trade(&mut [&mut a, &mut b], &trade(1, 7));
         let mut last = |c: &mut Client| {
-            std::iter::from_fn(|| c.next_frame(&d.m, &mut d.s))
+            std::iter::from_fn(|| c.next_frame(&d.log, &d.m, &mut d.s))
                 .last()
                 .expect("a frame")
                 .0

@@ -6,7 +6,9 @@
 //!  consumer --GatewayBatch link--> pump --> streams (each frame rendered once, numbered)
 //!                                    |          |
 //!                                    |          v
-//!                                    +--> each subscribed client's queue --> its writer --> socket
+//!                                    +--> log (one entry per event) ---> each `*` client's cursor
+//!                                    +--> each named subscriber's queue   |
+//!                                    |               \--> its writer <----/ --> socket
 //!                                    \--> market (latest BBO and top levels per instrument)
 //! ```
 //!
@@ -17,15 +19,18 @@
 //! frame out is encoded once ([`wire`]) and copied into each connection's write buffer
 //! ([`socket`]).
 //!
-//! A slow client never slows a shard, the consumer or another client: the pump only pushes into
-//! bounded per-client queues where BBO and depth conflate ([`client`]); a queue that still
-//! overflows gets an error frame and a close (1013), counted. The consumer waits only when all
+//! A slow client never slows a shard, the consumer or another client: the pump only appends to
+//! a bounded log ([`log`]) read by clients subscribed to `*`, and pushes into bounded queues of
+//! clients subscribed to named symbols, where BBO and depth conflate ([`client`]); a client a
+//! whole log behind has the rest moved into its queue, and a queue that still overflows gets an
+//! error frame and a close (1013), counted. The consumer waits only when all
 //! of the link's buffers are in flight, which the pump never holds across a socket write.
 //!
 //! Owns client sessions and their limits. Never touches a book and never blocks the feed.
 
 pub mod client;
 pub mod intake;
+pub mod log;
 pub mod market;
 pub mod protocol;
 mod session;
@@ -192,9 +197,14 @@ pub struct Hub {
     /// Clients by id (a slot is reused once its session has ended).
     clients: Vec<Option<Slot>>,
     free: Vec<usize>,
-    /// Per channel kind: the clients subscribed to each locate, and those with `*`.
+    /// Every event a client with a `*` subscription may want, in order.
+    log: log::Log,
+    /// Clients reading the log.
+    readers: Vec<usize>,
+    /// Per channel kind: whether some reader takes it.
+    read: [bool; KINDS],
+    /// Per channel kind: the clients that do not read the log subscribed to each locate.
     index: [FxHashMap<u16, Vec<usize>>; KINDS],
-    star: [Vec<usize>; KINDS],
     /// The `depth:N` in use (bit N - 1): each instrument's view of that N opens with its next
     /// depth change, so `*` subscribers get symbols listed later.
     depth_ns: u16,
@@ -260,8 +270,10 @@ impl Hub {
             streams: Streams::new(limits.stamp),
             clients: Vec::new(),
             free: Vec::new(),
+            log: log::Log::new(limits.queue.max(1)),
+            readers: Vec::new(),
+            read: [false; KINDS],
             index: Default::default(),
-            star: Default::default(),
             depth_ns: 0,
             dirty: Vec::new(),
             folded: 0,
@@ -280,19 +292,25 @@ impl Hub {
         self.clients.iter().flatten()
     }
 
-    /// Rebuilds who wants what, after a subscription changed or a client left.
+    /// Rebuilds who wants what, after a subscription changed or a client left: a client with
+    /// a `*` subscription reads the log, the others are indexed by locate.
     fn reindex(&mut self) {
         self.index = Default::default();
-        self.star = Default::default();
+        self.readers.clear();
+        self.read = [false; KINDS];
         self.depth_ns = 0;
         let mut subscribed = 0;
-        for (id, s) in self.clients.iter().enumerate() {
+        for (id, s) in self.clients.iter_mut().enumerate() {
             let Some(s) = s else { continue };
             subscribed += u64::from(s.client.subscribed());
-            for (k, sel) in s.client.subs.iter().enumerate() {
-                if sel.all {
-                    self.star[k].push(id);
-                } else {
+            s.client.follow(&self.log);
+            if s.client.reads_log() {
+                self.readers.push(id);
+                for (k, sel) in s.client.subs.iter().enumerate() {
+                    self.read[k] |= !sel.is_empty();
+                }
+            } else {
+                for (k, sel) in s.client.subs.iter().enumerate() {
                     for &l in &sel.some {
                         self.index[k].entry(l).or_default().push(id);
                     }
@@ -305,14 +323,15 @@ impl Hub {
         self.stats.subscribed.store(subscribed, Ordering::Release);
     }
 
-    /// Whether any client takes kind `k` of `locate`.
+    /// Whether any client may take kind `k` of `locate`.
     fn wanted(&self, k: usize, locate: u16) -> bool {
-        !self.star[k].is_empty() || self.index[k].get(&locate).is_some_and(|v| !v.is_empty())
+        self.read[k] || self.index[k].get(&locate).is_some_and(|v| !v.is_empty())
     }
 
     /// Takes one batch into the market, the streams and every subscribed client's queue.
     fn take(&mut self, b: &GatewayBatch) {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        let end = self.log.end();
         for l in &b.listings {
             self.market.list(l);
         }
@@ -323,6 +342,12 @@ impl Hub {
         for t in &b.trades {
             let want = self.wanted(client::TRADES, t.locate);
             if let Some(f) = self.streams.trade(&self.market, t, at, want) {
+                self.append(client::TRADES, || log::Entry::Frame {
+                    kind: client::TRADES as u8,
+                    locate: t.locate,
+                    frame: f.clone(),
+                    at,
+                });
                 self.each(client::TRADES, t.locate, |c| {
                     c.on_frame(client::TRADES, t.locate, &f, at)
                 });
@@ -331,12 +356,21 @@ impl Hub {
         for q in &b.bbos {
             self.market.set_bbo(q);
             self.streams.bbo(q.locate, at);
+            self.append(client::BBO, || log::Entry::Bbo {
+                locate: q.locate,
+                at,
+            });
             self.each(client::BBO, q.locate, |c| c.on_bbo(q.locate, at));
         }
         for d in &b.depths {
             let changed = self.streams.depth(&self.market, d, at, self.depth_ns);
             self.market.set_depth(d);
             if changed != 0 {
+                self.append(client::DEPTH, || log::Entry::Depth {
+                    locate: d.locate,
+                    changed,
+                    at,
+                });
                 self.each(client::DEPTH, d.locate, |c| {
                     c.on_depth(d.locate, changed, at)
                 });
@@ -345,13 +379,50 @@ impl Hub {
         for x in &b.bars {
             let want = self.wanted(client::BARS, x.locate);
             if let Some(f) = self.streams.bar(&self.market, x, at, want) {
+                self.append(client::BARS, || log::Entry::Frame {
+                    kind: client::BARS as u8,
+                    locate: x.locate,
+                    frame: f.clone(),
+                    at,
+                });
                 self.each(client::BARS, x.locate, |c| {
                     c.on_frame(client::BARS, x.locate, &f, at)
                 });
             }
         }
+        self.settle_log(end);
         let folded = std::mem::take(&mut self.folded);
         self.stats.conflated.fetch_add(folded, Ordering::Relaxed);
+    }
+
+    /// Logs an event of kind `k` if some reader takes that kind.
+    fn append(&mut self, k: usize, e: impl FnOnce() -> log::Entry) {
+        if self.read[k] {
+            self.log.push(e());
+        }
+    }
+
+    /// After a batch that ended the log at `before` grew it: wakes the readers; moves what a
+    /// reader is more than the log's cap behind into its queue; drops what every reader read.
+    fn settle_log(&mut self, before: u64) {
+        let floor = self.log.floor();
+        let mut oldest = self.log.end();
+        for &id in &self.readers {
+            let Some(s) = self.clients.get_mut(id).and_then(Option::as_mut) else {
+                continue;
+            };
+            if self.log.end() > before {
+                s.wake_later(id, &mut self.dirty);
+            }
+            let held = s.client.conflated;
+            s.client.spill(&self.log, floor);
+            self.folded += s.client.conflated - held;
+            if s.client.overflowed {
+                s.evict(&self.stats);
+            }
+            oldest = oldest.min(s.client.cursor().unwrap_or(oldest));
+        }
+        self.log.drop_before(oldest);
     }
 
     /// Trades and bars were lost before the gateway: their numbers skip one, and every client
@@ -378,7 +449,7 @@ impl Hub {
 
     fn each(&mut self, k: usize, locate: u16, mut f: impl FnMut(&mut Client) -> bool) {
         let named = self.index[k].get(&locate).map_or(&[][..], Vec::as_slice);
-        for &id in named.iter().chain(&self.star[k]) {
+        for &id in named {
             let Some(s) = self.clients.get_mut(id).and_then(Option::as_mut) else {
                 continue;
             };
@@ -418,7 +489,9 @@ impl Hub {
                 if now_ns.saturating_sub(s.busy_since_ns) > patience {
                     s.evict(&self.stats);
                 }
-            } else if s.client.queued() == 0 && now_ns.saturating_sub(s.last_write_ns) >= quiet {
+            } else if s.client.queued(&self.log) == 0
+                && now_ns.saturating_sub(s.last_write_ns) >= quiet
+            {
                 s.last_write_ns = now_ns;
                 s.client.send(beat.clone());
                 s.wake.notify_one();
@@ -557,6 +630,205 @@ mod tests {
         Hub::new(Arc::default(), reporter, Limits::default())
     }
 
+    use intake::GatewayBatch;
+    use protocol::{Channel, Symbols};
+    use shards::events::{Bbo, Listing, Quote, Trade, TradeKind};
+
+    /// A hub listing AAPL (1) and MSFT (2), whose client queues hold `queue` frames.
+    fn listed(queue: usize) -> Hub {
+        let (reporter, _) = crate::telemetry::reporting(0, 1_000_000_000);
+        let limits = Limits {
+            queue,
+            ..Limits::default()
+        };
+        let mut h = Hub::new(Arc::default(), reporter, limits);
+        let listings = [(1u16, b"AAPL    "), (2, b"MSFT    ")]
+            .map(|(locate, s)| Listing { locate, stock: *s })
+            .to_vec();
+        h.take(&GatewayBatch {
+            listings,
+            ..GatewayBatch::default()
+        });
+        h
+    }
+
+    /// A client joined and subscribed to `channels` of `symbols` (`*` alone: all).
+    fn joined(h: &mut Hub, channels: &[Channel], symbols: &[&str]) -> usize {
+        let (id, _, _) = h.join();
+        let symbols = match symbols {
+            ["*"] => Symbols::All,
+            named => Symbols::Some(named.iter().map(|s| s.to_string()).collect()),
+        };
+        let c = &mut h.clients[id].as_mut().unwrap().client;
+        c.subscribe(None, channels, &symbols, &h.market).unwrap();
+        h.reindex();
+        h.frames(id); // the ack
+        id
+    }
+
+    fn trades(of: &[(u16, u64)]) -> GatewayBatch {
+        let trade = |&(locate, n): &(u16, u64)| Trade {
+            locate,
+            timestamp: n,
+            match_number: n,
+            price: 100,
+            shares: 1,
+            side: b'B',
+            printable: true,
+            kind: TradeKind::Executed,
+        };
+        GatewayBatch {
+            first_ingress_ns: 1,
+            trades: of.iter().map(trade).collect(),
+            ..GatewayBatch::default()
+        }
+    }
+
+    fn bbo(px: u32) -> GatewayBatch {
+        let q = |price| Quote {
+            shares: 1,
+            price,
+            orders: 1,
+        };
+        GatewayBatch {
+            first_ingress_ns: 1,
+            bbos: vec![Bbo::new(1, px as u64, q(px), q(px + 1))],
+            ..GatewayBatch::default()
+        }
+    }
+
+    impl Hub {
+        fn queued(&mut self, id: usize) -> usize {
+            let log = &self.log;
+            self.clients[id].as_ref().unwrap().client.queued(log)
+        }
+
+        /// What client `id`'s writer would write now, as JSON.
+        fn frames(&mut self, id: usize) -> Vec<serde_json::Value> {
+            let h = self;
+            let c = &mut h.clients[id].as_mut().unwrap().client;
+            std::iter::from_fn(|| c.next_frame(&h.log, &h.market, &mut h.streams))
+                .map(|(f, _)| serde_json::from_str(f.as_str()).unwrap())
+                .collect()
+        }
+
+        fn client(&self, id: usize) -> &Client {
+            &self.clients[id].as_ref().unwrap().client
+        }
+    }
+
+    fn matches(frames: &[serde_json::Value]) -> Vec<(String, u64, u64)> {
+        let field = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+        frames
+            .iter()
+            .map(|v| (v["symbol"].to_string(), field(v, "seq"), field(v, "match")))
+            .collect()
+    }
+
+    #[test]
+    fn a_star_client_reads_every_trade_once_from_the_log_and_a_named_one_its_own() {
+        let mut h = listed(64);
+        let star = joined(&mut h, &[Channel::Trades], &["*"]);
+        let named = joined(&mut h, &[Channel::Trades], &["MSFT"]);
+        assert!(h.client(star).reads_log() && !h.client(named).reads_log());
+        h.take(&trades(&[(1, 10), (2, 11)]));
+        h.take(&trades(&[(1, 12)]));
+        assert_eq!(
+            h.log.end() - h.log.base(),
+            3,
+            "one entry per trade, not per client"
+        );
+        let want = [
+            (r#""AAPL""#.to_string(), 1, 10),
+            (r#""MSFT""#.to_string(), 1, 11),
+            (r#""AAPL""#.to_string(), 2, 12),
+        ];
+        assert_eq!(matches(&h.frames(star)), want);
+        assert_eq!(matches(&h.frames(named)), want[1..2]);
+        assert!(h.frames(star).is_empty(), "each once");
+        h.take(&GatewayBatch::default());
+        assert_eq!(h.log.base(), h.log.end(), "read entries are dropped");
+    }
+
+    #[test]
+    fn a_bbo_reader_that_lags_gets_the_latest_once_and_counts_the_folds() {
+        let mut h = listed(64);
+        let id = joined(&mut h, &[Channel::Bbo], &["*"]);
+        (100..105).for_each(|px| h.take(&bbo(px)));
+        let f = h.frames(id);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0]["seq"].as_u64(), f[0].get("conflated")),
+            (Some(5), None)
+        );
+        assert_eq!(h.client(id).conflated, 4, "four entries folded");
+        h.take(&bbo(90));
+        h.take(&bbo(91));
+        let f = h.frames(id);
+        let got = (f[0]["seq"].as_u64(), f[0]["conflated"].as_bool());
+        assert_eq!((f.len(), got), (1, (Some(7), Some(true))), "{f:?}");
+    }
+
+    #[test]
+    fn a_reader_a_whole_log_behind_has_it_moved_to_its_queue_and_is_cut_off_past_its_limit() {
+        let mut h = listed(8);
+        let (id, _, evict) = h.join();
+        let c = &mut h.clients[id].as_mut().unwrap().client;
+        c.subscribe(None, &[Channel::Trades], &Symbols::All, &h.market)
+            .unwrap();
+        h.reindex();
+        for n in 0..8 {
+            h.take(&trades(&[(1, n)]));
+        }
+        assert_eq!(h.queued(id), 9, "the ack, and eight entries in the log");
+        h.take(&trades(&[(1, 8)]));
+        assert_eq!(h.log.end() - h.log.base(), 8, "the log keeps its cap");
+        h.take(&trades(&[
+            (1, 9),
+            (1, 10),
+            (1, 11),
+            (1, 12),
+            (1, 13),
+            (1, 14),
+        ]));
+        assert_eq!(
+            h.queued(id),
+            16,
+            "a full queue (the ack and 7 moved), a full log"
+        );
+        assert!(evict.notified().now_or_never().is_none(), "not over yet");
+        h.take(&trades(&[(1, 15)]));
+        assert!(h.client(id).overflowed, "its queue overflowed");
+        assert!(
+            evict.notified().now_or_never().is_some(),
+            "its writer is told"
+        );
+        assert_eq!(h.stats.slow_closed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_client_that_drops_its_star_keeps_what_it_had_not_read() {
+        let mut h = listed(64);
+        let id = joined(&mut h, &[Channel::Trades], &["*"]);
+        h.take(&trades(&[(1, 1), (2, 2)]));
+        let c = &mut h.clients[id].as_mut().unwrap().client;
+        let aapl = Symbols::Some(vec!["AAPL".into()]);
+        c.subscribe(None, &[Channel::Trades], &aapl, &h.market)
+            .unwrap();
+        let all = Symbols::All;
+        c.unsubscribe(None, &[Channel::Trades], &all, &h.market)
+            .unwrap();
+        c.subscribe(None, &[Channel::Trades], &aapl, &h.market)
+            .unwrap();
+        h.reindex();
+        assert!(!h.client(id).reads_log());
+        h.take(&trades(&[(1, 3), (2, 4)]));
+        let f = h.frames(id);
+        let data: Vec<_> = f.iter().filter(|v| v["type"] == "trade").collect();
+        let seqs: Vec<u64> = data.iter().map(|v| v["match"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 3], "AAPL's, read before and after: {f:?}");
+    }
+
     #[test]
     fn a_write_stalled_past_the_patience_is_cut_off_once() {
         let mut h = hub();
@@ -588,11 +860,11 @@ mod tests {
         h.slot(busy).unwrap().busy_since_ns = t0;
         let beat = HEARTBEAT.as_nanos() as u64;
         h.patrol(t0 + beat - 1);
-        assert_eq!(h.slot(quiet).unwrap().client.queued(), 0);
+        assert_eq!(h.queued(quiet), 0);
         h.patrol(t0 + beat);
-        assert_eq!(h.slot(quiet).unwrap().client.queued(), 1, "a heartbeat");
-        assert_eq!(h.slot(busy).unwrap().client.queued(), 0, "it is writing");
+        assert_eq!(h.queued(quiet), 1, "a heartbeat");
+        assert_eq!(h.queued(busy), 0, "it is writing");
         h.patrol(t0 + beat + beat / 2);
-        assert_eq!(h.slot(quiet).unwrap().client.queued(), 1, "one a second");
+        assert_eq!(h.queued(quiet), 1, "one a second");
     }
 }

@@ -262,13 +262,17 @@ fn take(hub: &Shared, id: usize, buf: &mut Vec<u8>, ingress_ns: &mut Vec<u64>) -
     if c.overflowed {
         return Taken::Slow;
     }
+    let held = c.conflated;
     while buf.len() < GATHER {
-        let Some((f, at)) = c.next_frame(&h.market, &mut h.streams) else {
+        let Some((f, at)) = c.next_frame(&h.log, &h.market, &mut h.streams) else {
             break;
         };
         buf.extend_from_slice(f.wire());
         ingress_ns.push(at);
     }
+    // Log readers fold BBO and depth as they read.
+    let folded = c.conflated - held;
+    h.stats.conflated.fetch_add(folded, Ordering::Relaxed);
     if !buf.is_empty() {
         slot.busy_since_ns = crate::runtime::clock::now_ns();
     }

@@ -14,7 +14,6 @@
 use super::market::Market;
 use super::protocol::{self, DepthFrame, MAX_DEPTH};
 use super::wire::Frame;
-use rustc_hash::FxHashMap;
 use shards::bars::Bar;
 use shards::events::{Depth, Quote, Trade};
 use std::fmt::Write as _;
@@ -62,7 +61,9 @@ struct Line {
 /// Every instrument's streams.
 #[derive(Debug)]
 pub struct Streams {
-    lines: FxHashMap<u16, Line>,
+    /// By locate: every reader of the log looks a BBO's line up, once per change per client
+    /// (a vector, not a map; perf, 2026-12-07).
+    lines: Vec<Line>,
     /// Stamp data frames with `"t0"` (`tickcore bench --ws-clients`).
     stamp: bool,
     text: String,
@@ -74,7 +75,7 @@ impl Streams {
     /// No streams yet; `stamp` adds each frame's ingress time as `"t0"`.
     pub fn new(stamp: bool) -> Self {
         Streams {
-            lines: FxHashMap::default(),
+            lines: Vec::new(),
             stamp,
             text: String::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
@@ -82,7 +83,11 @@ impl Streams {
     }
 
     fn line(&mut self, l: u16) -> &mut Line {
-        self.lines.entry(l).or_default()
+        let i = usize::from(l);
+        if i >= self.lines.len() {
+            self.lines.resize_with(i + 1, Line::default);
+        }
+        &mut self.lines[i]
     }
 
     /// Numbers trade `t` next in its symbol's trades; its frame when `render` (someone takes
@@ -124,12 +129,12 @@ impl Streams {
 
     /// The number of `l`'s latest BBO.
     pub fn bbo_seq(&self, l: u16) -> Option<u64> {
-        Some(self.lines.get(&l)?.bbo.as_ref()?.seq)
+        Some(self.lines.get(usize::from(l))?.bbo.as_ref()?.seq)
     }
 
     /// `l`'s latest BBO and its number, plain or `conflated` (for a client that missed some).
     pub fn bbo_frame(&mut self, m: &Market, l: u16, conflated: bool) -> Option<(u64, Frame)> {
-        let line = self.lines.get(&l)?.bbo.as_ref()?;
+        let line = self.lines.get(usize::from(l))?.bbo.as_ref()?;
         let (seq, at) = (line.seq, line.at);
         if let Some(f) = &line.frames[usize::from(conflated)] {
             return Some((seq, f.clone()));
@@ -183,7 +188,7 @@ impl Streams {
 
     /// The `depth:n` view of `l`, opened from the market's latest depth if it was not open.
     pub fn depth_view(&mut self, m: &Market, l: u16, n: usize) -> &DepthView {
-        let slot = &mut self.lines.entry(l).or_default().views[n - 1];
+        let slot = &mut self.line(l).views[n - 1];
         slot.get_or_insert_with(|| {
             let (top, ts) = m
                 .depth(l)
@@ -229,7 +234,7 @@ impl Streams {
     /// Events were lost before the gateway: every symbol's trades and bars skip a number, so
     /// that clients see the gap.
     pub fn skip_trades_and_bars(&mut self) {
-        for line in self.lines.values_mut() {
+        for line in &mut self.lines {
             line.trades += 1;
             line.bars += 1;
         }
