@@ -11,12 +11,16 @@
 //! (100 clients: 54-67 k frames/s each by their own windows, 5-7 M/s together, on one CPU that
 //! also ran the clients, 2026-12-06).
 //!
+//! The clients read with [`ws_reader`], which costs them little CPU per frame: they share this
+//! machine with what they measure.
+//!
 //! The clients stand for desks on other machines, so they run away from the gateway's CPU: on
 //! a CPU the engine leaves free, else on the last shard's, which the plan then lets park when
 //! idle ([`clients_cpu`]). The bare server runs on the gateway's CPU and its clients on ours.
 //!
 //! Owns the clients and the baseline server; never touches the engine but through its socket.
 
+use super::ws_reader::{self, Reader};
 use crate::error::{Failure, Result};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -127,39 +131,39 @@ async fn client(addr: std::net::SocketAddr, keep: bool) -> One {
         clean: false,
         kept: Vec::new(),
     };
-    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
-        return one;
-    };
-    let Ok((mut ws, _)) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp).await
-    else {
-        return one;
-    };
     let sub = json!({"op":"subscribe","channels":["trades","bbo"],"symbols":["*"]});
-    if ws.send(Message::text(sub.to_string())).await.is_err() {
+    let Ok(mut ws) = Reader::connect(addr, &sub.to_string()).await else {
         return one;
-    }
+    };
     let (mut first, mut last) = (None, 0u64);
-    while let Some(m) = ws.next().await {
-        match m {
-            Ok(Message::Text(t)) => {
-                let now = crate::runtime::clock::now_ns();
-                let Some(t0) = stamp(t.as_str()) else {
-                    continue;
-                };
-                let _ = one.latency.record(now.saturating_sub(t0).max(1));
-                one.frames += 1;
-                first.get_or_insert(now);
-                last = now;
-                if keep && one.kept.len() < KEEP {
-                    one.kept.push(t);
+    // Every frame of one read arrived at once: one clock read a read.
+    'read: while let Ok(true) = ws.fill().await {
+        let now = crate::runtime::clock::now_ns();
+        loop {
+            let (op, payload) = match ws.frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => break 'read,
+            };
+            match op {
+                ws_reader::TEXT => {
+                    let Some(t0) = stamp(payload) else { continue };
+                    let _ = one.latency.record(now.saturating_sub(t0).max(1));
+                    one.frames += 1;
+                    first.get_or_insert(now);
+                    last = now;
+                    if keep && one.kept.len() < KEEP {
+                        if let Ok(t) = std::str::from_utf8(payload) {
+                            one.kept.push(Utf8Bytes::from(t.to_string()));
+                        }
+                    }
                 }
+                ws_reader::CLOSE => {
+                    one.clean = ws_reader::close_code(payload) == Some(1001);
+                    break 'read;
+                }
+                _ => {}
             }
-            Ok(Message::Close(f)) => {
-                one.clean = f.is_some_and(|f| u16::from(f.code) == 1001);
-                break;
-            }
-            Err(_) => break,
-            Ok(_) => {}
         }
     }
     one.window = first.map(|f| (f, last));
@@ -167,9 +171,13 @@ async fn client(addr: std::net::SocketAddr, keep: bool) -> One {
 }
 
 /// The `"t0":N` a data frame ends with.
-fn stamp(text: &str) -> Option<u64> {
-    let at = text.rfind(r#""t0":"#)?;
-    text[at + 5..].trim_end_matches('}').parse().ok()
+fn stamp(text: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = br#""t0":"#;
+    let tail = &text[text.len().saturating_sub(32)..];
+    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let digits = &tail[at + KEY.len()..];
+    let digits = &digits[..digits.iter().position(|&c| c == b'}')?];
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 fn merge(all: Vec<One>) -> ClientsReport {
@@ -254,18 +262,23 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
         crate::runtime::pin(cpus.1);
         current_thread().block_on(async move {
             let tasks = (0..n).map(|_| async move {
-                let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-                let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
-                    .await
-                    .ok()?;
-                ws.send(Message::text("{}")).await.ok()?;
+                let mut ws = Reader::connect(addr, "{}").await.ok()?;
                 let (mut first, mut last, mut got) = (None, 0u64, 0u64);
-                while let Some(Ok(m)) = ws.next().await {
-                    if let Message::Text(_) = m {
-                        let now = crate::runtime::clock::now_ns();
+                'read: while let Ok(true) = ws.fill().await {
+                    let now = crate::runtime::clock::now_ns();
+                    loop {
+                        let op = match ws.frame() {
+                            Ok(Some((op, _))) => op,
+                            Ok(None) => break,
+                            Err(_) => break 'read,
+                        };
+                        match op {
+                            ws_reader::TEXT => got += 1,
+                            ws_reader::CLOSE => break 'read,
+                            _ => continue,
+                        }
                         first.get_or_insert(now);
                         last = now;
-                        got += 1;
                     }
                 }
                 Some((got, first.map(|f| (f, last))))

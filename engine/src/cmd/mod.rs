@@ -12,3 +12,4 @@ pub mod exchange;
 pub mod gen;
 pub mod inspect;
 pub mod run;
+pub mod ws_reader;
