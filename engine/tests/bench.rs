@@ -190,3 +190,34 @@ fn the_admin_endpoint_answers_every_scrape_with_idle_connections_held_and_the_fe
     );
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn websocket_clients_read_every_frame_and_the_bare_server_serves_them_the_same() {
+    let data = fresh_dir("tickcore-bench-ws");
+    let path = data.join("w.json");
+    let o = short_bench(path.to_str().unwrap(), &["--ws-clients", "3"], &data);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let w = &j["ws"];
+    let field = |v: &Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k}: {w}"));
+    assert_eq!(
+        (w["clients"].as_u64(), w["cut_off"].as_u64()),
+        (Some(3), Some(0)),
+        "{w}"
+    );
+    // Each client's data frames, read by the bench's own reader, are about the trades and BBO
+    // changes of the run (fewer when a client fell behind and BBOs folded), all of them
+    // stamped; the gateway wrote them, and the acks.
+    let each = field(w, "frames_per_client_median");
+    assert!(each > 100.0, "{w}");
+    assert!(field(w, "frames_written") > each, "{w}");
+    assert!(field(&w["receive_latency_ns"], "p50") > 0.0, "{w}");
+    // The bare server sent client 0's frames to 3 clients of its own.
+    let base = &w["baseline"];
+    assert!(
+        field(base, "frames") > 100.0,
+        "client 0 kept its frames: {w}"
+    );
+    assert!(field(base, "frames_per_s_total") > 0.0, "{w}");
+    let _ = std::fs::remove_dir_all(&data);
+}
