@@ -616,7 +616,8 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shards::events::{Bbo, Depth, Listing, Quote, Trade, TradeKind};
+    use crate::gateway::testing::trade;
+    use shards::events::{Bbo, Depth, Listing, Quote, Trade};
 
     /// The gateway's side of a test: its market and streams, fed as the pump feeds them.
     struct Desk {
@@ -712,19 +713,6 @@ mod tests {
             (f[0]["seq"].as_u64(), f[0].get("conflated")),
             (Some(8), None)
         );
-    }
-
-    fn trade(locate: u16, n: u64) -> Trade {
-        Trade {
-            locate,
-            timestamp: n,
-            match_number: n,
-            price: 100,
-            shares: 1,
-            side: b'B',
-            printable: true,
-            kind: TradeKind::Executed,
-        }
     }
 
     #[test]

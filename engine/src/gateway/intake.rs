@@ -245,16 +245,7 @@ mod tests {
     use shards::events::{Bbo, Quote};
 
     fn event_batch(locate: u16, n: u64) -> Buf {
-        let t = Trade {
-            locate,
-            timestamp: n,
-            match_number: n,
-            price: 100,
-            shares: 1,
-            side: b'B',
-            printable: true,
-            kind: TradeKind::Executed,
-        };
+        let t = crate::gateway::testing::trade(locate, n);
         let q = Quote {
             shares: n,
             price: 100,

@@ -36,6 +36,8 @@ pub mod protocol;
 mod session;
 mod socket;
 pub mod streams;
+#[cfg(test)]
+mod testing;
 pub mod wire;
 
 use crate::telemetry::Reporter;
@@ -632,7 +634,7 @@ mod tests {
 
     use intake::GatewayBatch;
     use protocol::{Channel, Symbols};
-    use shards::events::{Bbo, Listing, Quote, Trade, TradeKind};
+    use shards::events::{Bbo, Listing, Quote};
 
     /// A hub listing AAPL (1) and MSFT (2), whose client queues hold `queue` frames.
     fn listed(queue: usize) -> Hub {
@@ -667,19 +669,9 @@ mod tests {
     }
 
     fn trades(of: &[(u16, u64)]) -> GatewayBatch {
-        let trade = |&(locate, n): &(u16, u64)| Trade {
-            locate,
-            timestamp: n,
-            match_number: n,
-            price: 100,
-            shares: 1,
-            side: b'B',
-            printable: true,
-            kind: TradeKind::Executed,
-        };
         GatewayBatch {
             first_ingress_ns: 1,
-            trades: of.iter().map(trade).collect(),
+            trades: of.iter().map(|&(l, n)| testing::trade(l, n)).collect(),
             ..GatewayBatch::default()
         }
     }
