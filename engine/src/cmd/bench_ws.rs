@@ -136,36 +136,23 @@ async fn client(addr: std::net::SocketAddr, keep: bool) -> One {
         return one;
     };
     let (mut first, mut last) = (None, 0u64);
-    // Every frame of one read arrived at once: one clock read a read.
-    'read: while let Ok(true) = ws.fill().await {
-        let now = crate::runtime::clock::now_ns();
-        loop {
-            let (op, payload) = match ws.frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(_) => break 'read,
-            };
-            match op {
-                ws_reader::TEXT => {
-                    let Some(t0) = stamp(payload) else { continue };
-                    let _ = one.latency.record(now.saturating_sub(t0).max(1));
-                    one.frames += 1;
-                    first.get_or_insert(now);
-                    last = now;
-                    if keep && one.kept.len() < KEEP {
-                        if let Ok(t) = std::str::from_utf8(payload) {
-                            one.kept.push(Utf8Bytes::from(t.to_string()));
-                        }
-                    }
+    ws.read_frames(|op, payload, now| match op {
+        ws_reader::TEXT => {
+            let Some(t0) = stamp(payload) else { return };
+            let _ = one.latency.record(now.saturating_sub(t0).max(1));
+            one.frames += 1;
+            first.get_or_insert(now);
+            last = now;
+            if keep && one.kept.len() < KEEP {
+                if let Ok(t) = std::str::from_utf8(payload) {
+                    one.kept.push(Utf8Bytes::from(t.to_string()));
                 }
-                ws_reader::CLOSE => {
-                    one.clean = ws_reader::close_code(payload) == Some(1001);
-                    break 'read;
-                }
-                _ => {}
             }
         }
-    }
+        ws_reader::CLOSE => one.clean = ws_reader::close_code(payload) == Some(1001),
+        _ => {}
+    })
+    .await;
     one.window = first.map(|f| (f, last));
     one
 }
@@ -264,23 +251,14 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
             let tasks = (0..n).map(|_| async move {
                 let mut ws = Reader::connect(addr, "{}").await.ok()?;
                 let (mut first, mut last, mut got) = (None, 0u64, 0u64);
-                'read: while let Ok(true) = ws.fill().await {
-                    let now = crate::runtime::clock::now_ns();
-                    loop {
-                        let op = match ws.frame() {
-                            Ok(Some((op, _))) => op,
-                            Ok(None) => break,
-                            Err(_) => break 'read,
-                        };
-                        match op {
-                            ws_reader::TEXT => got += 1,
-                            ws_reader::CLOSE => break 'read,
-                            _ => continue,
-                        }
+                ws.read_frames(|op, _, now| {
+                    if op == ws_reader::TEXT {
+                        got += 1;
                         first.get_or_insert(now);
                         last = now;
                     }
-                }
+                })
+                .await;
                 Some((got, first.map(|f| (f, last))))
             });
             futures_util::future::join_all(tasks).await

@@ -12,6 +12,7 @@
 //! Owns one connection's bytes. Never checks UTF-8, answers a ping or reassembles fragments
 //! (the gateway sends whole text frames; the gateway's tests check its frames with tungstenite).
 
+use crate::gateway::wire;
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -67,8 +68,30 @@ impl Reader {
         Ok(r)
     }
 
+    /// Reads frames until the server closes, the connection ends or a frame is refused. Each
+    /// whole frame goes to `each` with its opcode, its payload and the engine-clock ns its read
+    /// returned (every frame of one read arrived at once: one clock read a read). A close frame
+    /// is handed over last.
+    pub async fn read_frames(&mut self, mut each: impl FnMut(u8, &[u8], u64)) {
+        while let Ok(true) = self.fill().await {
+            let now = crate::runtime::clock::now_ns();
+            loop {
+                match self.frame() {
+                    Ok(Some((op, payload))) => {
+                        each(op, payload, now);
+                        if op == CLOSE {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+
     /// Reads what the socket has (at most [`READ`] bytes); false at its end.
-    pub async fn fill(&mut self) -> io::Result<bool> {
+    async fn fill(&mut self) -> io::Result<bool> {
         if self.at > 0 {
             self.buf.copy_within(self.at..self.len, 0);
             self.len -= self.at;
@@ -83,7 +106,7 @@ impl Reader {
     }
 
     /// The next whole frame read: its opcode and payload.
-    pub fn frame(&mut self) -> io::Result<Option<(u8, &[u8])>> {
+    fn frame(&mut self) -> io::Result<Option<(u8, &[u8])>> {
         let Some((op, start, end)) = frame(&self.buf[self.at..self.len])? else {
             return Ok(None);
         };
@@ -95,41 +118,29 @@ impl Reader {
 
 /// The opcode and payload span of the whole frame `b` starts with, if it holds one.
 fn frame(b: &[u8]) -> io::Result<Option<(u8, usize, usize)>> {
-    let [b0, b1, ..] = *b else { return Ok(None) };
-    if b1 & 0x80 != 0 {
+    let Some((first, head, len)) = wire::header(b) else {
+        return Ok(None);
+    };
+    if b[1] & 0x80 != 0 {
         return Err(io::Error::other(
             "a server's frame is masked (RFC 6455 5.1)",
         ));
     }
-    if b0 & 0x80 == 0 {
+    if first & 0x80 == 0 {
         return Err(io::Error::other(
             "a fragmented frame (this reader takes whole ones)",
         ));
     }
-    let (head, len) = match b1 & 0x7f {
-        126 if b.len() >= 4 => (4, u64::from(u16::from_be_bytes([b[2], b[3]]))),
-        127 if b.len() >= 10 => (10, u64::from_be_bytes(b[2..10].try_into().unwrap())),
-        126 | 127 => return Ok(None),
-        n => (2, u64::from(n)),
-    };
     let end = head + usize::try_from(len).map_err(io::Error::other)?;
-    Ok((b.len() >= end).then_some((b0 & 0x0f, head, end)))
+    Ok((b.len() >= end).then_some((first & 0x0f, head, end)))
 }
 
-/// `payload` as a client's text frame (clients mask; a zero key leaves the bytes as they are).
+/// `payload` as a client's text frame: the server's header with the mask bit set, and a zero
+/// masking key, which leaves the bytes as they are.
 fn masked_text(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x80 | TEXT];
-    match payload.len() {
-        n @ 0..=125 => f.push(0x80 | n as u8),
-        n @ 126..=0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+    let mut f = Vec::new();
+    wire::put_header(&mut f, 0x80 | TEXT, payload.len());
+    f[1] |= 0x80;
     f.extend_from_slice(&[0; 4]);
     f.extend_from_slice(payload);
     f

@@ -10,7 +10,7 @@
 //! A client subscribed to named symbols only keeps its own queue (`client`): walking the whole
 //! log for one symbol would cost it every event.
 //!
-//! The log is bounded: the entries a client is more than [`Log::cap`] behind are moved into its
+//! The log is bounded: the entries a client is more than the log's cap behind are moved into its
 //! own queue, where BBO and depth conflate and the queue's limit cuts a slow client off, as for
 //! every client.
 //!
@@ -80,11 +80,6 @@ impl Log {
         self.base + self.entries.len() as u64
     }
 
-    /// Entries kept for a lagging reader at most.
-    pub fn cap(&self) -> usize {
-        self.cap
-    }
-
     /// Appends `e`.
     pub fn push(&mut self, e: Entry) {
         self.entries.push_back(e);
@@ -103,10 +98,9 @@ impl Log {
             "dropping past the end: {pos} > {}",
             self.end()
         );
-        while self.base < pos {
-            self.entries.pop_front();
-            self.base += 1;
-        }
+        let n = pos.saturating_sub(self.base);
+        self.entries.drain(..n as usize);
+        self.base += n;
     }
 
     /// Where the oldest entry a reader may still find should be: `cap` before the end.

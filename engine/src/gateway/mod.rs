@@ -407,13 +407,13 @@ impl Hub {
     /// After a batch that ended the log at `before` grew it: wakes the readers; moves what a
     /// reader is more than the log's cap behind into its queue; drops what every reader read.
     fn settle_log(&mut self, before: u64) {
-        let floor = self.log.floor();
+        let (floor, grew) = (self.log.floor(), self.log.end() > before);
         let mut oldest = self.log.end();
         for &id in &self.readers {
             let Some(s) = self.clients.get_mut(id).and_then(Option::as_mut) else {
                 continue;
             };
-            if self.log.end() > before {
+            if grew {
                 s.wake_later(id, &mut self.dirty);
             }
             let held = s.client.conflated;

@@ -63,12 +63,8 @@ impl Frame {
 
     /// The payload: a text frame's text, a close frame's code and reason.
     pub fn payload(&self) -> &[u8] {
-        let header = match self.0.get(1).map(|b| b & 0x7f) {
-            Some(126) => 4,
-            Some(127) => MAX_HEADER,
-            _ => 2,
-        };
-        self.0.get(header..).unwrap_or_default()
+        let head = header(&self.0).map_or(self.0.len(), |(_, head, _)| head);
+        self.0.get(head..).unwrap_or_default()
     }
 
     /// A text frame's text (empty for any other frame).
@@ -80,9 +76,28 @@ impl Frame {
     }
 }
 
+/// The header a frame starts `b` with: its first byte (FIN and opcode), the header's length
+/// (without a masking key) and the payload's length; `None` until the header is whole.
+pub fn header(b: &[u8]) -> Option<(u8, usize, u64)> {
+    let [first, second, ..] = *b else { return None };
+    match second & 0x7f {
+        126 => Some((
+            first,
+            4,
+            u16::from_be_bytes(b.get(2..4)?.try_into().ok()?).into(),
+        )),
+        127 => Some((
+            first,
+            MAX_HEADER,
+            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?),
+        )),
+        n => Some((first, 2, n.into())),
+    }
+}
+
 /// The header of an unmasked, unfragmented frame: `first` (FIN and opcode), then the payload
 /// length in the shortest of its three forms.
-fn put_header(b: &mut Vec<u8>, first: u8, len: usize) {
+pub fn put_header(b: &mut Vec<u8>, first: u8, len: usize) {
     b.reserve(MAX_HEADER + len);
     b.push(first);
     match len {
