@@ -353,7 +353,13 @@ pub fn run(
                         flush(o, false, 0, rep, measure, idle);
                     }
                 }
-                pace.wait_until(due, stop, idle, &mut rep.off_cpu);
+                let mut holding = out.iter().any(|o| o.messages > 0);
+                while !pace.waited_until(due, stop, idle, &mut rep.off_cpu, holding) {
+                    // A batch held for a busy shard leaves the moment the shard turns idle,
+                    // not when the next message is due (a message interval later).
+                    flush_to_idle_shards(&mut out, rep, measure, idle);
+                    holding = out.iter().any(|o| o.messages > 0);
+                }
             }
         } else if let Some(ts) = pace
             .enabled()
@@ -558,35 +564,37 @@ impl Pacer {
         t0 + (i as f64 * 1e9 / rate) as u64
     }
 
-    /// Waits until the engine clock reaches `due` (spinning the last stretch), or `stop`.
-    /// A yield counts as time off the CPU when another task takes it; a sleep does not.
-    fn wait_until(
+    /// One step of a wait until the engine clock reaches `due` (spinning the last stretch):
+    /// true once it has, or on `stop`. A yield counts as time off the CPU when another task
+    /// takes it; a sleep does not. `holding`: a batch waits for its shard to turn idle, so
+    /// the step never sleeps (a slow schedule would hold it until the next message).
+    fn waited_until(
         &mut self,
         due: u64,
         stop: &AtomicBool,
         idle: &mut dyn FnMut() -> bool,
         off: &mut OffCpu,
-    ) {
-        loop {
-            let now = clock::now_ns();
-            off.tick(now);
-            if now >= due || stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if due - now > 200_000 {
-                std::thread::sleep(std::time::Duration::from_nanos(due - now - 100_000));
-                off.rested();
-            } else if due - now > 300 {
-                // The ingress shares its CPU with the consumer and control on small machines:
-                // give them the wait, or the shards' event buffers come back late. A consumer
-                // polled from here runs at once; a thread of its own needs the scheduler.
-                if !idle() {
-                    std::thread::yield_now();
-                }
-            } else {
-                std::hint::spin_loop();
-            }
+        holding: bool,
+    ) -> bool {
+        let now = clock::now_ns();
+        off.tick(now);
+        if now >= due || stop.load(Ordering::Relaxed) {
+            return true;
         }
+        if due - now > 200_000 && !holding {
+            std::thread::sleep(std::time::Duration::from_nanos(due - now - 100_000));
+            off.rested();
+        } else if due - now > 300 {
+            // The ingress shares its CPU with the consumer and control on small machines:
+            // give them the wait, or the shards' event buffers come back late. A consumer
+            // polled from here runs at once; a thread of its own needs the scheduler.
+            if !idle() {
+                std::thread::yield_now();
+            }
+        } else {
+            std::hint::spin_loop();
+        }
+        false
     }
 
     fn ahead(&mut self, ts: u64) -> bool {

@@ -446,11 +446,20 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
                     clock::now_ns() + c.for_ns
                 };
             }
-            let (last, mark) = apply(&mut ctx, &mut books, &mut out, &mut rep, &buf, chaos_until);
-            fed_last |= last;
-            ctx.feed.give_back(buf);
-            if let (Some(w), true) = (&mut writer, mark.0 > 0) {
-                w.begin(mark.0, || head(&ctx, &out, mark), &mut books, &mut rep);
+            let applied = apply(&mut ctx, &mut books, &mut out, &mut rep, &buf, chaos_until);
+            // The buffer goes home before the events are built: the ingress sees the shard
+            // idle one event write sooner and sends what it holds while the shard emits.
+            ctx.feed.hand_back(buf);
+            if let Some(a) = applied {
+                emit(&mut ctx, &books, &mut out, &mut rep, &a);
+                ctx.feed.wake_producer();
+                fed_last |= a.last;
+                let mark = (a.checkpoint, a.session);
+                if let (Some(w), true) = (&mut writer, mark.0 > 0) {
+                    w.begin(mark.0, || head(&ctx, &out, mark), &mut books, &mut rep);
+                }
+            } else {
+                ctx.feed.wake_producer();
             }
             busy = true;
             glommio::yield_if_needed().await;
@@ -565,6 +574,24 @@ fn head(ctx: &ShardCtx, out: &Out, (applied, session): (u64, [u8; 10])) -> Shard
 
 /// Applies one feed batch and sends its events; returns whether it was the last, and its
 /// checkpoint mark (0: none) with the feed's session.
+/// What the shard keeps of a feed batch once its frames are applied (the buffer goes home
+/// before the batch's events are built and sent).
+struct Applied {
+    seq: u64,
+    first_ingress_ns: u64,
+    last_ingress_ns: u64,
+    sent_ns: u64,
+    last: bool,
+    checkpoint: u64,
+    session: [u8; 10],
+    /// Messages applied.
+    messages: u64,
+    /// When the shard picked the batch up (engine ns; 0 unmeasured).
+    picked: u64,
+}
+
+/// Applies one feed batch's frames to the books and collects what they changed in `out`;
+/// `None` for a batch that fails validation (counted).
 fn apply(
     ctx: &mut ShardCtx,
     books: &mut Books,
@@ -572,13 +599,11 @@ fn apply(
     rep: &mut ShardReport,
     buf: &[u8],
     chaos_until: u64,
-) -> (bool, (u64, [u8; 10])) {
-    let measure = ctx.measure;
-    let now = || if measure { clock::now_ns() } else { 0 };
-    let picked = now();
+) -> Option<Applied> {
+    let picked = if ctx.measure { clock::now_ns() } else { 0 };
     let Ok(b) = batch::read_feed(buf) else {
         rep.bad_batches += 1;
-        return (false, (0, [b' '; 10]));
+        return None;
     };
     let mut n = 0u64;
     let mut listings = core::mem::take(&mut out.listings);
@@ -612,13 +637,30 @@ fn apply(
     if replayed.is_err() {
         rep.bad_batches += 1;
     }
-    let last = b.last;
     if let Some(ts) = last_ts {
         out.advance(ts);
     }
-    if last {
+    if b.last {
         out.flush_bars();
     }
+    Some(Applied {
+        seq: b.seq.to_native(),
+        first_ingress_ns: b.first_ingress_ns.to_native(),
+        last_ingress_ns: b.last_ingress_ns.to_native(),
+        sent_ns: b.sent_ns.to_native(),
+        last: b.last,
+        checkpoint: b.checkpoint.to_native(),
+        session: b.session,
+        messages: n,
+        picked,
+    })
+}
+
+/// Adds the state of every instrument the batch touched, then sends the batch's events to
+/// the consumer link and records its stages.
+fn emit(ctx: &mut ShardCtx, books: &Books, out: &mut Out, rep: &mut ShardReport, a: &Applied) {
+    let measure = ctx.measure;
+    let now = || if measure { clock::now_ns() } else { 0 };
     // With thousands of instruments the touched books' statistics lines are cold: ask for
     // them all first so the misses overlap (v3k: a quarter of the shard's own time was spent
     // waiting on them one by one).
@@ -649,6 +691,7 @@ fn apply(
         out.bbo_at[q.locate as usize] = NO_BBO;
     }
     let applied = now();
+    let n = a.messages;
     rep.messages += n;
     rep.batches += 1;
     rep.trades += out.trades.len() as u64;
@@ -657,10 +700,10 @@ fn apply(
     rep.breaks += out.breaks.len() as u64;
     let ev = EventBatch {
         shard: ctx.id as u16,
-        seq: b.seq.to_native(),
-        first_ingress_ns: b.first_ingress_ns.to_native(),
-        last,
-        checkpoint: b.checkpoint.to_native(),
+        seq: a.seq,
+        first_ingress_ns: a.first_ingress_ns,
+        last: a.last,
+        checkpoint: a.checkpoint,
         trades: &out.trades,
         bbos: &out.bbos,
         bars: &out.bars,
@@ -681,26 +724,19 @@ fn apply(
     out.states.clear();
     out.depth.out.clear();
     if measure {
-        record(ctx, b, n, events, (picked, applied, now()));
+        record(ctx, a, events, (applied, now()));
     }
-    (last, (b.checkpoint.to_native(), b.session))
 }
 
-/// Records one batch's stages: (picked up, applied, events sent) in engine ns.
-fn record(
-    ctx: &mut ShardCtx,
-    b: &batch::ArchivedFeedBatch<'_>,
-    n: u64,
-    events: u64,
-    (picked, applied, sent): (u64, u64, u64),
-) {
-    let first = b.first_ingress_ns.to_native();
+/// Records one batch's stages: (applied, events sent) in engine ns.
+fn record(ctx: &mut ShardCtx, a: &Applied, events: u64, (applied, sent): (u64, u64)) {
+    let (first, n) = (a.first_ingress_ns, a.messages);
     let t = &mut ctx.reporter.current;
     t.stages
-        .record(Stage::Hop, picked.saturating_sub(b.sent_ns.to_native()));
-    if let Some(per) = applied.saturating_sub(picked).checked_div(n) {
+        .record(Stage::Hop, a.picked.saturating_sub(a.sent_ns));
+    if let Some(per) = applied.saturating_sub(a.picked).checked_div(n) {
         t.stages.record_n(Stage::Apply, per, n);
-        let last = b.last_ingress_ns.to_native().max(first);
+        let last = a.last_ingress_ns.max(first);
         record_spread(
             &mut t.stages,
             sent.saturating_sub(first),
