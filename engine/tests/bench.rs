@@ -95,6 +95,18 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
             j["vs_floor"]
         );
     }
+    // The crossing between the ingress's CPU and the shard's, probed around the replay when
+    // they differ (a 1-CPU machine has none).
+    if let Some(c) = j["crossing"].as_object() {
+        assert!(c["round_trips"].as_u64().unwrap() > 0, "{c:?}");
+        let one_way = c["one_way_p50_ns"].as_u64().unwrap();
+        assert!(one_way > 0 && one_way < 1_000_000, "{c:?}");
+    } else {
+        assert_eq!(
+            j["placement"]["feed"], j["placement"]["shard0"],
+            "no crossing"
+        );
+    }
     // The floor of the run itself, from the data path's own time off its CPUs: recorded when
     // the ingress and the shard each have a CPU (a 1-CPU machine has it null).
     let run = &j["run_floor"];

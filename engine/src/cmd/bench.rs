@@ -38,6 +38,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     )?;
     let scope: Scope = a.scope.into();
     let before = probe_noise(&cfg, a.noise_ms);
+    let crossed_before = probe_crossing(&cfg, a.noise_ms);
     eprintln!(
         "tickcore bench: generating {} {} messages (seed {})...",
         scope.name(),
@@ -151,6 +152,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let after = probe_noise(&cfg, a.noise_ms);
     result["noise"] = noise_json(&cfg, a.noise_ms, before, after);
     result["vs_floor"] = vs_floor(&result, "noise");
+    if let (Some(b), Some(after)) = (crossed_before, probe_crossing(&cfg, a.noise_ms)) {
+        result["crossing"] = crate::telemetry::crossing::json(&b, &after, CROSSING_PROBE);
+    }
     // The same floor from the run itself: what the data path's own threads lost meanwhile.
     let shard_off: Vec<_> = r.shards.iter().map(|s| s.off_cpu.as_ref()).collect();
     result["run_floor"] =
@@ -297,6 +301,20 @@ fn probe_noise(cfg: &Config, ms: u64) -> Vec<crate::telemetry::noise::CpuNoise> 
     let cpus: Vec<usize> = noise_paths(cfg).into_iter().flatten().collect();
     eprintln!("tickcore bench: measuring this machine's noise on CPUs {cpus:?} for {ms} ms...");
     crate::telemetry::noise::probe(&cpus, std::time::Duration::from_millis(ms))
+}
+
+/// How long each crossing probe passes its line back and forth.
+const CROSSING_PROBE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Probes the crossing from the ingress's CPU to the first shard's, when they differ and the
+/// noise is probed (`--noise-ms 0` skips both).
+fn probe_crossing(cfg: &Config, ms: u64) -> Option<crate::telemetry::crossing::Crossing> {
+    let (from, to) = (cfg.feed_cpu.value, cfg.shard_cpu(0));
+    if ms == 0 || from == to {
+        return None;
+    }
+    eprintln!("tickcore bench: timing the crossing from CPU {from} to CPU {to}...");
+    Some(crate::telemetry::crossing::probe(from, to, CROSSING_PROBE))
 }
 
 /// The JSON's `noise`, from the probes before and after the replay together (`null` when
@@ -491,6 +509,21 @@ fn table(j: &serde_json::Value) -> String {
                 x("p999")
             );
         }
+    }
+    if let Some(c) = j["crossing"].as_object() {
+        let ns = |k: &str| pretty(c[k].as_u64().unwrap_or(0));
+        let hop = j["stages"]["hop"]["p50_ns"].as_f64().unwrap_or(0.0);
+        let per = c["one_way_p50_ns"].as_f64().filter(|v| *v > 0.0);
+        s += &format!(
+            "  core-to-core crossing (CPU {} -> {}, one way): p50 {}, p90 {} (before {}, after {}); hop p50 / crossing p50: {}\n",
+            c["cpus"][0],
+            c["cpus"][1],
+            ns("one_way_p50_ns"),
+            ns("one_way_p90_ns"),
+            ns("before_p50_ns"),
+            ns("after_p50_ns"),
+            per.map_or("-".into(), |p| format!("{:.1}x", hop / p))
+        );
     }
     let secs = &j["degrade"]["seconds_at_level"];
     s += &format!(

@@ -11,6 +11,7 @@
 //! cores, about 20 ns a read here), read a few times per batch, never per message.
 
 pub mod budget;
+pub mod crossing;
 pub mod lost;
 pub mod memory;
 pub mod noise;
