@@ -7,8 +7,9 @@
 //! Every wait is counted.
 //!
 //! Owns only indices and slots; never locks. Each index is written by one side and read by the
-//! other (release/acquire), and each side caches the other's index so a push or pop touches the
-//! shared line only when its cached view runs out.
+//! other (release/acquire). The consumer learns that a value has come from the slot itself,
+//! which carries the number of the write that filled it, so one line crosses per value; the
+//! producer caches the consumer's index and reads it only when its cached view runs out.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
@@ -21,18 +22,30 @@ use std::thread::Thread;
 #[derive(Default)]
 struct Padded<T>(T);
 
+/// One slot: a value and the number of the write that filled it, on a line of their own, so
+/// that the consumer learns a value has come and reads it in one miss to the producer's core
+/// (with a separate tail index it was two, one after the other: the index, then the slot).
+#[repr(align(64))]
+struct Slot<T> {
+    /// Position + 1 of the value the slot holds (0: never written). A slot reused a lap later
+    /// holds a number a whole capacity behind, so a stale one never matches.
+    seq: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
 struct Shared<T> {
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    slots: Box<[Slot<T>]>,
     mask: usize,
     /// Next slot to read; written by the consumer only.
     head: Padded<AtomicUsize>,
-    /// Next slot to write; written by the producer only.
+    /// Next slot to write; written by the producer only. The consumer reads slots, not this;
+    /// it serves [`Consumer::len`] and the parking protocol.
     tail: Padded<AtomicUsize>,
 }
 
 // SAFETY: a slot is written only by the producer while it is outside head..tail, and read only by
-// the consumer while inside; the release store of `tail` (resp. `head`) publishes the write (resp.
-// the read) before the other side can see the slot change hands.
+// the consumer while inside; the release store of the slot's `seq` (resp. of `head`) publishes
+// the write (resp. the read) before the other side can see the slot change hands.
 unsafe impl<T: Send> Sync for Shared<T> {}
 unsafe impl<T: Send> Send for Shared<T> {}
 
@@ -41,7 +54,7 @@ impl<T> Drop for Shared<T> {
         let (head, tail) = (*self.head.0.get_mut(), *self.tail.0.get_mut());
         for i in head..tail {
             // SAFETY: slots in head..tail hold initialised values no one else can reach now.
-            unsafe { self.slots[i & self.mask].get_mut().assume_init_drop() };
+            unsafe { self.slots[i & self.mask].value.get_mut().assume_init_drop() };
         }
     }
 }
@@ -59,7 +72,6 @@ pub struct Producer<T> {
 pub struct Consumer<T> {
     ring: Arc<Shared<T>>,
     head: usize,
-    tail_seen: usize,
 }
 
 /// A ring with room for `capacity` values (rounded up to a power of two).
@@ -67,7 +79,10 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let cap = capacity.max(2).next_power_of_two();
     let ring = Arc::new(Shared {
         slots: (0..cap)
-            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .map(|_| Slot {
+                seq: AtomicUsize::new(0),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            })
             .collect(),
         mask: cap - 1,
         head: Padded(AtomicUsize::new(0)),
@@ -79,11 +94,7 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         head_seen: 0,
         head_loads: 0,
     };
-    let c = Consumer {
-        ring,
-        head: 0,
-        tail_seen: 0,
-    };
+    let c = Consumer { ring, head: 0 };
     (p, c)
 }
 
@@ -99,9 +110,11 @@ impl<T: Send> Producer<T> {
                 return Err(v);
             }
         }
+        let slot = &r.slots[self.tail & r.mask];
         // SAFETY: the slot is outside head..tail, so the consumer does not touch it (see Shared).
-        unsafe { (*r.slots[self.tail & r.mask].get()).write(v) };
+        unsafe { (*slot.value.get()).write(v) };
         self.tail += 1;
+        slot.seq.store(self.tail, Ordering::Release);
         r.tail.0.store(self.tail, Ordering::Release);
         Ok(())
     }
@@ -112,14 +125,12 @@ impl<T: Send> Consumer<T> {
     #[inline]
     pub fn try_pop(&mut self) -> Option<T> {
         let r = &*self.ring;
-        if self.head == self.tail_seen {
-            self.tail_seen = r.tail.0.load(Ordering::Acquire);
-            if self.head == self.tail_seen {
-                return None;
-            }
+        let slot = &r.slots[self.head & r.mask];
+        if slot.seq.load(Ordering::Acquire) != self.head + 1 {
+            return None;
         }
-        // SAFETY: the slot is inside head..tail: initialised by the producer, released to us.
-        let v = unsafe { (*r.slots[self.head & r.mask].get()).assume_init_read() };
+        // SAFETY: the slot holds write head + 1: initialised by the producer, released to us.
+        let v = unsafe { (*slot.value.get()).assume_init_read() };
         self.head += 1;
         r.head.0.store(self.head, Ordering::Release);
         Some(v)
@@ -512,6 +523,26 @@ mod tests {
         assert!(!tx.consumer_idle(), "being read");
         rx.give_back(b);
         assert!(tx.consumer_idle());
+    }
+
+    #[test]
+    fn a_slot_written_a_lap_ago_reads_as_empty() {
+        let (mut p, mut c) = ring::<u32>(4);
+        for lap in 0..10u32 {
+            for i in 0..4 {
+                assert!(p.try_push(lap * 4 + i).is_ok());
+            }
+            assert!(p.try_push(99).is_err(), "full at lap {lap}");
+            for i in 0..4 {
+                assert_eq!(c.try_pop(), Some(lap * 4 + i));
+            }
+            assert_eq!(
+                c.try_pop(),
+                None,
+                "every slot holds last lap's number at lap {lap}"
+            );
+            assert!(c.is_empty());
+        }
     }
 
     #[test]
