@@ -63,27 +63,36 @@ pub fn probe(from: usize, to: usize, span: Duration) -> Crossing {
             }
         })
     };
-    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: from });
-    let mut one_way = crate::telemetry::histogram();
-    let end = clock::now_ns() + span.as_nanos() as u64;
-    let mut sent = 1u64;
-    loop {
-        let t0 = clock::now_ns();
-        if t0 >= end {
-            break;
-        }
-        line.0.store(sent, Ordering::Release);
-        // Bounded: an answering thread that lost its CPU for good must not hang the bench.
-        while line.0.load(Ordering::Acquire) != sent + 1 {
-            if clock::now_ns() >= end + 1_000_000_000 {
+    // Timed on a thread of its own, as the answer is: pinning the caller would leave the
+    // bench's main thread, and every thread it spawns after, on `from` alone.
+    let stop = Arc::clone(&done);
+    let time = std::thread::spawn(move || {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: from });
+        let mut one_way = crate::telemetry::histogram();
+        let end = clock::now_ns() + span.as_nanos() as u64;
+        let mut sent = 1u64;
+        loop {
+            let t0 = clock::now_ns();
+            if t0 >= end {
                 break;
             }
-            std::hint::spin_loop();
+            line.0.store(sent, Ordering::Release);
+            // Bounded: an answering thread that lost its CPU for good must not hang the bench.
+            while line.0.load(Ordering::Acquire) != sent + 1 {
+                if clock::now_ns() >= end + 1_000_000_000 {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+            one_way.saturating_record((clock::now_ns() - t0) / 2);
+            sent += 2;
         }
-        one_way.saturating_record((clock::now_ns() - t0) / 2);
-        sent += 2;
-    }
-    done.store(true, Ordering::Relaxed);
+        one_way
+    });
+    let one_way = time
+        .join()
+        .unwrap_or_else(|_| crate::telemetry::histogram());
+    stop.store(true, Ordering::Relaxed);
     let _ = answer.join();
     Crossing { from, to, one_way }
 }
