@@ -353,12 +353,10 @@ pub fn run(
                         flush(o, false, 0, rep, measure, idle);
                     }
                 }
-                let mut holding = out.iter().any(|o| o.messages > 0);
-                while !pace.waited_until(due, stop, idle, &mut rep.off_cpu, holding) {
-                    // A batch held for a busy shard leaves the moment the shard turns idle,
-                    // not when the next message is due (a message interval later).
+                // A batch held for a busy shard leaves the moment the shard turns idle, not
+                // when the next message is due (a message interval later).
+                while !pace.waited_until(due, stop, idle, &mut rep.off_cpu, holds(&out)) {
                     flush_to_idle_shards(&mut out, rep, measure, idle);
-                    holding = out.iter().any(|o| o.messages > 0);
                 }
             }
         } else if let Some(ts) = pace
@@ -447,6 +445,11 @@ fn push(
     if o.frames.len() >= batch_bytes {
         flush(o, false, 0, rep, measure, idle);
     }
+}
+
+/// Whether a batch holds a message, waiting for its shard.
+fn holds(out: &[Outbound]) -> bool {
+    out.iter().any(|o| o.messages > 0)
 }
 
 /// Sends every batch that holds a message.

@@ -450,16 +450,16 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
             // The buffer goes home before the events are built: the ingress sees the shard
             // idle one event write sooner and sends what it holds while the shard emits.
             ctx.feed.hand_back(buf);
+            if let Some(a) = &applied {
+                emit(&mut ctx, &books, &mut out, &mut rep, a);
+            }
+            ctx.feed.wake_producer();
             if let Some(a) = applied {
-                emit(&mut ctx, &books, &mut out, &mut rep, &a);
-                ctx.feed.wake_producer();
                 fed_last |= a.last;
                 let mark = (a.checkpoint, a.session);
                 if let (Some(w), true) = (&mut writer, mark.0 > 0) {
                     w.begin(mark.0, || head(&ctx, &out, mark), &mut books, &mut rep);
                 }
-            } else {
-                ctx.feed.wake_producer();
             }
             busy = true;
             glommio::yield_if_needed().await;
@@ -572,8 +572,6 @@ fn head(ctx: &ShardCtx, out: &Out, (applied, session): (u64, [u8; 10])) -> Shard
     }
 }
 
-/// Applies one feed batch and sends its events; returns whether it was the last, and its
-/// checkpoint mark (0: none) with the feed's session.
 /// What the shard keeps of a feed batch once its frames are applied (the buffer goes home
 /// before the batch's events are built and sent).
 struct Applied {
