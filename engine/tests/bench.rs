@@ -107,6 +107,18 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
             "no crossing"
         );
     }
+    // The shard CPU's speed at a fixed slice of work, probed around the replay with the noise.
+    let speed = &j["speed"];
+    assert_eq!(speed["passes"], 10, "{speed}");
+    for k in [
+        "apply_before_ns",
+        "apply_after_ns",
+        "miss_before_ns",
+        "miss_after_ns",
+    ] {
+        let v = speed[k].as_f64().unwrap_or(0.0);
+        assert!(v > 0.0 && v < 1e6, "speed.{k}: {speed}");
+    }
     // The floor of the run itself, from the data path's own time off its CPUs: recorded when
     // the ingress and the shard each have a CPU (a 1-CPU machine has it null).
     let run = &j["run_floor"];

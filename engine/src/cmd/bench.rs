@@ -39,6 +39,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let scope: Scope = a.scope.into();
     let before = probe_noise(&cfg, a.noise_ms);
     let crossed_before = probe_crossing(&cfg, a.noise_ms);
+    let speed_work = speed_work(a.noise_ms)?;
+    let speed_before = probe_speed(&cfg, speed_work.as_ref());
     eprintln!(
         "tickcore bench: generating {} {} messages (seed {})...",
         scope.name(),
@@ -154,6 +156,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     result["vs_floor"] = vs_floor(&result, "noise");
     if let (Some(b), Some(after)) = (crossed_before, probe_crossing(&cfg, a.noise_ms)) {
         result["crossing"] = crate::telemetry::crossing::json(&b, &after, CROSSING_PROBE);
+    }
+    if let (Some(b), Some(after)) = (speed_before, probe_speed(&cfg, speed_work.as_ref())) {
+        result["speed"] = crate::telemetry::speed::json(&b, &after);
     }
     // The same floor from the run itself: what the data path's own threads lost meanwhile.
     let shard_off: Vec<_> = r.shards.iter().map(|s| s.off_cpu.as_ref()).collect();
@@ -315,6 +320,26 @@ fn probe_crossing(cfg: &Config, ms: u64) -> Option<crate::telemetry::crossing::C
     }
     eprintln!("tickcore bench: timing the crossing from CPU {from} to CPU {to}...");
     Some(crate::telemetry::crossing::probe(from, to, CROSSING_PROBE))
+}
+
+/// The fixed work the speed probe times, when the noise is probed (`--noise-ms 0` skips it).
+fn speed_work(ms: u64) -> Result<Option<crate::telemetry::speed::Work>> {
+    if ms == 0 {
+        return Ok(None);
+    }
+    crate::telemetry::speed::Work::new()
+        .map(Some)
+        .map_err(|e| Failure::new(format!("cannot build the speed probe's session: {e}")))
+}
+
+/// Times the first shard's CPU at a fixed slice of work (see [`crate::telemetry::speed`]).
+fn probe_speed(
+    cfg: &Config,
+    work: Option<&crate::telemetry::speed::Work>,
+) -> Option<crate::telemetry::speed::Speed> {
+    let (work, cpu) = (work?, cfg.shard_cpu(0));
+    eprintln!("tickcore bench: timing CPU {cpu}'s speed at a fixed slice of work...");
+    Some(crate::telemetry::speed::probe(cpu, work))
 }
 
 /// The JSON's `noise`, from the probes before and after the replay together (`null` when
@@ -525,10 +550,29 @@ fn table(j: &serde_json::Value) -> String {
             per.map_or("-".into(), |p| format!("{:.1}x", hop / p))
         );
     }
-    let secs = &j["degrade"]["seconds_at_level"];
+    if let Some(v) = j["speed"].as_object() {
+        let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+        s += &format!(
+            "  CPU {} speed: a fixed m7 slice applies at {:.1} ns/message (before {:.1}, after {:.1}); a load past the caches {:.0} ns (before {:.0}, after {:.0})\n",
+            v["cpu"],
+            f("apply_ns_per_message"),
+            f("apply_before_ns"),
+            f("apply_after_ns"),
+            f("miss_ns"),
+            f("miss_before_ns"),
+            f("miss_after_ns")
+        );
+    }
+    let secs: Vec<String> = j["degrade"]["seconds_at_level"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| format!("{:.1}", v.as_f64().unwrap_or(0.0)))
+        .collect();
     s += &format!(
-        "  degrade: {} change(s), seconds at level {secs}; peak RSS {} MiB\n",
+        "  degrade: {} change(s), seconds at level [{}]; peak RSS {} MiB\n",
         j["degrade"]["changes"].as_array().map_or(0, Vec::len),
+        secs.join(", "),
         j["peak_rss_bytes"].as_u64().unwrap_or(0) >> 20
     );
     for k in j["sinks"].as_array().into_iter().flatten() {

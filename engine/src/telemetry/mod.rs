@@ -16,6 +16,7 @@ pub mod lost;
 pub mod memory;
 pub mod noise;
 pub mod offcpu;
+pub mod speed;
 
 use crate::runtime::ring::{self, Consumer, Producer};
 use hdrhistogram::Histogram;
