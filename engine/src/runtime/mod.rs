@@ -456,7 +456,7 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         reporter: bundle.reporter,
                         directory: bundle.directory,
                         measure,
-                        off_cpu: bundle.off_cpu,
+                        off_cpu: bundle.own_cpu,
                     };
                     let idle = &mut || {
                         turn(&mut inline_control);
@@ -471,6 +471,7 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         stop,
                         tel,
                         marks,
+                        bundle.own_cpu,
                         idle,
                     );
                     let report =

@@ -29,9 +29,10 @@ pub struct IngressBundle {
     pub directory: Producer<([u8; 8], u16)>,
     /// Its thread id, for the watcher.
     pub tid: Tid,
-    /// Whether it records its time off its CPU: only with the CPU to itself (no shard, no
-    /// sink beside it), where every other task that runs there is the machine's.
-    pub off_cpu: bool,
+    /// Whether it has its CPU to itself (no shard, no sink beside it; threads that sleep may
+    /// share it). Then it records its time off the CPU, since every other task that runs there
+    /// is the machine's, and its waits make no system call.
+    pub own_cpu: bool,
 }
 
 /// What one storage adapter's thread owns.
@@ -245,7 +246,7 @@ impl Topology {
                 reporter: ingress_reporter,
                 directory: dir_tx,
                 tid: ingress_tid,
-                off_cpu: plan.threads[0].wait == Wait::Spin,
+                own_cpu: plan.threads[0].wait == Wait::Spin,
             },
             shards,
             consumer: consumer::Consumer::new(
