@@ -360,6 +360,7 @@ pub fn run(
                 // when the next message is due (a message interval later).
                 while !pace.waited_until(due, stop, idle, &mut rep.off_cpu, holds(&out)) {
                     flush_to_idle_shards(&mut out, rep, measure, idle);
+                    out.iter().for_each(|o| o.link.keep_warm());
                 }
             }
         } else if let Some(ts) = pace

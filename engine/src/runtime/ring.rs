@@ -136,6 +136,20 @@ impl<T: Send> Consumer<T> {
         Some(v)
     }
 
+    /// Asks for the line of the slot the next pop reads (a hint: it never faults or waits).
+    #[inline]
+    pub fn prefetch_next(&self) {
+        let r = &*self.ring;
+        let slot: *const Slot<T> = &r.slots[self.head & r.mask];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.cast())
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
+
     /// Values waiting (a snapshot).
     pub fn len(&self) -> usize {
         self.ring.tail.0.load(Ordering::Acquire) - self.head
@@ -400,6 +414,17 @@ impl<B: Send> Sender<B> {
     /// buffer it hands back. Measured on v3k at max speed: 3% of the shard's time was that wake.
     pub fn never_park(&mut self) {
         self.producer_waker.spin_only();
+    }
+
+    /// For a producer that waits with nothing to send: reads the return ring's index and asks
+    /// for its next slot, so the idle check and the take after the wait find both in cache.
+    /// Each was a miss to the consumer's core after every return: the ingress stage's p50
+    /// (message due -> batch sent) was 0.16-0.17 us without this and 0.10-0.11 us with it
+    /// (m7 at 1M/s, 6 pairs, 2026-12-07 08:35).
+    #[inline]
+    pub fn keep_warm(&self) {
+        std::hint::black_box(self.back.len());
+        self.back.prefetch_next();
     }
 
     /// True when every buffer is back home: the consumer has finished all it was sent and
