@@ -112,6 +112,34 @@ where
     }
 }
 
+/// Asks for the lines of a batch that was just written on another core, all at once, before
+/// it is read: rkyv puts the root at the end and the data at the start, and validation reads
+/// the root, then the data, so the misses came one after the other. The shard's apply p50 per
+/// message fell from 0.27-0.28 to 0.21-0.22 us with it (m7 at 1M/s, one message a batch, 3
+/// pairs, 2026-12-07 08:40). A hint: it never faults or waits.
+#[inline]
+pub fn prefetch(buf: &[u8]) {
+    const LINE: usize = 64;
+    /// Lines asked for from the start: a short batch whole, the start of a long one.
+    const HEAD_LINES: usize = 4;
+    let p = buf.as_ptr();
+    for i in (0..buf.len().min(HEAD_LINES * LINE)).step_by(LINE) {
+        prefetch_line(p.wrapping_add(i));
+    }
+    prefetch_line(p.wrapping_add(buf.len().saturating_sub(1)));
+}
+
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// The feed batch in `buf`, validated.
 pub fn read_feed(buf: &[u8]) -> Result<&ArchivedFeedBatch<'static>, RkyvError> {
     rkyv::access::<ArchivedFeedBatch<'static>, RkyvError>(buf)

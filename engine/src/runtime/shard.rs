@@ -599,6 +599,7 @@ fn apply(
     chaos_until: u64,
 ) -> Option<Applied> {
     let picked = if ctx.measure { clock::now_ns() } else { 0 };
+    batch::prefetch(buf);
     let Ok(b) = batch::read_feed(buf) else {
         rep.bad_batches += 1;
         return None;
