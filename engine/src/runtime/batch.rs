@@ -129,8 +129,9 @@ pub fn prefetch(buf: &[u8]) {
     prefetch_line(p.wrapping_add(buf.len().saturating_sub(1)));
 }
 
+/// Asks for the line at `p` for reading (a hint).
 #[inline(always)]
-fn prefetch_line(p: *const u8) {
+pub fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults, whatever the address.
     unsafe {

@@ -432,6 +432,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
     let mut fed_last = false;
     let mut stop = false;
     let mut idle = Backoff::new();
+    let mut next = NextFeed::default();
     while !(stop && fed_last) {
         if ctx.reporter.off_cpu.recording() {
             ctx.reporter.off_cpu.tick(clock::now_ns());
@@ -439,6 +440,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         let mut busy = false;
         // One batch, then the control ring: a snapshot waits at most one batch's apply.
         if let Some(buf) = ctx.feed.try_recv() {
+            next.saw(buf.as_ptr());
             if let (Some(c), 0) = (ctx.chaos, chaos_until) {
                 chaos_until = if c.for_ns == 0 {
                     u64::MAX
@@ -496,6 +498,7 @@ pub async fn run(mut ctx: ShardCtx) -> (Books, ShardReport) {
         if busy {
             idle = Backoff::new();
         } else if ctx.dedicated {
+            next.ask();
             std::hint::spin_loop();
         } else if ctx.beside_feed && !idle.should_park() {
             std::thread::yield_now();
@@ -569,6 +572,51 @@ fn head(ctx: &ShardCtx, out: &Out, (applied, session): (u64, [u8; 10])) -> Shard
         feed_time: 0,
         books: Default::default(),
         clocks: vec![out.s1.capture(), out.m1.capture()],
+    }
+}
+
+/// The feed buffers in the order they come: both rings of a link are FIFO and its buffers a
+/// fixed set, so they come round in the same order lap after lap. A spinning shard asks for
+/// the next one's first lines with every poll of the ring, so that when the batch comes its
+/// lines and the ring's slot cross together instead of one after the other: apply p50 per
+/// message 0.21-0.23 -> 0.14-0.20 us, e2e p50 -30-70 ns (m7 and v3k at 1M/s, 5 pairs,
+/// 2026-12-07 09:05). A buffer that grew moves; its new address is learnt when it comes.
+#[derive(Default)]
+struct NextFeed {
+    /// Each buffer's address, in the order they came (the first lap, kept up to date).
+    order: Vec<usize>,
+    /// Buffers seen.
+    seen: usize,
+    /// The lap length, once a buffer came round again.
+    lap: Option<usize>,
+}
+
+impl NextFeed {
+    fn saw(&mut self, p: *const u8) {
+        let a = p as usize;
+        match self.lap {
+            Some(n) => self.order[self.seen % n] = a,
+            None if self.order.first() == Some(&a) => {
+                self.lap = Some(self.order.len());
+            }
+            None if self.order.len() < 4096 => self.order.push(a),
+            None => {}
+        }
+        self.seen += 1;
+    }
+
+    /// The address of the buffer expected next, once a lap has been seen.
+    fn expected(&self) -> Option<usize> {
+        self.lap.map(|n| self.order[self.seen % n])
+    }
+
+    /// Asks for the first two lines of the buffer expected next (a hint).
+    fn ask(&self) {
+        if let Some(a) = self.expected() {
+            let p = a as *const u8;
+            batch::prefetch_line(p);
+            batch::prefetch_line(p.wrapping_add(64));
+        }
     }
 }
 
@@ -826,6 +874,24 @@ fn snapshot(books: &Books, out: &Out, locate: u16) -> Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_feed_buffer_is_expected_once_they_came_round_and_a_moved_one_is_learnt() {
+        // A link of three buffers: a lap is 0x100, 0x200, 0x300.
+        let mut next = NextFeed::default();
+        for a in [0x100, 0x200, 0x300] {
+            assert_eq!(next.expected(), None, "no lap seen yet");
+            next.saw(a as *const u8);
+        }
+        next.saw(0x100 as *const u8);
+        assert_eq!(next.expected(), Some(0x200));
+        // The buffer at 0x200 grew and moved to 0x900: missed once, then expected.
+        next.saw(0x900 as *const u8);
+        assert_eq!(next.expected(), Some(0x300));
+        next.saw(0x300 as *const u8);
+        next.saw(0x100 as *const u8);
+        assert_eq!(next.expected(), Some(0x900));
+    }
 
     #[test]
     fn a_batch_times_each_of_its_messages_from_the_first_to_the_last() {
