@@ -95,6 +95,13 @@ fn the_result_has_every_field_and_a_better_baseline_fails_the_gate() {
             j["vs_floor"]
         );
     }
+    // The snapshot round trip over the same floor's p99.
+    let r = &j["vs_floor"]["snapshot_p99"];
+    assert!(
+        r.is_f64() || (r.is_null() && noise["floor_p99_ns"] == 0),
+        "vs_floor.snapshot_p99: {}",
+        j["vs_floor"]
+    );
     // The crossing between the ingress's CPU and the shard's, probed around the replay when
     // they differ (a 1-CPU machine has none).
     if let Some(c) = j["crossing"].as_object() {
