@@ -585,8 +585,8 @@ fn head(ctx: &ShardCtx, out: &Out, (applied, session): (u64, [u8; 10])) -> Shard
 struct NextFeed {
     /// Each buffer's address, in the order they came (the first lap, kept up to date).
     order: Vec<usize>,
-    /// Buffers seen.
-    seen: usize,
+    /// Where the next one sits in `order`.
+    at: usize,
     /// The lap length, once a buffer came round again.
     lap: Option<usize>,
 }
@@ -595,22 +595,26 @@ impl NextFeed {
     fn saw(&mut self, p: *const u8) {
         let a = p as usize;
         match self.lap {
-            Some(n) => self.order[self.seen % n] = a,
+            Some(n) => {
+                self.order[self.at] = a;
+                self.at = (self.at + 1) % n;
+            }
             None if self.order.first() == Some(&a) => {
                 self.lap = Some(self.order.len());
+                self.at = 1 % self.order.len();
             }
             None if self.order.len() < 4096 => self.order.push(a),
             None => {}
         }
-        self.seen += 1;
     }
 
     /// The address of the buffer expected next, once a lap has been seen.
     fn expected(&self) -> Option<usize> {
-        self.lap.map(|n| self.order[self.seen % n])
+        self.lap.map(|_| self.order[self.at])
     }
 
-    /// Asks for the first two lines of the buffer expected next (a hint).
+    /// Asks for the first two lines of the buffer expected next (a hint; it runs with every
+    /// poll of an idle shard, so it does no division).
     fn ask(&self) {
         if let Some(a) = self.expected() {
             let p = a as *const u8;
