@@ -112,6 +112,8 @@ where
     }
 }
 
+pub use shards::book::prefetch::touch;
+
 /// Asks for the lines of a batch that was just written on another core, all at once, before
 /// it is read: rkyv puts the root at the end and the data at the start, and validation reads
 /// the root, then the data, so the misses came one after the other. The shard's apply p50 per
@@ -124,21 +126,9 @@ pub fn prefetch(buf: &[u8]) {
     const HEAD_LINES: usize = 4;
     let p = buf.as_ptr();
     for i in (0..buf.len().min(HEAD_LINES * LINE)).step_by(LINE) {
-        prefetch_line(p.wrapping_add(i));
+        touch(p.wrapping_add(i));
     }
-    prefetch_line(p.wrapping_add(buf.len().saturating_sub(1)));
-}
-
-/// Asks for the line at `p` for reading (a hint).
-#[inline(always)]
-pub fn prefetch_line(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    touch(p.wrapping_add(buf.len().saturating_sub(1)));
 }
 
 /// The feed batch in `buf`, validated.

@@ -236,10 +236,10 @@ impl Plan {
 /// long (a shard, a sink, the gateway) or beside the bench's load, it parks when idle. The
 /// admin endpoint and the watch do not count: they sleep on a socket or a timer, and when they
 /// wake the scheduler gives them the CPU within the spinning thread's slice (the ingress's
-/// short waits no longer yield it: a system call there slowed the next batch's hop). A shard that spun beside 50 bench
-/// clients left them its CPU's scraps: the gateway delivered 1.2-1.6 M frames/s with 3-19
-/// clients cut off; parking, 1.74-1.79 M and none (`bench --scope m7 --rate 1M --ws-clients
-/// 50`, 2 runs each, 2026-12-06).
+/// short waits no longer yield it: a system call there slowed the next batch's hop). A shard
+/// that spun beside 50 bench clients left them its CPU's scraps: the gateway delivered 1.2-1.6
+/// M frames/s with 3-19 clients cut off; parking, 1.74-1.79 M and none (`bench --scope m7
+/// --rate 1M --ws-clients 50`, 2 runs each, 2026-12-06).
 fn park_where_shared(threads: &mut [ThreadPlan], load_cpu: Option<usize>) {
     let busy = |r: &Role| matches!(r, Role::Shard(_) | Role::Sink(_) | Role::Gateway);
     let busy_cpus: Vec<usize> = threads

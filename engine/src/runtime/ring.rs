@@ -140,14 +140,7 @@ impl<T: Send> Consumer<T> {
     #[inline]
     pub fn prefetch_next(&self) {
         let r = &*self.ring;
-        let slot: *const Slot<T> = &r.slots[self.head & r.mask];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.cast())
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = slot;
+        shards::book::prefetch::touch(&r.slots[self.head & r.mask]);
     }
 
     /// Values waiting (a snapshot).

@@ -618,8 +618,8 @@ impl NextFeed {
     fn ask(&self) {
         if let Some(a) = self.expected() {
             let p = a as *const u8;
-            batch::prefetch_line(p);
-            batch::prefetch_line(p.wrapping_add(64));
+            batch::touch(p);
+            batch::touch(p.wrapping_add(64));
         }
     }
 }
