@@ -233,7 +233,7 @@ fn ws_result(
     n: usize,
     cpus: (usize, usize),
 ) -> Result<(serde_json::Value, String)> {
-    use super::bench_ws::median;
+    use crate::telemetry::median;
     let base = super::bench_ws::baseline(c.kept, n, cpus)?;
     let ours = median(&c.per_s);
     let theirs = median(&base.per_s);

@@ -277,10 +277,3 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
         cpu_ns_per_frame,
     })
 }
-
-/// The median of `v`.
-pub fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}

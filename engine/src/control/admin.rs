@@ -145,7 +145,7 @@ impl Admin {
         let h = std::thread::Builder::new()
             .name("admin".into())
             .spawn(move || {
-                let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                crate::runtime::pin(cpu);
                 crate::runtime::set_nice(nice);
                 serve(self, admin_end, stats, &stop);
             })?;

@@ -52,7 +52,7 @@ pub fn probe(from: usize, to: usize, span: Duration) -> Crossing {
     let answer = {
         let (line, done) = (Arc::clone(&line), Arc::clone(&done));
         std::thread::spawn(move || {
-            let _ = core_affinity::set_for_current(core_affinity::CoreId { id: to });
+            crate::runtime::pin(to);
             let mut expect = 1u64;
             while !done.load(Ordering::Relaxed) {
                 if line.0.load(Ordering::Acquire) == expect {
@@ -65,9 +65,8 @@ pub fn probe(from: usize, to: usize, span: Duration) -> Crossing {
     };
     // Timed on a thread of its own, as the answer is: pinning the caller would leave the
     // bench's main thread, and every thread it spawns after, on `from` alone.
-    let stop = Arc::clone(&done);
     let time = std::thread::spawn(move || {
-        let _ = core_affinity::set_for_current(core_affinity::CoreId { id: from });
+        crate::runtime::pin(from);
         let mut one_way = crate::telemetry::histogram();
         let end = clock::now_ns() + span.as_nanos() as u64;
         let mut sent = 1u64;
@@ -92,7 +91,7 @@ pub fn probe(from: usize, to: usize, span: Duration) -> Crossing {
     let one_way = time
         .join()
         .unwrap_or_else(|_| crate::telemetry::histogram());
-    stop.store(true, Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
     let _ = answer.join();
     Crossing { from, to, one_way }
 }

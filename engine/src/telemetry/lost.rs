@@ -75,7 +75,7 @@ pub fn watch(
     let h = std::thread::Builder::new()
         .name("watch".into())
         .spawn(move || {
-            let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+            crate::runtime::pin(cpu);
             crate::runtime::set_nice(nice);
             let mut last: Vec<Option<u64>> = vec![None; tids.len()];
             let steal = || steal_ns(&steal_cpus).unwrap_or(0);

@@ -86,6 +86,13 @@ impl Stage {
 /// beyond the range ([`StageSet::beyond`]), never clamped into a quantile.
 pub const MAX_NS: u64 = 60_000_000_000;
 
+/// The median of some figures, the upper middle one of an even count (0 for none).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// A fresh histogram: 1 ns to a minute, two significant digits (1% resolution; about 30 KiB,
 /// small enough to keep one per stage per core in cache-friendly reach).
 pub fn histogram() -> Histogram<u64> {

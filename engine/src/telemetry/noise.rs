@@ -107,7 +107,7 @@ pub fn probe(cpus: &[usize], span: Duration) -> Vec<CpuNoise> {
 }
 
 fn spin(cpu: usize, span: Duration) -> CpuNoise {
-    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+    crate::runtime::pin(cpu);
     let mut gaps = crate::telemetry::histogram();
     let start = clock::now_ns();
     let end = start + span.as_nanos() as u64;

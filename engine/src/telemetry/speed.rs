@@ -18,6 +18,7 @@
 //! crossing's are, because the phase can flip during a run. Never runs during a replay: it
 //! would take the shard's CPU.
 
+use super::median;
 use crate::runtime::clock;
 use shards::book::{Books, Prefetch};
 use shards::synth::{generate, GenConfig, Profile, Scope};
@@ -88,7 +89,7 @@ fn cycle(lines: usize, seed: u64) -> Vec<u64> {
 pub fn probe(cpu: usize, work: &Work) -> Speed {
     std::thread::scope(|s| {
         s.spawn(|| {
-            let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+            crate::runtime::pin(cpu);
             Speed {
                 cpu,
                 apply_ns: (0..PASSES).map(|_| apply_pass(&work.session)).collect(),
@@ -123,13 +124,6 @@ fn chase_pass(words: &[u64]) -> f64 {
     let ns = clock::now_ns() - t0;
     std::hint::black_box(at);
     ns as f64 / CHASE_STEPS as f64
-}
-
-/// The median of some figures, the upper middle one of an even count (0 for none).
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The JSON's `speed`: each figure's median over both probes, and each probe's.
