@@ -251,28 +251,49 @@ pub struct IngressReport {
     pub off_cpu: Option<crate::telemetry::offcpu::Record>,
 }
 
+/// Where the ingress sends: which shard owns each locate, a link to each shard, and the bytes
+/// of frames a batch holds at most.
+pub struct Outlets<'a> {
+    /// Locate -> shard.
+    pub routes: &'a Routes,
+    /// One link per shard, in shard order.
+    pub links: Vec<Sender<Buf>>,
+    /// Bytes of frames that close a batch.
+    pub batch_bytes: usize,
+}
+
+/// How the ingress paces the feed and waits for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    /// The replay's speed.
+    pub speed: Speed,
+    /// No busy thread shares its CPU (threads that sleep may), so its waits make no system
+    /// call (see [`Pacer::waited_until`]).
+    pub own_cpu: bool,
+}
+
 /// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
 /// last batch, so everything handed over is applied.
 ///
 /// `idle` is work of other roles that share this thread's CPU (the event consumer and the
 /// control core, on a small machine); it runs when the ingress would otherwise wait (ahead of the schedule, or
 /// every buffer of a link in flight) and after each batch sent, and returns whether it did
-/// anything. Pass `|| false` when the ingress has its CPU to itself. `own_cpu`: no busy thread
-/// shares its CPU (threads that sleep may), so its waits make no system call (see
-/// [`Pacer::waited_until`]).
-#[allow(clippy::too_many_arguments)]
+/// anything. Pass `|| false` when the ingress has its CPU to itself.
 pub fn run(
     source: &impl Source,
-    routes: &Routes,
-    links: Vec<Sender<Buf>>,
-    batch_bytes: usize,
-    speed: Speed,
+    outlets: Outlets<'_>,
+    pacing: Pacing,
     stop: &AtomicBool,
     mut tel: IngressTelemetry,
     mut marks: crate::checkpoint::marks::Marks,
-    own_cpu: bool,
     idle: &mut dyn FnMut() -> bool,
 ) -> IngressReport {
+    let Outlets {
+        routes,
+        links,
+        batch_bytes,
+    } = outlets;
+    let Pacing { speed, own_cpu } = pacing;
     let mut out: Vec<Outbound> = links
         .into_iter()
         .map(|link| Outbound {
@@ -697,18 +718,16 @@ mod tests {
             }
             did
         };
-        let r = run(
-            &source,
-            &routes,
-            vec![tx],
-            1 << 17,
-            Speed::Rate(rate),
-            &stop,
-            tel,
-            marks,
-            false,
-            &mut idle,
-        );
+        let outlets = Outlets {
+            routes: &routes,
+            links: vec![tx],
+            batch_bytes: 1 << 17,
+        };
+        let pacing = Pacing {
+            speed: Speed::Rate(rate),
+            own_cpu: false,
+        };
+        let r = run(&source, outlets, pacing, &stop, tel, marks, &mut idle);
         assert_eq!(r.messages, n);
         idle();
         seen

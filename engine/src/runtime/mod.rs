@@ -462,18 +462,16 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         turn(&mut inline_control);
                         inline_consumer.as_mut().is_some_and(|c| c.poll())
                     };
-                    let r = ingress::run(
-                        source,
+                    let outlets = ingress::Outlets {
                         routes,
-                        bundle.links,
+                        links: bundle.links,
                         batch_bytes,
+                    };
+                    let pacing = ingress::Pacing {
                         speed,
-                        stop,
-                        tel,
-                        marks,
-                        bundle.own_cpu,
-                        idle,
-                    );
+                        own_cpu: bundle.own_cpu,
+                    };
+                    let r = ingress::run(source, outlets, pacing, stop, tel, marks, idle);
                     let report =
                         inline_consumer.map(|c| c.drain_with(&mut || turn(&mut inline_control)));
                     (r, report, inline_control)
