@@ -37,10 +37,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         machine_cpus(),
     )?;
     let scope: Scope = a.scope.into();
-    let before = probe_noise(&cfg, a.noise_ms);
-    let crossed_before = probe_crossing(&cfg, a.noise_ms);
-    let speed_work = speed_work(a.noise_ms)?;
-    let speed_before = probe_speed(&cfg, speed_work.as_ref());
+    let prober = super::bench_probes::Prober::new(&cfg, a.noise_ms)?;
+    let before = prober.as_ref().map(|p| p.take());
     eprintln!(
         "tickcore bench: generating {} {} messages (seed {})...",
         scope.name(),
@@ -151,15 +149,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         None => String::new(),
     };
     // The floor brackets the replay: probed before and after it, the gaps of both together.
-    let after = probe_noise(&cfg, a.noise_ms);
-    result["noise"] = noise_json(&cfg, a.noise_ms, before, after);
+    match (&prober, before) {
+        (Some(p), Some(b)) => p.record(b, p.take(), &mut result),
+        _ => result["noise"] = serde_json::Value::Null,
+    }
     result["vs_floor"] = vs_floor(&result, "noise");
-    if let (Some(b), Some(after)) = (crossed_before, probe_crossing(&cfg, a.noise_ms)) {
-        result["crossing"] = crate::telemetry::crossing::json(&b, &after, CROSSING_PROBE);
-    }
-    if let (Some(b), Some(after)) = (speed_before, probe_speed(&cfg, speed_work.as_ref())) {
-        result["speed"] = crate::telemetry::speed::json(&b, &after);
-    }
     // The same floor from the run itself: what the data path's own threads lost meanwhile.
     let shard_off: Vec<_> = r.shards.iter().map(|s| s.off_cpu.as_ref()).collect();
     result["run_floor"] =
@@ -277,15 +271,6 @@ fn ws_result(
     Ok((j, text))
 }
 
-/// The paths a message takes (ingress CPU, then its shard's).
-fn noise_paths(cfg: &Config) -> Vec<Vec<usize>> {
-    let feed = cfg.feed_cpu.value;
-    (0..cfg.shards.value)
-        .map(|i| vec![feed, cfg.shard_cpu(i)])
-        .collect()
-}
-
-/// Probes the gaps of the CPUs a message crosses for `ms` (nothing when 0).
 /// Checkpoints every `every_s` of feed time into a directory of the benchmark's own (emptied
 /// first), or none.
 fn checkpoints(every_s: u64, shards: usize) -> Result<Option<runtime::CheckpointOpts>> {
@@ -297,73 +282,6 @@ fn checkpoints(every_s: u64, shards: usize) -> Result<Option<runtime::Checkpoint
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::at(&dir, format!("cannot create the directory: {e}")))?;
     Ok(Some(runtime::CheckpointOpts::new(dir, every_s, shards)))
-}
-
-fn probe_noise(cfg: &Config, ms: u64) -> Vec<crate::telemetry::noise::CpuNoise> {
-    if ms == 0 {
-        return Vec::new();
-    }
-    let cpus: Vec<usize> = noise_paths(cfg).into_iter().flatten().collect();
-    eprintln!("tickcore bench: measuring this machine's noise on CPUs {cpus:?} for {ms} ms...");
-    crate::telemetry::noise::probe(&cpus, std::time::Duration::from_millis(ms))
-}
-
-/// How long each crossing probe passes its line back and forth.
-const CROSSING_PROBE: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Probes the crossing from the ingress's CPU to the first shard's, when they differ and the
-/// noise is probed (`--noise-ms 0` skips both).
-fn probe_crossing(cfg: &Config, ms: u64) -> Option<crate::telemetry::crossing::Crossing> {
-    let (from, to) = (cfg.feed_cpu.value, cfg.shard_cpu(0));
-    if ms == 0 || from == to {
-        return None;
-    }
-    eprintln!("tickcore bench: timing the crossing from CPU {from} to CPU {to}...");
-    Some(crate::telemetry::crossing::probe(from, to, CROSSING_PROBE))
-}
-
-/// The fixed work the speed probe times, when the noise is probed (`--noise-ms 0` skips it).
-fn speed_work(ms: u64) -> Result<Option<crate::telemetry::speed::Work>> {
-    if ms == 0 {
-        return Ok(None);
-    }
-    crate::telemetry::speed::Work::new()
-        .map(Some)
-        .map_err(|e| Failure::new(format!("cannot build the speed probe's session: {e}")))
-}
-
-/// Times the first shard's CPU at a fixed slice of work (see [`crate::telemetry::speed`]).
-fn probe_speed(
-    cfg: &Config,
-    work: Option<&crate::telemetry::speed::Work>,
-) -> Option<crate::telemetry::speed::Speed> {
-    let (work, cpu) = (work?, cfg.shard_cpu(0));
-    eprintln!("tickcore bench: timing CPU {cpu}'s speed at a fixed slice of work...");
-    Some(crate::telemetry::speed::probe(cpu, work))
-}
-
-/// The JSON's `noise`, from the probes before and after the replay together (`null` when
-/// `ms` is 0), and what floor they put under e2e.
-fn noise_json(
-    cfg: &Config,
-    ms: u64,
-    before: Vec<crate::telemetry::noise::CpuNoise>,
-    after: Vec<crate::telemetry::noise::CpuNoise>,
-) -> serde_json::Value {
-    use crate::telemetry::noise;
-    if ms == 0 {
-        return serde_json::Value::Null;
-    }
-    let both = noise::combine(before, after);
-    let span = std::time::Duration::from_millis(2 * ms);
-    let j = noise::json(&both, &noise_paths(cfg), span);
-    let ns = |k: &str| pretty(j[k].as_u64().unwrap_or(0));
-    eprintln!(
-        "tickcore bench: the floor lost CPU time alone puts under e2e: p99 {}, p99.9 {}",
-        ns("floor_p99_ns"),
-        ns("floor_p999_ns")
-    );
-    j
 }
 
 /// e2e over the floor in `j[of]` at p99 and p99.9 (`null` where either is missing or the

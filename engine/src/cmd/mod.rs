@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_admin;
 pub mod bench_live;
+pub mod bench_probes;
 pub mod bench_recover;
 pub mod bench_ws;
 pub mod book;
