@@ -164,13 +164,32 @@ impl StageSet {
 
     /// Adds every histogram of `other`.
     pub fn merge(&mut self, other: &StageSet) {
-        for (a, b) in self.hists.iter_mut().zip(&other.hists) {
-            // Same bounds on both sides: adding cannot fail (and an empty one adds nothing).
-            let _ = a.add(b);
+        for s in STAGES {
+            self.merge_stage(other, s);
         }
-        for (a, b) in self.beyond.iter_mut().zip(other.beyond) {
-            *a += b;
+    }
+
+    /// Whether `stage` recorded anything (in its histogram or beyond it).
+    pub fn holds(&self, stage: Stage) -> bool {
+        !self.hists[stage.index()].is_empty() || self.beyond[stage.index()] > 0
+    }
+
+    /// Adds `other`'s samples of `stage`. A histogram that holds anything is added counter by
+    /// counter, all of them (about 3,800): 6-8 us here.
+    pub fn merge_stage(&mut self, other: &StageSet, stage: Stage) {
+        let i = stage.index();
+        // Same bounds on both sides: adding cannot fail (and an empty one adds nothing).
+        let _ = self.hists[i].add(&other.hists[i]);
+        self.beyond[i] += other.beyond[i];
+    }
+
+    /// Empties the histogram of `stage` (keeps its memory) and its count beyond it.
+    pub fn reset_stage(&mut self, stage: Stage) {
+        let i = stage.index();
+        if !self.hists[i].is_empty() {
+            self.hists[i].reset();
         }
+        self.beyond[i] = 0;
     }
 
     /// Empties every histogram (keeps their memory); an empty one is left alone (a reset
