@@ -219,9 +219,6 @@ pub struct Hub {
     limits: Limits,
     stats: Arc<GatewayStats>,
     reporter: Reporter,
-    /// Where every writer gathers its frames before it writes them: one buffer for all
-    /// clients, so the copy lands in cache (see [`socket::Outbound::write_now`]).
-    staging: Vec<u8>,
 }
 
 struct Slot {
@@ -286,7 +283,6 @@ impl Hub {
             limits,
             stats,
             reporter,
-            staging: Vec::with_capacity(socket::GATHER + (1 << 10)),
         }
     }
 

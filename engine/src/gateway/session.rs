@@ -215,13 +215,10 @@ async fn writer(
     let mut ingress_ns = Vec::with_capacity(1024);
     loop {
         loop {
-            match take(hub, id, &mut ingress_ns) {
+            match take(hub, id, out.buffer(), &mut ingress_ns) {
                 Taken::Gone => return,
                 Taken::Slow => return cut_off(out, hub, id).await,
                 Taken::Frames => {}
-            }
-            if out.write_now(&hub.borrow().staging).is_err() {
-                return;
             }
             tokio::select! {
                 sent = out.flush() => if sent.is_err() { return },
@@ -252,14 +249,12 @@ enum Taken {
     Gone,
 }
 
-/// Copies frames of the client's queue into the hub's staging buffer up to [`GATHER`] bytes,
-/// and `ingress_ns` with the ingress ns of what each carries (0: none); marks a write in
-/// progress for the hub's patrol when it took any.
-fn take(hub: &Shared, id: usize, ingress_ns: &mut Vec<u64>) -> Taken {
+/// Copies frames of the client's queue into `buf` up to [`GATHER`] bytes, and `ingress_ns` with
+/// the ingress ns of what each carries (0: none); marks a write in progress for the hub's
+/// patrol when it took any.
+fn take(hub: &Shared, id: usize, buf: &mut Vec<u8>, ingress_ns: &mut Vec<u64>) -> Taken {
     let mut h = hub.borrow_mut();
     let h = &mut *h;
-    let buf = &mut h.staging;
-    buf.clear();
     let Some(slot) = h.clients.get_mut(id).and_then(Option::as_mut) else {
         return Taken::Gone;
     };

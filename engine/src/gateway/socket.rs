@@ -1,10 +1,9 @@
 //! One WebSocket connection's TCP socket, split in two halves with no lock between them.
 //! The read half goes to tungstenite, which parses what the client sends. The control frames
 //! tungstenite answers with (a pong, a close's echo) are diverted to the write half.
-//! The write half writes encoded frames ([`wire`](super::wire)) gathered in the hub's one
-//! staging buffer as far as the socket takes them at once, and copies what it did not take
-//! into the connection's own buffer, which it writes whole, keeping its place, so a write cut
-//! short by an eviction can still finish what it began.
+//! The write half copies encoded frames ([`wire`](super::wire)) into one buffer and writes it
+//! whole, keeping its place, so a write cut short by an eviction can still finish what it
+//! began.
 //!
 //! Why a copy and not `writev` of the shared frames: gathered from 81 places a write (the
 //! average with 50 clients), the kernel's copy cost what the user-space copy saved; CPU per
@@ -119,9 +118,7 @@ impl Outbound {
         Outbound {
             tcp,
             control,
-            // Only what the socket did not take at once lands here: most connections never
-            // need it to grow.
-            buf: Vec::new(),
+            buf: Vec::with_capacity(GATHER + (1 << 10)),
             sent: 0,
         }
     }
@@ -131,31 +128,15 @@ impl Outbound {
         self.sent == self.buf.len()
     }
 
-    /// Writes `staged` (whole frames) now, as far as the socket takes it without waiting; the
-    /// rest is copied into the connection's own buffer for [`flush`](Self::flush). Only when
-    /// idle, and with no control frames waiting (they go between whole frames).
-    ///
-    /// Why a buffer shared by all clients: with 100 clients the copy into each connection's
-    /// own buffer was 18% of the gateway's samples, at stores into lines last written a
-    /// round of clients earlier and long out of cache (perf, 2026-12-07).
-    pub fn write_now(&mut self, staged: &[u8]) -> io::Result<()> {
+    /// The buffer to copy frames into, emptied; only when idle.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
         assert!(
             self.idle(),
             "frames handed over before the last ones were written"
         );
         self.buf.clear();
         self.sent = 0;
-        let wrote = if !staged.is_empty() && self.control.bytes.borrow().is_empty() {
-            match self.tcp.try_write(staged) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => return Err(e),
-            }
-        } else {
-            0
-        };
-        self.buf.extend_from_slice(&staged[wrote..]);
-        Ok(())
+        &mut self.buf
     }
 
     /// Writes what was handed over, then any control frames. Cancel-safe: a cancelled call
