@@ -259,7 +259,11 @@ fn run_with_admin(args: &[&str], meanwhile: impl FnOnce(&str)) -> Value {
     let addr = admin_addr(&mut child);
     meanwhile(&addr);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{args:?}");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
