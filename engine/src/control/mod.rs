@@ -563,7 +563,8 @@ impl ControlCore {
             self.interval_shards.note(&iv);
             self.interval_messages += iv.items;
         }
-        iv.stages.reset();
+        // `merge_some` cleared each stage it merged, and the others held nothing.
+        debug_assert!(STAGES.iter().all(|&s| !iv.stages.holds(s)), "a stage left");
         iv.items = 0;
         iv.events = 0;
         iv.lost = 0;

@@ -195,11 +195,9 @@ impl StageSet {
     /// Empties every histogram (keeps their memory); an empty one is left alone (a reset
     /// clears all 30 KiB of counters, and a core records three or four stages of seven).
     pub fn reset(&mut self) {
-        self.hists
-            .iter_mut()
-            .filter(|h| !h.is_empty())
-            .for_each(Histogram::reset);
-        self.beyond = [0; STAGES.len()];
+        for s in STAGES {
+            self.reset_stage(s);
+        }
     }
 }
 
