@@ -11,13 +11,16 @@
 //!
 //! A client subscribed to `*` of any channel reads the gateway's shared [`Log`] through a
 //! cursor instead, filtering at read time; its queue then holds only its own frames (acks,
-//! errors, heartbeats, first snapshots) and what the log moved to it when it fell behind.
+//! errors, heartbeats, first snapshots) and what the log moved to it when it fell behind. One
+//! that takes every symbol of its channels and nothing else keeps no stream numbers of its own
+//! while it keeps up: it takes [`runs`](super::runs) shared with every client at its cursor.
 //!
 //! Owns no socket and never waits: the gateway's pump pushes, the connection's writer pops.
 
 use super::log::{Entry, Log};
 use super::market::Market;
 use super::protocol::{self, Channel, Code, Refusal, Symbols, MAX_DEPTH};
+use super::runs::Shape;
 use super::streams::Streams;
 use super::wire::Frame;
 use std::collections::{BTreeSet, VecDeque};
@@ -165,6 +168,11 @@ pub struct Client {
     queue: VecDeque<Item>,
     /// Where it reads the log next, when it reads it (it has a `*` subscription).
     cursor: Option<u64>,
+    /// Its BBO streams stand where those of a client that read the log up to this position
+    /// stand, and `streams` may be behind: it takes shared [`runs`](super::runs) and keeps no
+    /// number of its own. Made explicit again ([`Client::unsync`]) before anything reads or
+    /// changes `streams`.
+    synced: Option<u64>,
     limits: Limits,
     /// Its queue overflowed: nothing more is queued, the connection is closing.
     pub overflowed: bool,
@@ -186,6 +194,7 @@ impl Client {
             marked: Default::default(),
             queue: VecDeque::new(),
             cursor: None,
+            synced: None,
             limits,
             overflowed: false,
             conflated: 0,
@@ -220,13 +229,85 @@ impl Client {
         self.cursor
     }
 
+    /// The channels it takes of every symbol, when that is all it takes (no depth, nothing
+    /// named): the shape a shared run is rendered for.
+    fn shape(&self) -> Option<Shape> {
+        if !self.subs[DEPTH].is_empty() {
+            return None;
+        }
+        let mut shape = 0;
+        for k in [TRADES, BBO, BARS] {
+            let sel = &self.subs[k];
+            if !sel.some.is_empty() {
+                return None;
+            }
+            shape |= u8::from(sel.all) << k;
+        }
+        (shape != 0).then_some(shape)
+    }
+
+    /// Where it reads next and its shape, when a shared run serves it: it stands where a
+    /// client that read the log up to its cursor stands, and has nothing of its own queued.
+    pub fn run_key(&self) -> Option<(u64, Shape)> {
+        let at = self.cursor?;
+        if self.synced != Some(at) || !self.queue.is_empty() || self.overflowed {
+            return None;
+        }
+        Some((at, self.shape()?))
+    }
+
+    /// It took a run up to `end`, folding `folded` BBO entries.
+    pub fn took_run(&mut self, end: u64, folded: u64) {
+        assert!(
+            self.cursor.is_some_and(|c| c <= end),
+            "a run that ends before the reader's cursor"
+        );
+        self.cursor = Some(end);
+        self.synced = Some(end);
+        self.conflated += folded;
+    }
+
+    /// After reading one frame at a time: once it has read the log to its end with nothing of
+    /// its own left, and takes every symbol of its channels, shared runs can serve it.
+    pub fn sync_if_current(&mut self, log: &Log) {
+        if self.queue.is_empty() && self.cursor == Some(log.end()) && self.shape().is_some() {
+            self.synced = self.cursor;
+        }
+    }
+
+    /// Writes its BBO streams' numbers down again, where a client that read the log up to
+    /// the position it synced at stands: each symbol's BBO numbered one below the first BBO
+    /// entry after it, or the latest when there is none.
+    pub fn unsync(&mut self, log: &Log, s: &Streams) {
+        let Some(at) = self.synced.take() else {
+            return;
+        };
+        if self.subs[BBO].is_empty() {
+            return;
+        }
+        let bound = s.bbo_bound();
+        for l in 0..bound {
+            let l = l as u16;
+            self.stream(l).bbo = s.bbo_seq(l);
+        }
+        let mut met = vec![false; bound];
+        for pos in at..log.end() {
+            if let Some(Entry::Bbo { locate, seq, .. }) = log.get(pos) {
+                let i = usize::from(*locate);
+                if !std::mem::replace(&mut met[i], true) {
+                    self.stream(*locate).bbo = (*seq > 1).then(|| seq - 1);
+                }
+            }
+        }
+    }
+
     /// Starts reading the log at its end once it takes `*` of something; stops (taking what it
     /// had not read into its queue) once it takes `*` of nothing.
-    pub fn follow(&mut self, log: &Log) {
+    pub fn follow(&mut self, log: &Log, s: &Streams) {
         match (self.reads_log(), self.cursor) {
             (true, None) => self.cursor = Some(log.end()),
             (false, Some(_)) => {
-                self.spill(log, log.end());
+                self.spill(log, s, log.end());
                 self.cursor = None;
             }
             _ => {}
@@ -235,11 +316,12 @@ impl Client {
 
     /// Moves the log's entries before `upto` that it wants and has not read into its queue,
     /// where BBO and depth conflate and the queue's limit holds.
-    pub fn spill(&mut self, log: &Log, upto: u64) {
+    pub fn spill(&mut self, log: &Log, s: &Streams, upto: u64) {
         let Some(from) = self.cursor else { return };
         if from >= upto {
             return;
         }
+        self.unsync(log, s);
         self.cursor = Some(upto);
         for pos in from..upto {
             if self.overflowed {
@@ -254,7 +336,7 @@ impl Client {
                 }) => {
                     self.on_frame(*kind as usize, *locate, frame, *at);
                 }
-                Some(Entry::Bbo { locate, at }) => {
+                Some(Entry::Bbo { locate, at, .. }) => {
                     self.on_bbo(*locate, *at);
                 }
                 Some(Entry::Depth {
@@ -340,6 +422,7 @@ impl Client {
     /// The next frame to write, with the ingress ns of what it carries (0 for a text frame or
     /// a snapshot): its queue first, then the log; `None` when nothing is waiting.
     pub fn next_frame(&mut self, log: &Log, m: &Market, s: &mut Streams) -> Option<(Frame, u64)> {
+        self.not_synced();
         while let Some(item) = self.queue.pop_front() {
             let next = match item {
                 Item::Frame(f, at) => Some((f, at)),
@@ -370,7 +453,7 @@ impl Client {
                     let wanted = self.subs[*kind as usize].wants(*locate);
                     (wanted, wanted.then(|| (frame.clone(), *at)))
                 }
-                Entry::Bbo { locate, at } => {
+                Entry::Bbo { locate, at, .. } => {
                     let wanted = self.subs[BBO].wants(*locate);
                     let f = wanted.then(|| self.bbo_frame(m, s, *locate)).flatten();
                     (wanted, f.map(|f| (f, *at)))
@@ -437,7 +520,15 @@ impl Client {
         Some(frame)
     }
 
+    fn not_synced(&self) {
+        assert!(
+            self.synced.is_none(),
+            "a client's own stream numbers used while it follows shared runs (unsync first)"
+        );
+    }
+
     fn stream(&mut self, l: u16) -> &mut Stream {
+        self.not_synced();
         let i = usize::from(l);
         if i >= self.streams.len() {
             self.streams.resize_with(i + 1, Stream::default);
@@ -453,6 +544,7 @@ impl Client {
         symbols: &Symbols,
         m: &Market,
     ) -> Result<(), Refusal> {
+        self.not_synced();
         let picked = resolve(symbols, m, id)?;
         if let Some(set) = &picked {
             let mut named: BTreeSet<u16> = self.subs.iter().flat_map(|s| s.some.clone()).collect();
@@ -528,6 +620,7 @@ impl Client {
         symbols: &Symbols,
         m: &Market,
     ) -> Result<(), Refusal> {
+        self.not_synced();
         let picked = resolve(symbols, m, id)?;
         for &c in channels {
             let sel = &mut self.subs[kind(c)];

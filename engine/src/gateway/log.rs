@@ -37,6 +37,9 @@ pub enum Entry {
     Bbo {
         /// Instrument.
         locate: u16,
+        /// The number this move gave its BBO stream: a reader that had every move before it
+        /// had `seq - 1` ([`runs`](super::runs) reads where a reader stands from it).
+        seq: u64,
         /// Ingress ns of the batch.
         at: u64,
     },
@@ -114,7 +117,11 @@ mod tests {
     use super::*;
 
     fn bbo(l: u16) -> Entry {
-        Entry::Bbo { locate: l, at: 0 }
+        Entry::Bbo {
+            locate: l,
+            seq: 1,
+            at: 0,
+        }
     }
 
     #[test]

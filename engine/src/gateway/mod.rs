@@ -7,6 +7,7 @@
 //!                                    |          |
 //!                                    |          v
 //!                                    +--> log (one entry per event) ---> each `*` client's cursor
+//!                                    |    runs: a cursor's frames, once   |
 //!                                    +--> each named subscriber's queue   |
 //!                                    |               \--> its writer <----/ --> socket
 //!                                    \--> market (latest BBO and top levels per instrument)
@@ -33,6 +34,7 @@ pub mod intake;
 pub mod log;
 pub mod market;
 pub mod protocol;
+pub mod runs;
 mod session;
 mod socket;
 pub mod streams;
@@ -203,6 +205,8 @@ pub struct Hub {
     log: log::Log,
     /// Clients reading the log.
     readers: Vec<usize>,
+    /// What readers in one position take, rendered once for all of them.
+    runs: runs::Runs,
     /// Per channel kind: whether some reader takes it.
     read: [bool; KINDS],
     /// Per channel kind: the clients that do not read the log subscribed to each locate.
@@ -256,6 +260,16 @@ impl Slot {
     }
 }
 
+/// What a writer found to take.
+enum Taken {
+    /// Frames (maybe none) are in its buffer.
+    Frames,
+    /// Its queue overflowed: it is to be cut off.
+    Slow,
+    /// Its client has left.
+    Gone,
+}
+
 type Shared = Rc<RefCell<Hub>>;
 
 /// A heartbeat goes out after this long without a frame.
@@ -274,6 +288,7 @@ impl Hub {
             free: Vec::new(),
             log: log::Log::new(limits.queue.max(1)),
             readers: Vec::new(),
+            runs: runs::Runs::default(),
             read: [false; KINDS],
             index: Default::default(),
             depth_ns: 0,
@@ -305,7 +320,7 @@ impl Hub {
         for (id, s) in self.clients.iter_mut().enumerate() {
             let Some(s) = s else { continue };
             subscribed += u64::from(s.client.subscribed());
-            s.client.follow(&self.log);
+            s.client.follow(&self.log, &self.streams);
             if s.client.reads_log() {
                 self.readers.push(id);
                 for (k, sel) in s.client.subs.iter().enumerate() {
@@ -357,9 +372,10 @@ impl Hub {
         }
         for q in &b.bbos {
             self.market.set_bbo(q);
-            self.streams.bbo(q.locate, at);
+            let seq = self.streams.bbo(q.locate, at);
             self.append(client::BBO, || log::Entry::Bbo {
                 locate: q.locate,
+                seq,
                 at,
             });
             self.each(client::BBO, q.locate, |c| c.on_bbo(q.locate, at));
@@ -397,6 +413,51 @@ impl Hub {
         self.stats.conflated.fetch_add(folded, Ordering::Relaxed);
     }
 
+    /// Copies what client `id`'s writer is to write next into `buf`, and their ingress times
+    /// into `stamps`: a shared run when one serves it, else its queue and then the log one
+    /// frame at a time, up to [`socket::GATHER`] bytes. Marks a write in progress for the
+    /// patrol when it took any.
+    fn take_frames(&mut self, id: usize, buf: &mut Vec<u8>, stamps: &mut runs::Stamps) -> Taken {
+        let Some(slot) = self.clients.get_mut(id).and_then(Option::as_mut) else {
+            return Taken::Gone;
+        };
+        let c = &mut slot.client;
+        if c.overflowed {
+            return Taken::Slow;
+        }
+        let held = c.conflated;
+        match c.run_key() {
+            Some((from, shape)) if from < self.log.end() => {
+                let run = self
+                    .runs
+                    .get(from, shape, &self.log, &self.market, &mut self.streams);
+                buf.extend_from_slice(&run.bytes);
+                stamps.extend(&run.stamps);
+                c.took_run(run.end(), run.folded);
+            }
+            Some(_) => {}
+            None => {
+                c.unsync(&self.log, &self.streams);
+                while buf.len() < socket::GATHER {
+                    let Some((f, at)) = c.next_frame(&self.log, &self.market, &mut self.streams)
+                    else {
+                        break;
+                    };
+                    buf.extend_from_slice(f.wire());
+                    stamps.push(at);
+                }
+                c.sync_if_current(&self.log);
+            }
+        }
+        // Log readers fold BBO and depth as they read.
+        let folded = c.conflated - held;
+        self.stats.conflated.fetch_add(folded, Ordering::Relaxed);
+        if !buf.is_empty() {
+            slot.busy_since_ns = crate::runtime::clock::now_ns();
+        }
+        Taken::Frames
+    }
+
     /// Logs an event of kind `k` if some reader takes that kind.
     fn append(&mut self, k: usize, e: impl FnOnce() -> log::Entry) {
         if self.read[k] {
@@ -417,7 +478,7 @@ impl Hub {
                 s.wake_later(id, &mut self.dirty);
             }
             let held = s.client.conflated;
-            s.client.spill(&self.log, floor);
+            s.client.spill(&self.log, &self.streams, floor);
             self.folded += s.client.conflated - held;
             if s.client.overflowed {
                 s.evict(&self.stats);
@@ -676,15 +737,19 @@ mod tests {
         }
     }
 
-    fn bbo(px: u32) -> GatewayBatch {
+    fn bbo_of(l: u16, px: u32) -> Bbo {
         let q = |price| Quote {
             shares: 1,
             price,
             orders: 1,
         };
+        Bbo::new(l, px as u64, q(px), q(px + 1))
+    }
+
+    fn bbo(px: u32) -> GatewayBatch {
         GatewayBatch {
             first_ingress_ns: 1,
-            bbos: vec![Bbo::new(1, px as u64, q(px), q(px + 1))],
+            bbos: vec![bbo_of(1, px)],
             ..GatewayBatch::default()
         }
     }
@@ -695,13 +760,27 @@ mod tests {
             self.clients[id].as_ref().unwrap().client.queued(log)
         }
 
-        /// What client `id`'s writer would write now, as JSON.
+        /// What client `id`'s writer would write now, as JSON (through the writer's own
+        /// take, a shared run or one frame at a time).
         fn frames(&mut self, id: usize) -> Vec<serde_json::Value> {
-            let h = self;
-            let c = &mut h.clients[id].as_mut().unwrap().client;
-            std::iter::from_fn(|| c.next_frame(&h.log, &h.market, &mut h.streams))
-                .map(|(f, _)| serde_json::from_str(f.as_str()).unwrap())
-                .collect()
+            let (mut out, mut buf, mut stamps) = (Vec::new(), Vec::new(), runs::Stamps::default());
+            loop {
+                buf.clear();
+                assert!(matches!(
+                    self.take_frames(id, &mut buf, &mut stamps),
+                    Taken::Frames
+                ));
+                if buf.is_empty() {
+                    return out;
+                }
+                let mut rest = &buf[..];
+                while let Some((_, head, len)) = wire::header(rest) {
+                    let end = head + len as usize;
+                    out.push(serde_json::from_slice(&rest[head..end]).unwrap());
+                    rest = &rest[end..];
+                }
+                assert!(rest.is_empty(), "whole frames only");
+            }
         }
 
         fn client(&self, id: usize) -> &Client {
@@ -804,6 +883,7 @@ mod tests {
         let id = joined(&mut h, &[Channel::Trades], &["*"]);
         h.take(&trades(&[(1, 1), (2, 2)]));
         let c = &mut h.clients[id].as_mut().unwrap().client;
+        c.unsync(&h.log, &h.streams);
         let aapl = Symbols::Some(vec!["AAPL".into()]);
         c.subscribe(None, &[Channel::Trades], &aapl, &h.market)
             .unwrap();
@@ -858,5 +938,115 @@ mod tests {
         assert_eq!(h.queued(busy), 0, "it is writing");
         h.patrol(t0 + beat + beat / 2);
         assert_eq!(h.queued(quiet), 1, "one a second");
+    }
+
+    /// A reader of every symbol's trades and BBO, and one that takes the same frames but
+    /// names AAPL too, so that no shared run serves it.
+    fn pair(h: &mut Hub) -> (usize, usize) {
+        let ours = joined(h, &[Channel::Trades, Channel::Bbo], &["*"]);
+        let one_by_one = joined(h, &[Channel::Trades, Channel::Bbo], &["*"]);
+        let c = &mut h.clients[one_by_one].as_mut().unwrap().client;
+        c.unsync(&h.log, &h.streams);
+        let aapl = Symbols::Some(vec!["AAPL".into()]);
+        c.subscribe(None, &[Channel::Bbo], &aapl, &h.market)
+            .unwrap();
+        h.reindex();
+        h.frames(one_by_one); // the second ack
+        (ours, one_by_one)
+    }
+
+    fn data(frames: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+        frames.into_iter().filter(|v| v["type"] != "ack").collect()
+    }
+
+    /// Random trades and BBO moves of AAPL and MSFT, read by two pairs of clients at random
+    /// turns (each pair at the same turns), with heartbeats queued now and then: a client served
+    /// by shared runs writes, and folds, exactly what one reading one frame at a time does.
+    #[rstest::rstest]
+    #[case(1)]
+    #[case(2)]
+    #[case(3)]
+    #[case(4)]
+    fn shared_runs_write_what_reading_one_frame_at_a_time_writes(#[case] seed: u64) {
+        let mut rng = shards::synth::rng::Rng::new(seed);
+        let mut h = listed(1 << 20);
+        let pairs = [pair(&mut h), pair(&mut h)];
+        let beat = wire::Frame::text(r#"{"type":"heartbeat"}"#);
+        let mut n = 0;
+        for turn in 0..3_000 {
+            let mut b = GatewayBatch {
+                first_ingress_ns: turn + 1,
+                ..GatewayBatch::default()
+            };
+            for _ in 0..rng.below(4) {
+                n += 1;
+                let l = 1 + rng.below(2) as u16;
+                match rng.below(3) {
+                    0 => b.trades.push(testing::trade(l, n)),
+                    _ => b.bbos.push(bbo_of(l, 100 + rng.below(20) as u32)),
+                }
+            }
+            h.take(&b);
+            for &(ours, theirs) in &pairs {
+                if rng.chance(40) {
+                    for id in [ours, theirs] {
+                        h.clients[id].as_mut().unwrap().client.send(beat.clone());
+                    }
+                }
+                if rng.chance(300) {
+                    let (a, b) = (h.frames(ours), h.frames(theirs));
+                    assert_eq!(data(a), data(b), "seed {seed}, turn {turn}");
+                    let folds = |id| h.client(id).conflated;
+                    assert_eq!(folds(ours), folds(theirs), "seed {seed}, turn {turn}");
+                }
+            }
+        }
+        assert!(
+            h.runs.served > h.runs.rendered,
+            "seed {seed}: the two clients served by runs shared some ({} served, {} rendered)",
+            h.runs.served,
+            h.runs.rendered
+        );
+    }
+
+    #[test]
+    fn readers_at_one_position_share_one_run() {
+        let mut h = listed(64);
+        let a = joined(&mut h, &[Channel::Trades, Channel::Bbo], &["*"]);
+        let b = joined(&mut h, &[Channel::Trades, Channel::Bbo], &["*"]);
+        h.take(&trades(&[(1, 1)]));
+        h.frames(a);
+        h.frames(b);
+        let before = h.runs.rendered;
+        h.take(&trades(&[(1, 2), (2, 3)]));
+        h.take(&bbo(101));
+        let (fa, fb) = (h.frames(a), h.frames(b));
+        assert_eq!(fa, fb);
+        assert_eq!(fa.len(), 3, "{fa:?}");
+        assert_eq!(h.runs.rendered - before, 1, "rendered once for both");
+    }
+
+    #[test]
+    fn a_reader_served_by_runs_that_subscribes_again_gets_its_snapshot() {
+        let mut h = listed(64);
+        let id = joined(&mut h, &[Channel::Bbo], &["*"]);
+        h.take(&bbo(100));
+        h.take(&bbo(101));
+        assert_eq!(h.frames(id).len(), 1);
+        h.take(&bbo(102));
+        assert_eq!(h.frames(id)[0]["seq"], 3, "taken from a run");
+        let c = &mut h.clients[id].as_mut().unwrap().client;
+        c.unsync(&h.log, &h.streams);
+        c.unsubscribe(None, &[Channel::Bbo], &Symbols::All, &h.market)
+            .unwrap();
+        c.subscribe(None, &[Channel::Bbo], &Symbols::All, &h.market)
+            .unwrap();
+        h.reindex();
+        let f = data(h.frames(id));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0]["seq"].as_u64(), f[0].get("conflated")),
+            (Some(3), None)
+        );
     }
 }

@@ -6,9 +6,10 @@
 
 use super::client::Client;
 use super::protocol::{self, Code, Refusal, Request};
-use super::socket::{Control, Inbound, Outbound, GATHER};
+use super::runs::Stamps;
+use super::socket::{Control, Inbound, Outbound};
 use super::wire::Frame;
-use super::{Shared, MAX_CONNECTIONS, WRITE_PATIENCE};
+use super::{Shared, Taken, MAX_CONNECTIONS, WRITE_PATIENCE};
 use crate::telemetry::Stage;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
@@ -201,7 +202,7 @@ async fn run(up: hyper::upgrade::Upgraded, hub: &Shared) {
     }
 }
 
-/// Writes the client's queue as it fills, up to [`GATHER`] bytes per write; after its last
+/// Writes the client's queue as it fills, up to [`GATHER`](super::socket::GATHER) bytes per write; after its last
 /// write, its close (its own, or 1001 when the run ends); an error frame and a close (1013)
 /// once it is evicted (its queue overflowed, or a write stalled: the hub's patrol decides, so
 /// no write arms a timer).
@@ -212,10 +213,11 @@ async fn writer(
     wake: &tokio::sync::Notify,
     evict: &tokio::sync::Notify,
 ) {
-    let mut ingress_ns = Vec::with_capacity(1024);
+    let mut stamps = Stamps::default();
     loop {
         loop {
-            match take(hub, id, out.buffer(), &mut ingress_ns) {
+            let taken = hub.borrow_mut().take_frames(id, out.buffer(), &mut stamps);
+            match taken {
                 Taken::Gone => return,
                 Taken::Slow => return cut_off(out, hub, id).await,
                 Taken::Frames => {}
@@ -224,10 +226,10 @@ async fn writer(
                 sent = out.flush() => if sent.is_err() { return },
                 _ = evict.notified() => return cut_off(out, hub, id).await,
             }
-            if ingress_ns.is_empty() {
+            if stamps.is_empty() {
                 break;
             }
-            written(hub, id, &mut ingress_ns);
+            written(hub, id, &mut stamps);
         }
         if let Some(s) = hub.borrow_mut().slot(id) {
             s.busy_since_ns = 0;
@@ -243,58 +245,19 @@ async fn writer(
     }
 }
 
-enum Taken {
-    Frames,
-    Slow,
-    Gone,
-}
-
-/// Copies frames of the client's queue into `buf` up to [`GATHER`] bytes, and `ingress_ns` with
-/// the ingress ns of what each carries (0: none); marks a write in progress for the hub's
-/// patrol when it took any.
-fn take(hub: &Shared, id: usize, buf: &mut Vec<u8>, ingress_ns: &mut Vec<u64>) -> Taken {
-    let mut h = hub.borrow_mut();
-    let h = &mut *h;
-    let Some(slot) = h.clients.get_mut(id).and_then(Option::as_mut) else {
-        return Taken::Gone;
-    };
-    let c = &mut slot.client;
-    if c.overflowed {
-        return Taken::Slow;
-    }
-    let held = c.conflated;
-    while buf.len() < GATHER {
-        let Some((f, at)) = c.next_frame(&h.log, &h.market, &mut h.streams) else {
-            break;
-        };
-        buf.extend_from_slice(f.wire());
-        ingress_ns.push(at);
-    }
-    // Log readers fold BBO and depth as they read.
-    let folded = c.conflated - held;
-    h.stats.conflated.fetch_add(folded, Ordering::Relaxed);
-    if !buf.is_empty() {
-        slot.busy_since_ns = crate::runtime::clock::now_ns();
-    }
-    Taken::Frames
-}
-
 /// Counts written frames and times each one's delivery.
-fn written(hub: &Shared, id: usize, ingress_ns: &mut Vec<u64>) {
+fn written(hub: &Shared, id: usize, stamps: &mut Stamps) {
     let now = crate::runtime::clock::now_ns();
     let mut h = hub.borrow_mut();
-    h.stats
-        .frames
-        .fetch_add(ingress_ns.len() as u64, Ordering::Relaxed);
+    h.stats.frames.fetch_add(stamps.frames(), Ordering::Relaxed);
     // Frames of one batch carry one ingress time, and a chunk is written at one time: one
-    // histogram entry per run of them. One per frame was 7% of the gateway's samples with 50
-    // clients (perf, 2026-12-06); frames/s did not move beyond the noise (2 pairs).
-    for run in ingress_ns.chunk_by(|a, b| a == b).filter(|r| r[0] > 0) {
-        let (n, ns) = (run.len() as u64, now.saturating_sub(run[0]));
+    // histogram entry per run of them at most. One per frame was 7% of the gateway's samples
+    // with 50 clients (perf, 2026-12-06); frames/s did not move beyond the noise (2 pairs).
+    for (ns, n) in stamps.delays(now) {
         h.reporter.current.stages.record_n(Stage::Deliver, ns, n);
         h.reporter.current.items += n;
     }
-    ingress_ns.clear();
+    stamps.clear();
     if let Some(s) = h.slot(id) {
         s.last_write_ns = now;
     }
@@ -421,6 +384,7 @@ fn answer(hub: &Shared, id: usize, text: &str) {
             return;
         };
         let c: &mut Client = &mut slot.client;
+        c.unsync(&h.log, &h.streams);
         let done = match &req {
             Request::Subscribe {
                 id,

@@ -115,9 +115,9 @@ impl Streams {
         })
     }
 
-    /// Numbers a BBO change of `l` (the market holds it); its frames are rendered when a
-    /// client first takes one.
-    pub fn bbo(&mut self, l: u16, at: u64) {
+    /// Numbers a BBO change of `l` (the market holds it) and returns its number; its frames
+    /// are rendered when a client first takes one.
+    pub fn bbo(&mut self, l: u16, at: u64) -> u64 {
         let line = self.line(l);
         let seq = line.bbo.as_ref().map_or(0, |b| b.seq) + 1;
         line.bbo = Some(BboLine {
@@ -125,6 +125,12 @@ impl Streams {
             at,
             frames: [None, None],
         });
+        seq
+    }
+
+    /// Locates that have a BBO stream are below this.
+    pub fn bbo_bound(&self) -> usize {
+        self.lines.len()
     }
 
     /// The number of `l`'s latest BBO.
