@@ -216,7 +216,7 @@ async fn writer(
     let mut stamps = Stamps::default();
     loop {
         loop {
-            let taken = hub.borrow_mut().take_frames(id, out.buffer(), &mut stamps);
+            let taken = hub.borrow_mut().take_frames(id, out.fresh(), &mut stamps);
             match taken {
                 Taken::Gone => return,
                 Taken::Slow => return cut_off(out, hub, id).await,

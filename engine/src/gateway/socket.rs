@@ -7,7 +7,10 @@
 //!
 //! Why a copy and not `writev` of the shared frames: gathered from 81 places a write (the
 //! average with 50 clients), the kernel's copy cost what the user-space copy saved; CPU per
-//! frame did not move (278-304 ns against 299-320 ns, 3 pairs, 2026-12-06).
+//! frame did not move (278-304 ns against 299-320 ns, 3 pairs, 2026-12-06). A shared run
+//! ([`runs`](super::runs)), already one piece, is written straight from where it was
+//! rendered, and only what the socket does not take is copied: copied whole, it was 11% of
+//! the gateway's samples with 100 clients (perf, 2026-12-07).
 //!
 //! Owns the split and the write position. Never decides what to send.
 
@@ -104,6 +107,54 @@ impl AsyncWrite for Inbound {
     }
 }
 
+/// Where a writer's take puts frames: one at a time into a buffer, or a shared run at once.
+pub trait Sink {
+    /// The buffer frames are copied into.
+    fn buffer(&mut self) -> &mut Vec<u8>;
+    /// Hands over `bytes`, frames rendered elsewhere, as they are.
+    fn put_whole(&mut self, bytes: &[u8]);
+    /// Whether anything handed over is not written yet.
+    fn pending(&self) -> bool;
+}
+
+/// A plain buffer (the unit tests' writer).
+impl Sink for Vec<u8> {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        self
+    }
+
+    fn put_whole(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn pending(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
+impl Sink for Outbound {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Writes what the socket takes now, without waiting, and keeps the rest for [`Outbound::flush`].
+    fn put_whole(&mut self, bytes: &[u8]) {
+        assert!(
+            self.idle(),
+            "a run handed over before the last frames were written"
+        );
+        // An error here is met again, and reported, by the flush of what is kept.
+        let wrote = self.tcp.try_write(bytes).unwrap_or(0);
+        self.buf.clear();
+        self.buf.extend_from_slice(&bytes[wrote..]);
+        self.sent = 0;
+    }
+
+    fn pending(&self) -> bool {
+        !self.idle()
+    }
+}
+
 /// The write half and the bytes it is writing: `buf[..sent]` is written.
 pub struct Outbound {
     tcp: OwnedWriteHalf,
@@ -128,15 +179,15 @@ impl Outbound {
         self.sent == self.buf.len()
     }
 
-    /// The buffer to copy frames into, emptied; only when idle.
-    pub fn buffer(&mut self) -> &mut Vec<u8> {
+    /// Empties the buffer for the next take; only when idle.
+    pub fn fresh(&mut self) -> &mut Self {
         assert!(
             self.idle(),
             "frames handed over before the last ones were written"
         );
         self.buf.clear();
         self.sent = 0;
-        &mut self.buf
+        self
     }
 
     /// Writes what was handed over, then any control frames. Cancel-safe: a cancelled call
