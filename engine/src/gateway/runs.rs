@@ -1,6 +1,6 @@
 //! Runs: what a client reading the log takes from one position to the log's end, rendered
-//! once for every client that stands at that position, and copied whole into each one's
-//! write buffer.
+//! once for every client that stands at that position, and handed whole to each one's socket
+//! ([`Sink::put_whole`](super::socket::Sink::put_whole)).
 //!
 //! A client that takes every symbol of some channels (no depth, nothing named) and read the
 //! log up to its end has nothing of its own to remember: for each symbol it holds the BBO
@@ -8,9 +8,9 @@
 //! none. Two such clients at the same cursor write the same bytes. With 100 clients taking
 //! every m7 symbol's trades and BBO, reading the log one frame at a time per client (a lookup
 //! of the client's stream and of the symbol's latest frame for every BBO change, a reference
-//! count up and down, a copy per frame) was about a third of the gateway's samples, and the
-//! lookups missed the cache a client's turn ago's socket write had evicted (perf,
-//! `tickcore bench --ws-clients 100`, 2026-12-07).
+//! count up and down, a copy per frame) was about a third of the gateway's samples. The
+//! lookups missed the cache: the socket write for the client before had evicted those lines
+//! (perf, `tickcore bench --ws-clients 100`, 2026-12-07).
 //!
 //! A run folds BBO changes exactly as a client reading one frame at a time does: the first
 //! entry of a symbol in the run gives its latest frame (conflated when it is not the entry's

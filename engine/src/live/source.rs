@@ -274,6 +274,16 @@ impl Live {
             now as f64 / 1e9
         );
     }
+
+    /// Called as the receive loop ends: a receiver whose sockets never ran empty (a loaded
+    /// machine, lines that never paused) is live at the latest when the whole session is in.
+    /// Without this a recovery that did catch up reported no time (CI, 2026-12-07: a killed
+    /// run's restart that heard 24,235 packets without an empty turn).
+    fn at_end(&mut self, arb: &Arbiter, now: u64, gauges: &super::gauges::LiveGauges) {
+        if arb.done() {
+            self.check(arb, now, gauges);
+        }
+    }
 }
 
 /// The arbiter's outlet on the feed core.
@@ -459,6 +469,7 @@ impl Source for MoldSource {
             // next tick. Costs under a microsecond when nothing else is runnable.
             std::thread::yield_now();
         }
+        live.at_end(&arb, clock::now_ns(), &self.gauges);
         self.gauges.publish(&arb);
         let send_errors = out.send_errors;
         drop(out);
@@ -506,5 +517,61 @@ impl Source for MoldSource {
             frames: arb.applied(),
             ..WalkStats::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::arbiter::Outlet;
+
+    struct Quiet;
+
+    impl Outlet for Quiet {
+        fn message(&mut self, _: u64, _: &[u8]) {}
+        fn request(&mut self, _: Request) {}
+        fn lost(&mut self, _: u64, _: u64) {}
+        fn notice(&mut self, _: std::fmt::Arguments<'_>) {}
+        fn session(&mut self, _: Session) {}
+    }
+
+    /// A whole session heard on line A with no turn in between: it was never seen idle.
+    fn heard_whole_session() -> Arbiter {
+        let bytes = shards::synth::generate(&shards::synth::GenConfig {
+            scope: shards::synth::Scope::M7,
+            messages: 500,
+            seed: 3,
+            profile: shards::synth::Profile::Realistic,
+        })
+        .unwrap();
+        let session = Session::parse("LIVE").unwrap();
+        let (packets, _) = mold::pack_session(&bytes, session, mold::DEFAULT_MAX_PAYLOAD).unwrap();
+        let mut arb = Arbiter::new(ArbiterConfig::default());
+        for p in &packets {
+            arb.datagram(0, p, 1, &mut Quiet);
+        }
+        arb
+    }
+
+    #[test]
+    fn a_receiver_never_seen_idle_is_live_when_the_session_ends() {
+        let arb = heard_whole_session();
+        assert!(arb.done(), "the whole session is in");
+        let gauges = crate::live::gauges::LiveGauges::default();
+        let mut live = Live {
+            heard: true,
+            at: None,
+        };
+        live.at_end(&arb, 7, &gauges);
+        assert_eq!(live.at, Some((7, arb.next() - 1)));
+    }
+
+    #[test]
+    fn a_receiver_that_heard_only_its_capture_is_not_called_live() {
+        let arb = heard_whole_session();
+        let gauges = crate::live::gauges::LiveGauges::default();
+        let mut live = Live::default();
+        live.at_end(&arb, 7, &gauges);
+        assert_eq!(live.at, None, "the lines were never heard");
     }
 }
