@@ -295,7 +295,7 @@ impl Client {
             if let Some(Entry::Bbo { locate, seq, .. }) = log.get(pos) {
                 let i = usize::from(*locate);
                 if !std::mem::replace(&mut met[i], true) {
-                    self.stream(*locate).bbo = (*seq > 1).then(|| seq - 1);
+                    self.stream(*locate).bbo = super::runs::held_before(*seq);
                 }
             }
         }

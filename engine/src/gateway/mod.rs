@@ -419,6 +419,11 @@ impl Hub {
                 });
             }
         }
+        self.count_folds();
+    }
+
+    /// Adds the updates folded since the last count to the stats.
+    fn count_folds(&mut self) {
         let folded = std::mem::take(&mut self.folded);
         self.stats.conflated.fetch_add(folded, Ordering::Relaxed);
     }
@@ -502,8 +507,7 @@ impl Hub {
             oldest = oldest.min(s.client.cursor().unwrap_or(oldest));
         }
         self.log.drop_before(oldest);
-        let folded = std::mem::take(&mut self.folded);
-        self.stats.conflated.fetch_add(folded, Ordering::Relaxed);
+        self.count_folds();
     }
 
     /// Trades and bars were lost before the gateway: their numbers skip one, and every client

@@ -84,6 +84,14 @@ impl Stamps {
     }
 }
 
+/// The BBO number a client that read the log up to a BBO entry numbered `seq` holds (`None`
+/// before the first): where a run's reader stands, and what [`Client::unsync`] writes back.
+///
+/// [`Client::unsync`]: super::client::Client::unsync
+pub fn held_before(seq: u64) -> Option<u64> {
+    (seq > 1).then(|| seq - 1)
+}
+
 /// The channel kinds a client takes of every symbol, one bit per kind (`1 << kind`).
 pub type Shape = u8;
 
@@ -213,9 +221,9 @@ impl Runs {
                     }
                     *met = self.generation;
                     let latest = s.bbo_seq(*locate).unwrap_or(*seq);
-                    // As a client one frame at a time: it held `seq - 1` (none when 0), and gets
-                    // the latest, conflated when it skips numbers.
-                    let conflated = *seq > 1 && *seq < latest;
+                    // As a client one frame at a time: it gets the latest, conflated when that
+                    // skips numbers past the one it held.
+                    let conflated = held_before(*seq).is_some_and(|held| held + 1 < latest);
                     if let Some((_, f)) = s.bbo_frame(m, *locate, conflated) {
                         run.bytes.extend_from_slice(f.wire());
                         run.stamps.push(*at);

@@ -118,6 +118,7 @@ pub trait Sink {
 }
 
 /// A plain buffer (the unit tests' writer).
+#[cfg(test)]
 impl Sink for Vec<u8> {
     fn buffer(&mut self) -> &mut Vec<u8> {
         self
