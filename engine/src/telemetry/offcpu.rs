@@ -256,8 +256,9 @@ mod tests {
         crate::telemetry::lost::run_delay_ns(tid).expect("schedstat is readable")
     }
 
-    #[test]
-    fn turns_of_its_own_work_are_not_off_cpu_only_what_the_kernel_took() {
+    /// One try: 20 turns of 50 us of its own work. Returns (recorded off-CPU, the kernel's
+    /// run delay over the same span), ns.
+    fn twenty_turns() -> (u64, u64) {
         let mut off = OffCpu::default();
         let waited_before = run_delay_now();
         off.begin();
@@ -269,14 +270,27 @@ mod tests {
         let n = off.finish().expect("it began").off;
         let waited = run_delay_now() - waited_before;
         assert!(off.looked() >= 20, "every long turn is looked into");
+        (total(&n), waited)
+    }
+
+    #[test]
+    fn turns_of_its_own_work_are_not_off_cpu_only_what_the_kernel_took() {
         // Other tests share the CPUs and may preempt this one: what is recorded must be that,
-        // as the kernel counts it (runnable, not running), never the 1 ms of turns.
+        // as the kernel counts it (runnable, not running), never the 1 ms of turns. The
+        // hypervisor may also take the vCPU (steal time), which the guest's run delay does not
+        // see but the thread's wall-less-CPU time does: CI failed on it once (128 us recorded,
+        // 83 us run delay, 2026-12-07). So it gets up to five tries; code that counted its own
+        // turns would record at least 1 ms more than the run delay on every one of them.
         let slack = 20 * 2_000;
-        assert!(
-            total(&n) <= waited + slack,
-            "recorded {} ns off-CPU, the kernel says {waited} ns",
-            total(&n)
-        );
+        let mut tries = Vec::new();
+        for _ in 0..5 {
+            let (recorded, waited) = twenty_turns();
+            if recorded <= waited + slack {
+                return;
+            }
+            tries.push((recorded, waited));
+        }
+        panic!("recorded more off-CPU than the kernel's run delay on every try (ns): {tries:?}");
     }
 
     #[test]
