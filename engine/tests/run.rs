@@ -130,6 +130,21 @@ fn events_reach_the_consumer(o: &Output, events: &std::path::Path) {
     let shards = s["shards"].as_array().unwrap();
     assert_eq!(total, 200_000);
     assert!(broadcast > 0, "system events are market-wide");
+    // The rate is over the feed alone: its start-up is reported, not averaged in.
+    let (wall, startup) = (
+        s["wall_s"].as_f64().unwrap(),
+        s["startup_s"].as_f64().unwrap(),
+    );
+    assert!(
+        startup > 0.0 && startup < wall,
+        "start-up {startup} s of {wall} s"
+    );
+    let over_feed = total as f64 / (wall - startup);
+    let rate = s["msgs_per_s"].as_f64().unwrap();
+    assert!(
+        (rate / over_feed - 1.0).abs() < 1e-6,
+        "msgs_per_s {rate} is the feed's {over_feed}"
+    );
     let applied: u64 = shards.iter().map(|x| x["messages"].as_u64().unwrap()).sum();
     assert_eq!(
         applied,
