@@ -604,7 +604,8 @@ pub struct BookArgs {
     pub skip_corrupt: bool,
 }
 
-/// Parses a count with an optional k/M/G suffix and `_` separators.
+/// Parses a count with an optional k/M/G suffix and `_` separators; with a suffix, a decimal
+/// that comes to a whole number (`1.5M`, `2.5k`).
 pub fn parse_count(s: &str) -> Result<u64, String> {
     let t = s.trim().replace('_', "");
     let (digits, mult) = match t.chars().last() {
@@ -613,11 +614,30 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
         Some('g' | 'G') => (&t[..t.len() - 1], 1_000_000_000),
         _ => (&t[..], 1),
     };
-    digits
+    scaled(digits, mult).ok_or_else(|| {
+        format!("`{s}` is not a count (examples: 1000000, 1_000_000, 500k, 1.5M, 20M)")
+    })
+}
+
+/// `whole[.fraction] * mult`, exactly, when that is a whole number that fits.
+fn scaled(digits: &str, mult: u64) -> Option<u64> {
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let digit_only = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digit_only(whole) || !digit_only(frac) || frac.len() > 9 {
+        return None;
+    }
+    let scale = 10u64.pow(frac.len() as u32);
+    let f = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>().ok()?
+    };
+    let part = (f.checked_mul(mult)? % scale == 0).then(|| f * mult / scale)?;
+    whole
         .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("`{s}` is not a count (examples: 1000000, 1_000_000, 500k, 20M)"))
+        .ok()?
+        .checked_mul(mult)?
+        .checked_add(part)
 }
 
 /// Runs the command line; returns the process exit code.
@@ -656,6 +676,14 @@ mod tests {
         assert_eq!(parse_count("500k"), Ok(500_000));
         assert_eq!(parse_count("1_000"), Ok(1_000));
         assert!(parse_count("12x").is_err());
+        assert_eq!(parse_count("1.5M"), Ok(1_500_000));
+        assert_eq!(parse_count("2.5k"), Ok(2_500));
+        assert_eq!(parse_count("0.25M"), Ok(250_000));
+        assert!(parse_count("1.5").is_err(), "not a whole count");
+        assert!(parse_count("1.0005k").is_err(), "not a whole count");
+        assert!(parse_count(".5M").is_err());
+        assert!(parse_count("1.M").is_ok_and(|n| n == 1_000_000));
+        assert!(parse_count("1.-5M").is_err());
         assert!(parse_count("99999999999G").is_err());
     }
 

@@ -309,7 +309,7 @@ pub fn parse_rate(s: &str) -> std::result::Result<Option<f64>, String> {
     match crate::cli::parse_count(s) {
         Ok(n) if n >= 1 => Ok(Some(n as f64)),
         _ => Err(format!(
-            "--rate `{s}` is not a rate: write messages per second (1000000, 1M, 500k) or max"
+            "--rate `{s}` is not a rate: write messages per second (1000000, 1M, 1.5M, 500k) or max"
         )),
     }
 }
@@ -722,6 +722,7 @@ mod tests {
     fn rates_parse() {
         assert_eq!(parse_rate("max"), Ok(None));
         assert_eq!(parse_rate("1M"), Ok(Some(1e6)));
+        assert_eq!(parse_rate("1.5M"), Ok(Some(1.5e6)));
         assert_eq!(parse_rate("250000"), Ok(Some(250_000.0)));
         assert!(parse_rate("fast").unwrap_err().contains("is not a rate"));
         assert!(parse_rate("0").is_err());
