@@ -250,5 +250,15 @@ fn websocket_clients_read_every_frame_and_the_bare_server_serves_them_the_same()
         "client 0 kept its frames: {w}"
     );
     assert!(field(base, "frames_per_s_total") > 0.0, "{w}");
+    // The write rounds timed a write's own cost and a frame's, on the same connections, and
+    // the floor under deliver follows from them (no client counted their binary frames).
+    let floor = &w["deliver_floor"];
+    assert!(field(floor, "write_cpu_ns") > 0.0, "{w}");
+    assert!(field(floor, "cpu_share") > 0.0, "{w}");
+    assert!(field(floor, "frames_per_s") > 0.0, "{w}");
+    // None only when the frames alone would take the CPU the ingress left the gateway.
+    let left = field(floor, "cpu_share")
+        - field(floor, "frames_per_s") * field(floor, "frame_cpu_ns") / 1e9;
+    assert_eq!(floor["round_floor_ns"].is_null(), left <= 0.0, "{w}");
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -129,11 +129,13 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         crate::checkpoint::summary_lines(&r.shards, r.ingress.checkpoints, stall_budget_ns);
     let ws_lines = match clients {
         Some(c) => {
+            let gateway_cpu = cfg.gateway_cpus.value[0];
             let (j, text) = ws_result(
                 c.finish()?,
                 r.gateway.as_ref(),
                 a.ws_clients as usize,
-                (cfg.gateway_cpus.value[0], clients_cpu),
+                (gateway_cpu, clients_cpu),
+                &GatewayLoad::of(&r, gateway_cpu == cfg.feed_cpu.value),
             )?;
             result["ws"] = j;
             text
@@ -219,13 +221,44 @@ fn ws_gateway(a: &BenchArgs, cfg: &Config) -> Result<Option<crate::gateway::Gate
         .map_err(Failure::new)
 }
 
+/// What the gateway had to work with over the feed: for the floor of its deliver stage.
+struct GatewayLoad {
+    /// The feed's wall time, s.
+    feed_s: f64,
+    /// The share of its CPU the data path left it: all of it, less the ingress thread's CPU
+    /// time when the two share a CPU (the plan puts them together on 2 CPUs).
+    share: f64,
+    /// The deliver stage's p99, ns.
+    deliver_p99_ns: u64,
+}
+
+impl GatewayLoad {
+    fn of(r: &runtime::RunReport, beside_ingress: bool) -> GatewayLoad {
+        let feed_s = r.feed_wall.as_secs_f64().max(1e-9);
+        let ingress = r.ingress.cpu_ns as f64 / 1e9 / feed_s;
+        let all = r.control.all_stages();
+        GatewayLoad {
+            feed_s,
+            share: if beside_ingress {
+                (1.0 - ingress).clamp(0.0, 1.0)
+            } else {
+                1.0
+            },
+            deliver_p99_ns: all
+                .get(crate::telemetry::Stage::Deliver)
+                .value_at_quantile(0.99),
+        }
+    }
+}
+
 /// The clients' figures and the baseline's (its server on the gateway's CPU and its clients
-/// on ours: `cpus`), as JSON and as table lines.
+/// on ours: `cpus`), as JSON and as table lines, with the floor `load` puts under deliver.
 fn ws_result(
     c: super::bench_ws::ClientsReport,
     gateway: Option<&crate::gateway::GatewayReport>,
     n: usize,
     cpus: (usize, usize),
+    load: &GatewayLoad,
 ) -> Result<(serde_json::Value, String)> {
     use crate::telemetry::median;
     let base = super::bench_ws::baseline(c.kept, n, cpus)?;
@@ -249,6 +282,7 @@ fn ws_result(
         "baseline": {"frames": base.frames, "frames_per_s_per_client_median": theirs,
             "frames_per_s_total": theirs_all, "cpu_ns_per_frame": base.cpu_ns_per_frame},
         "vs_baseline": ratio,
+        "deliver_floor": deliver_floor_json(&base.write, n, gateway, load),
     });
     let text = format!(
         "  ws: {n} clients, receive latency p50 {} p99 {} p99.9 {}; {}/s per client (median), {}/s \
@@ -267,8 +301,51 @@ fn ws_result(
         ours_cpu,
         base.cpu_ns_per_frame,
         ours_cpu / base.cpu_ns_per_frame.max(1.0),
-    );
+    ) + &deliver_floor_line(&j["deliver_floor"]);
     Ok((j, text))
+}
+
+/// The shortest round the gateway could have kept in this run ([`WriteCost::round_floor_ns`]
+/// with the frames it wrote and the CPU share it had), and deliver p99 over it.
+///
+/// [`WriteCost::round_floor_ns`]: super::bench_ws::WriteCost::round_floor_ns
+fn deliver_floor_json(
+    w: &super::bench_ws::WriteCost,
+    n: usize,
+    gateway: Option<&crate::gateway::GatewayReport>,
+    load: &GatewayLoad,
+) -> serde_json::Value {
+    let frames_per_s = gateway.map_or(0, |g| g.frames) as f64 / load.feed_s;
+    let floor = w.round_floor_ns(n, frames_per_s, load.share);
+    serde_json::json!({
+        "write_cpu_ns": w.per_write_ns,
+        "frame_cpu_ns": w.per_frame_ns,
+        "frames_per_s": frames_per_s,
+        "cpu_share": load.share,
+        "round_floor_ns": floor,
+        "deliver_p99_ns": load.deliver_p99_ns,
+        "p99_vs_floor": floor.filter(|&f| f > 0.0).map(|f| load.deliver_p99_ns as f64 / f),
+    })
+}
+
+fn deliver_floor_line(j: &serde_json::Value) -> String {
+    let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
+    let floor = match j["round_floor_ns"].as_f64() {
+        Some(ns) => format!(
+            "round floor {}; deliver p99 / floor {:.1}x",
+            pretty(ns as u64),
+            f("p99_vs_floor")
+        ),
+        None => "no round floor: the frames alone take more CPU than the gateway had".into(),
+    };
+    format!(
+        "  ws write cost on this machine's loopback: {:.1} us a write + {:.0} ns a frame; \
+         {} frames/s with {:.0}% of a CPU: {floor}\n",
+        f("write_cpu_ns") / 1e3,
+        f("frame_cpu_ns"),
+        count(f("frames_per_s") as u64),
+        f("cpu_share") * 100.0,
+    )
 }
 
 /// Checkpoints every `every_s` of feed time into a directory of the benchmark's own (emptied

@@ -196,11 +196,54 @@ pub struct Baseline {
     pub frames: usize,
     /// The server thread's CPU time over every frame it sent to any client, ns.
     pub cpu_ns_per_frame: f64,
+    /// What one write to one client costs the server's thread, measured in rounds before the
+    /// broadcast: a write's own cost and each frame's in it, ns of CPU.
+    pub write: WriteCost,
+}
+
+/// The CPU a writer pays per write and per frame on this machine's loopback: rounds that
+/// write to every client in turn, one frame per write and then [`WIDE`] frames per write.
+/// The difference between the two rounds' costs is the frames' share; what is left of a
+/// one-frame write is the write's own (the system call, TCP, the client's wake-up).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteCost {
+    /// ns of CPU per write, whatever it holds.
+    pub per_write_ns: f64,
+    /// ns of CPU per frame in a write.
+    pub per_frame_ns: f64,
+}
+
+/// Frames in each write of the wide rounds.
+const WIDE: usize = 64;
+/// Rounds of one-frame writes, and of wide ones.
+const ROUNDS: (usize, usize) = (500, 50);
+
+impl WriteCost {
+    /// From the CPU of `narrow` one-frame writes and `wide` writes of [`WIDE`] frames.
+    fn from_rounds(narrow: (u64, usize), wide: (u64, usize)) -> WriteCost {
+        let one = narrow.0 as f64 / narrow.1.max(1) as f64;
+        let many = wide.0 as f64 / wide.1.max(1) as f64;
+        let per_frame_ns = ((many - one) / (WIDE - 1) as f64).max(0.0);
+        WriteCost {
+            per_write_ns: (one - per_frame_ns).max(0.0),
+            per_frame_ns,
+        }
+    }
+
+    /// The shortest round a writer can keep to serve `clients` one write each per round while
+    /// `frames_per_s` frames go out in all, with `share` of a CPU: its writes' own cost over
+    /// what the frames leave of the CPU, ns. `None` when the frames alone take more than
+    /// `share`. A frame waits for its client's turn: up to one round, so no deliver p99 under
+    /// load is below this.
+    pub fn round_floor_ns(&self, clients: usize, frames_per_s: f64, share: f64) -> Option<f64> {
+        let left = share - frames_per_s * self.per_frame_ns / 1e9;
+        (left > 0.0).then(|| clients as f64 * self.per_write_ns / left)
+    }
 }
 
 /// Serves `frames` to `n` clients from a bare tokio-tungstenite server on `server_cpu` (every
 /// client's task sends the same shared frames, the cheapest broadcast there is), the clients
-/// reading on `client_cpu`.
+/// reading on `client_cpu`. Before that, times [`WriteCost`] on the same connections.
 pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Result<Baseline> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -211,39 +254,8 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
     let count = frames.len();
     let server = std::thread::spawn(move || {
         crate::runtime::pin(cpus.0);
-        let frames = std::rc::Rc::new(frames);
-        let sent = std::rc::Rc::new(std::cell::Cell::new(0u64));
-        let total = std::rc::Rc::clone(&sent);
         let local = tokio::task::LocalSet::new();
-        local.block_on(&current_thread(), async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-            let mut served = Vec::new();
-            for _ in 0..n {
-                let Ok((s, _)) = listener.accept().await else {
-                    break;
-                };
-                let frames = std::rc::Rc::clone(&frames);
-                let sent = std::rc::Rc::clone(&sent);
-                served.push(tokio::task::spawn_local(async move {
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                        return;
-                    };
-                    // The subscribe a client sends first, as the gateway would read it.
-                    let _ = ws.next().await;
-                    for f in frames.iter() {
-                        if ws.feed(Message::Text(f.clone())).await.is_err() {
-                            return;
-                        }
-                        sent.set(sent.get() + 1);
-                    }
-                    let _ = ws.close(None).await;
-                }));
-            }
-            for s in served {
-                let _ = s.await;
-            }
-        });
-        crate::runtime::clock::thread_cpu_ns() as f64 / total.get().max(1) as f64
+        local.block_on(&current_thread(), serve(listener, frames, n))
     });
     let clients = std::thread::spawn(move || {
         crate::runtime::pin(cpus.1);
@@ -267,7 +279,7 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
     let each = clients
         .join()
         .map_err(|_| Failure::new("baseline clients panicked (a bug)"))?;
-    let cpu_ns_per_frame = server
+    let (cpu_ns_per_frame, write) = server
         .join()
         .map_err(|_| Failure::new("the baseline server panicked (a bug)"))?;
     let each: Vec<_> = each.into_iter().flatten().collect();
@@ -275,5 +287,137 @@ pub fn baseline(frames: Vec<Utf8Bytes>, n: usize, cpus: (usize, usize)) -> Resul
         per_s: rates(&each),
         frames: count,
         cpu_ns_per_frame,
+        write,
     })
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// The baseline server: takes `n` clients, times the write rounds on them, then sends every
+/// client all of `frames`, each from a task of its own. Returns the CPU per frame of that
+/// broadcast and the rounds' [`WriteCost`].
+async fn serve(
+    listener: std::net::TcpListener,
+    frames: Vec<Utf8Bytes>,
+    n: usize,
+) -> (f64, WriteCost) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+    let mut all: Vec<Ws> = Vec::new();
+    for _ in 0..n {
+        let Ok((s, _)) = listener.accept().await else {
+            break;
+        };
+        let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+            continue;
+        };
+        // The subscribe a client sends first, as the gateway would read it.
+        let _ = ws.next().await;
+        all.push(ws);
+    }
+    let write = time_writes(&mut all, frames.first()).await;
+    let frames = std::rc::Rc::new(frames);
+    let sent = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let cpu_before = crate::runtime::clock::thread_cpu_ns();
+    let served: Vec<_> = all
+        .into_iter()
+        .map(|mut ws| {
+            let (frames, sent) = (std::rc::Rc::clone(&frames), std::rc::Rc::clone(&sent));
+            tokio::task::spawn_local(async move {
+                for f in frames.iter() {
+                    if ws.feed(Message::Text(f.clone())).await.is_err() {
+                        return;
+                    }
+                    sent.set(sent.get() + 1);
+                }
+                let _ = ws.close(None).await;
+            })
+        })
+        .collect();
+    for s in served {
+        let _ = s.await;
+    }
+    let cpu = crate::runtime::clock::thread_cpu_ns() - cpu_before;
+    (cpu as f64 / sent.get().max(1) as f64, write)
+}
+
+/// [`WriteCost`] on `all`: `frame`'s bytes as binary frames (the clients count text frames
+/// only, so the rounds leave the broadcast's figures alone), written raw on each socket as the
+/// gateway writes a rendered run: no per-frame work in user space, only the kernel's.
+async fn time_writes(all: &mut [Ws], frame: Option<&Utf8Bytes>) -> WriteCost {
+    let Some(frame) = frame else {
+        return WriteCost::default();
+    };
+    let one = binary_frame(frame.as_bytes());
+    let narrow = write_rounds(all, &one, ROUNDS.0).await;
+    let wide = write_rounds(all, &one.repeat(WIDE), ROUNDS.1).await;
+    WriteCost::from_rounds(narrow, wide)
+}
+
+/// `payload` as one unmasked, final binary WebSocket frame, as a server sends it.
+fn binary_frame(payload: &[u8]) -> Vec<u8> {
+    /// FIN and the binary opcode (RFC 6455 5.2).
+    const FIN_BINARY: u8 = 0x82;
+    let mut f = Vec::with_capacity(payload.len() + 10);
+    crate::gateway::wire::put_header(&mut f, FIN_BINARY, payload.len());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `rounds` rounds of one write of `bytes` to each of `all`: the server thread's CPU over
+/// them, ns, and the writes made.
+async fn write_rounds(all: &mut [Ws], bytes: &[u8], rounds: usize) -> (u64, usize) {
+    use tokio::io::AsyncWriteExt;
+    let before = crate::runtime::clock::thread_cpu_ns();
+    let mut writes = 0;
+    for _ in 0..rounds {
+        for ws in all.iter_mut() {
+            writes += usize::from(ws.get_mut().write_all(bytes).await.is_ok());
+        }
+    }
+    (crate::runtime::clock::thread_cpu_ns() - before, writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_and_a_frame_are_told_apart_by_the_two_widths() {
+        // 100 one-frame writes at 2,030 ns each, 10 writes of WIDE frames at 2,000 + 30 per
+        // frame: 2,000 ns a write, 30 a frame.
+        let w = WriteCost::from_rounds((203_000, 100), (10 * (2_000 + 30 * WIDE as u64), 10));
+        assert!((w.per_write_ns - 2_000.0).abs() < 1e-6, "{w:?}");
+        assert!((w.per_frame_ns - 30.0).abs() < 1e-6, "{w:?}");
+    }
+
+    #[rstest::rstest]
+    // 100 clients, 2 us a write, a whole CPU, no frames: 200 us a round.
+    #[case::writes_alone(0.0, 1.0, Some(200_000.0))]
+    // The frames take half the CPU (10 M/s at 50 ns): the writes get the other half.
+    #[case::frames_take_half(10e6, 1.0, Some(400_000.0))]
+    // A quarter of the CPU left after the ingress, and the frames take it all.
+    #[case::nothing_left(5e6, 0.25, None)]
+    fn the_round_floor_is_the_writes_over_what_the_frames_leave(
+        #[case] frames_per_s: f64,
+        #[case] share: f64,
+        #[case] want: Option<f64>,
+    ) {
+        let w = WriteCost {
+            per_write_ns: 2_000.0,
+            per_frame_ns: 50.0,
+        };
+        let got = w.round_floor_ns(100, frames_per_s, share);
+        assert_eq!(
+            got.map(f64::round),
+            want,
+            "{frames_per_s} frames/s, share {share}"
+        );
+    }
+
+    #[test]
+    fn the_probe_frame_reads_back_as_one_binary_frame() {
+        let f = binary_frame(&[7u8; 300]);
+        let (first, head, len) = crate::gateway::wire::header(&f).expect("a whole header");
+        assert_eq!((first, len as usize, f.len() - head), (0x82, 300, 300));
+    }
 }

@@ -249,6 +249,9 @@ pub struct IngressReport {
     pub resumed_after: u64,
     /// Its time off its CPU while it ran, when it recorded it.
     pub off_cpu: Option<crate::telemetry::offcpu::Record>,
+    /// CPU time its thread ran while it walked the feed, ns, with the roles that take turns
+    /// inside it: what is left of its CPU for a thread beside it (the gateway on 2 CPUs).
+    pub cpu_ns: u64,
 }
 
 /// Where the ingress sends: which shard owns each locate, a link to each shard, and the bytes
@@ -327,6 +330,7 @@ pub fn run(
     if tel.off_cpu {
         rep.off_cpu.begin();
     }
+    let cpu_at_start = clock::thread_cpu_ns();
     let walked = source.pump(stop, |fed| {
         let (m, stamp) = match fed {
             Fed::Message(m, stamp) => (m, stamp),
@@ -445,6 +449,7 @@ pub fn run(
         r.batches[i] = o.seq;
     }
     r.off_cpu = rep.off_cpu.finish();
+    r.cpu_ns = clock::thread_cpu_ns().saturating_sub(cpu_at_start);
     rep.flush_with(std::time::Duration::from_millis(200), idle);
     r
 }
