@@ -450,7 +450,8 @@ fn result_json(
                 t.ingress_off_max_ns,
                 t.ingress_turn_max_ns,
                 t.shard_off_max_ns,
-                t.shard_turn_max_ns
+                t.shard_turn_max_ns,
+                crate::telemetry::offcpu::Doing::names(t.ingress_turn_roles)
             ])
         })
         .collect();
@@ -475,7 +476,8 @@ fn result_json(
         "placement": placement,
         "timeline": {"columns": ["at_s", "e2e_p99_ns", "e2e_max_ns", "messages", "level",
             "ingress_lost_ns", "shard_lost_ns", "control_turn_max_ns", "steal_ns",
-            "ingress_off_max_ns", "ingress_turn_max_ns", "shard_off_max_ns", "shard_turn_max_ns"],
+            "ingress_off_max_ns", "ingress_turn_max_ns", "shard_off_max_ns", "shard_turn_max_ns",
+            "ingress_turn_roles"],
             "rows": timeline},
         "lost_cpu_ns": r.control.state.lost.iter().map(|(n, v)| (n.clone(), (*v).into()))
             .collect::<serde_json::Map<String, serde_json::Value>>(),

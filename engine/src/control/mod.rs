@@ -76,6 +76,8 @@ pub struct Tick {
     pub ingress_off_max_ns: u64,
     /// The ingress's longest own turn in the interval, ns.
     pub ingress_turn_max_ns: u64,
+    /// What ran in that turn ([`crate::telemetry::offcpu::Doing`] bits).
+    pub ingress_turn_roles: u8,
     /// The longest gap off its CPU of any shard in the interval, ns.
     pub shard_off_max_ns: u64,
     /// The longest own turn of any shard in the interval, ns.
@@ -90,12 +92,16 @@ pub struct Tick {
 struct Longest {
     off_ns: u64,
     turn_ns: u64,
+    turn_roles: u8,
 }
 
 impl Longest {
     fn note(&mut self, iv: &crate::telemetry::Interval) {
         self.off_ns = self.off_ns.max(iv.off_max_ns);
-        self.turn_ns = self.turn_ns.max(iv.turn_max_ns);
+        if iv.turn_max_ns > self.turn_ns {
+            self.turn_ns = iv.turn_max_ns;
+            self.turn_roles = iv.turn_roles;
+        }
     }
 }
 
@@ -403,18 +409,20 @@ impl ControlCore {
     }
 
     /// A turn of control work if one is due ([`TICK`] after the last): how the ingress thread
-    /// runs the control core when they share a CPU.
-    pub fn turn(&mut self) {
+    /// runs the control core when they share a CPU. Whether it ran its tick.
+    pub fn turn(&mut self) -> bool {
         // Answers are looked for on every call, not every tick: the snapshot stage would
         // otherwise time the tick (500 us), not the round trip. A ring pop costs ns.
         self.answers_in();
         let now = clock::now_ns();
-        if now >= self.next_turn_ns {
-            self.next_turn_ns = now + TICK.as_nanos() as u64;
-            self.tick();
-            let took = clock::now_ns().saturating_sub(now);
-            self.interval_turn_max = self.interval_turn_max.max(took);
+        if now < self.next_turn_ns {
+            return false;
         }
+        self.next_turn_ns = now + TICK.as_nanos() as u64;
+        self.tick();
+        let took = clock::now_ns().saturating_sub(now);
+        self.interval_turn_max = self.interval_turn_max.max(took);
+        true
     }
 
     /// One turn of control work: merge what the cores shipped, evaluate the budgets when an
@@ -619,6 +627,7 @@ impl ControlCore {
                 steal_ns: self.lost_of(|n| n == "steal"),
                 ingress_off_max_ns: self.interval_ingress.off_ns,
                 ingress_turn_max_ns: self.interval_ingress.turn_ns,
+                ingress_turn_roles: self.interval_ingress.turn_roles,
                 shard_off_max_ns: self.interval_shards.off_ns,
                 shard_turn_max_ns: self.interval_shards.turn_ns,
             });

@@ -552,6 +552,7 @@ fn flush(
     };
     let buf = batch::write(&b, buf);
     o.link.send(buf);
+    rep.off_cpu.doing_mark(crate::telemetry::offcpu::SEND);
     rep.current
         .stages
         .record(Stage::Ingress, sent_ns.saturating_sub(first));

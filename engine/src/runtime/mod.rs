@@ -32,6 +32,7 @@ pub mod topology;
 
 use crate::config::Config;
 use crate::error::{Failure, Result};
+use crate::telemetry::offcpu;
 use batch::Buf;
 use ingress::{IngressReport, Routes, Source, Speed};
 use shard::{ShardReport, Snapshot};
@@ -454,10 +455,10 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                     pin(cpu);
                     bundle.tid.set_to_current();
                     let turn = |c: &mut Option<crate::control::ControlCore>| {
-                        if let Some(c) = c.as_mut() {
-                            c.turn();
-                        }
+                        c.as_mut().is_some_and(|c| c.turn())
                     };
+                    // What runs here besides the feed, for the attribution of its long turns.
+                    let doing = bundle.reporter.off_cpu.doing();
                     let tel = ingress::IngressTelemetry {
                         reporter: bundle.reporter,
                         directory: bundle.directory,
@@ -465,8 +466,14 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         off_cpu: bundle.own_cpu,
                     };
                     let idle = &mut || {
-                        turn(&mut inline_control);
-                        inline_consumer.as_mut().is_some_and(|c| c.poll())
+                        if turn(&mut inline_control) {
+                            doing.mark(offcpu::CONTROL);
+                        }
+                        let busy = inline_consumer.as_mut().is_some_and(|c| c.poll());
+                        if busy {
+                            doing.mark(offcpu::CONSUMER);
+                        }
+                        busy
                     };
                     let outlets = ingress::Outlets {
                         routes,
@@ -478,8 +485,11 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         own_cpu: bundle.own_cpu,
                     };
                     let r = ingress::run(source, outlets, pacing, stop, tel, marks, idle);
-                    let report =
-                        inline_consumer.map(|c| c.drain_with(&mut || turn(&mut inline_control)));
+                    let report = inline_consumer.map(|c| {
+                        c.drain_with(&mut || {
+                            turn(&mut inline_control);
+                        })
+                    });
                     (r, report, inline_control)
                 });
             match h {

@@ -221,6 +221,8 @@ pub struct Interval {
     pub off_max_ns: u64,
     /// The core's longest turn of its own work in the interval, ns (0 when it does not record).
     pub turn_max_ns: u64,
+    /// The roles that ran in that turn ([`offcpu::Doing`] bits).
+    pub turn_roles: u8,
 }
 
 /// Spare intervals per core: enough that control's merge never leaves a core without one.
@@ -261,6 +263,7 @@ pub fn reporting(core: usize, interval_ns: u64) -> (Reporter, Collector) {
             lost: 0,
             off_max_ns: 0,
             turn_max_ns: 0,
+            turn_roles: 0,
         })
     };
     for _ in 0..SPARES {
@@ -298,7 +301,11 @@ impl Reporter {
             return;
         };
         self.next_ns = now_ns + self.interval_ns;
-        (self.current.off_max_ns, self.current.turn_max_ns) = self.off_cpu.take_interval();
+        (
+            self.current.off_max_ns,
+            self.current.turn_max_ns,
+            self.current.turn_roles,
+        ) = self.off_cpu.take_interval();
         std::mem::swap(&mut self.current, &mut spare);
         if let Err(back) = self.to_control.try_push(spare) {
             // The forward ring holds every box there is, so this cannot happen; keep the data.

@@ -21,6 +21,57 @@
 use super::noise::CpuNoise;
 use crate::runtime::clock;
 use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Roles that ran on a thread since its last tick, as bits: what a long turn held. The
+/// ingress thread runs the consumer and control between its batches on small machines, and a
+/// long turn of its own is one of them, a batch sent, or the feed's reading alone (no bit).
+#[derive(Clone, Default)]
+pub struct Doing(Arc<AtomicU8>);
+
+/// A batch written and sent to a shard.
+pub const SEND: u8 = 1;
+/// The consumer took event batches.
+pub const CONSUMER: u8 = 2;
+/// Control ran its tick.
+pub const CONTROL: u8 = 4;
+
+impl Doing {
+    /// Notes that `role` ran. Only the thread that ticks calls it: a plain load and store,
+    /// not a locked or.
+    #[inline]
+    pub fn mark(&self, role: u8) {
+        let v = self.0.load(Ordering::Relaxed);
+        if v & role == 0 {
+            self.0.store(v | role, Ordering::Relaxed);
+        }
+    }
+
+    /// The roles noted since the last call.
+    #[inline]
+    fn take(&self) -> u8 {
+        let v = self.0.load(Ordering::Relaxed);
+        if v != 0 {
+            self.0.store(0, Ordering::Relaxed);
+        }
+        v
+    }
+
+    /// `roles` for a person: `send+consumer`, or `feed` when none ran besides the reading.
+    pub fn names(roles: u8) -> String {
+        let names: Vec<&str> = [(SEND, "send"), (CONSUMER, "consumer"), (CONTROL, "control")]
+            .into_iter()
+            .filter(|(bit, _)| roles & bit != 0)
+            .map(|(_, name)| name)
+            .collect();
+        if names.is_empty() {
+            "feed".into()
+        } else {
+            names.join("+")
+        }
+    }
+}
 
 /// Loop gaps shorter than this are not looked into: a turn of the loop with a batch to send or
 /// apply takes a few microseconds, and looking costs a system call. Gaps this short put at most
@@ -47,9 +98,12 @@ pub struct OffCpu {
     gaps: Histogram<u64>,
     turns: Histogram<u64>,
     looked: u64,
-    /// The longest gap off the CPU and the longest own turn since the reporter last shipped.
+    /// The longest gap off the CPU and the longest own turn since the reporter last shipped,
+    /// and the roles that ran in that turn.
     interval_off_max: u64,
     interval_turn_max: u64,
+    interval_turn_roles: u8,
+    doing: Doing,
 }
 
 impl Default for OffCpu {
@@ -64,6 +118,8 @@ impl Default for OffCpu {
             looked: 0,
             interval_off_max: 0,
             interval_turn_max: 0,
+            interval_turn_roles: 0,
+            doing: Doing::default(),
         }
     }
 }
@@ -88,15 +144,27 @@ impl OffCpu {
     /// is looked into.
     #[inline]
     pub fn tick(&mut self, now: u64) {
+        let roles = self.doing.take();
         if self.recording() && now.saturating_sub(self.last) >= DETECT_NS {
-            self.look(now);
+            self.look(now, roles);
         }
         self.last = self.last.max(now);
     }
 
+    /// Notes that `role` ran on this thread since its last tick.
+    #[inline]
+    pub fn doing_mark(&self, role: u8) {
+        self.doing.mark(role);
+    }
+
+    /// Where the roles sharing this thread say they ran ([`Doing::mark`]).
+    pub fn doing(&self) -> Doing {
+        self.doing.clone()
+    }
+
     #[cold]
     #[inline(never)]
-    fn look(&mut self, now: u64) {
+    fn look(&mut self, now: u64, roles: u8) {
         let cpu = clock::thread_cpu_ns();
         let wall = now.saturating_sub(self.mark_wall);
         let ran = cpu.saturating_sub(self.mark_cpu);
@@ -110,7 +178,10 @@ impl OffCpu {
         // The rest of the gap the thread ran: one long turn of the engine's own work.
         self.turns.saturating_record(gap - off);
         self.interval_off_max = self.interval_off_max.max(off);
-        self.interval_turn_max = self.interval_turn_max.max(gap - off);
+        if gap - off > self.interval_turn_max {
+            self.interval_turn_max = gap - off;
+            self.interval_turn_roles = roles;
+        }
         self.looked += 1;
         self.mark_wall = now;
         self.mark_cpu = cpu;
@@ -131,11 +202,17 @@ impl OffCpu {
         self.mark_cpu = clock::thread_cpu_ns();
     }
 
-    /// The longest gap off the CPU and the longest own turn since the last call, ns.
-    pub fn take_interval(&mut self) -> (u64, u64) {
-        let maxes = (self.interval_off_max, self.interval_turn_max);
+    /// The longest gap off the CPU and the longest own turn since the last call, ns, and the
+    /// roles that ran in that turn.
+    pub fn take_interval(&mut self) -> (u64, u64, u8) {
+        let maxes = (
+            self.interval_off_max,
+            self.interval_turn_max,
+            self.interval_turn_roles,
+        );
         self.interval_off_max = 0;
         self.interval_turn_max = 0;
+        self.interval_turn_roles = 0;
         maxes
     }
 
@@ -291,6 +368,44 @@ mod tests {
             tries.push((recorded, waited));
         }
         panic!("recorded more off-CPU than the kernel's run delay on every try (ns): {tries:?}");
+    }
+
+    #[test]
+    fn the_longest_turn_carries_the_roles_that_ran_in_it() {
+        let mut off = OffCpu::default();
+        let doing = off.doing();
+        off.begin();
+        doing.mark(CONSUMER);
+        doing.mark(CONTROL);
+        spin_for(300_000);
+        off.tick(clock::now_ns());
+        // A shorter turn after it, of the feed alone, does not take its place.
+        spin_for(30_000);
+        off.tick(clock::now_ns());
+        let (_, turn, roles) = off.take_interval();
+        assert!(turn >= 30_000, "turn {turn} ns");
+        assert_eq!(Doing::names(roles), "consumer+control");
+    }
+
+    #[test]
+    fn roles_that_ran_before_a_tick_are_not_charged_to_the_turn_after_it() {
+        let mut off = OffCpu::default();
+        off.begin();
+        off.doing_mark(SEND);
+        off.tick(clock::now_ns());
+        spin_for(300_000);
+        off.tick(clock::now_ns());
+        let (_, turn, roles) = off.take_interval();
+        assert!(turn > 0, "the spin was a turn");
+        assert_eq!(Doing::names(roles), "feed");
+    }
+
+    #[rstest::rstest]
+    #[case::none(0, "feed")]
+    #[case::send(SEND, "send")]
+    #[case::all(SEND | CONSUMER | CONTROL, "send+consumer+control")]
+    fn roles_read_as_names(#[case] roles: u8, #[case] want: &str) {
+        assert_eq!(Doing::names(roles), want);
     }
 
     #[test]
