@@ -129,13 +129,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         crate::checkpoint::summary_lines(&r.shards, r.ingress.checkpoints, stall_budget_ns);
     let ws_lines = match clients {
         Some(c) => {
-            let gateway_cpu = cfg.gateway_cpus.value[0];
             let (j, text) = ws_result(
                 c.finish()?,
                 r.gateway.as_ref(),
                 a.ws_clients as usize,
-                (gateway_cpu, clients_cpu),
-                &GatewayLoad::of(&r, gateway_cpu == cfg.feed_cpu.value),
+                (cfg.gateway_cpus.value[0], clients_cpu),
+                &GatewayLoad::of(&r),
             )?;
             result["ws"] = j;
             text
@@ -226,16 +225,19 @@ struct GatewayLoad {
     /// The feed's wall time, s.
     feed_s: f64,
     /// The share of its CPU the data path left it: all of it, less the ingress thread's CPU
-    /// time when the two share a CPU (the plan puts them together on 2 CPUs).
+    /// time when the plan puts the two on one CPU (as it does on 2 CPUs).
     share: f64,
     /// The deliver stage's p99, ns.
     deliver_p99_ns: u64,
 }
 
 impl GatewayLoad {
-    fn of(r: &runtime::RunReport, beside_ingress: bool) -> GatewayLoad {
-        let feed_s = r.feed_wall.as_secs_f64().max(1e-9);
+    fn of(r: &runtime::RunReport) -> GatewayLoad {
+        use runtime::plan::Role;
+        let feed_s = r.feed_s();
         let ingress = r.ingress.cpu_ns as f64 / 1e9 / feed_s;
+        let beside_ingress =
+            r.plan.thread_of(&Role::Gateway).cpu == r.plan.thread_of(&Role::Ingress).cpu;
         let all = r.control.all_stages();
         GatewayLoad {
             feed_s,
@@ -405,10 +407,8 @@ fn result_json(
     offered: Option<f64>,
     r: &RunReport,
 ) -> serde_json::Value {
-    // Over the feed alone: counted from the run's start, a run that kept its schedule
-    // reported 0.74-0.77 M msgs/s achieved of 1 M offered (about 0.9 s of starting up in 3.9 s,
-    // 2026-12-07).
-    let secs = r.feed_wall.as_secs_f64().max(1e-9);
+    // Over the feed alone ([`RunReport::feed_rate`]).
+    let secs = r.feed_s();
     let n = r.shards.len() as u64;
     let owed = r.ingress.messages + r.ingress.broadcast * n.saturating_sub(1);
     let applied: u64 = r.shards.iter().map(|s| s.messages).sum();
@@ -461,9 +461,9 @@ fn result_json(
         "messages": r.ingress.messages,
         "seed": a.seed,
         "offered_rate": offered,
-        "achieved_rate": r.ingress.messages as f64 / secs,
+        "achieved_rate": r.feed_rate(),
         "wall_s": secs,
-        "startup_s": r.engine_wall.saturating_sub(r.feed_wall).as_secs_f64(),
+        "startup_s": r.startup_s(),
         "shards": r.shards.len(),
         "sinks": sinks,
         "histograms": !a.no_histograms,

@@ -603,8 +603,8 @@ fn summary(r: &RunReport, feed: &std::path::Path) -> String {
         feed.display(),
         r.shards.len(),
         secs,
-        startup_s(r),
-        rate(feed_rate(r)),
+        r.startup_s(),
+        rate(r.feed_rate()),
         if r.ingress.stopped {
             " (stopped early by a signal)"
         } else {
@@ -717,20 +717,6 @@ pub fn control_lines(c: &crate::control::ControlCore) -> String {
     s
 }
 
-/// Seconds from the run's start to its first message: building shards, making their memory
-/// resident, starting threads. An operator waits them; the feed's rate leaves them out.
-fn startup_s(r: &RunReport) -> f64 {
-    r.engine_wall.saturating_sub(r.feed_wall).as_secs_f64()
-}
-
-/// Messages a second from the first message to the last shard's last batch (what `bench`
-/// reports as achieved). Counted from the run's start, a 20 M message v3k file read 7.0 M
-/// msgs/s with 0.61 s of start-up in it, 8.9 M over the feed alone; in the next run, with
-/// 0.06 s, 11.0 and 11.4 (2026-12-07).
-fn feed_rate(r: &RunReport) -> f64 {
-    r.ingress.messages as f64 / r.feed_wall.as_secs_f64().max(1e-9)
-}
-
 fn summary_json(r: &RunReport, feed: &std::path::Path) -> serde_json::Value {
     let secs = r.engine_wall.as_secs_f64();
     serde_json::json!({
@@ -741,8 +727,8 @@ fn summary_json(r: &RunReport, feed: &std::path::Path) -> serde_json::Value {
         "stopped": r.ingress.stopped,
         "wall_s": secs,
         "wall_with_sinks_s": r.wall.as_secs_f64(),
-        "startup_s": startup_s(r),
-        "msgs_per_s": feed_rate(r),
+        "startup_s": r.startup_s(),
+        "msgs_per_s": r.feed_rate(),
         "plan": r.plan.lines(),
         "placement": r.placement.iter().map(|(n, c)| (n.clone(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
         "shards": r.shards.iter().map(|s| serde_json::json!({
