@@ -142,26 +142,65 @@ impl Receiver {
     }
 
     /// Waits for the run to end, however it ends: its exit status, summary, books and the
-    /// stderr lines not yet read.
+    /// stderr lines not yet read. A run still going after 120 s is stopped with SIGINT, so
+    /// that the failure shows what it was waiting for (its summary and what it said).
     fn end(mut self) -> (std::process::ExitStatus, Value, String, Vec<String>) {
-        let until = Instant::now() + Duration::from_secs(120);
+        if let Some(status) = self.exit_within(Duration::from_secs(120)) {
+            return self.collect(status);
+        }
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let summary = match self.exit_within(Duration::from_secs(20)) {
+            Some(status) => {
+                let (_, v, _, said) = self.collect(status);
+                format!("{v:#}\nit said:\n{}", said.join("\n"))
+            }
+            None => {
+                let _ = self.child.kill();
+                let said: Vec<String> = self.stderr.try_iter().collect();
+                format!(
+                    "nothing (it ignored SIGINT too); it said:\n{}",
+                    said.join("\n")
+                )
+            }
+        };
+        panic!(
+            "the run did not end at end of session within 120 s; stopped, its summary: {summary}"
+        );
+    }
+
+    /// The run's exit status, if it exits within `limit`.
+    fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut out = String::new();
-                std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out)
-                    .unwrap();
-                let rest: Vec<String> = self.stderr.try_iter().collect();
-                let v: Value = serde_json::from_str(&out)
-                    .unwrap_or_else(|_| panic!("no --json summary: {}", rest.join("\n")));
-                let books = std::fs::read_to_string(&self.books).unwrap();
-                return (status, v, books, rest);
+                return Some(status);
             }
             if Instant::now() > until {
-                let _ = self.child.kill();
-                panic!("the run did not end at end of session within 120 s");
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What an exited run left: its status, summary, books and the stderr lines not yet read.
+    fn collect(
+        &mut self,
+        status: std::process::ExitStatus,
+    ) -> (std::process::ExitStatus, Value, String, Vec<String>) {
+        let mut out = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        // The reader thread sees the pipe close once the process is gone: wait for its last
+        // lines, but not past a few seconds.
+        let mut rest = Vec::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            rest.push(l);
+        }
+        let v: Value = serde_json::from_str(&out)
+            .unwrap_or_else(|_| panic!("no --json summary: {}", rest.join("\n")));
+        let books = std::fs::read_to_string(&self.books)
+            .unwrap_or_else(|e| panic!("no books at {}: {e}", self.books.display()));
+        (status, v, books, rest)
     }
 }
 
