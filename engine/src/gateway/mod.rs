@@ -40,6 +40,7 @@ mod socket;
 pub mod streams;
 #[cfg(test)]
 mod testing;
+mod turns;
 pub mod wire;
 
 use crate::telemetry::Reporter;
@@ -170,10 +171,11 @@ impl Gateway {
         })
     }
 
-    /// Serves on a thread of its own, pinned to `cpu` at `nice`, until `stop` is set.
+    /// Serves on a thread of its own, pinned to `cpu` at `nice`, handing the CPU back every
+    /// `turn_ns` (0: never), until `stop` is set.
     pub fn start(
         self,
-        (cpu, nice): (usize, i32),
+        (cpu, nice, turn_ns): (usize, i32, u64),
         intake: GatewayIntake,
         reporter: Reporter,
         stop: Arc<AtomicBool>,
@@ -183,6 +185,7 @@ impl Gateway {
             .spawn(move || {
                 crate::runtime::pin(cpu);
                 crate::runtime::set_nice(nice);
+                turns::share(turn_ns);
                 let (addr, stats) = (self.addr, Arc::clone(&self.stats));
                 serve(self, intake, reporter, &stop);
                 GatewayReport {
@@ -627,6 +630,7 @@ impl Hub {
 fn serve(g: Gateway, intake: GatewayIntake, reporter: Reporter, stop: &AtomicBool) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_unpark(turns::rest)
         .build()
     {
         Ok(rt) => rt,
@@ -699,6 +703,7 @@ async fn pump(hub: Shared, mut intake: GatewayIntake) {
             hub.borrow_mut().absorb(&b);
             intake.rx.give_back(b);
             took = true;
+            turns::checkpoint();
         }
         if took {
             {

@@ -146,6 +146,7 @@ impl Sink for Outbound {
         );
         // An error here is met again, and reported, by the flush of what is kept.
         let wrote = self.tcp.try_write(bytes).unwrap_or(0);
+        super::turns::checkpoint();
         self.buf.clear();
         self.buf.extend_from_slice(&bytes[wrote..]);
         self.sent = 0;
@@ -196,6 +197,7 @@ impl Outbound {
     pub async fn flush(&mut self) -> io::Result<()> {
         while !self.idle() {
             let wrote = self.tcp.write(&self.buf[self.sent..]).await?;
+            super::turns::checkpoint();
             if wrote == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }

@@ -340,7 +340,7 @@ pub fn run(
             let h = g
                 .gateway
                 .start(
-                    (t.cpu, t.nice),
+                    (t.cpu, t.nice, t.turn_ns),
                     g.intake,
                     g.reporter,
                     Arc::clone(&side_stop),

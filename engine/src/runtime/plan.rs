@@ -71,12 +71,28 @@ pub struct ThreadPlan {
     pub nice: i32,
     /// How it waits (for the ingress: whether it may park waiting for a free buffer).
     pub wait: Wait,
+    /// Longest it keeps its CPU before it hands it back of its own accord, ns (0: as long as
+    /// the scheduler lets it).
+    pub turn_ns: u64,
 }
 
 /// Nice value of a thread that shares its CPU with the data path and can wait: the scheduler
 /// gives the data path the CPU first (a sink's backlog waits in its queue and spool, never in
 /// the rings).
 pub const SHARED_NICE: i32 = 10;
+
+/// The gateway's turn on a CPU of the data path. It runs there at full priority and hands the
+/// CPU back after each turn of this length, rather than at nice 10.
+/// - At nice 10 the gateway kept the CPU for a whole scheduler slice once it had it, while the
+///   ingress waited: e2e p50 0.6-1.8 ms with 100 clients (`bench --ws-clients 100`, m7 at
+///   1M/s, 2026-12-07).
+/// - Turns at nice 10 starved it instead: the busy ingress is owed 90% of a shared CPU by
+///   weight, so with 20 us turns the gateway fell behind (deliver p99 0.16-0.81 s, 14 clients
+///   cut off in one run of three).
+/// - At nice 0 with 50 us turns, in 6 pairs against nice 10: e2e p50 0.16-1.09 ms against
+///   0.62-1.75 ms (better in 6 of 6), deliver p99 4.4-18 ms against 6.1-42 ms (better in 5).
+///   20 us turns gave a lower e2e p50 but a higher deliver p50; 100 us, the reverse.
+pub const GATEWAY_TURN_NS: u64 = 50_000;
 
 /// The endpoints a run serves besides the feed path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,6 +141,7 @@ impl Plan {
             roles: ingress,
             nice: 0,
             wait: Wait::Spin,
+            turn_ns: 0,
         }];
         for i in 0..n {
             threads.push(ThreadPlan {
@@ -137,6 +154,7 @@ impl Plan {
                 } else {
                     Wait::SpinThenPark
                 },
+                turn_ns: 0,
             });
         }
         if consumer_cpu != feed {
@@ -165,7 +183,11 @@ impl Plan {
         }
         if endpoints.gateway {
             // Its clients' queues absorb a slow turn.
-            threads.push(sleeper("gateway", gateway_cpu, Role::Gateway));
+            let mut g = sleeper("gateway", gateway_cpu, Role::Gateway);
+            if data_path(gateway_cpu) {
+                (g.nice, g.turn_ns) = (0, GATEWAY_TURN_NS);
+            }
+            threads.push(g);
         }
         if endpoints.admin {
             threads.push(sleeper("admin", control_cpu, Role::Admin));
@@ -220,8 +242,12 @@ impl Plan {
                     Wait::SpinThenPark => "spins then parks",
                     Wait::Sleep => "sleeps",
                 };
+                let turns = match t.turn_ns {
+                    0 => String::new(),
+                    ns => format!(", yields every {} us", ns / 1000),
+                };
                 format!(
-                    "thread {:<12} CPU {:<3} nice {:<3} {wait:<17} runs {}",
+                    "thread {:<12} CPU {:<3} nice {:<3} {wait:<17} runs {}{turns}",
                     t.name,
                     t.cpu,
                     t.nice,
@@ -263,6 +289,7 @@ fn own(name: &str, cpu: usize, role: Role, wait: Wait) -> ThreadPlan {
         roles: vec![role],
         nice: 0,
         wait,
+        turn_ns: 0,
     }
 }
 
@@ -361,14 +388,18 @@ mod tests {
     }
 
     #[test]
-    fn the_gateway_beside_the_feed_yields_to_it_and_the_ingress_parks() {
+    fn the_gateway_beside_the_feed_takes_turns_and_the_ingress_parks() {
         let on = Endpoints {
             gateway: true,
             ..Default::default()
         };
         let p = Plan::new(&cfg(2, Overrides::default()), &[], on);
         let g = p.thread_of(&Role::Gateway);
-        assert_eq!((g.cpu, g.nice, g.wait), (0, SHARED_NICE, Wait::Sleep));
+        assert_eq!(
+            (g.cpu, g.nice, g.wait, g.turn_ns),
+            (0, 0, Wait::Sleep, GATEWAY_TURN_NS),
+            "beside the feed: full priority, in turns"
+        );
         assert_eq!(p.threads[0].wait, Wait::SpinThenPark);
         let o = Overrides {
             gateway_cpus: Some(vec![3]),
@@ -376,7 +407,11 @@ mod tests {
         };
         let p = Plan::new(&cfg(4, o), &[], on);
         let g = p.thread_of(&Role::Gateway);
-        assert_eq!((g.cpu, g.nice), (3, 0), "a CPU of its own: full priority");
+        assert_eq!(
+            (g.cpu, g.nice, g.turn_ns),
+            (3, 0, 0),
+            "a CPU of its own: full priority, no turns"
+        );
         assert_eq!(p.threads[0].wait, Wait::Spin);
     }
 
