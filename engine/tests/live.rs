@@ -535,6 +535,9 @@ fn a_restarted_exchange_with_a_new_session_name_is_followed() {
             mold::parse(p).unwrap().count()
         })
         .sum();
+    // The receiver has read DAYONE before DAYTWO starts: read together, late, DAYTWO would
+    // be followed only once the exchange no longer answers for it (a loaded machine, 22:36).
+    rx.wait_for("locked onto session DAYONE");
     let out = exchange(
         &d,
         &file,

@@ -228,6 +228,21 @@ pub struct Arbiter {
     /// Messages one answer holds, learnt from answers that held less than asked: the
     /// count each request asks for.
     fit: u16,
+    /// The last other session heard while this one was locked, what it is known to hold and
+    /// its end of session if heard: followed at a tick once the locked session has been
+    /// silent, if none of its packets came late enough to be followed on arrival.
+    other: Option<Other>,
+}
+
+/// Another session's packets, dropped while the locked one was live.
+#[derive(Debug, Clone, Copy)]
+struct Other {
+    session: Session,
+    /// Its sequence numbers heard reach `[1, end)`.
+    end: u64,
+    end_of_session: Option<u64>,
+    /// When it was last heard.
+    heard_ns: u64,
 }
 
 impl Arbiter {
@@ -256,6 +271,7 @@ impl Arbiter {
             announced: false,
             flight: std::collections::VecDeque::with_capacity(Self::flight_cap(&cfg)),
             fit: cfg.request_max.max(1),
+            other: None,
         }
     }
 
@@ -330,6 +346,13 @@ impl Arbiter {
             }
         };
         if !self.accept_session(line, p.session, p.kind, now, out) {
+            self.note_other(
+                p.session,
+                p.seq,
+                p.seq.saturating_add(p.count()),
+                p.kind,
+                now,
+            );
             return;
         }
         self.session_seen_ns = now;
@@ -519,6 +542,53 @@ impl Arbiter {
         }
     }
 
+    /// Remembers a dropped packet of another session (a configured session is never left,
+    /// so its others are not kept).
+    fn note_other(&mut self, s: Session, seq: u64, end: u64, kind: Kind, now: u64) {
+        if self.cfg.session.is_some() || self.session.is_none() {
+            return;
+        }
+        let o = match self.other {
+            Some(o) if o.session == s => o,
+            _ => Other {
+                session: s,
+                end: 1,
+                end_of_session: None,
+                heard_ns: now,
+            },
+        };
+        let eos = (kind == Kind::EndOfSession).then_some(seq);
+        self.other = Some(Other {
+            end: o.end.max(end),
+            end_of_session: eos.or(o.end_of_session),
+            heard_ns: now,
+            ..o
+        });
+    }
+
+    /// The locked session has been silent for the liveness period and another was heard
+    /// after its last packet, every packet of it too early to be followed on arrival (a receiver that
+    /// read its socket late reads both sessions at once; 2026-12-07, the restart test under
+    /// load): it is followed now, and what it holds is asked of the re-request server.
+    fn follow_heard(&mut self, now: u64, out: &mut impl Outlet) {
+        let (Some(cur), Some(o)) = (self.session, self.other) else {
+            return;
+        };
+        if self.cfg.session.is_some()
+            || self.done()
+            || o.heard_ns < self.session_seen_ns
+            || now.saturating_sub(self.session_seen_ns) < self.cfg.liveness_ns
+        {
+            return;
+        }
+        self.follow(cur, o.session, now, out);
+        self.extend_known(o.end, now);
+        if let Some(e) = o.end_of_session {
+            self.extend_known(e, now);
+            self.end_of_session = Some(e);
+        }
+    }
+
     /// The locked session went silent unfinished and another is live: what is missing of the
     /// old one is lost, and sequence numbers start again at 1 under the new name.
     fn follow(&mut self, old: Session, new: Session, now: u64, out: &mut impl Outlet) {
@@ -543,6 +613,7 @@ impl Arbiter {
         self.end_of_session = None;
         self.recovery.session_changes += 1;
         self.session_seen_ns = now;
+        self.other = None;
         for l in &mut self.lines {
             l.high = 0;
         }
@@ -802,6 +873,7 @@ impl Arbiter {
         self.ask_window(out);
         self.advance(out);
         self.watch_lines(session, now, out);
+        self.follow_heard(now, out);
     }
 
     fn declare_lost(&mut self, from: u64, to: u64, out: &mut impl Outlet) {

@@ -397,6 +397,70 @@ fn a_new_session_is_followed_once_the_locked_one_has_gone_silent() {
     assert_eq!(a.recovery.session_changes, 1);
 }
 
+/// A receiver that reads its socket late reads the old session's last packets and the whole
+/// of the new one at once, the new one's end of session included, all within the liveness
+/// period of the old one's last packet: nothing more comes. Once the old one has been silent
+/// that long, the new one is followed at a tick, its messages are asked for, and the run ends
+/// at its end of session, with what the server no longer answers declared lost.
+#[test]
+fn a_new_session_read_all_at_once_with_the_old_one_is_followed_at_a_tick() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    let new = Session::parse("S2").unwrap();
+    let live = ArbiterConfig::default().liveness_ns;
+    feed(&mut a, &mut o, A, &pkt(1, 2), 10);
+    feed(&mut a, &mut o, A, &pkt_of(new, 1, 3), 11);
+    feed(&mut a, &mut o, A, &pkt_of(new, 4, 2), 12);
+    feed(
+        &mut a,
+        &mut o,
+        A,
+        mold::end_of_session(&mut [0; 20], new, 6),
+        13,
+    );
+    assert_eq!(a.lines[A].other_session, 3);
+    a.tick(10 + live - 1, &mut o);
+    assert_eq!(
+        a.session(),
+        Some(s1()),
+        "not before the old one has been silent"
+    );
+    a.tick(10 + live, &mut o);
+    a.check();
+    assert_eq!(a.session(), Some(new));
+    assert_eq!(a.recovery.session_changes, 1);
+    a.tick(10 + live + 1, &mut o);
+    let asked: Vec<(u64, u16)> = o
+        .requests
+        .iter()
+        .filter(|r| r.session == new)
+        .map(|r| (r.seq, r.count))
+        .collect();
+    assert_eq!(
+        asked.first(),
+        Some(&(1, 5)),
+        "the new session's messages are asked for"
+    );
+    let answer = pkt_of(new, 1, 5);
+    feed(&mut a, &mut o, ANSWERS, &answer, 10 + live + 2);
+    assert!(a.done(), "its end of session ends the run");
+    assert_eq!(o.got, vec![1, 2, 1, 2, 3, 4, 5]);
+}
+
+/// A packet of another session heard before the locked one's last packet is not a reason to
+/// follow it when the locked one later goes silent.
+#[test]
+fn another_session_heard_before_the_locked_ones_last_packet_is_not_followed() {
+    let (mut a, mut o) = (arb(1), Rec::default());
+    let new = Session::parse("S2").unwrap();
+    let live = ArbiterConfig::default().liveness_ns;
+    feed(&mut a, &mut o, A, &pkt(1, 1), 10);
+    feed(&mut a, &mut o, A, &pkt_of(new, 1, 1), 11);
+    feed(&mut a, &mut o, A, &pkt(2, 1), 12);
+    a.tick(12 + 2 * live, &mut o);
+    assert_eq!(a.session(), Some(s1()));
+    assert_eq!(a.recovery.session_changes, 0);
+}
+
 #[test]
 fn a_configured_session_is_never_left() {
     let mut a = Arbiter::new(ArbiterConfig {
