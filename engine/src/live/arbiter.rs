@@ -527,11 +527,7 @@ impl Arbiter {
                 out.session(s);
                 true
             }
-            Some(cur)
-                if self.cfg.session.is_none()
-                    && now.saturating_sub(self.session_seen_ns) >= self.cfg.liveness_ns
-                    && !self.done() =>
-            {
+            Some(cur) if self.may_leave(now) => {
                 self.follow(cur, s, now, out);
                 true
             }
@@ -542,43 +538,43 @@ impl Arbiter {
         }
     }
 
+    /// Whether the locked session may be left for another at `now`: none was configured, it
+    /// has not ended, and it has been silent for the liveness period. The one rule for a
+    /// follow on arrival and at a tick.
+    fn may_leave(&self, now: u64) -> bool {
+        self.cfg.session.is_none()
+            && now.saturating_sub(self.session_seen_ns) >= self.cfg.liveness_ns
+            && !self.done()
+    }
+
     /// Remembers a dropped packet of another session (a configured session is never left,
     /// so its others are not kept).
     fn note_other(&mut self, s: Session, seq: u64, end: u64, kind: Kind, now: u64) {
         if self.cfg.session.is_some() || self.session.is_none() {
             return;
         }
-        let o = match self.other {
-            Some(o) if o.session == s => o,
-            _ => Other {
-                session: s,
-                end: 1,
-                end_of_session: None,
-                heard_ns: now,
-            },
+        let (known, eos) = match self.other {
+            Some(o) if o.session == s => (o.end, o.end_of_session),
+            _ => (1, None),
         };
-        let eos = (kind == Kind::EndOfSession).then_some(seq);
         self.other = Some(Other {
-            end: o.end.max(end),
-            end_of_session: eos.or(o.end_of_session),
+            session: s,
+            end: known.max(end),
+            end_of_session: (kind == Kind::EndOfSession).then_some(seq).or(eos),
             heard_ns: now,
-            ..o
         });
     }
 
     /// The locked session has been silent for the liveness period and another was heard
-    /// after its last packet, every packet of it too early to be followed on arrival (a receiver that
-    /// read its socket late reads both sessions at once; 2026-12-07, the restart test under
-    /// load): it is followed now, and what it holds is asked of the re-request server.
+    /// after its last packet, every packet of it too early to be followed on arrival (a
+    /// receiver that read its socket late reads both sessions at once; 2026-12-07, the
+    /// restart test under load): it is followed now, and what it holds is asked of the
+    /// re-request server.
     fn follow_heard(&mut self, now: u64, out: &mut impl Outlet) {
         let (Some(cur), Some(o)) = (self.session, self.other) else {
             return;
         };
-        if self.cfg.session.is_some()
-            || self.done()
-            || o.heard_ns < self.session_seen_ns
-            || now.saturating_sub(self.session_seen_ns) < self.cfg.liveness_ns
-        {
+        if o.heard_ns < self.session_seen_ns || !self.may_leave(now) {
             return;
         }
         self.follow(cur, o.session, now, out);
