@@ -229,6 +229,8 @@ struct GatewayLoad {
     share: f64,
     /// The deliver stage's p99, ns.
     deliver_p99_ns: u64,
+    /// Turns the consumer's thread yielded to the gateway when it fell behind on their CPU.
+    turns: u64,
 }
 
 impl GatewayLoad {
@@ -249,6 +251,7 @@ impl GatewayLoad {
             deliver_p99_ns: all
                 .get(crate::telemetry::Stage::Deliver)
                 .value_at_quantile(0.99),
+            turns: r.consumer.gateway_turns,
         }
     }
 }
@@ -284,13 +287,15 @@ fn ws_result(
         "baseline": {"frames": base.frames, "frames_per_s_per_client_median": theirs,
             "frames_per_s_total": theirs_all, "cpu_ns_per_frame": base.cpu_ns_per_frame},
         "vs_baseline": ratio,
+        "turns_given": load.turns,
         "deliver_floor": deliver_floor_json(&base.write, n, gateway, load),
     });
     let text = format!(
         "  ws: {n} clients, receive latency p50 {} p99 {} p99.9 {}; {}/s per client (median), {}/s \
          in all, {} cut off; bare tokio-tungstenite broadcast of the same {} frames: {}/s per \
          client, {}/s in all; ratio {ratio:.2}x (rates over the window of all clients)\n  \
-         ws CPU per frame written: gateway {:.0} ns, bare server {:.0} ns ({:.2}x)\n",
+         ws CPU per frame written: gateway {:.0} ns, bare server {:.0} ns ({:.2}x); turns \
+         yielded to it when behind: {}\n",
         pretty(q(0.5)),
         pretty(q(0.99)),
         pretty(q(0.999)),
@@ -303,6 +308,7 @@ fn ws_result(
         ours_cpu,
         base.cpu_ns_per_frame,
         ours_cpu / base.cpu_ns_per_frame.max(1.0),
+        count(load.turns),
     ) + &deliver_floor_line(&j["deliver_floor"]);
     Ok((j, text))
 }

@@ -747,6 +747,7 @@ fn summary_json(r: &RunReport, feed: &std::path::Path) -> serde_json::Value {
             "batches": r.consumer.batches, "trades": r.consumer.trades, "bbos": r.consumer.bbos,
             "bars": r.consumer.bars, "breaks": r.consumer.breaks, "bad_batches": r.consumer.bad_batches,
             "gateway_gathered": r.consumer.gateway_gathered,
+            "gateway_turns": r.consumer.gateway_turns,
         },
         "links": r.links.iter().map(|l| serde_json::json!({
             "name": l.name, "sent": l.sent, "full_waits": l.full_waits,

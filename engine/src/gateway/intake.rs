@@ -2,12 +2,13 @@
 //! depths and listings, copied out of the shard's archived batch into owned vectors that travel
 //! a buffer link and come back emptied, so no batch allocates once the vectors have grown.
 //!
-//! Owns the copy from archived to native form and the link's ends. Never makes the consumer
-//! wait: when every buffer is in flight (the gateway is starved of CPU), batches gather in one
-//! pending batch where BBOs and depths keep only each instrument's latest, and trades and bars
-//! past [`PENDING_MAX`] are counted as lost; the gateway turns a loss into a visible `seq` gap,
-//! so clients resubscribe (measured with 100 clients on 2 CPUs, 2026-12-05: a blocking hand-off
-//! stalled the consumer, then the shards and the ingress: e2e p90 457 ms).
+//! Owns the copy from archived to native form, the link's ends, and the turns a gateway on the
+//! consumer's CPU is owed when it falls behind ([`Turns`]). Never makes the consumer wait for
+//! the gateway: when every buffer is in flight (the gateway is starved of CPU), batches gather
+//! in one pending batch where BBOs and depths keep only each instrument's latest, and trades
+//! and bars past [`PENDING_MAX`] are counted as lost; the gateway turns a loss into a visible
+//! `seq` gap, so clients resubscribe (measured with 100 clients on 2 CPUs, 2026-12-05: a
+//! blocking hand-off stalled the consumer, then the shards and the ingress: e2e p90 457 ms).
 
 use crate::runtime::batch::ArchivedEventBatch;
 use crate::runtime::ring::{self, Receiver, Sender};
@@ -133,6 +134,66 @@ pub struct GatewayFeed {
     pending: GatewayBatch,
     /// Batches that had to gather (no free buffer).
     pub gathered: u64,
+    /// When the gateway shares this CPU: when it is owed a turn.
+    pub turns: Turns,
+}
+
+/// How long a batch waits untaken before the gateway is owed turns: 20 of its turns, longer
+/// than a round of writes to 100 clients at 1M msgs/s (0.26-0.31 ms of CPU). `bench --ws-clients
+/// 100` at 3M msgs/s (2026-12-08 01:40): 1 ms gave 0 clients cut off, deliver p99 8.9 ms and
+/// e2e p99 3.4 ms; 3 ms let it fall 0.1 s behind (9 cut off, e2e p99 20 ms); 50 us (one turn)
+/// gave it turns at 1M msgs/s too, where it keeps up, and put e2e p99 at 1.25-1.79 ms against
+/// 0.88-0.96 ms without turns (3 pairs).
+pub const STARVED_NS: u64 = 1_000_000;
+
+/// The turns a gateway on the consumer's CPU is owed. The gateway hands the CPU back after
+/// each of its turns (`gateway::turns`); without this, nothing handed it back the other way.
+/// An ingress behind its schedule, or with under 300 ns to wait, spins and never yields, so a
+/// woken gateway waited for the scheduler's slice: at 3M msgs/s with 100 clients it had 13-20%
+/// of the shared CPU, fell a second behind and every client was cut off (m7, 2026-12-08 01:00).
+///
+/// The rule: once a batch has waited untaken for [`STARVED_NS`], the consumer yields the CPU,
+/// at most once per turn of its own thread, until the gateway has taken every batch. A gateway
+/// that keeps up is given none (at 1M msgs/s, bursts earned it 336-573 turns in 4 s); one that
+/// has fallen behind gets about half the CPU, and the ingress keeps the other half.
+#[derive(Debug, Clone, Default)]
+pub struct Turns {
+    /// The gateway's turn, ns (0: it has a CPU of its own, nothing is owed).
+    pub turn_ns: u64,
+    /// Since when the link has held an untaken batch, as first seen (0: empty when last seen).
+    waiting_since: u64,
+    /// No turn is given before this (the giving thread's own turn since the last one).
+    not_before: u64,
+    /// Turns given.
+    pub given: u64,
+}
+
+impl Turns {
+    /// Turns of `turn_ns` for a gateway that shares the caller's CPU (0: it does not).
+    pub fn of(turn_ns: u64) -> Self {
+        Turns {
+            turn_ns,
+            ..Turns::default()
+        }
+    }
+
+    /// Whether the gateway is owed a turn at `now`, with `unread` batches untaken.
+    pub fn owed(&mut self, now: u64, unread: usize) -> bool {
+        if unread == 0 {
+            self.waiting_since = 0;
+            return false;
+        }
+        if self.waiting_since == 0 {
+            self.waiting_since = now;
+        }
+        now.saturating_sub(self.waiting_since) >= STARVED_NS && now >= self.not_before
+    }
+
+    /// A turn was given, ending at `now`: the giver keeps the CPU for a turn before the next.
+    pub fn gave(&mut self, now: u64) {
+        self.not_before = now + self.turn_ns;
+        self.given += 1;
+    }
 }
 
 /// The gateway's end.
@@ -153,6 +214,7 @@ pub fn link() -> (GatewayFeed, GatewayIntake) {
             wake: Arc::clone(&wake),
             pending: GatewayBatch::default(),
             gathered: 0,
+            turns: Turns::default(),
         },
         GatewayIntake { rx, wake },
     )
@@ -182,6 +244,21 @@ impl GatewayFeed {
         std::mem::swap(&mut g, &mut self.pending);
         self.tx.send(g);
         self.wake.notify_one();
+        true
+    }
+
+    /// Yields this thread's CPU to a gateway that shares it and is owed a turn (see [`Turns`]);
+    /// returns whether it did.
+    pub fn give_turn(&mut self) -> bool {
+        if self.turns.turn_ns == 0 {
+            return false;
+        }
+        let unread = self.tx.unread();
+        if !self.turns.owed(crate::runtime::clock::now_ns(), unread) {
+            return false;
+        }
+        std::thread::yield_now();
+        self.turns.gave(crate::runtime::clock::now_ns());
         true
     }
 
@@ -311,5 +388,70 @@ mod tests {
             .max();
         let want = (0..PENDING_MAX as u64 + 10).filter(|n| n % 3 == 1).max();
         assert_eq!(latest, want, "the latest BBO survives compaction");
+    }
+
+    /// A gateway that shares the CPU, with its turn: nothing is owed until a batch has waited
+    /// untaken for [`STARVED_NS`].
+    #[rstest::rstest]
+    #[case::nothing_waits(0, STARVED_NS * 5, false)]
+    #[case::waited_less_than_starved(3, STARVED_NS - 1, false)]
+    #[case::waited_starved(3, STARVED_NS, true)]
+    fn a_turn_is_owed_once_a_batch_waited_untaken_long_enough(
+        #[case] unread: usize,
+        #[case] waited: u64,
+        #[case] owed: bool,
+    ) {
+        let mut t = Turns::of(50_000);
+        let t0 = 1_000;
+        assert!(!t.owed(t0, unread), "nothing is owed at the first sight");
+        assert_eq!(t.owed(t0 + waited, unread), owed);
+    }
+
+    #[test]
+    fn after_a_turn_the_giver_keeps_the_cpu_for_one_of_its_own() {
+        let mut t = Turns::of(50_000);
+        assert!(!t.owed(1, 1));
+        let late = 1 + STARVED_NS;
+        assert!(t.owed(late, 1));
+        t.gave(late);
+        assert!(!t.owed(late + 49_999, 1), "the giver's own turn first");
+        assert!(t.owed(late + 50_000, 1));
+        assert_eq!(t.given, 1);
+    }
+
+    #[test]
+    fn a_gateway_that_took_every_batch_owes_the_wait_a_fresh_start() {
+        let mut t = Turns::of(50_000);
+        assert!(!t.owed(1, 1));
+        assert!(!t.owed(2, 0), "every batch taken");
+        assert!(!t.owed(STARVED_NS, 1), "the wait starts again");
+        assert!(t.owed(2 * STARVED_NS, 1));
+    }
+
+    #[test]
+    fn a_gateway_with_a_cpu_of_its_own_is_never_given_a_turn() {
+        let (mut feed, _intake) = link();
+        feed.send(batch::read_events(&event_batch(1, 1)).expect("a batch"));
+        assert_eq!(feed.tx.unread(), 1, "the batch waits untaken");
+        assert!(!feed.give_turn());
+        assert_eq!(feed.turns.given, 0);
+    }
+
+    #[test]
+    fn a_starved_gateway_on_this_cpu_is_given_a_turn() {
+        let (mut feed, mut intake) = link();
+        feed.turns = Turns::of(1);
+        feed.send(batch::read_events(&event_batch(1, 1)).expect("a batch"));
+        // The first look starts the wait; a look a starved wait later yields.
+        assert!(!feed.give_turn());
+        let since = crate::runtime::clock::now_ns();
+        while crate::runtime::clock::now_ns() - since < STARVED_NS {
+            std::hint::spin_loop();
+        }
+        assert!(feed.give_turn());
+        assert_eq!(feed.turns.given, 1);
+        let b = intake.rx.try_recv().expect("the batch");
+        intake.rx.give_back(b);
+        assert!(!feed.give_turn(), "nothing waits once the gateway took it");
     }
 }

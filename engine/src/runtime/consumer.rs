@@ -48,6 +48,9 @@ pub struct ConsumerReport {
     /// Batches the gateway could not take at once (every buffer in flight): they gathered,
     /// BBOs and depths conflating, and went on later; the consumer never waits on it.
     pub gateway_gathered: u64,
+    /// Times the consumer yielded its CPU to a gateway sharing it that had fallen a turn behind
+    /// (`gateway::intake::Turns`).
+    pub gateway_turns: u64,
 }
 
 /// Where the consumer sends rows for one storage adapter.
@@ -198,6 +201,7 @@ impl Consumer {
         if let Some(g) = self.gateway.as_mut() {
             // What gathered while the gateway's buffers were all in flight.
             g.flush();
+            g.give_turn();
         }
         for (i, link) in self.links.iter_mut().enumerate() {
             while let Some(buf) = link.try_recv() {
@@ -276,6 +280,7 @@ impl Consumer {
         if let Some(g) = self.gateway.as_mut() {
             g.finish();
             self.report.gateway_gathered = g.gathered;
+            self.report.gateway_turns = g.turns.given;
         }
         self.report
     }

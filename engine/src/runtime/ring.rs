@@ -118,6 +118,14 @@ impl<T: Send> Producer<T> {
         r.tail.0.store(self.tail, Ordering::Release);
         Ok(())
     }
+
+    /// Values pushed and not yet taken (a snapshot; one load of the consumer's index).
+    pub fn unread(&mut self) -> usize {
+        self.head_seen = self.ring.head.0.load(Ordering::Acquire);
+        self.head_loads += 1;
+        debug_assert!(self.head_seen <= self.tail, "the consumer is never ahead");
+        self.tail - self.head_seen
+    }
 }
 
 impl<T: Send> Consumer<T> {
@@ -430,6 +438,11 @@ impl<B: Send> Sender<B> {
             "more buffers home than the link holds"
         );
         home == self.buffers
+    }
+
+    /// Buffers sent that the consumer has not taken yet.
+    pub fn unread(&mut self) -> usize {
+        self.forward.unread()
     }
 
     /// This link's counters.

@@ -206,9 +206,13 @@ impl Topology {
         }
         let (gateway_feed, gateway) = match opts.gateway.take() {
             Some(g) => {
-                let (feed, intake) = crate::gateway::intake::link();
+                let (mut feed, intake) = crate::gateway::intake::link();
                 links.push(("consumer->gateway".to_string(), feed.tx.stats()));
-                let cpu = plan.thread_of(&Role::Gateway).cpu;
+                let gw = plan.thread_of(&Role::Gateway);
+                let cpu = gw.cpu;
+                if cpu == plan.thread_of(&Role::Consumer).cpu {
+                    feed.turns = crate::gateway::intake::Turns::of(gw.turn_ns);
+                }
                 let bundle = GatewayBundle {
                     gateway: g,
                     intake,
