@@ -140,7 +140,7 @@ pub struct GatewayFeed {
 
 /// How long a batch waits untaken before the gateway is owed turns: 20 of its turns, longer
 /// than a round of writes to 100 clients at 1M msgs/s (0.26-0.31 ms of CPU). `bench --ws-clients
-/// 100` at 3M msgs/s (2026-12-08 01:40): 1 ms gave 0 clients cut off, deliver p99 8.9 ms and
+/// 100` at 3M msgs/s (2026-12-08 00:25): 1 ms gave 0 clients cut off, deliver p99 8.9 ms and
 /// e2e p99 3.4 ms; 3 ms let it fall 0.1 s behind (9 cut off, e2e p99 20 ms); 50 us (one turn)
 /// gave it turns at 1M msgs/s too, where it keeps up, and put e2e p99 at 1.25-1.79 ms against
 /// 0.88-0.96 ms without turns (3 pairs).
@@ -150,7 +150,7 @@ pub const STARVED_NS: u64 = 1_000_000;
 /// each of its turns (`gateway::turns`); without this, nothing handed it back the other way.
 /// An ingress behind its schedule, or with under 300 ns to wait, spins and never yields, so a
 /// woken gateway waited for the scheduler's slice: at 3M msgs/s with 100 clients it had 13-20%
-/// of the shared CPU, fell a second behind and every client was cut off (m7, 2026-12-08 01:00).
+/// of the shared CPU, fell a second behind and every client was cut off (m7, 2026-12-08 00:20).
 ///
 /// The rule: once a batch has waited untaken for [`STARVED_NS`], the consumer yields the CPU,
 /// at most once per turn of its own thread, until the gateway has taken every batch. A gateway
