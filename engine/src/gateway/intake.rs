@@ -141,7 +141,8 @@ pub struct GatewayFeed {
 /// How long a batch waits untaken before the gateway is owed turns: 20 of its turns, longer
 /// than a round of writes to 100 clients at 1M msgs/s (0.26-0.31 ms of CPU). `bench --ws-clients
 /// 100` at 3M msgs/s (2026-12-08 00:25): 1 ms gave 0 clients cut off, deliver p99 8.9 ms and
-/// e2e p99 3.4 ms; 3 ms let it fall 0.1 s behind (9 cut off, e2e p99 20 ms); 50 us (one turn)
+/// e2e p99 3.4 ms in one run (0, 100 and 17 cut off in three later; all 100 without turns);
+/// 3 ms let it fall 0.1 s behind (9 cut off, e2e p99 20 ms); 50 us (one turn)
 /// gave it turns at 1M msgs/s too, where it keeps up, and put e2e p99 at 1.25-1.79 ms against
 /// 0.88-0.96 ms without turns (3 pairs).
 pub const STARVED_NS: u64 = 1_000_000;
