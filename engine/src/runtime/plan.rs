@@ -206,6 +206,24 @@ impl Plan {
             .expect("every role of a run is planned")
     }
 
+    /// The turn the consumer yields to a gateway that has fallen behind on the consumer's CPU
+    /// (`gateway::intake::Turns`), ns: the gateway's own turn when the two share a CPU and it
+    /// takes turns there, 0 otherwise (no gateway, or a CPU of its own).
+    pub fn turns_owed_to_gateway(&self) -> u64 {
+        let Some(g) = self
+            .threads
+            .iter()
+            .find(|t| t.roles.contains(&Role::Gateway))
+        else {
+            return 0;
+        };
+        if g.cpu == self.thread_of(&Role::Consumer).cpu {
+            g.turn_ns
+        } else {
+            0
+        }
+    }
+
     /// Whether `role` takes its turns inside the ingress thread.
     pub fn on_ingress_thread(&self, role: &Role) -> bool {
         self.threads[0].roles.contains(role)
@@ -401,6 +419,11 @@ mod tests {
             "beside the feed: full priority, in turns"
         );
         assert_eq!(p.threads[0].wait, Wait::SpinThenPark);
+        assert_eq!(
+            p.turns_owed_to_gateway(),
+            GATEWAY_TURN_NS,
+            "the consumer beside it yields it turns when it falls behind"
+        );
         let o = Overrides {
             gateway_cpus: Some(vec![3]),
             ..Default::default()
@@ -413,6 +436,13 @@ mod tests {
             "a CPU of its own: full priority, no turns"
         );
         assert_eq!(p.threads[0].wait, Wait::Spin);
+        assert_eq!(
+            p.turns_owed_to_gateway(),
+            0,
+            "none owed on a CPU of its own"
+        );
+        let p = Plan::new(&cfg(2, Overrides::default()), &[], Endpoints::default());
+        assert_eq!(p.turns_owed_to_gateway(), 0, "no gateway, no turns");
     }
 
     #[test]

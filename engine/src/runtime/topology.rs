@@ -208,11 +208,8 @@ impl Topology {
             Some(g) => {
                 let (mut feed, intake) = crate::gateway::intake::link();
                 links.push(("consumer->gateway".to_string(), feed.tx.stats()));
-                let gw = plan.thread_of(&Role::Gateway);
-                let cpu = gw.cpu;
-                if cpu == plan.thread_of(&Role::Consumer).cpu {
-                    feed.turns = crate::gateway::intake::Turns::of(gw.turn_ns);
-                }
+                feed.turns = crate::gateway::intake::Turns::of(plan.turns_owed_to_gateway());
+                let cpu = plan.thread_of(&Role::Gateway).cpu;
                 let bundle = GatewayBundle {
                     gateway: g,
                     intake,
