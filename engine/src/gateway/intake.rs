@@ -139,24 +139,27 @@ pub struct GatewayFeed {
 }
 
 /// How long a batch waits untaken before the gateway is owed turns: 20 of its turns, longer
-/// than a round of writes to 100 clients at 1M msgs/s (0.26-0.31 ms of CPU). `bench --ws-clients
-/// 100` at 3M msgs/s (2026-12-08 00:25): 1 ms gave 0 clients cut off, deliver p99 8.9 ms and
-/// e2e p99 3.4 ms in one run (0, 100 and 17 cut off in three later; all 100 without turns);
-/// 3 ms let it fall 0.1 s behind (9 cut off, e2e p99 20 ms); 50 us (one turn)
-/// gave it turns at 1M msgs/s too, where it keeps up, and put e2e p99 at 1.25-1.79 ms against
-/// 0.88-0.96 ms without turns (3 pairs).
+/// than a round of writes to 100 clients at 1M msgs/s (0.26-0.31 ms of CPU). `bench
+/// --ws-clients 100` at 3M msgs/s (2026-12-08 00:25, turns then given from any poll): 1 ms gave
+/// 0 clients cut off in one run; 3 ms let it fall 0.1 s behind (9 cut off, e2e p99 20 ms);
+/// 50 us (one turn) gave it turns at 1M msgs/s too, where it keeps up, and put e2e p99 at
+/// 1.25-1.79 ms against 0.88-0.96 ms without turns (3 pairs).
 pub const STARVED_NS: u64 = 1_000_000;
 
 /// The turns a gateway on the consumer's CPU is owed. The gateway hands the CPU back after
 /// each of its turns (`gateway::turns`); without this, nothing handed it back the other way.
-/// An ingress behind its schedule, or with under 300 ns to wait, spins and never yields, so a
-/// woken gateway waited for the scheduler's slice: at 3M msgs/s with 100 clients it had 13-20%
-/// of the shared CPU, fell a second behind and every client was cut off (m7, 2026-12-08 00:20).
+/// An ingress with under 300 ns to wait spins and never yields, so a woken gateway waited for
+/// the scheduler's slice: at 3M msgs/s with 100 clients it had 13-26% of the shared CPU, fell
+/// half a second behind and every client was cut off (m7, 2026-12-08 00:20-00:54, 5 runs).
 ///
 /// The rule: once a batch has waited untaken for [`STARVED_NS`], the consumer yields the CPU,
-/// at most once per turn of its own thread, until the gateway has taken every batch. A gateway
-/// that keeps up is given none (at 1M msgs/s, bursts earned it 336-573 turns in 4 s); one that
-/// has fallen behind gets about half the CPU, and the ingress keeps the other half.
+/// at most once per turn of its own thread, until the gateway has taken every batch; and only
+/// from CPU the ingress spares, waiting ahead of its schedule (`ingress::Pacing::ahead`).
+/// Turns given from every poll took the feed's own CPU at `--rate max`: 24-34 M msgs/s against
+/// 37-39 without them, 38-40 with the gateway off (3 rounds, 01:03). From spare CPU only, at
+/// `--rate max` none are given (39.2-40.2 against 40.7-42.9 M msgs/s, 2 rounds, 01:06); at 3M
+/// msgs/s 0, 100 and 7 clients were cut off in 3 runs, 0 in a fourth (all 100 in 4 of 4
+/// without); at 1M msgs/s, where the gateway keeps up but for bursts, 7-10 k turns in 4 s.
 #[derive(Debug, Clone, Default)]
 pub struct Turns {
     /// The gateway's turn, ns (0: it has a CPU of its own, nothing is owed).

@@ -201,7 +201,6 @@ impl Consumer {
         if let Some(g) = self.gateway.as_mut() {
             // What gathered while the gateway's buffers were all in flight.
             g.flush();
-            g.give_turn();
         }
         for (i, link) in self.links.iter_mut().enumerate() {
             while let Some(buf) = link.try_recv() {
@@ -222,6 +221,13 @@ impl Consumer {
             }
         }
         busy
+    }
+
+    /// Yields the CPU to a gateway that shares it and has fallen behind, if it is owed a turn
+    /// (`gateway::intake::Turns`); for the ingress thread to call while its CPU is spare.
+    /// Returns whether it did.
+    pub fn give_turn(&mut self) -> bool {
+        self.gateway.as_mut().is_some_and(|g| g.give_turn())
     }
 
     /// True once every shard has sent its last batch.

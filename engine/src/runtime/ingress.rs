@@ -267,12 +267,17 @@ pub struct Outlets<'a> {
 
 /// How the ingress paces the feed and waits for it.
 #[derive(Debug, Clone, Copy)]
-pub struct Pacing {
+pub struct Pacing<'a> {
     /// The replay's speed.
     pub speed: Speed,
     /// No busy thread shares its CPU (threads that sleep may), so its waits make no system
     /// call (see [`Pacer::waited_until`]).
     pub own_cpu: bool,
+    /// Set while the ingress waits ahead of its rate schedule, for the roles that share its
+    /// thread: the CPU it then spends spinning is spare (the consumer may hand it to a gateway
+    /// that fell behind, `gateway::intake::Turns`). Never set while it is behind or at `max`:
+    /// that CPU is the feed's.
+    pub ahead: &'a std::cell::Cell<bool>,
 }
 
 /// Runs the ingress over `source` until it ends or `stop` is set; every shard then gets a
@@ -296,7 +301,11 @@ pub fn run(
         links,
         batch_bytes,
     } = outlets;
-    let Pacing { speed, own_cpu } = pacing;
+    let Pacing {
+        speed,
+        own_cpu,
+        ahead,
+    } = pacing;
     let mut out: Vec<Outbound> = links
         .into_iter()
         .map(|link| Outbound {
@@ -383,10 +392,12 @@ pub fn run(
                 }
                 // A batch held for a busy shard leaves the moment the shard turns idle, not
                 // when the next message is due (a message interval later).
+                ahead.set(true);
                 while !pace.waited_until(due, stop, idle, &mut rep.off_cpu, holds(&out)) {
                     flush_to_idle_shards(&mut out, rep, measure, idle);
                     out.iter().for_each(|o| o.link.keep_warm());
                 }
+                ahead.set(false);
             }
         } else if let Some(ts) = pace
             .enabled()
@@ -686,10 +697,24 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    /// Runs the ingress over a generated f2 session of `n` messages at `rate` into one shard
-    /// that takes each batch and keeps its buffer (so it is idle only until the first): the
-    /// batches it was sent, as message counts, in order.
+    /// What a run of [`run_at`] saw.
+    struct Seen {
+        /// The batches the shard was sent, as message counts, in order.
+        batches: Vec<u32>,
+        /// Turns the sharing roles had while the ingress said it waited ahead of schedule.
+        turns_ahead: u64,
+        /// Whether it still said so after the run.
+        ahead_after: bool,
+    }
+
     fn batches_sent(n: u64, rate: f64) -> Vec<u32> {
+        run_at(n, rate, true).batches
+    }
+
+    /// Runs the ingress over a generated f2 session of `n` messages at `rate` into one shard
+    /// that takes each batch and, when `keeps`, keeps its buffer (so it is idle only until the
+    /// first; the link's 64 buffers must then hold every batch), else hands it back.
+    fn run_at(n: u64, rate: f64, keeps: bool) -> Seen {
         let bytes = shards::synth::generate(&shards::synth::GenConfig {
             scope: shards::synth::Scope::F2,
             messages: n,
@@ -715,11 +740,18 @@ mod tests {
         let routes = Routes::new(1, Assign::Hash, None);
         let stop = AtomicBool::new(false);
         let (mut seen, mut kept) = (Vec::new(), Vec::new());
+        let ahead = std::cell::Cell::new(false);
+        let mut turns_ahead = 0;
         let mut idle = || {
+            turns_ahead += ahead.get() as u64;
             let mut did = false;
             while let Some(b) = rx.try_recv() {
                 seen.push(batch::read_feed(&b).unwrap().messages.to_native());
-                kept.push(b);
+                if keeps {
+                    kept.push(b);
+                } else {
+                    rx.give_back(b);
+                }
                 did = true;
             }
             did
@@ -732,11 +764,31 @@ mod tests {
         let pacing = Pacing {
             speed: Speed::Rate(rate),
             own_cpu: false,
+            ahead: &ahead,
         };
         let r = run(&source, outlets, pacing, &stop, tel, marks, &mut idle);
         assert_eq!(r.messages, n);
         idle();
-        seen
+        Seen {
+            batches: seen,
+            turns_ahead,
+            ahead_after: ahead.get(),
+        }
+    }
+
+    /// The CPU the ingress spins away ahead of its schedule is offered to the roles beside it
+    /// (a gateway that fell behind may take it); behind the schedule none is.
+    #[rstest::rstest]
+    #[case::ahead_of_a_slow_schedule(2_000, 1e5, true)]
+    #[case::behind_a_schedule_it_cannot_keep(5_000, 1e12, false)]
+    fn spare_cpu_is_offered_only_ahead_of_the_schedule(
+        #[case] n: u64,
+        #[case] rate: f64,
+        #[case] offered: bool,
+    ) {
+        let seen = run_at(n, rate, false);
+        assert_eq!(seen.turns_ahead > 0, offered, "{} turns", seen.turns_ahead);
+        assert!(!seen.ahead_after, "not ahead once the feed has ended");
     }
 
     /// A wait of 50 us for the next message, with nothing for the sharing roles to do: the

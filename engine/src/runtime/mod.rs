@@ -488,6 +488,7 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         measure,
                         off_cpu: bundle.own_cpu,
                     };
+                    let ahead = std::cell::Cell::new(false);
                     let idle = &mut || {
                         if turn(&mut inline_control) {
                             doing.mark(offcpu::CONTROL);
@@ -495,6 +496,10 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                         let busy = inline_consumer.as_mut().is_some_and(|c| c.poll());
                         if busy {
                             doing.mark(offcpu::CONSUMER);
+                        }
+                        if let (true, Some(c)) = (ahead.get(), inline_consumer.as_mut()) {
+                            // Spare CPU: a gateway beside it that fell behind may take it.
+                            c.give_turn();
                         }
                         busy
                     };
@@ -506,6 +511,7 @@ impl<S: Source + Sync> IngressRun<'_, S> {
                     let pacing = ingress::Pacing {
                         speed,
                         own_cpu: bundle.own_cpu,
+                        ahead: &ahead,
                     };
                     let r = ingress::run(source, outlets, pacing, stop, tel, marks, idle);
                     let report = inline_consumer.map(|c| {
