@@ -138,13 +138,17 @@ pub struct GatewayFeed {
     pub turns: Turns,
 }
 
-/// How long a batch waits untaken before the gateway is owed turns: 20 of its turns, longer
-/// than a round of writes to 100 clients at 1M msgs/s (0.26-0.31 ms of CPU). `bench
-/// --ws-clients 100` at 3M msgs/s (2026-12-08 00:25, turns then given from any poll): 1 ms gave
-/// 0 clients cut off in one run; 3 ms let it fall 0.1 s behind (9 cut off, e2e p99 20 ms);
-/// 50 us (one turn) gave it turns at 1M msgs/s too, where it keeps up, and put e2e p99 at
-/// 1.25-1.79 ms against 0.88-0.96 ms without turns (3 pairs).
-pub const STARVED_NS: u64 = 1_000_000;
+/// How long a batch waits untaken before the gateway is owed turns: 40 of its turns, longer
+/// than the rounds of writes to 100 clients at 1M msgs/s (0.25-0.27 ms of CPU each) that a
+/// burst strings together. `bench --ws-clients 100`, m7, 2026-12-08:
+/// - at 1M msgs/s (3 rounds, 01:26), 2 ms against 1 ms and no turns: e2e p99 0.75-0.86 ms
+///   against 0.93-1.63 and 0.75-0.84; deliver p99 2.1-2.8 ms against 2.7-16.7 and 2.1-8.3;
+///   8-9 k turns in 4 s against 11-16 k;
+/// - at 2.5M msgs/s (2 pairs, 01:28): 0 and 7 clients cut off against 100 and 100 without;
+///   at 3M (2 pairs, 01:27) 100 and 10 against 1 ms's 100 and 100;
+/// - with turns from every poll (00:25): 3 ms let the gateway fall 0.1 s behind at 3M msgs/s;
+///   50 us (one turn) put e2e p99 at 1.25-1.79 ms at 1M against 0.88-0.96 without turns.
+pub const STARVED_NS: u64 = 2_000_000;
 
 /// The turns a gateway on the consumer's CPU is owed. The gateway hands the CPU back after
 /// each of its turns (`gateway::turns`); without this, nothing handed it back the other way.
@@ -157,9 +161,9 @@ pub const STARVED_NS: u64 = 1_000_000;
 /// from CPU the ingress spares, waiting ahead of its schedule (`ingress::Pacing::ahead`).
 /// Turns given from every poll took the feed's own CPU at `--rate max`: 24-34 M msgs/s against
 /// 37-39 without them, 38-40 with the gateway off (3 rounds, 01:03). From spare CPU only, at
-/// `--rate max` none are given (39.2-40.2 against 40.7-42.9 M msgs/s, 2 rounds, 01:06); at 3M
-/// msgs/s 0, 100 and 7 clients were cut off in 3 runs, 0 in a fourth (all 100 in 4 of 4
-/// without); at 1M msgs/s, where the gateway keeps up but for bursts, 7-10 k turns in 4 s.
+/// `--rate max` none are given (39.2-40.2 against 40.7-42.9 M msgs/s, 2 rounds, 01:06). At
+/// 2.5M-3M msgs/s, 0-10 clients were cut off in 7 runs of 11 and all 100 in 4, against all
+/// 100 in 5 runs of 6 without turns (01:06-01:28): the ingress spares too little CPU there.
 #[derive(Debug, Clone, Default)]
 pub struct Turns {
     /// The gateway's turn, ns (0: it has a CPU of its own, nothing is owed).
