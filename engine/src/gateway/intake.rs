@@ -163,7 +163,7 @@ pub const STARVED_NS: u64 = 2_000_000;
 /// 37-39 without them, 38-40 with the gateway off (3 rounds, 01:03). From spare CPU only, at
 /// `--rate max` none are given (39.2-40.2 against 40.7-42.9 M msgs/s, 2 rounds, 01:06). At
 /// 2.5M-3M msgs/s, 0-10 clients were cut off in 7 runs of 11 and all 100 in 4, against all
-/// 100 in 5 runs of 6 without turns (01:06-01:28): the ingress spares too little CPU there.
+/// 100 in 6 runs of 7 without turns (01:06-01:28): the ingress spares too little CPU there.
 #[derive(Debug, Clone, Default)]
 pub struct Turns {
     /// The gateway's turn, ns (0: it has a CPU of its own, nothing is owed).
