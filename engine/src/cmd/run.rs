@@ -645,6 +645,7 @@ fn summary(r: &RunReport, feed: &std::path::Path) -> String {
             count(g.conflated),
             count(g.errors)
         );
+        s += &gateway_behind_line(&r.consumer).unwrap_or_default();
     }
     let c = &r.consumer;
     s += &format!(
@@ -715,6 +716,19 @@ pub fn control_lines(c: &crate::control::ControlCore) -> String {
         );
     }
     s
+}
+
+/// When the gateway fell behind the feed: how often its batches gathered (every buffer in
+/// flight) and how many turns the feed's thread gave it; `None` when it kept up.
+fn gateway_behind_line(c: &crate::runtime::consumer::ConsumerReport) -> Option<String> {
+    (c.gateway_gathered > 0 || c.gateway_turns > 0).then(|| {
+        format!(
+            "  gateway fell behind: {} batches gathered while all its buffers were in flight, \
+             {} turns given to it from the feed's spare CPU\n",
+            count(c.gateway_gathered),
+            count(c.gateway_turns)
+        )
+    })
 }
 
 fn summary_json(r: &RunReport, feed: &std::path::Path) -> serde_json::Value {
@@ -967,4 +981,34 @@ pub fn live_summary(l: &LiveReport) -> String {
         s += &format!("    capture: {} datagrams written\n", count(c));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::consumer::ConsumerReport;
+
+    #[rstest::rstest]
+    #[case::kept_up(0, 0, None)]
+    #[case::gathered(3, 0, Some("3 batches gathered"))]
+    #[case::given_turns(0, 1_500, Some("1,500 turns given"))]
+    fn the_summary_says_when_the_gateway_fell_behind(
+        #[case] gathered: u64,
+        #[case] turns: u64,
+        #[case] says: Option<&str>,
+    ) {
+        let c = ConsumerReport {
+            gateway_gathered: gathered,
+            gateway_turns: turns,
+            ..Default::default()
+        };
+        let line = gateway_behind_line(&c);
+        match says {
+            None => assert_eq!(line, None),
+            Some(part) => assert!(
+                line.as_deref().is_some_and(|l| l.contains(part)),
+                "{line:?}"
+            ),
+        }
+    }
 }
