@@ -138,9 +138,10 @@ pub struct GatewayFeed {
     pub turns: Turns,
 }
 
-/// How long a batch waits untaken before the gateway is owed turns: 40 of its turns, longer
-/// than the rounds of writes to 100 clients at 1M msgs/s (0.25-0.27 ms of CPU each) that a
-/// burst strings together. `bench --ws-clients 100`, m7, 2026-12-08:
+/// How long the link holds untaken batches, without once emptying, before the gateway is owed
+/// turns: 40 of its turns, longer than the rounds of writes to 100 clients at 1M msgs/s
+/// (0.25-0.27 ms of CPU each) that a burst strings together. `bench --ws-clients 100`, m7,
+/// 2026-12-08:
 /// - at 1M msgs/s (3 rounds, 01:26), 2 ms against 1 ms and no turns: e2e p99 0.75-0.86 ms
 ///   against 0.93-1.63 and 0.75-0.84; deliver p99 2.1-2.8 ms against 2.7-16.7 and 2.1-8.3;
 ///   8-9 k turns in 4 s against 11-16 k;
@@ -156,9 +157,10 @@ pub const STARVED_NS: u64 = 2_000_000;
 /// the scheduler's slice: at 3M msgs/s with 100 clients it had 13-26% of the shared CPU, fell
 /// half a second behind and every client was cut off (m7, 2026-12-08 00:20-00:54, 5 runs).
 ///
-/// The rule: once a batch has waited untaken for [`STARVED_NS`], the consumer yields the CPU,
-/// at most once per turn of its own thread, until the gateway has taken every batch; and only
-/// from CPU the ingress spares, waiting ahead of its schedule (`ingress::Pacing::ahead`).
+/// The rule: once the link has held untaken batches for [`STARVED_NS`] without once emptying,
+/// the consumer yields the CPU, at most once per turn of its own thread, until the gateway has
+/// taken every batch; and only from CPU the ingress spares, waiting ahead of its schedule
+/// (`ingress::Pacing::ahead`).
 /// Turns given from every poll took the feed's own CPU at `--rate max`: 24-34 M msgs/s against
 /// 37-39 without them, 38-40 with the gateway off (3 rounds, 01:03). From spare CPU only, at
 /// `--rate max` none are given (39.2-40.2 against 40.7-42.9 M msgs/s, 2 rounds, 01:06). At
