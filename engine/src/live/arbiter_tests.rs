@@ -13,6 +13,11 @@ fn s1() -> Session {
     Session::parse("S1").unwrap()
 }
 
+/// The session an exchange restarted under.
+fn s2() -> Session {
+    Session::parse("S2").unwrap()
+}
+
 /// An Order Delete whose reference is its sequence number: valid ITCH, and it says where it was.
 pub(crate) fn msg(seq: u64) -> [u8; 19] {
     let mut m = [0u8; 19];
@@ -377,7 +382,7 @@ fn the_first_live_session_is_locked_and_others_are_counted() {
 #[test]
 fn a_new_session_is_followed_once_the_locked_one_has_gone_silent() {
     let (mut a, mut o) = (arb(1), Rec::default());
-    let new = Session::parse("S2").unwrap();
+    let new = s2();
     feed(&mut a, &mut o, A, &pkt(1, 2), 0);
     feed(&mut a, &mut o, A, &pkt(4, 1), 1);
     feed(&mut a, &mut o, A, &pkt_of(new, 1, 1), 2);
@@ -405,7 +410,7 @@ fn a_new_session_is_followed_once_the_locked_one_has_gone_silent() {
 #[test]
 fn a_new_session_read_all_at_once_with_the_old_one_is_followed_at_a_tick() {
     let (mut a, mut o) = (arb(1), Rec::default());
-    let new = Session::parse("S2").unwrap();
+    let new = s2();
     let live = ArbiterConfig::default().liveness_ns;
     feed(&mut a, &mut o, A, &pkt(1, 2), 10);
     feed(&mut a, &mut o, A, &pkt_of(new, 1, 3), 11);
@@ -451,7 +456,7 @@ fn a_new_session_read_all_at_once_with_the_old_one_is_followed_at_a_tick() {
 #[test]
 fn another_session_heard_before_the_locked_ones_last_packet_is_not_followed() {
     let (mut a, mut o) = (arb(1), Rec::default());
-    let new = Session::parse("S2").unwrap();
+    let new = s2();
     let live = ArbiterConfig::default().liveness_ns;
     feed(&mut a, &mut o, A, &pkt(1, 1), 10);
     feed(&mut a, &mut o, A, &pkt_of(new, 1, 1), 11);
@@ -469,7 +474,7 @@ fn a_configured_session_is_never_left() {
         ..ArbiterConfig::default()
     });
     let mut o = Rec::default();
-    let other = Session::parse("S2").unwrap();
+    let other = s2();
     feed(&mut a, &mut o, A, &pkt_of(other, 1, 1), 0);
     feed(&mut a, &mut o, A, &pkt_of(other, 1, 1), 10_000_000_000);
     assert_eq!(a.lines[A].other_session, 2);
@@ -617,7 +622,7 @@ fn answer(a: &mut Arbiter, o: &mut Rec, now: u64) {
 #[test]
 fn an_ended_new_session_is_followed_once_the_locked_one_is_silent_and_asked_for_whole() {
     let (mut a, mut o) = (arb(1), Rec::default());
-    let new = Session::parse("S2").unwrap();
+    let new = s2();
     feed(&mut a, &mut o, A, &pkt(1, 2), 0);
     let later = ArbiterConfig::default().liveness_ns;
     feed(

@@ -200,27 +200,22 @@ impl Plan {
 
     /// The thread that runs `role`.
     pub fn thread_of(&self, role: &Role) -> &ThreadPlan {
-        self.threads
-            .iter()
-            .find(|t| t.roles.contains(role))
+        self.thread_running(role)
             .expect("every role of a run is planned")
+    }
+
+    /// The thread that runs `role`, if the run has that role at all (a gateway, a sink).
+    pub fn thread_running(&self, role: &Role) -> Option<&ThreadPlan> {
+        self.threads.iter().find(|t| t.roles.contains(role))
     }
 
     /// The turn the consumer yields to a gateway that has fallen behind on the consumer's CPU
     /// (`gateway::intake::Turns`), ns: the gateway's own turn when the two share a CPU and it
     /// takes turns there, 0 otherwise (no gateway, or a CPU of its own).
     pub fn turns_owed_to_gateway(&self) -> u64 {
-        let Some(g) = self
-            .threads
-            .iter()
-            .find(|t| t.roles.contains(&Role::Gateway))
-        else {
-            return 0;
-        };
-        if g.cpu == self.thread_of(&Role::Consumer).cpu {
-            g.turn_ns
-        } else {
-            0
+        match self.thread_running(&Role::Gateway) {
+            Some(g) if g.cpu == self.thread_of(&Role::Consumer).cpu => g.turn_ns,
+            _ => 0,
         }
     }
 
