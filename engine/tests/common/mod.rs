@@ -255,6 +255,18 @@ pub fn whole_checkpoints(data: &std::path::Path, shards: usize) -> Vec<String> {
     marks
 }
 
+/// One past the newest sequence number a `--capture` file holds in whole records (1 when it
+/// holds none): a recovery replays from it what is past its checkpoint's mark.
+pub fn capture_reach(cap: &std::path::Path) -> u64 {
+    tickcore::live::replay::PcapSource::open(cap).map_or(1, |c| {
+        c.datagrams()
+            .filter_map(shards::mold::claimed)
+            .map(|(_, end)| end)
+            .max()
+            .unwrap_or(1)
+    })
+}
+
 /// Whether a recovery under `data` can start from a checkpoint: a whole set of `shards` files
 /// is on disk at or before every one of `sinks`' durable marks (a set past a sink's mark is
 /// rightly passed over, and each shard keeps only its newest three).
