@@ -789,23 +789,33 @@ impl Arbiter {
     }
 
     /// Applies the messages of a packet from `next` on.
+    ///
+    /// The counters live in locals for the loop and are stored once after it. Kept in `self`,
+    /// each message paid a store of `next` and an increment of `applied` in memory around the
+    /// outlet's call: 42.0 M msgs/s against 43.2 this way, 0.74x against 0.76x a bare
+    /// `recvmmsg` loop (live_recv, 4M messages, 6 alternating pairs, 2026-12-08 05:09).
     fn deliver(&mut self, seq: u64, end: u64, buf: &[u8], out: &mut impl Outlet) {
         if end <= self.next {
             return;
         }
         // Only datagrams `parse` accepted get here: their blocks are not walked twice.
-        let skip = (self.next - seq) as usize;
-        for (i, m) in mold::messages_of_checked(buf).enumerate().skip(skip) {
-            let s = seq + i as u64;
-            debug_assert_eq!(s, self.next, "messages leave in sequence order");
-            if LEN_BY_TYPE[m[0] as usize] as usize == m.len() {
-                out.message(s, m);
-                self.applied += 1;
-            } else {
-                self.malformed.bad_message += 1;
-            }
-            self.next = s + 1;
+        let mut messages = mold::messages_of_checked(buf);
+        for _ in seq..self.next {
+            messages.next();
         }
+        let (mut next, mut applied, mut bad) = (self.next, 0u64, 0u64);
+        for m in messages {
+            if LEN_BY_TYPE[m[0] as usize] as usize == m.len() {
+                out.message(next, m);
+                applied += 1;
+            } else {
+                bad += 1;
+            }
+            next += 1;
+        }
+        self.next = next;
+        self.applied += applied;
+        self.malformed.bad_message += bad;
         assert_eq!(self.next, end, "a checked packet holds its count");
     }
 
