@@ -832,18 +832,23 @@ fn a_live_run_killed_mid_session_recovers_to_the_file_books(#[case] seed: u64) {
     // And until the capture on disk holds a message past the newest set: the capture trails
     // the books by its writer's pass (a killed run's capture short of its checkpoint is
     // correct, the exchange is asked for the rest, but this test is about replaying it).
-    let past_newest = |marks: &[String]| {
+    let data = d.join("data");
+    loop {
+        // The sets are listed after `recoverable` looked: the newest it could pick is among them.
+        let recoverable = common::recoverable(&data, 2, &["pg", "redis"]);
+        let marks = common::whole_checkpoints(&data, 2);
         let newest = marks.iter().filter_map(|m| m.parse::<u64>().ok()).max();
-        newest.is_some_and(|m| common::capture_reach(&cap) > m + 1)
-    };
-    while seen.len() < sets
-        || !common::recoverable(&d.join("data"), 2, &["pg", "redis"])
-        || !past_newest(&common::whole_checkpoints(&d.join("data"), 2))
-    {
-        seen.extend(common::whole_checkpoints(&d.join("data"), 2));
+        if seen.len() >= sets
+            && recoverable
+            && newest.is_some_and(|m| common::capture_reach(&cap) > m + 1)
+        {
+            break;
+        }
+        seen.extend(marks);
         assert!(
             Instant::now() < until,
-            "seed {seed}: no {sets} checkpoints in 60 s"
+            "seed {seed}: no {sets} checkpoints, one recoverable and the capture past the \
+             newest, in 60 s"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
